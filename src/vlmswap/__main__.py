@@ -1,0 +1,3 @@
+from vlmswap.cli import main
+
+main()

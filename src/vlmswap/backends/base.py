@@ -1,0 +1,179 @@
+"""What every backend (a process or a container serving one model) offers the manager.
+
+Backends are the only code that touches processes and containers. The manager decides
+*when* to start and stop; a backend knows *how*. Readiness is judged the same way for all
+of them (alive AND health 200 AND served name listed), so it lives here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+from vlmswap.config import GatewaySettings, ModelSpec
+
+
+class BackendError(Exception):
+    """A backend that failed to start, died, or could not be stopped; carries its last log lines."""
+
+    def __init__(self, message: str, log_tail: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.log_tail = log_tail or []
+
+    def __str__(self) -> str:
+        if not self.log_tail:
+            return self.message
+        return self.message + "\n--- last log lines ---\n" + "\n".join(self.log_tail)
+
+
+class LogBuffer:
+    """A backend's output: the last `maxlen` lines in memory, everything in a log file."""
+
+    def __init__(self, path: Path | None, maxlen: int = 2000):
+        self.path = path
+        self._lines: collections.deque[str] = collections.deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+        self._file = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8", errors="replace", buffering=1)
+
+    def append(self, line: str) -> None:
+        line = line.rstrip("\r\n")
+        with self._lock:
+            self._lines.append(line)
+            if self._file is not None:
+                self._file.write(line + "\n")
+
+    def mark(self, message: str) -> None:
+        """A line of vlmswap's own (start, stop, exit code) among the backend's output."""
+        self.append(f"[vlmswap {time.strftime('%H:%M:%S')}] {message}")
+
+    def tail(self, n: int = 50) -> list[str]:
+        with self._lock:
+            if n <= 0:
+                return []
+            return list(self._lines)[-n:]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class Backend(ABC):
+    """One model's server. Lifecycle: start() -> wait_ready() -> ... -> stop()."""
+
+    kind: str = "?"
+
+    def __init__(self, name: str, spec: ModelSpec, settings: GatewaySettings, logs: LogBuffer, state_dir: Path):
+        self.name = name
+        self.spec = spec
+        self.settings = settings
+        self.logs = logs
+        self.state_dir = state_dir
+        self.port: int | None = spec.port
+        self.started_at: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = self.spec.host if self.spec.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Launch the server and return once it exists (not once it is ready). Raises BackendError."""
+
+    @abstractmethod
+    def exit_status(self) -> str | None:
+        """None while the server runs; otherwise how it ended (e.g. 'exit code 1', 'killed by SIGKILL')."""
+
+    @abstractmethod
+    async def stop(self, grace_s: float) -> None:
+        """Ask it to stop, wait `grace_s`, then force it; return only when it is gone."""
+
+    @abstractmethod
+    def pids(self) -> set[int]:
+        """Host pids of the server and its children, for NVML attribution and invariant checks."""
+
+    def alive(self) -> bool:
+        return self.started_at is not None and self.exit_status() is None
+
+    async def wait_ready(self, timeout_s: float, poll_s: float = 0.05,
+                         on_phase: Callable[[str, str], None] | None = None) -> None:
+        """Ready = alive AND GET health answers 200 AND GET /v1/models lists the served name.
+
+        Connection refused means still loading (vLLM binds before it listens). A server that
+        exits meanwhile fails at once, with its last log lines.
+        """
+        deadline = time.monotonic() + timeout_s
+        phase = ""
+        async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False) as client:
+            while True:
+                status = self.exit_status()
+                if status is not None:
+                    raise BackendError(f"{self.name} exited during start ({status})", self.logs.tail(30))
+                if time.monotonic() > deadline:
+                    raise BackendError(f"{self.name} not ready after {timeout_s:.0f} s (startup_timeout_s)",
+                                       self.logs.tail(30))
+                try:
+                    r = await client.get(self.base_url + self.spec.health)
+                    if r.status_code == 200:
+                        if phase != "models" and on_phase:
+                            on_phase("loading", "health 200; checking /v1/models")
+                        phase = "models"
+                        m = await client.get(self.base_url + "/v1/models")
+                        if m.status_code == 200:
+                            ids = [d.get("id") for d in m.json().get("data", []) if isinstance(d, dict)]
+                            if self.spec.served_name in ids:
+                                return
+                            if on_phase:
+                                on_phase("loading", f"/v1/models lists {ids}, not {self.spec.served_name}")
+                    elif phase != "health" and on_phase:
+                        phase = "health"
+                        on_phase("loading", f"health answered {r.status_code}")
+                except (httpx.TransportError, ValueError):
+                    if phase != "connect" and on_phase:
+                        phase = "connect"
+                        on_phase("loading", "port not accepting connections yet")
+                await asyncio.sleep(poll_s)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (there is a race; the backend reports 'port taken' if lost)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def state_dir() -> Path:
+    """Where pid files and logs go: $VLMSWAP_STATE_DIR, else $XDG_STATE_HOME/vlmswap."""
+    base = os.environ.get("VLMSWAP_STATE_DIR")
+    if base:
+        return Path(base)
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "vlmswap"

@@ -1,0 +1,72 @@
+"""`vlmswap config check|show|schema`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vlmswap.config import ConfigError, json_schema, load_registry, unavailable_reason
+
+config_app = typer.Typer(help="Validate and show model registries.", no_args_is_help=True)
+
+
+@config_app.command("check")
+def check(files: list[Path] = typer.Argument(..., help="Registry YAML files to validate.")) -> None:
+    """Validate registry files; print each error with its path in the file; exit 2 on any."""
+    failed = False
+    for f in files:
+        try:
+            reg = load_registry(f)
+        except ConfigError as exc:
+            failed = True
+            for line in exc.errors:
+                typer.echo(f"{f}: {line}", err=True)
+            continue
+        typer.echo(f"{f}: ok ({len(reg.models)} models)")
+    raise typer.Exit(2 if failed else 0)
+
+
+@config_app.command("show")
+def show(file: Optional[Path] = typer.Argument(None, help="Registry file; default: the one shipped."),
+         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Print the effective registry, marking each model that cannot run on this machine and why."""
+    try:
+        reg = load_registry(file)
+    except ConfigError as exc:
+        for line in exc.errors:
+            typer.echo(f"{exc.source}: {line}", err=True)
+        raise typer.Exit(2)
+    from vlmswap import gpu
+
+    gpu_present = gpu.probe().available
+    rows = []
+    for name, spec in reg.models.items():
+        rows.append({"name": name, "served_name": spec.served_name, "backend": spec.backend,
+                     "family": spec.family, "capabilities": spec.capabilities, "vram_gb": spec.vram_gb,
+                     "port": spec.port, "unavailable": unavailable_reason(spec, gpu_present)})
+    if as_json:
+        typer.echo(json.dumps({"gateway": reg.gateway.model_dump(), "models": rows}, indent=2))
+        return
+    table = Table(title=f"vlmswap registry ({file or 'default'})")
+    for col in ("name", "served name", "backend", "family", "capabilities", "VRAM GB", "port", "runs here?"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["served_name"], r["backend"], r["family"], ",".join(r["capabilities"]),
+                      f"{r['vram_gb']:.1f}", str(r["port"] or "auto"),
+                      "[green]yes[/]" if r["unavailable"] is None else f"[red]no: {r['unavailable']}[/]")
+    Console().print(table)
+
+
+@config_app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of the registry file."""
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(config_app, name="config")

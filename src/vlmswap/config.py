@@ -1,0 +1,241 @@
+"""The model registry: one YAML file, validated by pydantic.
+
+The registry says which models exist, how to start each one (an argv list for a process,
+or an image for a container), how to tell it is ready, and what it can do. Everything
+else in vlmswap reads models from here; nothing else parses the YAML.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Family = Literal["dots_ocr", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "phi3_v", "rapidocr", "generic"]
+Capability = Literal["chat", "ocr", "layout", "grounding"]
+BackendKind = Literal["process", "docker"]
+
+DEFAULT_REGISTRY = "default_registry.yaml"
+
+
+class ConfigError(Exception):
+    """A registry file that cannot be used; `errors` are lines like `models.x.port: ...`."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: " + "; ".join(errors))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """One model of the registry. `cmd` and `env` may use ${PORT}, ${SERVED_NAME}, ${MODEL}, ${PYTHON}."""
+
+    served_name: str = Field(min_length=1, description="The id clients send as `model`.")
+    aliases: list[str] = Field(default_factory=list, description="Other ids that also select this model.")
+    description: str = ""
+    backend: BackendKind = "process"
+    cmd: list[str] | None = Field(None, description="process backend: the argv; never run through a shell.")
+    port: int | None = Field(None, ge=1, le=65535, description="Host port; omitted: a free port at start.")
+    host: str = Field("127.0.0.1", description="Where the backend listens; keep it on loopback.")
+    health: str = Field("/health", description="Path that answers 200 once the backend is up.")
+    family: Family = "generic"
+    capabilities: list[Capability] = Field(default_factory=lambda: ["chat"])
+    vram_gb: float = Field(0.0, ge=0, description="GPU memory the backend is expected to take.")
+    startup_timeout_s: float = Field(300.0, gt=0)
+    stop_grace_s: float | None = Field(None, ge=0, description="SIGTERM/stop grace; default from gateway.")
+    drain_timeout_s: float | None = Field(None, ge=0, description="Wait for requests in flight; default from gateway.")
+    ttl_s: float | None = Field(None, gt=0, description="Unload after this long idle; none: never.")
+    env: dict[str, str] = Field(default_factory=dict)
+    min_pixels: int | None = Field(None, gt=0, description="Document pipeline: smart_resize lower bound.")
+    max_pixels: int | None = Field(None, gt=0, description="Document pipeline: smart_resize upper bound.")
+    sleep_mode: bool = Field(False, description="Backend serves vLLM's /sleep, /wake_up, /is_sleeping.")
+    # docker backend
+    image: str | None = None
+    command: list[str] | None = Field(None, description="docker backend: the container's command (argv).")
+    ports: dict[int, int] = Field(default_factory=dict, description="docker: container port -> host port.")
+    volumes: dict[str, str] = Field(default_factory=dict, description="docker: host path or volume -> container path.")
+    gpus: str | list[str] | None = Field(None, description="docker: 'all' or device ids.")
+    shm_size: str | None = None
+    ipc: str | None = None
+    pull: bool = False
+
+    @field_validator("aliases")
+    @classmethod
+    def _no_empty_alias(cls, v: list[str]) -> list[str]:
+        if any(not a for a in v):
+            raise ValueError("aliases must not be empty strings")
+        return v
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> "ModelSpec":
+        if self.backend == "process":
+            if not self.cmd:
+                raise ValueError("a process backend needs `cmd`, an argv list")
+        else:
+            if not self.image:
+                raise ValueError("a docker backend needs `image`")
+            if self.port is None and not self.ports:
+                raise ValueError("a docker backend needs `port` or `ports`")
+        return self
+
+    def names(self, registry_name: str) -> list[str]:
+        """Every id that selects this model: served name, registry name, aliases."""
+        out = [self.served_name, registry_name, *self.aliases]
+        return list(dict.fromkeys(out))
+
+
+class GatewaySettings(_Strict):
+    """How the gateway schedules and switches. Per-model fields override the defaults here."""
+
+    policy: Literal["single"] = "single"
+    max_queue: int = Field(256, ge=1, description="Requests waiting beyond this get 503 + Retry-After.")
+    max_wait_s: float = Field(60.0, gt=0, description="Starvation bound: no request waits longer behind other models.")
+    drain_timeout_s: float = Field(30.0, ge=0)
+    stop_grace_s: float = Field(10.0, ge=0)
+    vram_release_timeout_s: float = Field(10.0, ge=0, description="Bound on waiting for NVML to show memory freed.")
+    poll_interval_s: float = Field(0.05, gt=0, le=0.05, description="Readiness and VRAM polling period.")
+    max_body_mb: float = Field(32.0, gt=0)
+    backoff_initial_s: float = Field(2.0, ge=0, description="After a failed start; doubles per failure.")
+    backoff_max_s: float = Field(120.0, ge=0)
+    log_tail_lines: int = Field(2000, ge=10)
+
+
+class Registry(_Strict):
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    models: dict[str, ModelSpec]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Registry":
+        seen: dict[str, str] = {}
+        for name, spec in self.models.items():
+            for n in spec.names(name):
+                if n in seen and seen[n] != name:
+                    raise ValueError(f"model id {n!r} is used by both {seen[n]!r} and {name!r}")
+                seen[n] = name
+        return self
+
+    @cached_property
+    def _index(self) -> dict[str, str]:
+        return {n: name for name, spec in self.models.items() for n in spec.names(name)}
+
+    def resolve(self, model_id: str) -> str | None:
+        """Registry name for a client's `model` (served name, alias or registry name)."""
+        return self._index.get(model_id)
+
+    def known_ids(self) -> list[str]:
+        return sorted(self._index)
+
+
+def substitute(value: str, variables: dict[str, str]) -> str:
+    for key, val in variables.items():
+        value = value.replace("${" + key + "}", val)
+    return value
+
+
+def render_argv(argv: list[str], env: dict[str, str], variables: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Substitute ${PORT}, ${SERVED_NAME}, ${MODEL}, ${PYTHON} in an argv list and its env."""
+    variables = {"PYTHON": sys.executable, **variables}
+    return [substitute(a, variables) for a in argv], {k: substitute(v, variables) for k, v in env.items()}
+
+
+def _error_lines(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after[_backend_fields(), ModelSpec]",))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return lines
+
+
+def parse_registry(data: Any, source: str = "<registry>") -> Registry:
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the file must be a mapping with a `models` key"])
+    try:
+        return Registry.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _error_lines(exc)) from None
+
+
+def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
+    """Load and validate a registry file; None: the default shipped in the package."""
+    if path is None:
+        text = resources.files("vlmswap").joinpath(DEFAULT_REGISTRY).read_text(encoding="utf-8")
+        source = f"<default {DEFAULT_REGISTRY}>"
+    else:
+        p = Path(path)
+        source = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(source, [exc.strerror or str(exc)]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
+    return parse_registry(data, source)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the registry file, from the same pydantic models."""
+    schema = Registry.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "vlmswap registry"
+    return schema
+
+
+# --- can this model run here? -------------------------------------------------------------
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def _in_hf_cache(model_id: str) -> bool:
+    if Path(model_id).exists():
+        return True
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")) / "hub")
+    return (hub / ("models--" + model_id.replace("/", "--"))).is_dir()
+
+
+def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str | None:
+    """Why this model cannot run on this machine, or None when nothing is known against it."""
+    if gpu_present is None:
+        from vlmswap import gpu
+
+        gpu_present = gpu.probe().available
+    if spec.backend == "docker":
+        if not _has_module("docker"):
+            return "docker extra not installed (pip install 'vlmswap[docker]')"
+        if spec.gpus and not gpu_present:
+            return "no NVIDIA GPU"
+        return None
+    argv = spec.cmd or []
+    exe = Path(argv[0]).name if argv else ""
+    if exe == "vllm":
+        if shutil.which("vllm") is None:
+            return "vllm not installed"
+        if not gpu_present:
+            return "no NVIDIA GPU"
+    if "worker" in argv and "transformers" in argv:
+        if not (_has_module("torch") and _has_module("transformers")):
+            return "transformers extra not installed (pip install 'vlmswap[transformers]')"
+        if "--model" in argv:
+            model = argv[argv.index("--model") + 1]
+            if "${" not in model and not _in_hf_cache(model):
+                return f"{model} is not in the local Hugging Face cache (vlmswap never downloads at run time)"
+        if "cuda" in argv and not gpu_present:
+            return "no NVIDIA GPU"
+    elif exe not in ("vllm", "${PYTHON}", "python", "python3") and shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+        return f"{argv[0]} not found"
+    return None
