@@ -216,7 +216,7 @@ def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str 
         gpu_present = gpu.probe().available
     if spec.backend == "docker":
         if not _has_module("docker"):
-            return "docker extra not installed (pip install 'vlmswap[docker]')"
+            return "docker extra not installed"
         if spec.gpus and not gpu_present:
             return "no NVIDIA GPU"
         return None
@@ -229,11 +229,11 @@ def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str 
             return "no NVIDIA GPU"
     if "worker" in argv and "transformers" in argv:
         if not (_has_module("torch") and _has_module("transformers")):
-            return "transformers extra not installed (pip install 'vlmswap[transformers]')"
+            return "transformers extra not installed"
         if "--model" in argv:
             model = argv[argv.index("--model") + 1]
             if "${" not in model and not _in_hf_cache(model):
-                return f"{model} is not in the local Hugging Face cache (vlmswap never downloads at run time)"
+                return "weights not in the local HF cache"
         if "cuda" in argv and not gpu_present:
             return "no NVIDIA GPU"
     elif exe not in ("vllm", "${PYTHON}", "python", "python3") and shutil.which(argv[0]) is None and not Path(argv[0]).exists():

@@ -53,13 +53,13 @@ def show(file: Optional[Path] = typer.Argument(None, help="Registry file; defaul
         typer.echo(json.dumps({"gateway": reg.gateway.model_dump(), "models": rows}, indent=2))
         return
     table = Table(title=f"vlmswap registry ({file or 'default'})")
-    for col in ("name", "served name", "backend", "family", "capabilities", "VRAM GB", "port", "runs here?"):
-        table.add_column(col)
+    for col in ("name", "served name", "family", "can do", "GB", "port", "runs here?"):
+        table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["served_name"], r["backend"], r["family"], ",".join(r["capabilities"]),
+        table.add_row(r["name"], r["served_name"], f"{r['family']} ({r['backend']})", ",".join(r["capabilities"]),
                       f"{r['vram_gb']:.1f}", str(r["port"] or "auto"),
                       "[green]yes[/]" if r["unavailable"] is None else f"[red]no: {r['unavailable']}[/]")
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
 
 
 @config_app.command("schema")
