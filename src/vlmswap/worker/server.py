@@ -1,0 +1,553 @@
+"""The worker's HTTP server: the part of vLLM's OpenAI-compatible API that vlmswap relies on.
+
+The gateway treats a worker exactly like `vllm serve`, so the routes, bodies and SSE framing
+follow vLLM/OpenAI: `/health`, `/v1/models`, `/v1/chat/completions`, `/v1/completions` and
+vLLM's sleep-mode endpoints. Engines are blocking code; each generation runs on its own thread
+and its pieces cross to the event loop as they are produced, so a stream is never buffered.
+One generation at a time per engine: a single-GPU engine is not safe to share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from vlmswap.errors import APIError, error_response, install_handlers
+from vlmswap.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, decode_data_url, open_image
+from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest, Message
+
+log = logging.getLogger("vlmswap.worker")
+
+_ROLES = {"system", "developer", "user", "assistant", "tool"}
+DEFAULT_MAX_MODEL_LEN = 32768
+
+
+# ---------------------------------------------------------------------------------------------
+# Body size cap: by Content-Length up front, and by counting what actually arrives (chunked
+# uploads carry no length, and a client may lie about it).
+
+class BodyTooLarge(APIError):
+    def __init__(self, max_bytes: int):
+        super().__init__(413, f"request body over the limit of {max_bytes} bytes", code="body_too_large")
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse HTTP request bodies over `max_bytes` with an OpenAI 413 body."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]],
+                       send: Callable[[dict], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await error_response(400, "invalid Content-Length header")(scope, receive, send)
+                    return
+                if declared > self.max_bytes:
+                    exc = BodyTooLarge(self.max_bytes)
+                    await error_response(413, exc.message, code=exc.code)(scope, receive, send)
+                    return
+        seen = 0
+
+        async def counting_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)  # the route's exception handler answers 413
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+# ---------------------------------------------------------------------------------------------
+# Request bodies. Unknown fields are accepted and ignored, as OpenAI clients send many.
+
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class _SamplingBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+    n: int = Field(1, ge=1, le=1, description="only n=1 is served")
+
+
+class ChatBody(_SamplingBody):
+    messages: list[Any] = Field(..., min_length=1)
+
+
+class CompletionBody(_SamplingBody):
+    prompt: str | list[str]
+
+
+def _validation_error(exc: ValidationError) -> APIError:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    return APIError(400, f"{loc}: {first.get('msg', 'invalid value')}" if loc else first.get("msg", "invalid request"),
+                    param=loc or None, code="invalid_request")
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def parse_messages(raw: list[Any], *, max_bytes: int, max_pixels: int) -> list[Message]:
+    """OpenAI messages -> engine messages, decoding data-URL images under the caps."""
+    out: list[Message] = []
+    for i, m in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise APIError(400, f"{where} must be an object", param=where)
+        role = m.get("role")
+        if role not in _ROLES:
+            raise APIError(400, f"{where}.role must be one of {sorted(_ROLES)}", param=f"{where}.role")
+        content = m.get("content")
+        texts: list[str] = []
+        images = []
+        if content is None:
+            pass
+        elif isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                pwhere = f"{where}.content[{j}]"
+                if not isinstance(part, dict):
+                    raise APIError(400, f"{pwhere} must be an object", param=pwhere)
+                kind = part.get("type")
+                if kind == "text":
+                    text = part.get("text")
+                    if not isinstance(text, str):
+                        raise APIError(400, f"{pwhere}.text must be a string", param=f"{pwhere}.text")
+                    texts.append(text)
+                elif kind == "image_url":
+                    ref = part.get("image_url")
+                    url = ref.get("url") if isinstance(ref, dict) else ref
+                    try:
+                        im = open_image(decode_data_url(url, max_bytes=max_bytes), max_pixels=max_pixels)
+                    except ImageError as exc:
+                        raise APIError(400, f"{pwhere}.image_url: {exc}", param=f"{pwhere}.image_url",
+                                       code=exc.code) from None
+                    images.append(im)
+                else:
+                    raise APIError(400, f"{pwhere}.type {kind!r} is not supported (text, image_url)",
+                                   param=f"{pwhere}.type")
+        else:
+            raise APIError(400, f"{where}.content must be a string or a list of parts", param=f"{where}.content")
+        out.append(Message(role="system" if role == "developer" else role, text="\n".join(texts), images=images))
+    return out
+
+
+def _stops(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [s for s in ([stop] if isinstance(stop, str) else stop) if s]
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation on a thread; pieces handed to the event loop one by one.
+
+_END = object()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+class _Job:
+    """One generation on its own (daemon) thread.
+
+    The thread owns the engine lock from the moment it starts: it releases the lock when the
+    engine is done, whatever the client does, so a vanished client never wedges the worker.
+    """
+
+    def __init__(self, engine: Engine, request: GenerationRequest, lock: asyncio.Lock):
+        self.engine = engine
+        self.request = request
+        self.lock = lock
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.started: asyncio.Future[Generation] = self.loop.create_future()
+        self.cancelled = threading.Event()
+        self.generation: Generation | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="vlmswap-generate", daemon=True).start()
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _resolve(self, result: Generation | None, exc: BaseException | None) -> None:
+        if self.started.done():
+            return
+        if exc is not None:
+            self.started.set_exception(exc)
+        else:
+            self.started.set_result(result)  # type: ignore[arg-type]
+
+    def _run(self) -> None:
+        try:
+            try:
+                gen = self.engine.generate(self.request)
+            except BaseException as exc:  # noqa: BLE001 - handed to the request handler
+                self._call(self._resolve, None, exc)
+                return
+            self.generation = gen
+            self._call(self._resolve, gen, None)
+            it = iter(gen)
+            try:
+                for piece in it:
+                    if self.cancelled.is_set():
+                        break
+                    if piece:
+                        self._call(self.queue.put_nowait, piece)
+            except Exception as exc:  # noqa: BLE001 - reported in-band
+                log.exception("engine failed while generating")
+                self._call(self.queue.put_nowait, _Failed(exc))
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        close()
+                self._call(self.queue.put_nowait, _END)
+        finally:
+            self._call(self.lock.release)
+
+    async def pieces(self) -> AsyncIterator[str]:
+        while True:
+            item = await self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+
+
+class _StopFilter:
+    """Cut the text at the first stop string, holding back a tail that may begin one."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = stops
+        self.buf = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        if not self.stops:
+            return piece
+        self.buf += piece
+        hits = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.buf, self.stopped = self.buf[:min(hits)], "", True
+            return out
+        keep = 0
+        for s in self.stops:
+            for k in range(min(len(s) - 1, len(self.buf)), keep, -1):
+                if self.buf.endswith(s[:k]):
+                    keep = k
+                    break
+        cut = len(self.buf) - keep
+        out, self.buf = self.buf[:cut], self.buf[cut:]
+        return out
+
+    def flush(self) -> str:
+        out, self.buf = self.buf, ""
+        return out
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------------------------
+
+class _State:
+    def __init__(self, engine: Engine, served_name: str, loaded: bool):
+        self.engine = engine
+        self.served_name = served_name
+        self.loaded = loaded
+        self.load_error: str | None = None
+        self.lock = asyncio.Lock()
+        self.created = int(time.time())
+
+
+def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAULT_MAX_BYTES,
+               max_pixels: int = DEFAULT_MAX_PIXELS, loaded: bool = False) -> FastAPI:
+    """An app serving `engine` as `served_name`.
+
+    With `loaded=False` the engine is loaded on a thread at startup and `/health` answers 503
+    until it is ready; the CLI loads first (`loaded=True`) so a failed load exits the process,
+    and the port is not open until the model is, as with vLLM.
+    """
+    state = _State(engine, served_name, loaded)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if not state.loaded:
+            async def load() -> None:
+                try:
+                    await asyncio.to_thread(engine.load)
+                    state.loaded = True
+                except Exception as exc:  # noqa: BLE001 - reported on /health
+                    log.exception("engine failed to load")
+                    state.load_error = f"{type(exc).__name__}: {exc}"
+            task = asyncio.create_task(load())
+        yield
+        if task is not None and not task.done():
+            task.cancel()
+
+    app = FastAPI(title="vlmswap worker", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    install_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.state.worker = state
+
+    def check_model(model: Any) -> None:
+        if not model or not isinstance(model, str):
+            raise APIError(400, "the 'model' field is required", param="model", code="model_required")
+        if model != served_name:
+            raise APIError(404, f"The model `{model}` does not exist. This worker serves: {served_name}",
+                           param="model", code="model_not_found", extra={"available": [served_name]})
+
+    def check_ready() -> None:
+        if not state.loaded:
+            msg = f"model failed to load: {state.load_error}" if state.load_error else "model is still loading"
+            raise APIError(503, msg, code="not_ready")
+        if engine.is_sleeping:
+            raise APIError(503, f"model {served_name} is sleeping; POST /wake_up first", code="sleeping")
+
+    async def start_job(req: GenerationRequest) -> _Job:
+        await state.lock.acquire()
+        try:
+            check_ready()  # it may have gone to sleep while this request waited its turn
+            job = _Job(engine, req, state.lock)
+            job.start()
+        except BaseException:
+            state.lock.release()
+            raise
+        try:
+            await asyncio.shield(job.started)
+        except asyncio.CancelledError:
+            job.cancelled.set()
+            raise
+        except APIError:
+            raise
+        except ValueError as exc:
+            raise APIError(400, str(exc), code="invalid_request") from None
+        except Exception as exc:  # noqa: BLE001 - the worker keeps serving
+            log.exception("engine failed to start a generation")
+            raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
+        return job
+
+    def sampling(body: _SamplingBody, messages: list[Message]) -> GenerationRequest:
+        return GenerationRequest(
+            messages=messages,
+            max_tokens=body.max_completion_tokens or body.max_tokens,
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            stop=_stops(body.stop),
+        )
+
+    async def run(job: _Job, stops: list[str], kind: str, body: _SamplingBody) -> Response:
+        rid = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+        created = int(time.time())
+        obj = "chat.completion" if kind == "chat" else "text_completion"
+        stopper = _StopFilter(stops)
+
+        def usage() -> dict[str, int]:
+            g = job.generation
+            p, c = (g.prompt_tokens, g.completion_tokens) if g else (0, 0)
+            return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+        def finish() -> str:
+            if stopper.stopped:
+                return "stop"
+            return job.generation.finish_reason if job.generation else "stop"
+
+        if not body.stream:
+            parts: list[str] = []
+            try:
+                async for piece in job.pieces():
+                    parts.append(stopper.feed(piece))
+                    if stopper.stopped:
+                        job.cancelled.set()
+                        break
+            except Exception as exc:  # noqa: BLE001
+                raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
+            finally:
+                if not stopper.stopped:
+                    parts.append(stopper.flush())
+            text = "".join(parts)
+            if kind == "chat":
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                          "finish_reason": finish()}
+            else:
+                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish()}
+            return JSONResponse({"id": rid, "object": obj, "created": created, "model": served_name,
+                                 "choices": [choice], "usage": usage()})
+
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunk_obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+        def chunk(delta_text: str | None, finish_reason: str | None = None, *, role: bool = False) -> str:
+            if kind == "chat":
+                delta: dict[str, Any] = {}
+                if role:
+                    delta["role"] = "assistant"
+                if delta_text is not None:
+                    delta["content"] = delta_text
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            else:
+                choice = {"index": 0, "text": delta_text or "", "logprobs": None, "finish_reason": finish_reason}
+            c: dict[str, Any] = {"id": rid, "object": chunk_obj, "created": created, "model": served_name,
+                                 "choices": [choice]}
+            if include_usage:
+                c["usage"] = None
+            return f"data: {_dumps(c)}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                if kind == "chat":
+                    yield chunk("", role=True)
+                try:
+                    async for piece in job.pieces():
+                        out = stopper.feed(piece)
+                        if out:
+                            yield chunk(out)
+                        if stopper.stopped:
+                            job.cancelled.set()
+                            break
+                    if not stopper.stopped:
+                        rest = stopper.flush()
+                        if rest:
+                            yield chunk(rest)
+                except Exception as exc:  # noqa: BLE001 - in-band, as vLLM does once streaming began
+                    err = {"error": {"message": f"engine error: {type(exc).__name__}: {exc}",
+                                     "type": "server_error", "param": None, "code": "engine_error"}}
+                    yield f"data: {_dumps(err)}\n\n"
+                    yield "data: [DONE]\n\n"
+                    return
+                yield chunk(None if kind == "chat" else "", finish())
+                if include_usage:
+                    yield f"data: {_dumps({'id': rid, 'object': chunk_obj, 'created': created, 'model': served_name, 'choices': [], 'usage': usage()})}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                job.cancelled.set()  # no-op when done; stops the engine early when the client left
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    @app.get("/health")
+    async def health() -> Response:
+        if state.loaded:
+            return Response(status_code=200)
+        msg = f"model failed to load: {state.load_error}" if state.load_error else "model is still loading"
+        return error_response(503, msg, code="not_ready")
+
+    @app.get("/version")
+    async def version() -> dict[str, str]:
+        from vlmswap import __version__
+        return {"version": __version__, "engine": engine.name}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{
+            "id": served_name, "object": "model", "created": state.created, "owned_by": "vlmswap",
+            "root": served_name, "parent": None,
+            "max_model_len": int(getattr(engine, "max_model_len", DEFAULT_MAX_MODEL_LEN)),
+        }]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        data = await _json_body(request)
+        check_model(data.get("model"))
+        try:
+            body = ChatBody.model_validate(data)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        check_ready()
+        messages = await run_in_threadpool(parse_messages, body.messages, max_bytes=max_body_bytes,
+                                           max_pixels=max_pixels)
+        job = await start_job(sampling(body, messages))
+        return await run(job, _stops(body.stop), "chat", body)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        data = await _json_body(request)
+        check_model(data.get("model"))
+        try:
+            body = CompletionBody.model_validate(data)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        check_ready()
+        if isinstance(body.prompt, list):
+            if len(body.prompt) != 1:
+                raise APIError(400, "prompt: exactly one prompt per request is served", param="prompt")
+            prompt = body.prompt[0]
+        else:
+            prompt = body.prompt
+        job = await start_job(sampling(body, [Message(role="user", text=prompt)]))
+        return await run(job, _stops(body.stop), "completion", body)
+
+    @app.post("/sleep")
+    async def sleep(level: int = 1) -> Response:
+        if level not in (1, 2):
+            raise APIError(400, "level must be 1 or 2", param="level")
+        if not state.loaded:
+            check_ready()
+        async with state.lock:  # in-flight generations finish first
+            if not engine.is_sleeping:
+                await run_in_threadpool(engine.sleep, level)
+        return Response(status_code=200)
+
+    @app.post("/wake_up")
+    async def wake_up() -> Response:
+        if not state.loaded:
+            check_ready()
+        async with state.lock:
+            if engine.is_sleeping:
+                await run_in_threadpool(engine.wake_up)
+        return Response(status_code=200)
+
+    @app.get("/is_sleeping")
+    async def is_sleeping() -> dict[str, bool]:
+        return {"is_sleeping": bool(engine.is_sleeping)}
+
+    return app
