@@ -1,0 +1,263 @@
+"""The UI's only way to the gateway: HTTP calls that turn every failure into a message.
+
+Why a wrapper: the pages must show errors as sentences (gateway down -> how to start it;
+a 4xx/5xx -> the gateway's own OpenAI-style message), never as tracebacks, and must follow
+a switch live from `/api/events`. Everything here is plain httpx; no Streamlit imports,
+so it is usable and testable outside the app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import httpx
+from httpx_sse import connect_sse
+
+from vlmswap.ui.view import models
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+GATEWAY_ENV = "VLMSWAP_GATEWAY_URL"
+START_HINT = "vlmswap serve"
+
+
+def gateway_url() -> str:
+    """The gateway this UI talks to: `vlmswap ui --gateway URL` passes it in the environment."""
+    return (os.environ.get(GATEWAY_ENV) or DEFAULT_GATEWAY).rstrip("/")
+
+
+class GatewayError(Exception):
+    """A failure worth showing to the user as it is: `message` is a sentence, not a traceback."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None,
+                 log_tail: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.log_tail = log_tail or []
+
+
+class GatewayUnreachable(GatewayError):
+    def __init__(self, url: str, detail: str = ""):
+        msg = (f"The gateway at {url} is not reachable{f' ({detail})' if detail else ''}. "
+               f"Start it with `{START_HINT}` (or `vlmswap up` for gateway and UI together).")
+        super().__init__(msg, code="gateway_unreachable")
+        self.url = url
+
+
+def _error_message(resp: httpx.Response) -> tuple[str, str | None]:
+    """The gateway's OpenAI-style `{"error": {"message", "code"}}`, or the raw body."""
+    try:
+        body = resp.json()
+    except ValueError:
+        text = resp.text.strip()
+        return (text[:300] or f"HTTP {resp.status_code}"), None
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return str(err.get("message") or f"HTTP {resp.status_code}"), err.get("code")
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"]), None
+    return f"HTTP {resp.status_code}", None
+
+
+@dataclass
+class SwitchResult:
+    """How a switch ended: `ok`, the final state, and for a failure the error and log lines."""
+
+    model: str
+    ok: bool
+    state: str
+    elapsed_s: float
+    error: str = ""
+    log_tail: list[str] = field(default_factory=list)
+
+
+# (phase, elapsed seconds, message) -> None; called on the caller's thread.
+ProgressCallback = Callable[[str, float, str], None]
+
+
+class Gateway:
+    """A short-lived client of one gateway; cheap to create on every Streamlit rerun."""
+
+    def __init__(self, url: str | None = None, timeout: float = 10.0):
+        self.url = (url or gateway_url()).rstrip("/")
+        self.timeout = timeout
+
+    # --- plumbing ---------------------------------------------------------------------
+    def _client(self, timeout: float | httpx.Timeout | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout if timeout is not None else self.timeout,
+                            trust_env=False)
+
+    def _request(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> httpx.Response:
+        try:
+            with self._client(timeout) as c:
+                resp = c.request(method, path, **kw)
+        except httpx.ConnectError as exc:
+            raise GatewayUnreachable(self.url, type(exc).__name__) from None
+        except httpx.TimeoutException:
+            raise GatewayError(f"The gateway at {self.url} did not answer {method} {path} in time.",
+                               code="timeout") from None
+        except httpx.TransportError as exc:
+            raise GatewayUnreachable(self.url, type(exc).__name__) from None
+        if resp.status_code >= 400:
+            msg, code = _error_message(resp)
+            raise GatewayError(msg, status=resp.status_code, code=code)
+        return resp
+
+    # --- admin API --------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return self._request("GET", "/api/status", timeout=5.0).json()
+
+    def load(self, name: str) -> dict[str, Any]:
+        resp = self._request("POST", f"/api/models/{name}/load")
+        return resp.json() if resp.content else {}
+
+    def unload(self, name: str) -> dict[str, Any]:
+        resp = self._request("POST", f"/api/models/{name}/unload", timeout=120.0)
+        return resp.json() if resp.content else {}
+
+    def logs(self, name: str, tail: int = 50) -> list[str]:
+        body = self._request("GET", f"/api/models/{name}/logs", params={"tail": tail}).json()
+        lines = body.get("lines", body.get("logs", [])) if isinstance(body, dict) else body
+        if isinstance(lines, str):
+            lines = lines.splitlines()
+        return [str(x) for x in lines or []]
+
+    # --- switching, followed live -------------------------------------------------------
+    def _events_reader(self, out: "queue.Queue[dict[str, Any] | BaseException]", ready: threading.Event,
+                       stop: threading.Event) -> None:
+        """Thread: push every /api/events event into `out` until `stop` is set."""
+        try:
+            with self._client(httpx.Timeout(5.0, read=None)) as c, connect_sse(c, "GET", "/api/events") as src:
+                if src.response.status_code >= 400:
+                    raise GatewayError(_error_message(src.response)[0], status=src.response.status_code)
+                ready.set()
+                for sse in src.iter_sse():
+                    if stop.is_set():
+                        return
+                    try:
+                        out.put(json.loads(sse.data))
+                    except ValueError:
+                        continue
+        except BaseException as exc:  # reported to the follower; it falls back to /api/status
+            out.put(exc)
+        finally:
+            ready.set()
+
+    def switch(self, name: str, on_progress: ProgressCallback | None = None, timeout: float = 900.0,
+               poll_s: float = 0.25) -> SwitchResult:
+        """Load `name` (evicting the resident model) and report each phase until ready or failed.
+
+        Events come from /api/events (subscribed *before* the load is asked for, so none is
+        missed); /api/status is polled alongside as the source of truth for the end state.
+        """
+        events: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
+        ready, stop = threading.Event(), threading.Event()
+        reader = threading.Thread(target=self._events_reader, args=(events, ready, stop), daemon=True)
+        reader.start()
+        ready.wait(5.0)
+        t0 = time.monotonic()
+        self.load(name)
+        report = on_progress or (lambda *_: None)
+        last_phase, last_poll = "", 0.0
+        try:
+            while time.monotonic() - t0 < timeout:
+                try:
+                    ev = events.get(timeout=poll_s)
+                except queue.Empty:
+                    ev = None
+                if isinstance(ev, dict):
+                    phase = ev.get("phase") or ev.get("state") or ""
+                    if ev.get("type") == "phase" or ev.get("model") == name:
+                        last_phase = phase or last_phase
+                        report(last_phase, float(ev.get("elapsed_s") or time.monotonic() - t0),
+                               str(ev.get("message") or ""))
+                    if ev.get("model") == name and phase in ("ready", "failed"):
+                        return self._result(name, t0)
+                now = time.monotonic()
+                if now - last_poll >= poll_s:
+                    last_poll = now
+                    st = self.status()
+                    model = find_model(st, name)
+                    sw = st.get("switch")
+                    if sw and sw.get("phase") and sw.get("phase") != last_phase:
+                        last_phase = sw["phase"]
+                        report(last_phase, float(sw.get("elapsed_s") or now - t0), "")
+                    if model and not sw and model.get("state") in ("ready", "failed"):
+                        return self._result(name, t0, st)
+                    if last_phase:
+                        report(last_phase, now - t0, "")
+            return SwitchResult(name, False, "timeout", time.monotonic() - t0,
+                                error=f"{name} was not ready after {timeout:.0f} s")
+        finally:
+            stop.set()
+
+    def _result(self, name: str, t0: float, st: dict[str, Any] | None = None) -> SwitchResult:
+        st = st or self.status()
+        model = find_model(st, name) or {}
+        state = str(model.get("state") or "unknown")
+        elapsed = float(model.get("last_start_s") or time.monotonic() - t0)
+        if state == "ready":
+            return SwitchResult(name, True, state, elapsed)
+        try:
+            tail = self.logs(name, 20)
+        except GatewayError:
+            tail = []
+        return SwitchResult(name, False, state, elapsed, error=str(model.get("last_error") or f"{name} is {state}"),
+                            log_tail=tail)
+
+    # --- work ------------------------------------------------------------------------
+    def ocr(self, filename: str, content: bytes, mime: str, *, model: str, mode: str, page: int,
+            dpi: int = 200, timeout: float = 900.0) -> dict[str, Any]:
+        """One page of one file through /api/ocr; `page` is 1-based, as in the `pages` field."""
+        files = {"file": (filename, content, mime or "application/octet-stream")}
+        data = {"model": model, "mode": mode, "pages": str(page), "dpi": str(dpi)}
+        return self._request("POST", "/api/ocr", files=files, data=data, timeout=timeout).json()
+
+    def chat_stream(self, model: str, messages: list[dict[str, Any]], *, max_tokens: int = 512,
+                    temperature: float = 0.2, timeout: float = 900.0) -> Iterator[str]:
+        """Text deltas of a streamed chat completion, as the gateway sends them."""
+        body = {"model": model, "messages": messages, "stream": True, "max_tokens": max_tokens,
+                "temperature": temperature}
+        try:
+            with self._client(httpx.Timeout(10.0, read=timeout)) as c, \
+                    connect_sse(c, "POST", "/v1/chat/completions", json=body) as src:
+                resp = src.response
+                if resp.status_code >= 400:
+                    resp.read()
+                    msg, code = _error_message(resp)
+                    raise GatewayError(msg, status=resp.status_code, code=code)
+                for sse in src.iter_sse():
+                    if sse.data.strip() == "[DONE]":
+                        return
+                    try:
+                        chunk = json.loads(sse.data)
+                    except ValueError:
+                        continue
+                    if "error" in chunk:
+                        err = chunk["error"]
+                        raise GatewayError(str(err.get("message", err)) if isinstance(err, dict) else str(err))
+                    for choice in chunk.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield text
+        except httpx.ConnectError as exc:
+            raise GatewayUnreachable(self.url, type(exc).__name__) from None
+        except httpx.TimeoutException:
+            raise GatewayError(f"The gateway at {self.url} did not answer the chat in time.", code="timeout") from None
+        except httpx.TransportError as exc:
+            raise GatewayError(f"The connection to the gateway broke: {type(exc).__name__}") from None
+
+
+def find_model(status: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The status entry of a model by registry name, served name or alias."""
+    for m in models(status):
+        if name in (m.get("name"), m.get("served_name"), *(m.get("aliases") or [])):
+            return m
+    return None

@@ -1,0 +1,111 @@
+"""Chat page: talk about images with any chat model; tokens appear as the gateway streams them.
+
+A message for a model that is not resident first switches it, with the switch's progress
+shown in the conversation, so the wait is visible instead of a silent pause.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import streamlit as st
+
+from vlmswap.images import ImageError, open_image
+from vlmswap.ui.api import Gateway, GatewayError
+from vlmswap.ui.progress import run_switch
+from vlmswap.ui.view import resident_name, with_capability
+
+HISTORY_KEY = "chat_history"
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
+MAX_SIDE = 1280  # images are scaled down before sending: smaller requests, same answers
+
+
+def _data_url(content: bytes) -> str:
+    """PNG data URL of an attached image, refused when it is not an image or over the caps."""
+    im = open_image(content)
+    im.thumbnail((MAX_SIDE, MAX_SIDE))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _api_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for turn in history:
+        if turn.get("images"):
+            parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": u}} for u in turn["images"]]
+            parts.append({"type": "text", "text": turn["content"]})
+            out.append({"role": turn["role"], "content": parts})
+        else:
+            out.append({"role": turn["role"], "content": turn["content"]})
+    return out
+
+
+def _show_turn(turn: dict[str, Any]) -> None:
+    with st.chat_message(turn["role"]):
+        for u in turn.get("images") or []:
+            st.image(base64.b64decode(u.split(",", 1)[1]), width=240)
+        if turn.get("error"):
+            st.error(turn["content"])
+        else:
+            st.markdown(turn["content"])
+
+
+def main() -> None:
+    st.header("Chat about images")
+    status = st.session_state.get("gateway_status")
+    if status is None:
+        st.error("The gateway is not reachable; see the sidebar for how to start it.", icon="🔌")
+        return
+    gw = Gateway()
+    chat_models = [m for m in with_capability(status, "chat") if not m.get("unavailable")]
+    if not chat_models:
+        st.info("No chat model can run here. Models with the `chat` capability are listed in the sidebar.")
+        return
+    names = [m["name"] for m in chat_models]
+    resident = resident_name(status)
+    top = st.columns([3, 1])
+    model = top[0].selectbox("Model", names, index=names.index(resident) if resident in names else 0,
+                             key="chat_model", help="Sending to a model that is not resident switches to it first.")
+    if top[1].button("Clear history", key="chat_clear"):
+        st.session_state[HISTORY_KEY] = []
+    history: list[dict[str, Any]] = st.session_state.setdefault(HISTORY_KEY, [])
+    for turn in history:
+        _show_turn(turn)
+
+    prompt = st.chat_input("Ask about the attached images…", accept_file="multiple", file_type=IMAGE_TYPES,
+                           key="chat_input")
+    if not prompt:
+        return
+    text = prompt.text if hasattr(prompt, "text") else str(prompt)
+    files = list(getattr(prompt, "files", []) or [])
+    try:
+        images = [_data_url(f.getvalue()) for f in files]
+    except ImageError as exc:
+        st.error(f"Could not attach the image: {exc}")
+        return
+    user = {"role": "user", "content": text or "(image)", "images": images}
+    history.append(user)
+    _show_turn(user)
+    with st.chat_message("assistant"):
+        if model != resident_name(gw.status()):
+            result = run_switch(gw, model)
+            if result is None or not result.ok:
+                msg = st.session_state.get("switch_notice", {}).get("text", f"{model} failed to start")
+                history.append({"role": "assistant", "content": msg, "error": True})
+                st.error(msg)
+                if result is not None and result.log_tail:
+                    st.code("\n".join(result.log_tail[-15:]), language=None)
+                return
+        try:
+            answer = st.write_stream(gw.chat_stream(model, _api_messages([t for t in history if not t.get("error")])))
+        except GatewayError as exc:
+            history.append({"role": "assistant", "content": f"The model could not answer: {exc.message}", "error": True})
+            st.error(history[-1]["content"])
+            return
+    history.append({"role": "assistant", "content": answer if isinstance(answer, str) else str(answer)})
+
+
+main()

@@ -1,0 +1,82 @@
+"""A switch shown live: one status box whose bar and lines follow the gateway's phases.
+
+Used by the sidebar's switch buttons and by the pages that need a model before they can
+send work (chat, OCR), so a switch looks the same wherever it starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from vlmswap.ui.api import Gateway, GatewayError, SwitchResult
+from vlmswap.ui.view import phase_fraction, phase_label
+
+NOTICE_KEY = "switch_notice"
+
+
+def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None:
+    """Switch to `name` with a live status box in `where` (default: the main area).
+
+    Returns the result (also kept as the notice shown afterwards), or None when the gateway
+    refused the switch outright (the error is shown instead).
+    """
+    where = where or st
+    box = where.status(f"Switching to {name}…", expanded=True)
+    bar = box.progress(0.0, text="Asking the gateway…")
+    steps = box.empty()
+    seen: list[str] = []
+    times: dict[str, float] = {}
+
+    def on_progress(phase: str, elapsed: float, message: str) -> None:
+        if phase and phase not in seen:
+            seen.append(phase)
+        if phase:
+            times[phase] = elapsed
+        bar.progress(phase_fraction(phase), text=f"{phase_label(phase)} · {elapsed:.1f} s")
+        lines = [f"{'✓' if p != phase else '…'} {phase_label(p)}" for p in seen]
+        if message:
+            lines.append(f"_{message}_")
+        steps.markdown("  \n".join(lines))
+
+    try:
+        result = gw.switch(name, on_progress)
+    except GatewayError as exc:
+        box.update(label=f"Could not switch to {name}", state="error", expanded=True)
+        box.error(exc.message)
+        st.session_state[NOTICE_KEY] = {"ok": False, "model": name, "text": exc.message, "log_tail": [],
+                                         "steps": []}
+        return None
+    if result.ok:
+        bar.progress(1.0, text=f"Ready · {result.elapsed_s:.1f} s")
+        box.update(label=f"{name} is ready ({result.elapsed_s:.1f} s)", state="complete", expanded=False)
+        text = f"{name} is ready (switch took {result.elapsed_s:.1f} s)."
+    else:
+        box.update(label=f"{name} failed to start", state="error", expanded=True)
+        text = f"{name} failed to start: {result.error}"
+    steps = [f"{phase_label(p)} {times.get(p, 0.0):.1f} s" for p in seen]
+    st.session_state[NOTICE_KEY] = {"ok": result.ok, "model": name, "text": text, "log_tail": result.log_tail,
+                                     "steps": steps}
+    return result
+
+
+def show_notice(where: Any = None) -> None:
+    """The last switch's outcome: ready, or failed with the backend's last log lines."""
+    notice = st.session_state.get(NOTICE_KEY)
+    if not notice:
+        return
+    where = where or st
+    if notice["ok"]:
+        where.success(notice["text"], icon="✅")
+    else:
+        where.error(notice["text"], icon="🚫")
+    if notice.get("steps"):
+        where.caption("Switch: " + " → ".join(notice["steps"]))
+    if not notice["ok"]:
+        if notice.get("log_tail"):
+            where.caption("Last log lines of the backend:")
+            where.code("\n".join(notice["log_tail"][-15:]), language=None)
+    if where.button("Dismiss", key="dismiss_notice"):
+        st.session_state.pop(NOTICE_KEY, None)
+        st.rerun()

@@ -1,0 +1,128 @@
+"""Pure helpers from the gateway's status to what the UI shows: labels, badges, memory split.
+
+No Streamlit here, so these are plain functions with plain tests.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+PHASES = ("draining", "stopping", "waiting_vram", "starting", "loading", "ready")
+PHASE_LABELS = {
+    "draining": "Draining requests in flight",
+    "stopping": "Stopping the resident model",
+    "waiting_vram": "Waiting for VRAM to be released",
+    "starting": "Starting",
+    "loading": "Loading",
+    "ready": "Ready",
+    "failed": "Failed",
+}
+BADGE_COLOURS = {"ocr": "blue", "layout": "violet", "chat": "green", "grounding": "orange"}
+BADGE_LABELS = {"ocr": "OCR", "layout": "layout", "chat": "chat", "grounding": "grounding"}
+STATE_ICONS = {"ready": "🟢", "starting": "🟡", "loading": "🟡", "stopping": "🟠", "sleeping": "🔵",
+               "failed": "🔴", "stopped": "⚪"}
+# Colours of the GPU bar's segments, one per backend process, then "other".
+SEGMENT_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2")
+OTHER_COLOUR = "#9d9d9d"
+
+
+def models(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The status' models as a list of dicts with `name`, whatever shape the gateway used."""
+    raw = status.get("models") or []
+    if isinstance(raw, dict):
+        return [{"name": k, **v} for k, v in raw.items()]
+    return list(raw)
+
+
+def fmt_bytes(n: float | int | None) -> str:
+    if not n:
+        return "0 GB"
+    return f"{n / 1e9:.1f} GB"
+
+
+def phase_label(phase: str) -> str:
+    return PHASE_LABELS.get(phase, phase.replace("_", " ").capitalize() or "Waiting")
+
+
+def phase_fraction(phase: str) -> float:
+    """Rough position of a phase in a switch, for a progress bar that only moves forward."""
+    if phase in ("ready", "failed"):
+        return 1.0
+    if phase in PHASES:
+        return (PHASES.index(phase) + 0.5) / len(PHASES)
+    return 0.05
+
+
+def badges(capabilities: list[str]) -> str:
+    """Streamlit Markdown badges, one per capability."""
+    return " ".join(f":{BADGE_COLOURS.get(c, 'gray')}-badge[{BADGE_LABELS.get(c, c)}]" for c in capabilities)
+
+
+def memory_line(model: dict[str, Any], gpu: dict[str, Any]) -> str:
+    """What the model needs against what the GPU has free ("no GPU" without one)."""
+    need = float(model.get("vram_gb") or 0)
+    need_txt = f"needs {need:.1f} GB VRAM" if need else "CPU only, no VRAM"
+    if not gpu.get("available"):
+        return f"{need_txt} · no GPU"
+    free = float(gpu.get("free_bytes") or 0) / 1e9
+    ok = "fits" if need <= free or model.get("state") == "ready" else "more than free now"
+    return f"{need_txt} · {free:.1f} GB free ({ok})"
+
+
+def _per_backend(gpu: dict[str, Any]) -> dict[str, int]:
+    for key in ("per_backend", "per-backend", "backends", "by_backend"):
+        val = gpu.get(key)
+        if isinstance(val, dict):
+            return {str(k): int(v.get("bytes", v.get("used_bytes", 0)) if isinstance(v, dict) else v or 0)
+                    for k, v in val.items()}
+    return {}
+
+
+def memory_segments(gpu: dict[str, Any]) -> list[tuple[str, int]]:
+    """GPU memory in use split into (label, bytes): each backend, then everything else."""
+    used = int(gpu.get("used_bytes") or 0)
+    segs = [(k, v) for k, v in _per_backend(gpu).items() if v > 0]
+    rest = used - sum(v for _, v in segs)
+    if rest > 0:
+        segs.append(("other", rest))
+    return segs
+
+
+def memory_bar_html(gpu: dict[str, Any]) -> str:
+    """A stacked bar (used split by backend, free in grey) with a legend; plain HTML."""
+    total = int(gpu.get("total_bytes") or 0)
+    if not gpu.get("available") or total <= 0:
+        reason = html.escape(str(gpu.get("reason") or "no NVIDIA GPU"))
+        return f'<div class="vlmswap-gpu">GPU: {reason}</div>'
+    segs = memory_segments(gpu)
+    parts, legend = [], []
+    for i, (label, n) in enumerate(segs):
+        colour = OTHER_COLOUR if label == "other" else SEGMENT_COLOURS[i % len(SEGMENT_COLOURS)]
+        pct = 100.0 * n / total
+        parts.append(f'<div title="{html.escape(label)}: {fmt_bytes(n)}" '
+                     f'style="width:{pct:.2f}%;background:{colour};height:100%"></div>')
+        legend.append(f'<span style="color:{colour}">■</span> {html.escape(label)} {fmt_bytes(n)}')
+    name = html.escape(str(gpu.get("name") or "GPU"))
+    used = int(gpu.get("used_bytes") or 0)
+    return (f'<div class="vlmswap-gpu"><div style="font-size:0.85em">{name}: {fmt_bytes(used)} of '
+            f'{fmt_bytes(total)} used</div>'
+            f'<div style="display:flex;width:100%;height:12px;background:#e6e6e6;border-radius:3px;'
+            f'overflow:hidden">{"".join(parts)}</div>'
+            f'<div style="font-size:0.75em">{" · ".join(legend)}</div></div>')
+
+
+def resident_name(status: dict[str, Any]) -> str | None:
+    res = status.get("resident")
+    if isinstance(res, dict):
+        return res.get("name")
+    if res:
+        return str(res)
+    for m in models(status):
+        if m.get("state") in ("ready", "sleeping"):
+            return m.get("name")
+    return None
+
+
+def with_capability(status: dict[str, Any], capability: str) -> list[dict[str, Any]]:
+    return [m for m in models(status) if capability in (m.get("capabilities") or [])]
