@@ -1,0 +1,519 @@
+"""The scheduler's rules, driven synchronously with a fake clock: no processes, no sleeps."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vlmswap.scheduler import (
+    Drain,
+    FailInFlight,
+    Grant,
+    ModelPolicy,
+    Reject,
+    Scheduler,
+    SchedulerSettings,
+    StartSwitch,
+    StopResident,
+)
+
+
+class Harness:
+    """A scheduler plus a clock and a record of what each request got."""
+
+    def __init__(self, models=("a", "b", "c"), **settings):
+        policies = {m: ModelPolicy(drain_timeout_s=settings.pop("drain_timeout_s", 30.0),
+                                   ttl_s=settings.pop("ttl_s", None)) for m in models}
+        self.s = Scheduler(policies, SchedulerSettings(**settings))
+        self.now = 0.0
+        self.ids = itertools.count(1)
+        self.actions: list = []
+
+    def do(self, name, *args):
+        out = getattr(self.s, name)(*args, self.now)
+        self.actions += out
+        return out
+
+    def arrive(self, model):
+        i = next(self.ids)
+        return i, self.do("request_arrived", i, model)
+
+    def ready(self, model):
+        """Complete the switch under way to `model`."""
+        return self.do("switch_done", model)
+
+    def advance(self, dt):
+        self.now += dt
+        return self.do("tick")
+
+    def granted(self, out=None):
+        return [a.id for a in (self.actions if out is None else out) if isinstance(a, Grant)]
+
+    def switches(self, out=None):
+        return [a for a in (self.actions if out is None else out) if isinstance(a, StartSwitch)]
+
+
+def serving(model="a", **kw) -> Harness:
+    h = Harness(**kw)
+    h.arrive(model)
+    h.ready(model)
+    h.actions.clear()
+    return h
+
+
+def test_first_request_starts_its_model():
+    h = Harness()
+    i, out = h.arrive("a")
+    assert out == [StartSwitch(None, "a")]
+    assert h.ready("a") == [Grant(i, "a")]
+
+
+def test_no_switch_while_serving():
+    h = serving("a")
+    i, out = h.arrive("a")
+    assert out == [Grant(i, "a")]
+    for _ in range(5):
+        _, out = h.arrive("a")
+        assert isinstance(out[0], Grant)
+    assert h.switches() == []
+    assert h.s.in_flight("a") == 7  # the first request, then 1 + 5
+
+
+def test_request_for_other_model_waits_for_requests_in_flight():
+    h = serving("a")  # request 1 on a, in flight
+    j, out = h.arrive("b")
+    assert out == []  # waits: a is busy, b is not over max_wait_s yet
+    assert h.s.queued("b") == 1
+    out = h.do("request_finished", 1)
+    assert out == [Drain("a", "b", 0), StartSwitch("a", "b")]
+    assert h.ready("b") == [Grant(j, "b")]
+
+
+def test_queue_collation_groups_by_model():
+    h = Harness()
+    order = ["a", "b", "a", "b", "a", "b"]
+    ids = {}
+    for m in order:
+        i, _ = h.arrive(m)
+        ids[i] = m
+    # a starting; all others wait. When a is ready, every queued a is granted together.
+    out = h.ready("a")
+    assert [ids[g] for g in h.granted(out)] == ["a", "a", "a"]
+    for g in h.granted(out):
+        h.do("request_finished", g)
+    out = h.ready("b")
+    assert [ids[g] for g in h.granted(out)] == ["b", "b", "b"]
+    assert [(s.from_model, s.to_model) for s in h.switches()] == [(None, "a"), ("a", "b")]
+
+
+def test_first_come_first_served_switches_on_every_change():
+    h = Harness(grouping=False)
+    for m in ["a", "b", "a", "b"]:
+        h.arrive(m)
+    while True:
+        sw = h.s.switch
+        if sw is None:
+            break
+        h.ready(sw.to_model)
+        for g in list(h.s.granted):
+            h.do("request_finished", g)
+    assert [s.to_model for s in h.switches()] == ["a", "b", "a", "b"]
+
+
+def test_fcfs_does_not_let_resident_requests_overtake():
+    h = serving("a", grouping=False)
+    h.arrive("b")  # waits behind request 1
+    i, out = h.arrive("a")
+    assert out == [] and h.s.queued("a") == 1  # queued behind b, not granted
+
+
+def test_grouping_keeps_granting_resident_while_others_wait():
+    h = serving("a", max_wait_s=10)
+    h.arrive("b")
+    h.advance(5)
+    i, out = h.arrive("a")
+    assert out == [Grant(i, "a")]
+
+
+def test_starvation_bound_forces_switch():
+    h = serving("a", max_wait_s=10)
+    j, _ = h.arrive("b")
+    assert h.s.next_deadline(h.now) == pytest.approx(10)
+    h.advance(9.9)
+    assert h.switches() == []
+    out = h.advance(0.1)
+    assert out == [Drain("a", "b", 1)]  # a stops admitting; request 1 still in flight
+    i, out = h.arrive("a")
+    assert out == [] and h.s.queued("a") == 1  # draining: no new work for a
+    out = h.do("request_finished", 1)
+    assert out == [StartSwitch("a", "b")]
+    out = h.ready("b")
+    assert h.granted(out) == [j]
+
+
+def test_starved_model_is_served_then_the_queue_goes_back():
+    h = serving("a", max_wait_s=10)
+    j, _ = h.arrive("b")
+    h.advance(10)
+    k, _ = h.arrive("a")
+    h.do("request_finished", 1)
+    h.ready("b")
+    h.do("request_finished", j)  # b idle; a waits -> switch back
+    assert [s.to_model for s in h.switches()][-1] == "a"
+    out = h.ready("a")
+    assert h.granted(out) == [k]
+
+
+def test_drain_timeout():
+    h = serving("a", max_wait_s=1, drain_timeout_s=5)
+    h.arrive("b")
+    h.advance(1)  # starvation -> draining
+    assert h.s.draining()
+    assert h.s.next_deadline(h.now) == pytest.approx(6)
+    h.advance(4.9)
+    assert h.switches() == []
+    out = h.advance(0.1)
+    assert out == [StartSwitch("a", "b")]  # request 1 is cut by the stop
+    assert h.s.in_flight("a") == 0
+    assert h.do("request_finished", 1) == []  # late finish is harmless
+
+
+def test_one_switch_at_a_time():
+    h = Harness()
+    h.arrive("a")
+    h.arrive("b")
+    h.arrive("c")
+    assert len(h.switches()) == 1
+    assert h.s.backends() == 1
+    h.do("load_requested", "c")
+    h.do("unload_requested")
+    h.advance(100)
+    assert len(h.switches()) == 1  # nothing starts while a is starting
+
+
+def test_next_model_is_that_of_the_oldest_waiting_request():
+    h = serving("a")
+    h.arrive("c")
+    h.advance(1)
+    h.arrive("b")
+    h.do("request_finished", 1)
+    assert h.switches()[-1] == StartSwitch("a", "c")
+
+
+def test_client_gone_leaves_queue():
+    h = serving("a")
+    j, _ = h.arrive("b")
+    assert h.s.queued() == 1
+    h.do("client_gone", j)
+    assert h.s.queued() == 0
+    h.do("request_finished", 1)
+    assert h.switches() == []  # nobody waits for b any more: a stays
+
+
+def test_client_gone_during_drain_cancels_the_switch():
+    h = serving("a", max_wait_s=1)
+    j, _ = h.arrive("b")
+    h.advance(1)
+    assert h.s.draining()
+    h.do("client_gone", j)
+    out = h.do("request_finished", 1)
+    assert h.switches() == [] and not h.s.draining()
+    i, out = h.arrive("a")
+    assert out == [Grant(i, "a")]
+
+
+def test_client_gone_in_flight_releases():
+    h = serving("a")
+    h.do("client_gone", 1)
+    assert h.s.in_flight() == 0
+
+
+def test_queue_full_rejects_with_retry_after():
+    h = Harness(max_queue=3)
+    for _ in range(3):
+        h.arrive("a")
+    i, out = h.arrive("b")
+    assert len(out) == 1 and isinstance(out[0], Reject)
+    assert out[0].status == 503 and out[0].retry_after and out[0].retry_after > 0
+    assert "queue full" in out[0].message
+    assert h.s.queued() == 3
+
+
+def test_failed_start_backs_off():
+    h = Harness(backoff_initial_s=2, backoff_max_s=5)
+    i, _ = h.arrive("a")
+    j, _ = h.arrive("a")
+    out = h.do("switch_failed", "a", "boom")
+    assert {(r.id, r.status) for r in out if isinstance(r, Reject)} == {(i, 502), (j, 502)}
+    assert all("boom" in r.message for r in out if isinstance(r, Reject))
+    k, out = h.arrive("a")
+    assert out[0].status == 503 and out[0].retry_after == 2
+    h.advance(2)
+    k, out = h.arrive("a")
+    assert out == [StartSwitch(None, "a")]
+    h.do("switch_failed", "a", "boom again")
+    _, out = h.arrive("a")
+    assert out[0].retry_after == 4  # doubled
+    h.advance(4)
+    h.arrive("a")
+    h.do("switch_failed", "a", "third")
+    _, out = h.arrive("a")
+    assert out[0].retry_after == 5  # capped at backoff_max_s
+
+
+def test_backoff_resets_after_a_request_succeeds():
+    h = Harness(backoff_initial_s=2)
+    h.arrive("a")
+    h.do("switch_failed", "a", "x")
+    h.advance(2)
+    i, _ = h.arrive("a")
+    h.ready("a")
+    h.do("request_finished", i)
+    assert h.s.models["a"].failures == 0
+
+
+def test_failed_start_lets_other_models_run():
+    h = Harness()
+    h.arrive("a")
+    j, _ = h.arrive("b")
+    h.do("switch_failed", "a", "boom")
+    assert h.switches()[-1] == StartSwitch(None, "b")
+    assert h.granted(h.ready("b")) == [j]
+
+
+def test_ttl_unloads_idle_model():
+    h = serving("a", ttl_s=30)
+    h.do("request_finished", 1)
+    assert h.s.next_deadline(h.now) == pytest.approx(30)
+    assert h.advance(29) == []
+    out = h.advance(1)
+    assert out == [StopResident("a", "ttl idle")]
+    assert h.s.backends() == 1  # still stopping
+    h.do("stop_done", "a")
+    assert h.s.backends() == 0 and h.s.resident is None
+
+
+def test_ttl_counts_from_the_last_request():
+    h = serving("a", ttl_s=30)
+    h.advance(20)
+    h.do("request_finished", 1)
+    assert h.advance(29) == []
+    assert h.advance(1) == [StopResident("a", "ttl idle")]
+
+
+def test_ttl_never_unloads_while_busy():
+    h = serving("a", ttl_s=5)
+    assert h.advance(100) == []
+
+
+def test_unload_waits_for_requests_in_flight():
+    h = serving("a")
+    out = h.do("unload_requested")
+    assert out == [Drain("a", None, 1)]
+    i, out = h.arrive("a")
+    assert out == []  # queued while draining
+    out = h.do("request_finished", 1)
+    assert out == [StopResident("a", "unload")]
+    out = h.do("stop_done", "a")
+    assert out == [StartSwitch(None, "a")]  # the queued request brings it back
+
+
+def test_unload_when_idle_stops_at_once():
+    h = serving("a")
+    h.do("request_finished", 1)
+    assert h.do("unload_requested") == [Drain("a", None, 0), StopResident("a", "unload")]
+
+
+def test_load_switches_when_resident_drains():
+    h = serving("a")
+    out = h.do("load_requested", "b")
+    assert out == [Drain("a", "b", 1)]
+    out = h.do("request_finished", 1)
+    assert out == [StartSwitch("a", "b")]
+    h.ready("b")
+    assert h.s.resident == "b" and h.s.ready
+
+
+def test_load_of_resident_does_nothing():
+    h = serving("a")
+    assert h.do("load_requested", "a") == []
+
+
+def test_load_during_switch_runs_after_it():
+    h = Harness()
+    h.arrive("a")
+    h.do("load_requested", "b")
+    assert len(h.switches()) == 1
+    out = h.ready("a")
+    assert Drain("a", "b", 0) in out  # queued request for a is not granted: the operator asked for b
+    assert h.switches()[-1] == StartSwitch("a", "b")
+
+
+def test_load_clears_backoff():
+    h = Harness()
+    h.arrive("a")
+    h.do("switch_failed", "a", "x")
+    assert h.do("load_requested", "a") == [StartSwitch(None, "a")]
+
+
+def test_crash_fails_in_flight_and_backs_off():
+    h = serving("a")
+    h.arrive("a")
+    out = h.do("backend_crashed", "a", "exit code 1")
+    assert out[0] == FailInFlight("a", "exit code 1", (1, 2))
+    assert StopResident("a", "crashed") in out
+    assert h.s.backends() == 1  # the dead backend is reaped before anything else starts
+    i, out = h.arrive("a")
+    assert out[0].status == 503
+    h.do("stop_done", "a")
+    h.advance(2)
+    i, out = h.arrive("a")
+    assert out == [StartSwitch(None, "a")]
+
+
+def test_crash_while_draining_lets_the_switch_proceed():
+    h = serving("a", max_wait_s=1)
+    h.arrive("b")
+    h.advance(1)
+    out = h.do("backend_crashed", "a", "segfault")
+    assert StartSwitch("a", "b") in out
+
+
+def test_crash_report_for_a_model_not_ready_is_ignored():
+    h = Harness()
+    h.arrive("a")
+    assert h.do("backend_crashed", "a", "x") == []
+
+
+def test_unknown_model_is_rejected():
+    h = Harness()
+    i, out = h.arrive("zzz")
+    assert out[0].status == 404
+
+
+def test_late_events_are_ignored():
+    h = serving("a")
+    assert h.do("switch_done", "b") == []
+    assert h.do("switch_failed", "b", "x") == []
+    assert h.do("stop_done", "a") == []
+    assert h.do("request_finished", 999) == []
+
+
+# --- property: random event sequences -----------------------------------------------------
+
+MODELS = ("a", "b", "c")
+event = st.one_of(
+    st.tuples(st.just("arrive"), st.sampled_from(MODELS)),
+    st.tuples(st.just("finish"), st.integers(0, 30)),
+    st.tuples(st.just("gone"), st.integers(0, 30)),
+    st.tuples(st.just("complete"), st.booleans()),
+    st.tuples(st.just("crash"), st.just(None)),
+    st.tuples(st.just("unload"), st.just(None)),
+    st.tuples(st.just("load"), st.sampled_from(MODELS)),
+    st.tuples(st.just("tick"), st.floats(0, 20)),
+)
+
+
+class World:
+    """What the manager would do with the actions: one pending slow job at a time."""
+
+    def __init__(self, grouping: bool, max_queue: int):
+        self.h = Harness(models=MODELS, grouping=grouping, max_queue=max_queue, max_wait_s=5,
+                         drain_timeout_s=3, ttl_s=10)
+        self.backend: str | None = None  # what exists
+        self.job: tuple[str, str] | None = None  # ('switch', to) or ('stop', model)
+        self.answers: dict[int, list[str]] = {}
+        self.arrived: set[int] = set()
+        self.gone: set[int] = set()
+        self.in_flight: set[int] = set()
+
+    def apply(self, actions):
+        for a in actions:
+            if isinstance(a, Grant):
+                self.answers.setdefault(a.id, []).append("grant")
+                assert self.backend == a.model and self.job is None
+                self.in_flight.add(a.id)
+            elif isinstance(a, Reject):
+                self.answers.setdefault(a.id, []).append("reject")
+            elif isinstance(a, StartSwitch):
+                assert self.job is None, "a switch started while another was under way"
+                assert self.backend == a.from_model, "a switch left an extra backend behind"
+                self.backend = a.to_model
+                self.job = ("switch", a.to_model)
+            elif isinstance(a, StopResident):
+                assert self.job is None and self.backend == a.model
+                self.job = ("stop", a.model)
+            elif isinstance(a, FailInFlight):
+                assert self.backend == a.model
+            assert self.h.s.backends() <= 1
+
+    def step(self, kind, arg):
+        h = self.h
+        if kind == "arrive":
+            i, out = h.arrive(arg)
+            self.arrived.add(i)
+            self.apply(out)
+        elif kind in ("finish", "gone"):
+            ids = sorted(self.in_flight) if kind == "finish" else sorted(self.arrived - self.gone)
+            if not ids:
+                return
+            i = ids[arg % len(ids)]
+            if kind == "gone":
+                if self.answers.get(i):
+                    if i not in self.in_flight:
+                        return
+                self.gone.add(i)
+            self.in_flight.discard(i)
+            self.apply(h.do("client_gone" if kind == "gone" else "request_finished", i))
+        elif kind == "complete":
+            if self.job is None:
+                return
+            what, model = self.job
+            self.job = None
+            if what == "stop":
+                self.backend = None
+                self.apply(h.do("stop_done", model))
+            elif arg:
+                self.apply(h.do("switch_done", model))
+            else:
+                self.backend = None
+                self.apply(h.do("switch_failed", model, "failed"))
+        elif kind == "crash":
+            if self.backend is not None and self.job is None and h.s.ready:
+                self.apply(h.do("backend_crashed", self.backend, "crashed"))
+        elif kind == "unload":
+            self.apply(h.do("unload_requested"))
+        elif kind == "load":
+            self.apply(h.do("load_requested", arg))
+        elif kind == "tick":
+            self.apply(h.advance(arg))
+
+    def settle(self):
+        """Finish all slow jobs and all requests; advance time past every bound."""
+        for _ in range(500):
+            if self.job is not None:
+                self.step("complete", True)
+            elif self.in_flight:
+                self.step("finish", 0)
+            elif self.h.s.queued():
+                self.step("tick", 5.0)
+            else:
+                break
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(event, max_size=60), st.booleans(), st.integers(1, 6))
+def test_random_events_never_two_backends_never_lose_a_request(events, grouping, max_queue):
+    w = World(grouping, max_queue)
+    for kind, arg in events:
+        w.step(kind, arg)
+    w.settle()
+    assert w.h.s.queued() == 0 and w.h.s.in_flight() == 0
+    for i in w.arrived:
+        answers = w.answers.get(i, [])
+        assert len(answers) <= 1, f"request {i} answered twice: {answers}"
+        if i not in w.gone:
+            assert len(answers) == 1, f"request {i} never answered"
