@@ -110,6 +110,8 @@ class GatewaySettings(_Strict):
     backoff_initial_s: float = Field(2.0, ge=0, description="After a failed start; doubles per failure.")
     backoff_max_s: float = Field(120.0, ge=0)
     log_tail_lines: int = Field(2000, ge=10)
+    docker_host: str | None = Field(None, description="docker backend: Engine API address; default $DOCKER_HOST, "
+                                                     "else unix:///var/run/docker.sock.")
 
 
 class Registry(_Strict):

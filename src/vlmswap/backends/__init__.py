@@ -29,5 +29,5 @@ def cleanup_orphans(state_dir: Path, registry: Registry) -> list[str]:
     if any(spec.backend == "docker" for spec in registry.models.values()):
         from vlmswap.backends import docker
 
-        messages += docker.cleanup_orphans(state_dir)
+        messages += docker.cleanup_orphans(state_dir, registry.gateway.docker_host)
     return messages
