@@ -1,0 +1,165 @@
+"""Switch overhead: what the gateway adds to a switch beyond the backends' own stop and start.
+
+With A resident, a streamed request for B arrives; the gateway drains A, stops it, starts B,
+waits until B is ready and proxies the request. The time from sending that request to B's
+first byte, minus B's own start-to-ready time (measured standalone: process spawn until
+`/v1/models` lists B, polled every 2 ms), minus A's own stop time (standalone: SIGTERM until
+the process is reaped), is the gateway's overhead: its readiness polling, process-table
+checks, scheduling and proxying. Goal (issue 3): at most 50 ms.
+
+A and B are fault servers (the vLLM-protocol test server); B can be given a load delay
+(`--b-delay`), during which its port refuses connections, as vLLM's does while loading.
+All numbers come from one run; medians of --runs runs.
+
+Run: .venv/bin/python bench/gateway_switch.py [--runs 7] [--b-delay 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _gateway_common import (PY, Conn, chat_body, fault_argv, free_port, machine, median, post, registry_yaml,
+                             spawned, wait_http)
+
+GET_MODELS = b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+
+
+async def _ready_once(port: int, name: str) -> bool:
+    try:
+        c = await Conn("127.0.0.1", port).open()
+    except OSError:
+        return False
+    try:
+        status, body, _, _ = await c.request(GET_MODELS)
+        return status == 200 and f'"id": "{name}"'.encode() in body
+    except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+        return False
+    finally:
+        await c.close()
+
+
+def start_to_ready(name: str, flags: list[str]) -> float:
+    """Spawn the server and poll (2 ms) until /v1/models lists `name`; the server is stopped after."""
+    port = free_port()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(fault_argv(port, name, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    try:
+        async def poll() -> float:
+            while True:
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {p.returncode}")
+                if await _ready_once(port, name):
+                    return time.perf_counter() - t0
+                await asyncio.sleep(0.002)
+        return asyncio.run(poll())
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(10)
+
+
+def stop_time(name: str, flags: list[str]) -> float:
+    """Start the server, wait until ready, then time SIGTERM to the group until the process is reaped."""
+    port = free_port()
+    p = subprocess.Popen(fault_argv(port, name, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    try:
+        wait_http("127.0.0.1", port, "/v1/models", proc=p)
+        import threading
+
+        guard = threading.Timer(30, lambda: os.killpg(p.pid, signal.SIGKILL))
+        guard.start()
+        t0 = time.perf_counter()
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait()  # blocking waitpid: Popen.wait(timeout) would poll in steps of up to 50 ms
+        took = time.perf_counter() - t0
+        guard.cancel()
+        return took
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(10)
+
+
+async def timed_request(port: int, model: str) -> tuple[int, float, float]:
+    """(status, seconds to the first body chunk, seconds to the end) of a streamed chat request."""
+    c = await Conn("127.0.0.1", port).open()
+    try:
+        raw = post("/v1/chat/completions", chat_body(model, stream=True, max_tokens=8), port=port)
+        t0 = time.perf_counter()
+        status, body, t_head, chunks = await c.request(raw)
+        t_end = time.perf_counter()
+        first = chunks[0] if chunks else t_head
+        if status != 200:
+            raise RuntimeError(f"{model}: status {status}: {body[:300]!r}")
+        return status, first - t0, t_end - t0
+    finally:
+        await c.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--b-delay", type=float, default=0.0, help="B's simulated load time (s) before it listens")
+    args = ap.parse_args()
+    a_flags: list[str] = []
+    b_flags = ["--startup-delay", str(args.b_delay)] if args.b_delay else []
+
+    ready_b = [start_to_ready("B", b_flags) for _ in range(args.runs)]
+    stop_a = [stop_time("A", a_flags) for _ in range(args.runs)]
+
+    switch: list[float] = []
+    ends: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="vlmswap-bench-") as tmpname:
+        tmp = Path(tmpname)
+        from tests.servers import fault_cmd
+
+        cfg = tmp / "registry.yaml"
+        cfg.write_text(registry_yaml({"A": {"served_name": "A", "cmd": fault_cmd(*a_flags)},
+                                      "B": {"served_name": "B", "cmd": fault_cmd(*b_flags)}}, stop_grace_s=5))
+        gw_port = free_port()
+        with spawned([PY, "-m", "vlmswap", "serve", "--config", str(cfg), "--port", str(gw_port)],
+                     env={"VLMSWAP_STATE_DIR": str(tmp / "state")}, log=tmp / "gateway.log") as gw:
+            try:
+                wait_http("127.0.0.1", gw_port, "/health", proc=gw)
+
+                async def runs() -> None:
+                    await timed_request(gw_port, "A")  # warm: A resident, connections made
+                    for _ in range(args.runs):
+                        await timed_request(gw_port, "A")  # A resident (a switch back, not measured)
+                        _, first, end = await timed_request(gw_port, "B")
+                        switch.append(first)
+                        ends.append(end)
+
+                asyncio.run(runs())
+            except Exception:
+                print((tmp / "gateway.log").read_text()[-4000:], file=sys.stderr)
+                raise
+    m_switch, m_ready, m_stop = median(switch), median(ready_b), median(stop_a)
+    overhead = m_switch - m_ready - m_stop
+    per_run = sorted(s - m_ready - m_stop for s in switch)
+    print(f"Machine: {machine()}")
+    print(f"A, B: fault servers; B load delay {args.b_delay:g} s; medians of {args.runs} runs.\n")
+    print("| measure | median (ms) | runs (ms) |")
+    print("|---|---|---|")
+    print(f"| request for B -> B's first byte, through the gateway, A resident | {m_switch * 1e3:.1f} | "
+          f"{', '.join(f'{x * 1e3:.0f}' for x in sorted(switch))} |")
+    print(f"| B start-to-ready, standalone | {m_ready * 1e3:.1f} | {', '.join(f'{x * 1e3:.0f}' for x in sorted(ready_b))} |")
+    print(f"| A stop (SIGTERM -> reaped), standalone | {m_stop * 1e3:.1f} | "
+          f"{', '.join(f'{x * 1e3:.0f}' for x in sorted(stop_a))} |")
+    print(f"| **switch overhead** (first - ready - stop) | **{overhead * 1e3:.1f}** | "
+          f"{', '.join(f'{x * 1e3:.0f}' for x in per_run)} |")
+    print(f"\ngoal <= 50 ms: {'met' if overhead <= 0.050 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
