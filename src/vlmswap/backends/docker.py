@@ -180,6 +180,7 @@ class DockerBackend(Backend):
         client = self._client = connect(self.docker_host)
         image = spec.image or ""
         self._ensure_image(client, image)
+        self._remove_stale(client)  # before the port check: a stale container of ours may hold the port
         ports, host_port, container_port = self._port_plan()
         bind = self._bind_host()
         for h in ports.values():
@@ -191,7 +192,6 @@ class DockerBackend(Backend):
                      "HOST_PORT": str(host_port)}
         argv, env = render_argv(list(spec.command or []), dict(spec.env), variables)
         self.argv = argv
-        self._remove_stale(client)
         labels = {LABEL_MODEL: self.name, LABEL_SERVED: spec.served_name, LABEL_GATEWAY: self.gateway,
                   LABEL_GATEWAY_PID: str(os.getpid()), LABEL_GATEWAY_START: _self_start_time()}
         kwargs: dict[str, Any] = dict(
