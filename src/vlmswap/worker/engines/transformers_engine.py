@@ -210,10 +210,10 @@ class TransformersEngine(Engine):
     # -- loading -----------------------------------------------------------------------------
 
     def load(self) -> None:
+        path = resolve_model_path(self.model_ref)  # first: a missing model fails before the heavy imports
         import torch
         from transformers import AutoProcessor
 
-        path = resolve_model_path(self.model_ref)
         self.device = _pick_device(self.requested_device)
         self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         started = time.monotonic()
