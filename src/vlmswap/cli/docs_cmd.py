@@ -1,9 +1,161 @@
-"""Placeholder: commands of this area are registered here."""
+"""`vlmswap ocr FILE...`: documents in, layout JSON, Markdown, annotated PNGs and ZIPs out.
+
+Without --gateway it runs an in-process manager on the registry (default: the shipped one),
+so `vlmswap ocr scan.pdf` works on a laptop without a GPU through the embedded rapidocr
+engine. A bad file costs one line on stderr (`FILE: reason`) and the rest still run; the exit
+code is 2 when any file failed.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+
+DEFAULT_FORMATS = "json,md,png"
+
+
+def _fail_line(console: Any, line: str) -> None:
+    # One line, never wrapped by rich, printed above the progress bar.
+    console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def _unique_stem(stem: str, used: set[str]) -> str:
+    out, n = stem, 1
+    while out in used:
+        n += 1
+        out = f"{stem}-{n}"
+    used.add(out)
+    return out
+
+
+async def _run(files: list[str], *, model: str, mode: str, pages: Optional[str], dpi: float, out: Path,
+               formats: list[str], gateway: Optional[str], registry: Optional[Path], max_tokens: Optional[int]) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from vlmswap.config import ConfigError, load_registry
+    from vlmswap.documents import export
+    from vlmswap.documents.inputs import DocumentError, SourceFile, open_file
+    from vlmswap.documents.pipeline import GatewayRunner, LocalRunner, ocr_source
+    from vlmswap.errors import APIError
+
+    err = Console(stderr=True)
+    try:
+        runner: Any = GatewayRunner(gateway) if gateway else LocalRunner(load_registry(registry))
+    except ConfigError as exc:
+        _fail_line(err, f"{exc.source}: {'; '.join(exc.errors)}")
+        return 2
+    try:
+        model_name, spec = await runner.resolve(model)
+    except APIError as exc:
+        _fail_line(err, f"vlmswap ocr: {exc.message}")
+        return 2
+
+    failed = 0
+    opened: list[SourceFile] = []
+    for f in files:
+        try:
+            opened.append(await asyncio.to_thread(open_file, f, pages=pages, dpi=dpi))
+        except DocumentError as exc:
+            _fail_line(err, str(exc))
+            failed += 1
+    total_pages = sum(len(s.selected) for s in opened)
+    done_pages = blocks = 0
+    flagged: list[str] = []
+    written: list[Path] = []
+    t0 = time.perf_counter()
+    used: set[str] = set()
+    if opened:
+        out.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(f"{model_name}", total=total_pages or 1)
+        if opened:
+            async with runner:
+                for src in opened:
+                    progress.update(task, description=f"{Path(src.path).name}")
+
+                    def advance(page: Any) -> None:
+                        progress.advance(task)
+
+                    try:
+                        doc = await ocr_source(src, model_name=model_name, spec=spec, mode=mode, chat=runner.chat,
+                                               max_tokens=max_tokens, on_page=advance)
+                        stem = _unique_stem(export.source_stem(src.path), used)
+                        images = {n: (await asyncio.to_thread(src.page, n)).image for n in src.selected} \
+                            if ("png" in formats or "md" in formats or "zip" in formats) else {}
+                        files_out = export.select(export.bundle(doc, images, stem), formats, stem)
+                        for rel, data in files_out.items():
+                            path = out / rel
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                            path.write_bytes(data)
+                            written.append(path)
+                    except DocumentError as exc:
+                        _fail_line(progress.console, str(exc))
+                        failed += 1
+                        continue
+                    except APIError as exc:
+                        _fail_line(progress.console, f"{src.path}: {exc.message}")
+                        failed += 1
+                        continue
+                    finally:
+                        src.close()
+                    done_pages += len(doc.pages)
+                    blocks += sum(len(p.blocks) for p in doc.pages)
+                    flagged += [f"{Path(src.path).name}:{n}" for n in doc.flagged_pages]
+    seconds = time.perf_counter() - t0
+    table = Table(title="vlmswap ocr", show_header=True)
+    for col in ("files ok", "files failed", "pages", "blocks", "seconds", "pages flagged"):
+        table.add_column(col)
+    table.add_row(str(len(files) - failed), str(failed), str(done_pages), str(blocks), f"{seconds:.1f}",
+                  f"{len(flagged)}" + (f" ({', '.join(flagged[:10])}{', ...' if len(flagged) > 10 else ''})" if flagged else ""))
+    Console(stderr=True, soft_wrap=True).print(table)
+    if written:
+        print(f"wrote {len(written)} files to {out}", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("ocr")
+    def ocr(
+        files: list[str] = typer.Argument(..., help="Images (PNG, JPEG, WebP, TIFF incl. multi-page) and PDFs; "
+                                                    "the kind is read from the bytes, not the name."),
+        model: str = typer.Option("rapidocr", "--model", "-m", help="Model id (served name, registry name or alias)."),
+        mode: str = typer.Option("layout", "--mode", help="layout (boxes + text), layout-only (boxes), text."),
+        pages: Optional[str] = typer.Option(None, "--pages", help="Pages to read, e.g. 1-3,7 (1-based); default all."),
+        dpi: float = typer.Option(150.0, "--dpi", help="Resolution PDF pages are rendered at."),
+        out: Path = typer.Option(Path("out"), "--out", "-o", help="Directory for the results."),
+        fmt: str = typer.Option(DEFAULT_FORMATS, "--format", "-f",
+                                help="Comma-separated: json (document + per page), md (+ picture crops), "
+                                     "png (annotated pages), zip (everything)."),
+        gateway: Optional[str] = typer.Option(None, "--gateway", "-g",
+                                              help="A running gateway's URL; default: an in-process manager."),
+        registry: Optional[Path] = typer.Option(None, "--registry",
+                                                help="Registry file for the in-process manager; default: the shipped one."),
+        max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1,
+                                                 help="Per page; default: what is left of the model's context."),
+    ) -> None:
+        """OCR documents page by page into layout JSON, Markdown and annotated PNGs (exit 2 if any file failed)."""
+        from vlmswap.documents.export import FORMATS
+        from vlmswap.documents.prompts import normalize_mode
+
+        formats = [f.strip().lower() for f in fmt.split(",") if f.strip()]
+        bad = [f for f in formats if f not in FORMATS]
+        if bad or not formats:
+            typer.echo(f"vlmswap ocr: unknown --format {','.join(bad) or fmt!r}; choose from {','.join(FORMATS)}", err=True)
+            raise typer.Exit(2)
+        try:
+            mode = normalize_mode(mode)
+        except ValueError as exc:
+            typer.echo(f"vlmswap ocr: {exc}", err=True)
+            raise typer.Exit(2)
+        code = asyncio.run(_run(files, model=model, mode=mode, pages=pages, dpi=dpi, out=out, formats=formats,
+                                gateway=gateway, registry=registry, max_tokens=max_tokens))
+        raise typer.Exit(code)

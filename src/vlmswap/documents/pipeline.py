@@ -21,8 +21,8 @@ from PIL import Image
 
 from vlmswap.config import ModelSpec, Registry, load_registry
 from vlmswap.documents.coords import input_to_page
-from vlmswap.documents.inputs import PageImage
-from vlmswap.documents.layout import Block, Page
+from vlmswap.documents.inputs import PageImage, SourceFile
+from vlmswap.documents.layout import Block, Document, Page
 from vlmswap.documents.parsers import parse_output
 from vlmswap.documents.prompts import PromptPlan, plan
 from vlmswap.documents.resize import input_size, rule_for, to_model_input
@@ -133,6 +133,19 @@ async def ocr_pages(pages: Iterable[PageImage], *, model_name: str, spec: Sizing
     return out
 
 
+async def ocr_source(src: SourceFile, *, model_name: str, spec: SizingSpec, mode: str, chat: ChatFn,
+                     max_tokens: int | None = None, on_page: Callable[[Page], None] | None = None) -> Document:
+    """One opened file's selected pages as a Document; pages are rendered one at a time, off the loop."""
+    doc = Document(source=src.path, model=model_name, mode=plan(spec.family, mode).mode)
+    for number in src.selected:
+        page = await asyncio.to_thread(src.page, number)
+        result = await ocr_page(page, model_name=model_name, spec=spec, mode=mode, chat=chat, max_tokens=max_tokens)
+        doc.pages.append(result)
+        if on_page is not None:
+            on_page(result)
+    return doc
+
+
 # --- sending requests ---------------------------------------------------------------------------
 
 def chat_url(base_url: str) -> str:
@@ -215,37 +228,42 @@ class GatewayRunner:
 
     def __init__(self, url: str, timeout_s: float = 600.0, api_key: str | None = None):
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(timeout=timeout_s, trust_env=False, headers=headers)
+        self._timeout = timeout_s
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> "GatewayRunner":
+        self._http = httpx.AsyncClient(timeout=self._timeout, trust_env=False, headers=self._headers)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def resolve(self, model: str) -> tuple[str, SizingSpec]:
         """The model's family from the gateway's /v1/models, else from the default registry's entry."""
         try:
-            resp = await self._http.get(self.url + "/v1/models")
+            async with httpx.AsyncClient(timeout=30.0, trust_env=False, headers=self._headers) as http:
+                resp = await http.get(self.url + "/v1/models")
             resp.raise_for_status()
-            listed = resp.json().get("data", [])
-        except (httpx.HTTPError, ValueError) as exc:
+            listed = [m for m in resp.json().get("data", []) if isinstance(m, dict)]
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
             raise APIError(502, f"gateway {self.url} did not list its models: {exc}", code="gateway_unreachable") from None
-        entry = next((m for m in listed if isinstance(m, dict) and (
-            m.get("id") == model or model in (m.get("aliases") or []))), None)
+        entry = next((m for m in listed if m.get("id") == model or model in (m.get("aliases") or [])
+                      or model == m.get("name")), None)
         local = load_registry()
         name = local.resolve(model)
-        if entry is not None:
-            meta = entry.get("vlmswap") if isinstance(entry.get("vlmswap"), dict) else entry
-            family = meta.get("family")
-            if family is None and name is not None:
-                family = local.models[name].family
-            return str(entry["id"]), RemoteSpec(family or "generic", meta.get("min_pixels"), meta.get("max_pixels"))
-        if name is not None and any(m.get("id") == local.models[name].served_name for m in listed):
-            s = local.models[name]
-            return s.served_name, s
-        raise unknown_model(model, [str(m.get("id")) for m in listed if isinstance(m, dict)])
+        if entry is None and name is not None:
+            entry = next((m for m in listed if m.get("id") == local.models[name].served_name), None)
+        if entry is None:
+            raise unknown_model(model, [str(m.get("id")) for m in listed])
+        meta = entry.get("vlmswap") if isinstance(entry.get("vlmswap"), dict) else entry
+        family = meta.get("family")
+        if family is None and name is not None and local.models[name].served_name == entry.get("id"):
+            return local.models[name].served_name, local.models[name]
+        return str(entry["id"]), RemoteSpec(str(family or "generic"), meta.get("min_pixels"), meta.get("max_pixels"))
 
     async def chat(self, body: dict[str, Any]) -> str:
+        assert self._http is not None, "use `async with GatewayRunner(...)`"
         return await post_chat(self._http, self.url + "/v1/chat/completions", body)
