@@ -103,7 +103,14 @@ def count_tokens(text: str) -> int:
 
 def split_tokens(text: str) -> list[str]:
     """The text in word-sized pieces (each with its leading whitespace); joined, they give it back."""
-    return re.findall(r"\s*\S+", text) + ([m] if (m := text[len(text.rstrip()):]) else [])
+    pieces = re.findall(r"\s*\S+", text)
+    trailing = text[len(text.rstrip()):]
+    if trailing:
+        if pieces:
+            pieces[-1] += trailing
+        else:
+            pieces = [trailing]
+    return pieces
 
 
 class _OCRGeneration(Generation):

@@ -1,0 +1,96 @@
+"""The rapidocr worker reads rendered pages: text, dots.ocr layout, grounding, limits."""
+
+from __future__ import annotations
+
+import json
+
+from vlmswap import dots_prompts
+from vlmswap.documents.metrics import cer
+from vlmswap.worker.engines.rapidocr_engine import TextBox, group_lines, split_tokens
+
+from tests.worker.conftest import Page, Worker, chat_body, png_data_url, render_page
+
+TOL = 6  # pixels a returned box may miss the drawn ink by
+
+
+def ask(worker: Worker, page: Page, prompt: str, **extra: object) -> dict:
+    with worker.client() as c:
+        r = c.post("/v1/chat/completions", json=chat_body(png_data_url(page.image), prompt, **extra))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_page_text_is_read_with_low_character_error_rate(rapidocr_worker: Worker, page: Page) -> None:
+    body = ask(rapidocr_worker, page, "What does this page say?")
+    text = body["choices"][0]["message"]["content"]
+    assert cer(page.text, text) < 0.02, text
+    assert text.splitlines()[0].startswith("The quick")  # reading order: first line first
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["completion_tokens"] == len(text.split())
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+
+
+def test_layout_prompt_gives_one_box_per_rendered_line(rapidocr_worker: Worker, page: Page) -> None:
+    body = ask(rapidocr_worker, page, dots_prompts.layout_all())
+    cells = json.loads(body["choices"][0]["message"]["content"])
+    assert len(cells) == len(page.lines), cells
+    for cell, drawn, line in zip(cells, page.boxes, page.lines):
+        assert cell["category"] == "Text"
+        x1, y1, x2, y2 = cell["bbox"]
+        dx1, dy1, dx2, dy2 = drawn
+        # covers the drawn line (within a few pixels) ...
+        assert x1 <= dx1 + TOL and y1 <= dy1 + TOL and x2 >= dx2 - TOL and y2 >= dy2 - TOL, (cell, drawn)
+        # ... and is not much larger than it
+        assert x1 >= dx1 - 3 * TOL and y1 >= dy1 - 3 * TOL and x2 <= dx2 + 3 * TOL and y2 <= dy2 + 3 * TOL, (
+            cell, drawn)
+        assert cer(line, cell["text"]) < 0.05, (line, cell["text"])
+
+
+def test_layout_boxes_are_in_the_pixels_of_the_image_received(rapidocr_worker: Worker) -> None:
+    big = render_page(["Coordinates follow the image size."], size=56, width=1400, left=300, top=200, min_height=800)
+    cells = json.loads(ask(rapidocr_worker, big, dots_prompts.layout_only())["choices"][0]["message"]["content"])
+    assert len(cells) == 1 and "text" not in cells[0]
+    x1, y1, x2, y2 = cells[0]["bbox"]
+    dx1, dy1, dx2, dy2 = big.boxes[0]
+    assert abs(x1 - dx1) <= 3 * TOL and abs(y1 - dy1) <= 3 * TOL
+    assert abs(x2 - dx2) <= 3 * TOL and abs(y2 - dy2) <= 3 * TOL
+
+
+def test_grounding_prompt_reads_only_the_lines_inside_the_box(rapidocr_worker: Worker, page: Page) -> None:
+    b2, b3 = page.boxes[2], page.boxes[3]
+    region = (b2[0] - 10, b2[1] - 8, max(b2[2], b3[2]) + 10, b3[3] + 8)
+    text = ask(rapidocr_worker, page, dots_prompts.grounding_ocr(region))["choices"][0]["message"]["content"]
+    assert cer("\n".join(page.lines[2:4]), text) < 0.03, text
+
+
+def test_max_tokens_cuts_the_answer_with_finish_reason_length(rapidocr_worker: Worker) -> None:
+    short = render_page(["one two three four five six seven eight"], width=700, min_height=700)
+    body = ask(rapidocr_worker, short, dots_prompts.ocr(), max_tokens=3)
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["choices"][0]["message"]["content"].split() == ["one", "two", "three"]
+    assert body["usage"]["completion_tokens"] == 3
+
+
+def test_stop_string_ends_the_answer_early(rapidocr_worker: Worker) -> None:
+    short = render_page(["alpha beta gamma delta"], width=600, min_height=600)
+    body = ask(rapidocr_worker, short, dots_prompts.ocr(), stop=["gamma"])
+    assert body["choices"][0]["message"]["content"].strip() == "alpha beta"
+    assert body["choices"][0]["finish_reason"] == "stop"
+
+
+def test_group_lines_joins_pieces_of_one_line_and_orders_top_down_left_right() -> None:
+    boxes = [
+        TextBox(400, 102, 600, 128, "right half"),  # same line as "left half", detected separately
+        TextBox(10, 40, 200, 66, "first line"),
+        TextBox(10, 100, 300, 126, "left half"),
+        TextBox(10, 160, 250, 186, "third line"),
+    ]
+    lines = group_lines(boxes)
+    assert [ln.text for ln in lines] == ["first line", "left half right half", "third line"]
+    assert lines[1].bbox == [10, 100, 600, 128]
+
+
+def test_split_tokens_round_trips_the_text() -> None:
+    text = "  a  layout\n[{\"bbox\": [1, 2]}]\n "
+    assert "".join(split_tokens(text)) == text
+    assert len(split_tokens(text)) == len(text.split())
