@@ -57,7 +57,7 @@ def main() -> None:
     st.header("Chat about images")
     status = st.session_state.get("gateway_status")
     if status is None:
-        st.error("The gateway is not reachable; see the sidebar for how to start it.", icon="🔌")
+        st.error("The gateway is not reachable; see the sidebar for how to start it.", icon=":material/power_off:")
         return
     gw = Gateway()
     chat_models = [m for m in with_capability(status, "chat") if not m.get("unavailable")]
@@ -89,8 +89,9 @@ def main() -> None:
     user = {"role": "user", "content": text or "(image)", "images": images}
     history.append(user)
     _show_turn(user)
+    switched = model != resident_name(gw.status())
     with st.chat_message("assistant"):
-        if model != resident_name(gw.status()):
+        if switched:
             result = run_switch(gw, model)
             if result is None or not result.ok:
                 msg = st.session_state.get("switch_notice", {}).get("text", f"{model} failed to start")
@@ -106,6 +107,8 @@ def main() -> None:
             st.error(history[-1]["content"])
             return
     history.append({"role": "assistant", "content": answer if isinstance(answer, str) else str(answer)})
+    if switched:  # redraw the sidebar, which still shows the model that was resident before
+        st.rerun()
 
 
 main()

@@ -39,12 +39,12 @@ def _open_uploads(files: list[Any], dpi: int) -> list[tuple[Any, Any]] | None:
     for f in files:
         size_mb = f.size / (1024 * 1024)
         if size_mb > MAX_UPLOAD_MB:
-            st.error(f"{f.name} is {size_mb:.1f} MB, over the upload limit of {MAX_UPLOAD_MB:.0f} MB.", icon="📦")
+            st.error(f"{f.name} is {size_mb:.1f} MB, over the upload limit of {MAX_UPLOAD_MB:.0f} MB.", icon=":material/block:")
             return None
         try:
             opened.append((f, open_bytes(f.getvalue(), f.name, dpi=dpi)))
         except DocumentError as exc:
-            st.error(f"{exc.path} cannot be used: {exc.reason}.", icon="📄")
+            st.error(f"{exc.path} cannot be used: {exc.reason}.", icon=":material/description:")
             return None
     return opened
 
@@ -53,10 +53,11 @@ def _run(gw: Gateway, files: list[Any], model: str, mode: str, dpi: int) -> None
     opened = _open_uploads(files, dpi)
     if opened is None:
         return
-    if model != resident_name(gw.status()):
+    switched = model != resident_name(gw.status())
+    if switched:
         result = run_switch(gw, model)
         if result is None or not result.ok:
-            st.error(st.session_state.get("switch_notice", {}).get("text", f"{model} failed to start"), icon="🚫")
+            st.error(st.session_state.get("switch_notice", {}).get("text", f"{model} failed to start"), icon=":material/error:")
             return
     jobs = [(f, src, n) for f, src in opened for n in src.selected]
     bar = st.progress(0.0, text=f"0 of {len(jobs)} pages")
@@ -80,6 +81,8 @@ def _run(gw: Gateway, files: list[Any], model: str, mode: str, dpi: int) -> None
     bar.progress(1.0, text=f"{len(jobs)} of {len(jobs)} pages done")
     st.session_state[RESULT_KEY] = {"model": model, "mode": mode, "pages": pages}
     st.session_state[PAGE_KEY] = 0
+    if switched:  # redraw the sidebar, which still shows the model that was resident before
+        st.rerun()
 
 
 def _documents(result: dict[str, Any]) -> list[Document]:
@@ -118,13 +121,13 @@ def _show(result: dict[str, Any]) -> None:
     entry = entries[idx]
     st.caption(f"{entry['source']} · page {entry['number']} · {result['model']} · {MODES.get(result['mode'], result['mode'])}")
     if "error" in entry:
-        st.error(f"This page could not be read: {entry['error']}", icon="⚠️")
+        st.error(f"This page could not be read: {entry['error']}", icon=":material/warning:")
         st.image(entry["image"], width="stretch")
         return
     page = Page.from_dict(entry["page"])
     if page.flags:
         st.warning("The model's output for this page was not clean; what is shown was salvaged: "
-                   + "; ".join(page.flags), icon="🩹")
+                   + "; ".join(page.flags), icon=":material/healing:")
     table_key, pick_key = f"ocr_blocks_{idx}", f"ocr_pick_{idx}"
     picked = st.session_state.get(pick_key)
     selection = st.session_state.get(table_key)
@@ -178,7 +181,7 @@ def main() -> None:
     st.header("OCR documents")
     status = st.session_state.get("gateway_status")
     if status is None:
-        st.error("The gateway is not reachable; see the sidebar for how to start it.", icon="🔌")
+        st.error("The gateway is not reachable; see the sidebar for how to start it.", icon=":material/power_off:")
         return
     gw = Gateway()
     ocr_models = [m for m in with_capability(status, "ocr") if not m.get("unavailable")]

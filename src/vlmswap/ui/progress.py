@@ -16,6 +16,12 @@ from vlmswap.ui.view import phase_fraction, phase_label
 NOTICE_KEY = "switch_notice"
 
 
+def _mark(phase: str, current: str) -> str:
+    if phase == "failed":
+        return "✗"
+    return "…" if phase == current and phase != "ready" else "✓"
+
+
 def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None:
     """Switch to `name` with a live status box in `where` (default: the main area).
 
@@ -35,7 +41,7 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
         if phase:
             times[phase] = elapsed
         bar.progress(phase_fraction(phase), text=f"{phase_label(phase)} · {elapsed:.1f} s")
-        lines = [f"{'✓' if p != phase else '…'} {phase_label(p)}" for p in seen]
+        lines = [f"{_mark(p, phase)} {phase_label(p)}" for p in seen]
         if message:
             lines.append(f"_{message}_")
         steps.markdown("  \n".join(lines))
@@ -68,9 +74,9 @@ def show_notice(where: Any = None) -> None:
         return
     where = where or st
     if notice["ok"]:
-        where.success(notice["text"], icon="✅")
+        where.success(notice["text"], icon=":material/check_circle:")
     else:
-        where.error(notice["text"], icon="🚫")
+        where.error(notice["text"], icon=":material/error:")
     if notice.get("steps"):
         where.caption("Switch: " + " → ".join(notice["steps"]))
     if not notice["ok"]:

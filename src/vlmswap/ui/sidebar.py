@@ -29,7 +29,7 @@ def render(gw: Gateway) -> dict[str, Any] | None:
     try:
         status = gw.status()
     except GatewayError as exc:
-        sb.error(exc.message, icon="🔌")
+        sb.error(exc.message, icon=":material/power_off:")
         sb.button("Retry", key="retry_gateway")
         return None
     pending = st.session_state.pop(PENDING_KEY, None)
@@ -37,7 +37,8 @@ def render(gw: Gateway) -> dict[str, Any] | None:
         run_switch(gw, pending, sb)
         st.rerun()
     show_notice(sb)
-    _live(gw)
+    with sb:
+        _live(gw)
     _models(gw, status)
     return status
 
@@ -48,7 +49,7 @@ def _live(gw: Gateway) -> None:
     try:
         status = gw.status()
     except GatewayError as exc:
-        st.warning(exc.message, icon="🔌")
+        st.warning(exc.message, icon=":material/power_off:")
         return
     resident = resident_name(status)
     sw = status.get("switch")
@@ -73,10 +74,10 @@ def _models(gw: Gateway, status: dict[str, Any]) -> None:
         name = m["name"]
         state = str(m.get("state") or "stopped")
         box = sb.container(border=True)
-        box.markdown(f"**{name}** {STATE_ICONS.get(state, '⚪')} {state}  \n{badges(m.get('capabilities') or [])}")
+        box.markdown(f"**{name}** {STATE_ICONS.get(state, '○')} {state}  \n{badges(m.get('capabilities') or [])}")
         box.caption(memory_line(m, gpu))
         if m.get("unavailable"):
-            box.caption(f"⛔ cannot run here: {m['unavailable']}")
+            box.caption(f":material/block: cannot run here: {m['unavailable']}")
         elif state == "failed" and m.get("last_error"):
             box.caption(f"last start failed: {m['last_error']}")
         left, right = box.columns(2)
