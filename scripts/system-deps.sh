@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs and starts the system pieces the test suite uses: a Docker engine, Debian's
-# Chromium (driven by Playwright), busybox-static (rootfs for the test images).
+# Chromium (driven by Playwright), busybox-static (rootfs for the test images),
+# docker-compose (validates deploy/compose.yaml).
 # With "bench": also Tesseract 5 and nginx-light, the benchmarks' peers.
 # Installs only as root on Debian; elsewhere it says what is missing and goes on.
 set -euo pipefail
-want=(docker.io chromium busybox-static fonts-dejavu-core)
+want=(docker.io chromium busybox-static fonts-dejavu-core docker-compose)
 [ "${1:-}" = bench ] && want+=(tesseract-ocr nginx-light)
 missing=()
 for p in "${want[@]}"; do
