@@ -302,34 +302,46 @@ def parse_qwen_json(text: str, input_size: tuple[int, int], *, relative: bool) -
 _SPECIAL = re.compile(r"<\|(?:object_ref_start|object_ref_end|box_start|box_end|quad_start|quad_end|im_end|endoftext)\|>")
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _QWEN2_BOX = re.compile(r"\(" + _NUM + "," + _NUM + r"\)\s*,\s*\(" + _NUM + "," + _NUM + r"\)")
-_LABEL_TRIM = " \t\r\n:-*•,.;[]"
+_LIST_MARK = re.compile(r"^(?:[-*•]\s+|\d+[.)]\s+)")
+
+
+_QWEN2_TOKEN_BOX = re.compile(r"(?:<\|object_ref_start\|>(.*?)<\|object_ref_end\|>)?\s*<\|box_start\|>\s*"
+                              + _QWEN2_BOX.pattern + r"\s*(?:<\|box_end\|>|$)", re.S)
 
 
 def parse_qwen2(text: str, input_size: tuple[int, int]) -> ParseResult:
-    """Qwen2-VL box tokens, with or without the special tokens (relative 0-1000)."""
+    """Qwen2-VL box tokens, with or without the special tokens (relative 0-1000).
+
+    With tokens, a box without its own object reference belongs to the previous one (Qwen2-VL
+    lists several boxes for one reference that way). Without them (vLLM's default
+    skip_special_tokens), the label is the text on the line before the box.
+    """
     flags: list[str] = []
-    had_tokens = "<|box_start|>" in text
-    plain = _SPECIAL.sub(lambda m: "\n" if m.group(0) == "<|object_ref_start|>" else "", text)
     iw, ih = input_size
-    blocks: list[RawBlock] = []
-    pos = 0
-    last_label = ""
-    for m in _QWEN2_BOX.finditer(plain):
-        label = plain[pos: m.start()]
-        label = label.splitlines()[-1] if label.strip() else ""
-        label = label.strip(_LABEL_TRIM)
-        label = re.sub(r"^\d+[.)]\s*", "", label)   # "1. " list numbering
-        if not label:
-            label = last_label
-        last_label = label
-        pos = m.end()
-        box = [float(m.group(k)) for k in range(1, 5)]
+    found: list[tuple[str, list[float]]] = []
+    if "<|box_start|>" in text:
+        last = ""
+        for m in _QWEN2_TOKEN_BOX.finditer(text):
+            label = last if m.group(1) is None else m.group(1).strip()
+            last = label
+            found.append((label, [float(m.group(k)) for k in range(2, 6)]))
+    else:
+        plain = _SPECIAL.sub("", text)
+        pos, last = 0, ""
+        for m in _QWEN2_BOX.finditer(plain):
+            seg = plain[pos: m.start()]
+            label = _LIST_MARK.sub("", seg.splitlines()[-1].strip()).rstrip(":").strip() if seg.strip() else ""
+            label = label or last
+            last, pos = label, m.end()
+            found.append((label, [float(m.group(k)) for k in range(1, 5)]))
+        if found:
+            flags.append("qwen2:bare_boxes")
+    if not found:
+        return _fallback(text, flags, "the answer held no boxes")
+    blocks = []
+    for label, box in found:
         cat = category_of(label)
         blocks.append(RawBlock(cat or "Text", relative_to_input(box, iw, ih), "" if cat else label))
-    if not blocks:
-        return _fallback(text, flags, "the answer held no boxes")
-    if not had_tokens:
-        flags.append("qwen2:bare_boxes")
     return ParseResult(_dedupe(blocks, flags), flags)
 
 
