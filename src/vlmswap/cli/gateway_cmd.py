@@ -1,9 +1,192 @@
-"""Placeholder: commands of this area are registered here."""
+"""`vlmswap serve`, `status`, `switch`, `unload`: the gateway and its admin API from a shell."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+GATEWAY_HELP = "Gateway URL (env VLMSWAP_GATEWAY)."
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _client(gateway: str, api_key: str | None) -> Any:
+    from vlmswap.client import Client
+
+    return Client(gateway, api_key=api_key)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"vlmswap: {message}", err=True)
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("serve")
+    def serve(
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one)."),
+        host: str = typer.Option("127.0.0.1", help="Address to bind; non-loopback needs --api-key or --insecure."),
+        port: int = typer.Option(8080, help="Port to bind."),
+        preload: Optional[str] = typer.Option(None, help="Model to load at start (registry name, served name or alias)."),
+        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY",
+                                              help="Require `Authorization: Bearer KEY` on every route but /health."),
+        insecure: bool = typer.Option(False, help="Allow a non-loopback address without an API key."),
+        grouping: bool = typer.Option(True, help="Group queued requests by model (off: first come, first served)."),
+        log_level: str = typer.Option("warning", help="uvicorn log level."),
+    ) -> None:
+        """Run the gateway: one resident model at a time, switched on demand, OpenAI API in front.
+
+        Ctrl-C or SIGTERM stops every backend it started. Backends an earlier gateway left
+        running are stopped at start, and said so.
+        """
+        from vlmswap.config import ConfigError, load_registry
+
+        try:
+            registry = load_registry(config)
+        except ConfigError as exc:
+            _fail(str(exc), 2)
+        if preload is not None and registry.resolve(preload) is None:
+            _fail(f"--preload {preload}: unknown model (known: {', '.join(registry.known_ids())})", 2)
+        if not _is_loopback(host) and not api_key and not insecure:
+            _fail(f"refusing to bind {host} without an API key: pass --api-key (or VLMSWAP_API_KEY), "
+                  f"or --insecure to accept anyone on the network", 2)
+        import uvicorn
+
+        from vlmswap.gateway import create_app
+        from vlmswap.manager import Manager
+
+        logging.basicConfig(level=logging.WARNING, format="vlmswap: %(message)s", stream=sys.stderr)
+        manager = Manager(registry, grouping=grouping)
+        app_ = create_app(manager, api_key=api_key, preload=preload)
+        typer.echo(f"vlmswap gateway on http://{host}:{port} ({len(registry.models)} models; "
+                   f"state in {manager.state_dir})", err=True)
+        uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False,
+                    timeout_graceful_shutdown=5, lifespan="on")
+
+    @app.command("status")
+    def status(
+        gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
+        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        as_json: bool = typer.Option(False, "--json", help="Print /api/status as JSON."),
+    ) -> None:
+        """Show the resident model, every model's state, the queue and the GPU."""
+        from vlmswap.client import GatewayError
+
+        try:
+            st = _client(gateway, api_key).status()
+        except GatewayError as exc:
+            _fail(exc.message)
+        if as_json:
+            typer.echo(json.dumps(st, indent=2))
+            return
+        _print_status(st)
+
+    @app.command("switch")
+    def switch(
+        name: str = typer.Argument(..., help="Model to make resident."),
+        gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
+        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        timeout: float = typer.Option(900.0, help="Give up after this many seconds."),
+    ) -> None:
+        """Switch to NAME, showing each phase; exit 1 with the backend's last log lines if it fails."""
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from vlmswap.client import GatewayError, SwitchError
+
+        console = Console(stderr=True)
+        client = _client(gateway, api_key)
+        phases = ["draining", "stopping", "waiting_vram", "starting", "loading", "ready"]
+        with Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[phase]:<13}"), TextColumn("{task.description}"),
+                      TimeElapsedColumn(), console=console, transient=False) as bar:
+            task = bar.add_task(f"switching to {name}", total=len(phases), phase="requested")
+
+            def on_progress(ev: dict[str, Any]) -> None:
+                phase = ev.get("phase") or ev.get("state") or ""
+                done = phases.index(phase) + 1 if phase in phases else None
+                msg = str(ev.get("message") or "").splitlines()[0][:100] if ev.get("message") else ""
+                bar.update(task, phase=phase, description=msg or f"switching to {name}",
+                           **({"completed": done} if done else {}))
+
+            try:
+                st = client.switch(name, on_progress=on_progress, timeout=timeout)
+            except SwitchError as exc:
+                bar.stop()
+                console.print(f"[red]failed:[/red] {exc.message}")
+                if exc.log_tail and "--- last log lines ---" not in exc.message:
+                    console.print("--- last log lines ---")
+                    for line in exc.log_tail:
+                        console.print(line, markup=False, highlight=False)
+                raise typer.Exit(1)
+            except GatewayError as exc:
+                bar.stop()
+                _fail(exc.message)
+            bar.update(task, phase="ready", completed=len(phases))
+        resident = st.get("resident")
+        start = (st["models"].get(resident) or {}).get("last_start_s") if resident else None
+        typer.echo(f"{resident} is ready" + (f" (started in {start:.2f} s)" if start else ""))
+
+    @app.command("unload")
+    def unload(
+        gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
+        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+    ) -> None:
+        """Stop the resident model (after its requests in flight), freeing the GPU."""
+        from vlmswap.client import GatewayError
+
+        try:
+            res = _client(gateway, api_key).unload()
+        except GatewayError as exc:
+            _fail(exc.message)
+        if res.get("unloading"):
+            typer.echo(f"unloading {res['model']}")
+        else:
+            typer.echo(res.get("message") or "nothing to unload")
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    g = st.get("gpu") or {}
+    if g.get("available"):
+        gib = 1024 ** 3
+        gpu = f"{g['name']}: {g['used_bytes'] / gib:.1f} / {g['total_bytes'] / gib:.1f} GiB used"
+    else:
+        gpu = g.get("reason") or "no NVIDIA GPU"
+    sw = st.get("switch")
+    console.print(f"resident: [bold]{st.get('resident') or '-'}[/bold]   queue: {st.get('queue_length', 0)}   "
+                  f"in flight: {st.get('in_flight', 0)}   switches: {st.get('switches', 0)}")
+    if sw:
+        console.print(f"switch: to {sw['target']} ({sw['phase']}, {sw['elapsed_s']:.1f} s)")
+    console.print(f"GPU: {gpu}")
+    t = Table(show_edge=False)
+    for col in ("model", "served name", "state", "in flight", "queued", "last start", "note"):
+        t.add_column(col)
+    colors = {"ready": "green", "starting": "yellow", "stopping": "yellow", "failed": "red"}
+    for name, m in st.get("models", {}).items():
+        note = m.get("last_error") if m.get("state") == "failed" else (m.get("unavailable") or "")
+        note = (note or "").splitlines()[0][:60] if note else ""
+        state = m.get("state", "?")
+        t.add_row(name, m.get("served_name", ""), f"[{colors.get(state, 'white')}]{state}[/]",
+                  str(m.get("in_flight", 0)), str(m.get("queued", 0)),
+                  f"{m['last_start_s']:.1f} s" if m.get("last_start_s") else "-", note)
+    console.print(t)
+
+
+__all__ = ["register", "DEFAULT_GATEWAY"]

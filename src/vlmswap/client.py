@@ -1,0 +1,195 @@
+"""`vlmswap.Client`: the gateway's admin API, chat and OCR over HTTP.
+
+The seed's manager calls (status, active model, switch, unload), done against a running
+gateway instead of in-process, so a notebook, the CLI and the UI all see the same state.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import httpx
+from httpx_sse import connect_sse
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from vlmswap.documents.layout import Document
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class GatewayError(Exception):
+    """The gateway answered with an error (its OpenAI-style message) or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class SwitchError(GatewayError):
+    """A switch ended in `failed`; `log_tail` holds the backend's last output lines."""
+
+    def __init__(self, message: str, log_tail: list[str] | None = None):
+        super().__init__(message, status=502, code="switch_failed")
+        self.log_tail = log_tail or []
+
+    def __str__(self) -> str:
+        if not self.log_tail:
+            return self.message
+        return self.message + "\n--- last log lines ---\n" + "\n".join(self.log_tail)
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        err = resp.json().get("error", {})
+        msg, code = str(err.get("message") or resp.text), err.get("code")
+    except (ValueError, AttributeError):
+        msg, code = resp.text.strip()[:500] or f"HTTP {resp.status_code}", None
+    raise GatewayError(msg, status=resp.status_code, code=code)
+
+
+def image_data_url(image: "str | os.PathLike[str] | bytes | Image.Image") -> str:
+    """Any image as a base64 PNG data URL (what the models' chat templates expect)."""
+    from PIL import Image as PILImage
+
+    if isinstance(image, (str, os.PathLike)):
+        img = PILImage.open(image)
+    elif isinstance(image, bytes):
+        img = PILImage.open(io.BytesIO(image))
+    else:
+        img = image
+    if img.mode not in ("RGB", "RGBA", "L"):
+        img = img.convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class Client:
+    """A gateway at `url`. Methods raise GatewayError with the gateway's own message."""
+
+    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 600.0):
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, trust_env=False,
+                                  timeout=httpx.Timeout(timeout, connect=10.0))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise GatewayError(f"gateway at {self.url} not reachable ({type(exc).__name__}); "
+                               f"start it with `vlmswap serve`", code="gateway_unreachable") from None
+        _raise_for(resp)
+        return resp
+
+    # --- admin -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return self._request("GET", "/api/status").json()
+
+    def active_model(self) -> str | None:
+        """The registry name of the model that is resident and ready, or None."""
+        return self.status()["resident"]
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/models").json()["data"]
+
+    def load(self, name: str, wait: bool = False) -> dict[str, Any]:
+        return self._request("POST", f"/api/models/{name}/load", params={"wait": "true"} if wait else None).json()
+
+    def switch(self, name: str, on_progress: Callable[[dict[str, Any]], None] | None = None,
+               timeout: float = 900.0) -> dict[str, Any]:
+        """Make `name` resident and return the status once it is ready; SwitchError when it fails.
+
+        Subscribes to /api/events before asking for the load, so no phase is missed;
+        `on_progress` gets every event of that model (dicts as /api/events sends them).
+        """
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, headers=self._http.headers, trust_env=False,
+                          timeout=httpx.Timeout(60.0, connect=10.0)) as c:
+            try:
+                with connect_sse(c, "GET", "/api/events") as src:
+                    if src.response.status_code >= 400:
+                        src.response.read()
+                        _raise_for(src.response)
+                    started = self.load(name)
+                    real = started["name"]
+                    if started["state"] == "ready" and self.status()["resident"] == real:
+                        return self.status()
+                    for sse in src.iter_sse():
+                        if time.monotonic() > deadline:
+                            raise GatewayError(f"{name} was not ready after {timeout:.0f} s", code="timeout")
+                        if not sse.data:
+                            continue
+                        ev = json.loads(sse.data)
+                        if ev.get("model") != real:
+                            continue
+                        if on_progress is not None:
+                            on_progress(ev)
+                        if ev.get("type") == "phase" and ev.get("phase") == "ready":
+                            return self.status()
+                        if ev.get("phase") == "failed" or ev.get("state") == "failed":
+                            tail = ev.get("log_tail") or self.logs(real, 20)
+                            raise SwitchError(str(ev.get("message") or f"{real} failed"), tail)
+            except httpx.TransportError as exc:
+                raise GatewayError(f"lost the event stream of {self.url} ({type(exc).__name__})",
+                                   code="gateway_unreachable") from None
+        raise GatewayError("the gateway closed the event stream", code="events_closed")
+
+    def unload(self) -> dict[str, Any]:
+        """Stop whatever model is resident (after its requests in flight)."""
+        return self._request("POST", "/api/unload").json()
+
+    def logs(self, name: str, tail: int = 100) -> list[str]:
+        return self._request("GET", f"/api/models/{name}/logs", params={"tail": tail}).json()["lines"]
+
+    # --- work ------------------------------------------------------------------------------
+
+    def chat(self, model: str, messages: list[dict[str, Any]], **kw: Any) -> str:
+        """One chat completion (not streamed); returns the answer text."""
+        body = {"model": model, "messages": messages, **kw, "stream": False}
+        data = self._request("POST", "/v1/chat/completions", json=body).json()
+        return data["choices"][0]["message"]["content"] or ""
+
+    def process_image(self, image: "str | os.PathLike[str] | bytes | Image.Image", prompt: str, model: str,
+                      max_tokens: int = 4096) -> str:
+        """The seed's call: one image and a prompt, sampled as dots.ocr expects (0.1 / 0.9)."""
+        messages = [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": image_data_url(image)}},
+            {"type": "text", "text": prompt},
+        ]}]
+        return self.chat(model, messages, max_tokens=max_tokens, temperature=0.1, top_p=0.9)
+
+    def ocr(self, path: "str | os.PathLike[str]", model: str | None = None, mode: str | None = None,
+            **fields: Any) -> "Document":
+        """A file (image or PDF) through the gateway's document pipeline (/api/ocr)."""
+        from vlmswap.documents.layout import Document
+
+        p = Path(path)
+        data = {k: str(v) for k, v in {"model": model, "mode": mode, **fields}.items() if v is not None}
+        with open(p, "rb") as f:
+            resp = self._request("POST", "/api/ocr", files={"file": (p.name, f)}, data=data)
+        return Document.from_dict(resp.json()["document"])

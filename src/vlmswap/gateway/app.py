@@ -1,0 +1,149 @@
+"""The gateway's FastAPI app: OpenAI routes, the admin API, SSE events, metrics.
+
+Every decision lives in the manager (and its scheduler); this module only translates HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette.sse import EventSourceResponse
+
+from vlmswap import __version__
+from vlmswap.errors import APIError, error_response, install_handlers
+from vlmswap.gateway.guard import BodyTooLarge, Guard
+from vlmswap.gateway.metrics import GatewayMetrics
+from vlmswap.gateway.proxy import Proxy, new_client
+from vlmswap.manager import Manager
+
+SSE_PING_S = 15
+log = logging.getLogger("vlmswap.gateway")
+
+
+def _models_list(manager: Manager) -> dict[str, Any]:
+    data = []
+    for name, spec in manager.registry.models.items():
+        st = manager.models[name]
+        data.append({
+            "id": spec.served_name, "object": "model", "created": 0, "owned_by": "vlmswap",
+            "name": name, "aliases": list(spec.aliases), "family": spec.family,
+            "capabilities": list(spec.capabilities), "state": st.state, "description": spec.description,
+        })
+    return {"object": "list", "data": data}
+
+
+def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: int | None = None,
+               preload: str | None = None) -> FastAPI:
+    """The gateway for `manager`; its lifespan starts the manager and shuts it (and every backend) down.
+
+    `preload`: a model to load once started (not waited for; requests queue meanwhile).
+    """
+    if max_body_bytes is None:
+        max_body_bytes = int(manager.settings.max_body_mb * 1024 * 1024)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.http = new_client()
+        app.state.proxy = Proxy(manager, app.state.http, app.state.metrics)
+        app.state.orphan_messages = await manager.start()
+        for msg in app.state.orphan_messages:
+            log.warning("%s", msg)
+        if preload is not None:
+            await manager.load(preload, wait=False)
+        try:
+            yield
+        finally:
+            await manager.shutdown()
+            await app.state.http.aclose()
+
+    app = FastAPI(title="vlmswap gateway", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.manager = manager
+    app.state.metrics = GatewayMetrics(manager)
+    install_handlers(app)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_request: Request, _exc: BodyTooLarge) -> JSONResponse:
+        return error_response(413, f"request body is over the limit of {max_body_bytes} bytes (gateway.max_body_mb)",
+                              code="body_too_large")
+
+    # --- OpenAI ----------------------------------------------------------------------------
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return _models_list(manager)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await request.app.state.proxy.forward(request, "/v1/chat/completions")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await request.app.state.proxy.forward(request, "/v1/completions")
+
+    # --- admin -----------------------------------------------------------------------------
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "resident": manager.resident()}
+
+    @app.get("/api/status")
+    async def status() -> dict[str, Any]:
+        return manager.status()
+
+    @app.post("/api/models/{name:path}/load")
+    async def load(name: str, wait: bool = False) -> JSONResponse:
+        result = await manager.load(name, wait=wait)
+        return JSONResponse(result, status_code=200 if wait or result["state"] == "ready" else 202)
+
+    @app.post("/api/models/{name:path}/unload")
+    async def unload_model(name: str) -> JSONResponse:
+        result = await manager.unload(name)
+        return JSONResponse(result, status_code=202 if result["unloading"] else 200)
+
+    @app.post("/api/unload")
+    async def unload() -> JSONResponse:
+        result = await manager.unload()
+        return JSONResponse(result, status_code=202 if result["unloading"] else 200)
+
+    @app.get("/api/models/{name:path}/logs")
+    async def logs(name: str, tail: int = Query(100, ge=0, le=100_000)) -> dict[str, Any]:
+        real = manager.resolve(name)
+        return {"model": real, "lines": manager.logs(real, tail)}
+
+    @app.get("/api/events")
+    async def events(request: Request) -> EventSourceResponse:
+        sub = manager.subscribe()  # registered now, before the response starts: nothing is missed
+
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            try:
+                yield {"event": "hello", "data": json.dumps({"type": "hello", "seq": manager._seq,
+                                                             "resident": manager.resident()})}
+                async for ev in sub:
+                    yield {"id": str(ev["seq"]), "event": ev["type"], "data": json.dumps(ev)}
+            finally:
+                await sub.aclose()
+
+        return EventSourceResponse(stream(), ping=SSE_PING_S)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # Documents: /api/ocr, written in its own module; mounted when present.
+    if importlib.util.find_spec("vlmswap.gateway.ocr") is not None:
+        from vlmswap.gateway import ocr
+
+        app.include_router(ocr.router)
+
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes)
+    return app
+
+
+__all__ = ["create_app", "APIError"]

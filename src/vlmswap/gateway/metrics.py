@@ -1,0 +1,87 @@
+"""Prometheus metrics for one gateway app, in its own CollectorRegistry (no global state).
+
+Request counts are observed by the proxy; switch counts and phase durations come from the
+manager's published events; queue depth, the resident model and GPU memory are read at
+scrape time, so they are never stale.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from vlmswap.manager import Manager
+
+PHASE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class _Live(Collector):
+    def __init__(self, manager: Manager):
+        self.manager = manager
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        m = self.manager
+        s = m.scheduler
+        q = GaugeMetricFamily("vlmswap_queue_depth", "Requests waiting for their model", labels=["model"])
+        f = GaugeMetricFamily("vlmswap_requests_in_flight", "Requests being served", labels=["model"])
+        r = GaugeMetricFamily("vlmswap_resident_model", "1 for the model whose backend is ready", labels=["model"])
+        st = GaugeMetricFamily("vlmswap_model_state", "1 for the model's current state", labels=["model", "state"])
+        resident = m.resident()
+        for name in m.registry.models:
+            q.add_metric([name], s.queued(name))
+            f.add_metric([name], s.in_flight(name))
+            r.add_metric([name], 1.0 if name == resident else 0.0)
+            st.add_metric([name, m.models[name].state], 1.0)
+        yield from (q, f, r, st)
+        snap = m.gpu_probe()
+        avail = GaugeMetricFamily("vlmswap_gpu_available", "1 when an NVIDIA GPU is visible through NVML")
+        avail.add_metric([], 1.0 if snap.available else 0.0)
+        yield avail
+        if snap.available:
+            tot = GaugeMetricFamily("vlmswap_gpu_memory_total_bytes", "GPU memory, total")
+            used = GaugeMetricFamily("vlmswap_gpu_memory_used_bytes", "GPU memory in use (all processes)")
+            tot.add_metric([], snap.total_bytes)
+            used.add_metric([], snap.used_bytes)
+            per = GaugeMetricFamily("vlmswap_backend_gpu_memory_bytes", "GPU memory held by a backend's processes",
+                                    labels=["model"])
+            for name, backend in list(m._backends.items()):
+                pids = backend.pids()
+                per.add_metric([name], sum(v for p, v in snap.processes.items() if p in pids))
+            yield from (tot, used, per)
+
+
+class GatewayMetrics:
+    def __init__(self, manager: Manager):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("vlmswap_requests", "Proxied requests by model and HTTP status",
+                                ["model", "status"], registry=self.registry)
+        self.request_seconds = Histogram("vlmswap_request_duration_seconds",
+                                         "Proxied request time, queueing included", ["model"],
+                                         buckets=PHASE_BUCKETS, registry=self.registry)
+        self.switches = Counter("vlmswap_switches", "Switches by target model and result (ready/failed)",
+                                ["model", "result"], registry=self.registry)
+        self.phase_seconds = Histogram("vlmswap_switch_phase_duration_seconds", "Time spent in each switch phase",
+                                       ["phase"], buckets=PHASE_BUCKETS, registry=self.registry)
+        self.crashes = Counter("vlmswap_backend_crashes", "Backends that exited while ready", ["model"],
+                               registry=self.registry)
+        self.registry.register(_Live(manager))
+        manager.add_listener(self._on_event)
+        manager.add_phase_listener(lambda _model, phase, seconds: self.phase_seconds.labels(phase).observe(seconds))
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        if ev["type"] != "phase" or ev["model"] is None:
+            return
+        if ev.get("crash"):
+            self.crashes.labels(ev["model"]).inc()
+        elif ev["phase"] in ("ready", "failed"):
+            self.switches.labels(ev["model"], ev["phase"]).inc()
+
+    def observe_request(self, model: str, status: int, seconds: float) -> None:
+        self.requests.labels(model, str(status)).inc()
+        self.request_seconds.labels(model).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
