@@ -205,7 +205,8 @@ class TransformersEngine(Engine):
         self.eos_token_ids: set[int] = set()
         self.pad_token_id: int | None = None
         self._sleeping = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()       # the model: one generate() / sleep / wake at a time
+        self._prep_lock = threading.Lock()  # the processor: prompt building and tokenizing
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -295,12 +296,14 @@ class TransformersEngine(Engine):
             raise RuntimeError("the model is not loaded")
         if not request.messages:
             raise ValueError("messages: at least one message is required")
-        prompt = self.build_prompt(request.messages)
         images: list[Image.Image] = [im.convert("RGB") for im in request.images]
-        try:
-            inputs = self.processor(text=prompt, images=images or None, return_tensors="pt")
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"the model's processor refused the request: {exc}") from None
+        extra = {"images": images} if images else {}
+        with self._prep_lock:  # a fast tokenizer raises "Already borrowed" when shared by threads
+            prompt = self.build_prompt(request.messages)
+            try:
+                inputs = self.processor(text=prompt, return_tensors="pt", **extra)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"the model's processor refused the request: {exc}") from None
         inputs = dict(inputs)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         return TransformersGeneration(self, inputs, self._generation_kwargs(request, prompt_tokens), request.stop)
