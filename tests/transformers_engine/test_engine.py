@@ -147,3 +147,29 @@ def test_missing_folder_and_non_checkpoint_are_clear_errors(tmp_path: Path) -> N
         TransformersEngine(str(tmp_path / "nothing-here"), device="cpu").load()
     with pytest.raises(ModelNotAvailable, match=r"not a transformers checkpoint \(no config.json\)"):
         TransformersEngine(str(tmp_path), device="cpu").load()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA device (the CPU path is covered above)")
+def test_sleep_on_cuda_moves_weights_to_pinned_host_memory_and_back(tiny_model_dir: Path) -> None:
+    import torch
+
+    eng = TransformersEngine(str(tiny_model_dir), device="cuda")
+    eng.load()
+    assert eng.dtype == torch.bfloat16
+    req = ask(image=picture("gpu"))
+    before, _, _ = answer(eng, req)
+    weights = sum(t.numel() * t.element_size() for t in eng._tensors())
+    allocated = torch.cuda.memory_allocated()
+    eng.sleep(1)
+    assert all(t.device.type == "cpu" and t.is_pinned() for t in eng._tensors())
+    assert torch.cuda.memory_allocated() <= allocated - weights
+    eng.wake_up()
+    assert all(t.device.type == "cuda" for t in eng._tensors())
+    after, _, _ = answer(eng, req)
+    assert after == before
