@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.docker.images import ensure_busybox_image, host_python_volumes
+from tests.support import ROOT
 from vlmswap.backends import docker as dk
 from vlmswap.config import ModelSpec
 
@@ -26,6 +27,7 @@ HTTPD_SCRIPT = (
     'echo "model $SERVED_NAME listening on $PORT"; wait'
 )
 CONTAINER_PORT = 8080
+FAULT_SERVER = ROOT / "tests" / "servers" / "fault_server.py"
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +104,29 @@ def worker_spec(image: str, served_name: str, host_port: int) -> dict[str, Any]:
         "family": "rapidocr",
         "capabilities": ["ocr", "layout", "chat"],
     }
+
+
+def fault_server_spec(image: str, served_name: str, host_port: int, *flags: str) -> dict[str, Any]:
+    """tests/servers/fault_server.py (vLLM's HTTP protocol, faults on demand) in a container."""
+    return {
+        "served_name": served_name,
+        "backend": "docker",
+        "image": image,
+        "command": ["${PYTHON}", str(FAULT_SERVER), "--host", "0.0.0.0", "--port", "${PORT}",
+                    "--served-model-name", "${SERVED_NAME}", *flags],
+        "env": {"HOME": "/tmp", "PYTHONUNBUFFERED": "1"},
+        "volumes": host_python_volumes(),
+        "ports": {CONTAINER_PORT: host_port},
+        "port": host_port,
+        "startup_timeout_s": 60,
+    }
+
+
+def fault_process_spec(served_name: str, *flags: str) -> dict[str, Any]:
+    """The same server as a plain process (process backend, free port)."""
+    return {"served_name": served_name, "cmd": ["${PYTHON}", str(FAULT_SERVER), "--port", "${PORT}",
+                                                "--served-model-name", "${SERVED_NAME}", *flags],
+            "startup_timeout_s": 60}
 
 
 def spec_of(entry: dict[str, Any]) -> ModelSpec:

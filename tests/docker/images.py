@@ -93,7 +93,8 @@ def host_python_volumes() -> dict[str, str]:
     import vlmswap
 
     mounts = {"/usr": "/usr:ro"}
-    for path in (Path(sys.base_prefix), Path(sys.prefix), Path(vlmswap.__file__).resolve().parents[2]):
+    tests_root = Path(__file__).resolve().parents[2]  # tests/servers/fault_server.py lives here
+    for path in (Path(sys.base_prefix), Path(sys.prefix), Path(vlmswap.__file__).resolve().parents[2], tests_root):
         p = str(path.resolve())
         if any(p == m or p.startswith(m.rstrip("/") + "/") for m in mounts):
             continue
