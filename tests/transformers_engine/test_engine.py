@@ -46,6 +46,21 @@ def test_answer_depends_on_the_image_and_the_text(engine) -> None:
     assert len({base, other_image, other_text, no_image}) == 4
 
 
+def test_several_images_across_turns_all_reach_the_prompt(engine) -> None:
+    one = engine.generate(ask(image=picture("one")))
+    first_text = "".join(one)
+    two = engine.generate(GenerationRequest(messages=[
+        Message("system", "Answer briefly."),
+        Message("user", "Compare these.", [picture("one"), picture("two", "yellow")]),
+        Message("assistant", "They differ."),
+        Message("user", "And this one?", [picture("three", "green", (112, 112))]),
+    ], max_tokens=12, temperature=0.0))
+    text = "".join(two)
+    assert text and text != first_text
+    # 224x112 pictures are 32 tokens each, the 112x112 one 16, on top of the turns' text.
+    assert two.prompt_tokens >= 32 + 32 + 16 + (one.prompt_tokens - 32)
+
+
 def test_streamed_pieces_join_to_the_models_own_decoding(engine) -> None:
     """The pieces are the streamer's; joined they equal decoding generate()'s tokens at once."""
     import torch
