@@ -10,6 +10,7 @@ PDFs are rendered one page at a time, when asked for, at the chosen dpi.
 from __future__ import annotations
 
 import io
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -214,7 +215,7 @@ def _open_pdf(data: bytes, path: str, pages: str | None, dpi: float, max_pixels:
             scale = dpi / 72.0
             for n in selected:
                 w_pt, h_pt = pdf.get_page_size(n - 1)
-                w, h = round(w_pt * scale), round(h_pt * scale)
+                w, h = math.ceil(w_pt * scale), math.ceil(h_pt * scale)   # PDFium rounds up
                 if w * h > max_pixels:
                     raise DocumentError(path, f"page {n} would render at {w}x{h} = {w * h} pixels at {dpi:g} dpi, "
                                               f"over the cap of {max_pixels} (lower --dpi)", "image_too_large", 413)
