@@ -40,7 +40,8 @@ def labelled(engine: Any, state_dir: Path) -> list[Any]:
 
 def test_container_starts_labelled_on_loopback_ready_and_stops(engine, busybox_image, state_dir):
     port = free_port()
-    b = make("model-a", httpd_spec(busybox_image, "served-a", port, delay=0.3), state_dir)
+    b = make("model-a", httpd_spec(busybox_image, "served-a", port, delay=0.3, shm_size="64m", ipc="shareable"),
+             state_dir)
 
     async def run() -> tuple[set[int], float]:
         await b.start()
@@ -59,6 +60,8 @@ def test_container_starts_labelled_on_loopback_ready_and_stops(engine, busybox_i
         cid_holder["id"] = c.id
         cid_holder["labels"] = c.labels
         cid_holder["ports"] = c.attrs["HostConfig"]["PortBindings"]
+        cid_holder["host_config"] = c.attrs["HostConfig"]
+        cid_holder["env"] = c.attrs["Config"]["Env"]
         orig_stop(grace)
 
     b._stop_sync = spy_stop  # type: ignore[method-assign]
@@ -68,6 +71,9 @@ def test_container_starts_labelled_on_loopback_ready_and_stops(engine, busybox_i
     assert cid_holder["labels"][dk.LABEL_SERVED] == "served-a"
     assert cid_holder["labels"][dk.LABEL_GATEWAY] == dk.gateway_id(state_dir)
     assert cid_holder["ports"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+    assert cid_holder["host_config"]["ShmSize"] == 64 * 1024 * 1024
+    assert cid_holder["host_config"]["IpcMode"] == "shareable"
+    assert "SERVED_NAME=served-a" in cid_holder["env"] and "PORT=8080" in cid_holder["env"]
     assert pids and all(not psutil.pid_exists(p) for p in pids), "container processes outlive stop()"
     assert b.port == port
     assert stop_s < 4, "a container that handles SIGTERM should not wait out the grace period"
@@ -251,3 +257,24 @@ def test_cleanup_leaves_containers_of_a_running_gateway_alone(engine, busybox_im
         proc.kill()
         proc.wait()
     assert dk.cleanup_orphans(state_dir, grace_s=0)[0].startswith(f"stopped and removed orphaned container {c.name}")
+
+
+def test_host_port_zero_picks_a_free_port_and_port_must_be_published(engine, busybox_image, state_dir):
+    entry = httpd_spec(busybox_image, "anywhere", 0)
+    del entry["port"]
+    b = make("anywhere", entry, state_dir)
+
+    async def run() -> None:
+        await b.start()
+        await b.wait_ready(30)
+        await b.stop(2)
+
+    asyncio.run(run())
+    assert b.port not in (None, 0, 8080)
+    assert any(f"127.0.0.1:{b.port} -> 8080" in line for line in b.logs.tail(20))
+
+    wrong = make("wrong", {**httpd_spec(busybox_image, "wrong", free_port()), "port": 1}, state_dir)
+    with pytest.raises(BackendError) as info:
+        asyncio.run(wrong.start())
+    assert "`port` 1 is not one of the host ports in `ports`" in info.value.message
+    assert labelled(engine, state_dir) == []
