@@ -84,7 +84,6 @@ def register(app: typer.Typer) -> None:
     def up(config: Optional[Path] = typer.Option(None, "--config", help="Registry YAML; default: the one shipped."),
            port: int = typer.Option(8080, "--port", help="Port of the gateway."),
            ui_port: int = typer.Option(8501, "--ui-port", help="Port of the web UI."),
-           host: str = typer.Option("127.0.0.1", "--host", help="Address both bind; keep loopback unless you mean it."),
            timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for both to answer."),
            ) -> None:
         """Start the gateway and the web UI together; Ctrl-C stops both (and the gateway's backends).
@@ -94,9 +93,8 @@ def register(app: typer.Typer) -> None:
         if config is not None and not config.is_file():
             typer.echo(f"{config}: no such file", err=True)
             raise typer.Exit(2)
+        host = "127.0.0.1"  # both on loopback: the UI sends no API key
         gw_argv = [sys.executable, "-m", "vlmswap", "serve", "--port", str(port)]
-        if host != "127.0.0.1":
-            gw_argv += ["--host", host]
         if config is not None:
             gw_argv += ["--config", str(config)]
         gateway = f"http://{host}:{port}"

@@ -166,33 +166,37 @@ class Gateway:
         self.load(name)
         report = on_progress or (lambda *_: None)
         last_phase, last_poll = "", 0.0
+        stream_ok = True  # while the event stream lives, phases come from it alone (in order)
         try:
             while time.monotonic() - t0 < timeout:
                 try:
-                    ev = events.get(timeout=poll_s)
+                    ev: dict[str, Any] | BaseException | None = events.get(timeout=poll_s)
                 except queue.Empty:
                     ev = None
-                if isinstance(ev, dict):
-                    phase = ev.get("phase") or ev.get("state") or ""
-                    if ev.get("type") == "phase" or ev.get("model") == name:
-                        last_phase = phase or last_phase
-                        report(last_phase, float(ev.get("elapsed_s") or time.monotonic() - t0),
-                               str(ev.get("message") or ""))
-                    if ev.get("model") == name and phase in ("ready", "failed"):
+                if isinstance(ev, BaseException):
+                    stream_ok = False
+                elif ev is not None:
+                    phase = str(ev.get("phase") or "")
+                    if ev.get("type") == "phase" and phase:
+                        last_phase = phase
+                        report(phase, float(ev.get("elapsed_s") or 0.0), str(ev.get("message") or ""))
+                    if ev.get("model") == name and (phase or ev.get("state")) in ("ready", "failed"):
                         return self._result(name, t0)
+                    if not events.empty():
+                        continue  # drain what is queued before looking at /api/status
                 now = time.monotonic()
                 if now - last_poll >= poll_s:
                     last_poll = now
                     st = self.status()
                     model = find_model(st, name)
                     sw = st.get("switch")
-                    if sw and sw.get("phase") and sw.get("phase") != last_phase:
+                    if not stream_ok and sw and sw.get("phase") and sw.get("phase") != last_phase:
                         last_phase = sw["phase"]
+                        report(last_phase, float(sw.get("elapsed_s") or now - t0), "")
+                    elif last_phase and sw:
                         report(last_phase, float(sw.get("elapsed_s") or now - t0), "")
                     if model and not sw and model.get("state") in ("ready", "failed"):
                         return self._result(name, t0, st)
-                    if last_phase:
-                        report(last_phase, now - t0, "")
             return SwitchResult(name, False, "timeout", time.monotonic() - t0,
                                 error=f"{name} was not ready after {timeout:.0f} s")
         finally:

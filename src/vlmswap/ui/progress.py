@@ -38,8 +38,7 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
     def on_progress(phase: str, elapsed: float, message: str) -> None:
         if phase and phase not in seen:
             seen.append(phase)
-        if phase:
-            times[phase] = elapsed
+            times[phase] = elapsed  # when the phase began, since the switch began
         bar.progress(phase_fraction(phase), text=f"{phase_label(phase)} · {elapsed:.1f} s")
         lines = [f"{_mark(p, phase)} {phase_label(p)}" for p in seen]
         if message:
@@ -54,6 +53,10 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
         st.session_state[NOTICE_KEY] = {"ok": False, "model": name, "text": exc.message, "log_tail": [],
                                          "steps": []}
         return None
+    final = "ready" if result.ok else "failed"
+    if final not in seen:
+        seen.append(final)
+        times[final] = result.elapsed_s
     if result.ok:
         bar.progress(1.0, text=f"Ready · {result.elapsed_s:.1f} s")
         box.update(label=f"{name} is ready ({result.elapsed_s:.1f} s)", state="complete", expanded=False)
