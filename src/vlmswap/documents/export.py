@@ -129,7 +129,7 @@ def annotate(image: Image.Image, blocks: Iterable[Block], highlight: int | None 
         tx1, ty1, tx2, ty2 = draw.textbbox((0, 0), label, font=font)
         lw, lh = tx2 - tx1 + 2 * base + 2, ty2 - ty1 + 2 * base + 2
         ly = y1 - lh if y1 - lh >= 0 else y1
-        draw.rectangle([x1, ly, x1 + lw, ly + lh], fill=(*color, 230))
+        draw.rectangle([x1, ly, x1 + lw, ly + lh], fill=(*color, 255))
         draw.text((x1 + base + 1 - tx1, ly + base + 1 - ty1), label, fill=(255, 255, 255, 255), font=font)
     return out
 
