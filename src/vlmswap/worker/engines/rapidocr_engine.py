@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from vlmswap import dots_prompts
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest
@@ -146,9 +146,16 @@ class RapidOCREngine(Engine):
         from rapidocr import RapidOCR
 
         ocr = RapidOCR(params=self.params)
-        # rapidocr >= 3.10 creates its onnx sessions on first use; run once so "loaded" is true.
-        warm = Image.new("RGB", (160, 48), "white")
-        ocr(np.asarray(warm)[:, :, ::-1])
+        # rapidocr >= 3.10 creates its onnx sessions on first use; create them now so that
+        # "loaded" (/health 200) is true and the first request does not pay for it.
+        loaders = ["_load_det_model", "_load_rec_model"] + (["_load_cls_model"] if self.params["Global.use_cls"] else [])
+        if all(hasattr(ocr, name) for name in loaders):
+            for name in loaders:
+                getattr(ocr, name)()
+        else:  # another 3.x without those helpers: one small read loads them all
+            warm = Image.new("RGB", (96, 96), "white")
+            ImageDraw.Draw(warm).text((10, 40), "ok 1", fill="black")
+            ocr(np.asarray(warm)[:, :, ::-1])
         self._ocr = ocr
 
     def read(self, image: Image.Image) -> list[TextBox]:
