@@ -149,7 +149,8 @@ def register(app: typer.Typer) -> None:
         formats = [f.strip().lower() for f in fmt.split(",") if f.strip()]
         bad = [f for f in formats if f not in FORMATS]
         if bad or not formats:
-            typer.echo(f"vlmswap ocr: unknown --format {','.join(bad) or fmt!r}; choose from {','.join(FORMATS)}", err=True)
+            shown = ",".join(bad) if bad else repr(fmt)
+            typer.echo(f"vlmswap ocr: unknown --format {shown}; choose from {','.join(FORMATS)}", err=True)
             raise typer.Exit(2)
         try:
             mode = normalize_mode(mode)
