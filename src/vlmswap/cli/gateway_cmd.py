@@ -121,6 +121,10 @@ def register(app: typer.Typer) -> None:
                 msg = str(ev.get("message") or "").splitlines()[0][:100] if ev.get("message") else ""
                 bar.update(task, phase=phase, description=msg or f"switching to {name}",
                            **({"completed": done} if done else {}))
+                if not console.is_terminal:  # a log, not a live bar: one line per event
+                    elapsed = ev.get("elapsed_s")
+                    console.print(f"{phase:<13} {f'{elapsed:6.2f} s' if elapsed is not None else '':>8}  {msg}",
+                                  markup=False, highlight=False)
 
             try:
                 st = client.switch(name, on_progress=on_progress, timeout=timeout)
