@@ -139,7 +139,7 @@ class DockerBackend(Backend):
 
     @property
     def docker_host(self) -> str | None:
-        return getattr(self.settings, "docker_host", None)
+        return self.settings.docker_host
 
     # --- start ------------------------------------------------------------------------------
 
@@ -308,6 +308,7 @@ class DockerBackend(Backend):
     def _follow_logs(self, version: str) -> None:
         """Container stdout+stderr -> LogBuffer, line by line, until the container ends."""
         partial = b""
+        client = None
         try:
             client = connect(self.docker_host, version=version)
             for chunk in client.api.logs(self.container_id, stream=True, follow=True, stdout=True, stderr=True):
@@ -324,12 +325,15 @@ class DockerBackend(Backend):
             if partial:
                 self.logs.append(partial.decode("utf-8", "replace"))
             self._log_done.set()
+            if client is not None:
+                client.close()
 
     def _watch_exit(self, version: str) -> None:
         """Block in the engine's `wait`; record how the container ended once its log is read."""
         import docker
 
         status = "container gone"
+        client = None
         try:
             client = connect(self.docker_host, version=version)
             result = client.api.wait(self.container_id, timeout=None)
@@ -343,6 +347,9 @@ class DockerBackend(Backend):
             status = "container removed"
         except Exception as exc:
             status = f"lost track of the container: {_reason(exc)}"
+        finally:
+            if client is not None:
+                client.close()
         self._log_done.wait(2.0)  # its last lines are in the buffer before anyone hears it ended
         self._exit = status
 
@@ -398,6 +405,8 @@ class DockerBackend(Backend):
                                f"after remove", self.logs.tail(30))
         for t in self._threads:
             t.join(5.0)
+        client.close()
+        self._client = None
         status = self._exit or "removed"
         if running:
             self.logs.mark(f"stopped {self.name} ({status}) in {time.monotonic() - t0:.2f} s")
@@ -470,27 +479,35 @@ def cleanup_orphans(state_dir: Path, docker_host: str | None = None, grace_s: fl
     except BackendError as exc:
         return [f"could not look for orphaned containers: {exc.message}"]
     messages: list[str] = []
-    try:
-        found = client.containers.list(all=True, filters={"label": f"{LABEL_GATEWAY}={gid}"})
-    except docker.errors.DockerException as exc:
-        return [f"could not look for orphaned containers: {_reason(exc)}"]
-    for c in found:
-        model = c.labels.get(LABEL_MODEL, "?")
-        if _gateway_alive(c.labels):
-            messages.append(f"left container {c.name} (model {model}) alone: its gateway "
-                            f"(pid {c.labels.get(LABEL_GATEWAY_PID)}) is still running")
-            continue
-        was = c.status
+    with contextlib.closing(client):
         try:
-            if was in ("running", "restarting", "paused"):
-                c.stop(timeout=max(0, math.ceil(grace_s)))
-            c.remove(force=True)
-            _wait_removed(client, c.id, GONE_WAIT_S)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            messages.append(f"could not remove orphaned container {c.name} (model {model}): {_reason(exc)}")
-            continue
-        verb = "stopped and removed" if was in ("running", "restarting", "paused") else f"removed ({was})"
-        messages.append(f"{verb} orphaned container {c.name} (model {model}) left by an earlier gateway")
+            found = client.containers.list(all=True, filters={"label": f"{LABEL_GATEWAY}={gid}"})
+        except docker.errors.DockerException as exc:
+            return [f"could not look for orphaned containers: {_reason(exc)}"]
+        for c in found:
+            messages.extend(_remove_orphan(client, c, grace_s))
     return messages
+
+
+def _remove_orphan(client: Any, c: Any, grace_s: float) -> list[str]:
+    """Stop (with grace) and remove one labelled container; what was done, as one message."""
+    import docker
+
+    model = c.labels.get(LABEL_MODEL, "?")
+    if _gateway_alive(c.labels):
+        return [f"left container {c.name} (model {model}) alone: its gateway "
+                f"(pid {c.labels.get(LABEL_GATEWAY_PID)}) is still running"]
+    was = c.status
+    running = was in ("running", "restarting", "paused")
+    try:
+        if running:
+            c.stop(timeout=max(0, math.ceil(grace_s)))
+        c.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        return [f"could not remove orphaned container {c.name} (model {model}): {_reason(exc)}"]
+    if not _wait_removed(client, c.id, GONE_WAIT_S):
+        return [f"could not remove orphaned container {c.name} (model {model}): still there after remove"]
+    verb = "stopped and removed" if running else f"removed ({was})"
+    return [f"{verb} orphaned container {c.name} (model {model}) left by an earlier gateway"]
