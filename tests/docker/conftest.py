@@ -7,7 +7,6 @@ a skipped container test would look like a passing one.
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -132,5 +131,3 @@ def fault_process_spec(served_name: str, *flags: str) -> dict[str, Any]:
 def spec_of(entry: dict[str, Any]) -> ModelSpec:
     return ModelSpec.model_validate(entry)
 
-
-PY = sys.executable
