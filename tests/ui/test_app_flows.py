@@ -128,7 +128,7 @@ def test_chat_turn_switches_model_then_streams_the_answer(app, gateway, page_png
     turns = [(m.name, texts(m.markdown)) for m in app.chat_message]
     assert turns[0] == ("user", "What is written here?")
     assert turns[1][0] == "assistant" and turns[1][1].strip()  # the tiny model's (random) tokens
-    assert len(app.chat_message[0].get("imgs")) == 1
+    assert len(app.chat_message[0].image) == 1  # the attached page is shown in the turn
     # A second turn goes to the resident model without a switch; clear empties the history.
     app.chat_input(key="chat_input").set_value("And now?")
     run_ok(app)
