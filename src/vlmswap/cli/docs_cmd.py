@@ -33,30 +33,65 @@ def _unique_stem(stem: str, used: set[str]) -> str:
     return out
 
 
+async def _ocr_file(src: Any, runner: Any, *, model_name: str, spec: Any, mode: str, formats: list[str], out: Path,
+                    stem: str, max_tokens: Optional[int], advance: Any) -> tuple[Any, list[Path]]:
+    """One opened file through the model; its outputs written under `out`."""
+    from vlmswap.documents import export
+    from vlmswap.documents.pipeline import ocr_source
+
+    rendered: dict[str, bytes] = {}
+    want_images = bool({"png", "md", "zip"} & set(formats))
+
+    async def page_done(result: Any, page_image: Any) -> None:
+        if want_images:   # now, while the page image is at hand; it is not kept
+            rendered.update(await asyncio.to_thread(export.page_files, result, page_image.image, stem))
+        advance()
+
+    doc = await ocr_source(src, model_name=model_name, spec=spec, mode=mode, chat=runner.chat,
+                           max_tokens=max_tokens, on_page=page_done)
+    written = []
+    for rel, data in export.select(export.bundle(doc, {}, stem, rendered), formats, stem).items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written.append(path)
+    return doc, written
+
+
+def _summary(files: int, failed: int, pages: int, blocks: int, seconds: float, flagged: list[str]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="vlmswap ocr", show_header=True)
+    for col in ("files ok", "files failed", "pages", "blocks", "seconds", "pages flagged"):
+        table.add_column(col)
+    shown = f"{len(flagged)}" + (f" ({', '.join(flagged[:10])}{', ...' if len(flagged) > 10 else ''})" if flagged else "")
+    table.add_row(str(files - failed), str(failed), str(pages), str(blocks), f"{seconds:.1f}", shown)
+    return table
+
+
 async def _run(files: list[str], *, model: str, mode: str, pages: Optional[str], dpi: float, out: Path,
                formats: list[str], gateway: Optional[str], registry: Optional[Path], max_tokens: Optional[int]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from vlmswap.config import ConfigError, load_registry
     from vlmswap.documents import export
     from vlmswap.documents.inputs import DocumentError, SourceFile, open_file
-    from vlmswap.documents.pipeline import GatewayRunner, LocalRunner, ocr_source
+    from vlmswap.documents.pipeline import GatewayRunner, LocalRunner
     from vlmswap.errors import APIError
 
     err = Console(stderr=True)
     try:
         runner: Any = GatewayRunner(gateway) if gateway else LocalRunner(load_registry(registry))
+        model_name, spec = await runner.resolve(model)
     except ConfigError as exc:
         _fail_line(err, f"{exc.source}: {'; '.join(exc.errors)}")
         return 2
-    try:
-        model_name, spec = await runner.resolve(model)
     except APIError as exc:
         _fail_line(err, f"vlmswap ocr: {exc.message}")
         return 2
 
+    # Every file is checked before any model starts: a bad one costs a line, not a model load.
     failed = 0
     opened: list[SourceFile] = []
     for f in files:
@@ -65,58 +100,42 @@ async def _run(files: list[str], *, model: str, mode: str, pages: Optional[str],
         except DocumentError as exc:
             _fail_line(err, str(exc))
             failed += 1
-    total_pages = sum(len(s.selected) for s in opened)
+
     done_pages = blocks = 0
     flagged: list[str] = []
     written: list[Path] = []
-    t0 = time.perf_counter()
     used: set[str] = set()
-    if opened:
-        out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
                TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(f"{model_name}", total=total_pages or 1)
-        if opened:
+    if opened:
+        out.mkdir(parents=True, exist_ok=True)
+        with Progress(*columns, console=err) as progress:
+            task = progress.add_task(model_name, total=sum(len(s.selected) for s in opened))
             async with runner:
                 for src in opened:
-                    progress.update(task, description=f"{Path(src.path).name}")
-
-                    def advance(page: Any) -> None:
-                        progress.advance(task)
-
+                    progress.update(task, description=Path(src.path).name)
                     try:
-                        doc = await ocr_source(src, model_name=model_name, spec=spec, mode=mode, chat=runner.chat,
-                                               max_tokens=max_tokens, on_page=advance)
-                        stem = _unique_stem(export.source_stem(src.path), used)
-                        images = {n: (await asyncio.to_thread(src.page, n)).image for n in src.selected} \
-                            if ("png" in formats or "md" in formats or "zip" in formats) else {}
-                        files_out = export.select(export.bundle(doc, images, stem), formats, stem)
-                        for rel, data in files_out.items():
-                            path = out / rel
-                            path.parent.mkdir(parents=True, exist_ok=True)
-                            path.write_bytes(data)
-                            written.append(path)
-                    except DocumentError as exc:
+                        doc, paths = await _ocr_file(
+                            src, runner, model_name=model_name, spec=spec, mode=mode, formats=formats, out=out,
+                            stem=_unique_stem(export.source_stem(src.path), used), max_tokens=max_tokens,
+                            advance=lambda: progress.advance(task))
+                    except DocumentError as exc:        # a PDF page that fails to render
                         _fail_line(progress.console, str(exc))
                         failed += 1
                         continue
-                    except APIError as exc:
+                    except APIError as exc:             # the model failed to start or to answer
                         _fail_line(progress.console, f"{src.path}: {exc.message}")
                         failed += 1
                         continue
                     finally:
                         src.close()
+                    written += paths
                     done_pages += len(doc.pages)
                     blocks += sum(len(p.blocks) for p in doc.pages)
                     flagged += [f"{Path(src.path).name}:{n}" for n in doc.flagged_pages]
-    seconds = time.perf_counter() - t0
-    table = Table(title="vlmswap ocr", show_header=True)
-    for col in ("files ok", "files failed", "pages", "blocks", "seconds", "pages flagged"):
-        table.add_column(col)
-    table.add_row(str(len(files) - failed), str(failed), str(done_pages), str(blocks), f"{seconds:.1f}",
-                  f"{len(flagged)}" + (f" ({', '.join(flagged[:10])}{', ...' if len(flagged) > 10 else ''})" if flagged else ""))
-    Console(stderr=True, soft_wrap=True).print(table)
+    Console(stderr=True, soft_wrap=True).print(
+        _summary(len(files), failed, done_pages, blocks, time.perf_counter() - t0, flagged))
     if written:
         print(f"wrote {len(written)} files to {out}", file=sys.stderr)
     return 2 if failed else 0

@@ -84,10 +84,15 @@ def page_markdown(page: Page, picture_links: Mapping[tuple[int, int], str] | Non
     return "\n\n".join(p for p in parts if p)
 
 
-def document_markdown(doc: Document, picture_links: Mapping[tuple[int, int], str] | None = None) -> str:
-    """The whole document; pages separated by an HTML comment naming the page."""
+def document_markdown(doc: Document, picture_links: Mapping[tuple[int, int], str] | None = None,
+                      stem: str | None = None) -> str:
+    """The whole document; pages separated by an HTML comment naming the page.
+
+    Pictures link to `picture_path(stem, ...)` unless `picture_links` says otherwise; `stem`
+    defaults to the source's file name.
+    """
     out = []
-    stem = source_stem(doc.source)
+    stem = stem or source_stem(doc.source)
     for page in doc.pages:
         body = page_markdown(page, picture_links, stem)
         out.append(f"<!-- page {page.number} -->\n\n{body}" if body else f"<!-- page {page.number} -->")
@@ -153,28 +158,33 @@ def page_json(page: Page, source: str) -> bytes:
     return json.dumps({"source": source, **page.to_dict()}, ensure_ascii=False, indent=2).encode("utf-8")
 
 
-def bundle(doc: Document, images: Mapping[int, Image.Image], stem: str) -> dict[str, bytes]:
+def page_files(page: Page, image: Image.Image, stem: str) -> dict[str, bytes]:
+    """The files one page image gives: its annotated PNG and its pictures' crops."""
+    files = {f"{stem}.page{page.number:04d}.png": _png(annotate(image, page.blocks, page_size=(page.width, page.height)))}
+    for b in page.blocks:
+        if b.category == "Picture":
+            crop = crop_picture(image, b)
+            if crop is not None:
+                files[picture_path(stem, page.number, b.index)] = _png(crop)
+    return files
+
+
+def bundle(doc: Document, images: Mapping[int, Image.Image], stem: str,
+           rendered: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
     """Every output file of one document, by relative path (what the ZIP holds).
 
-    `images` maps page numbers to the page images the boxes refer to; pages without one
-    get no PNG and no picture crops.
+    `images` maps page numbers to the page images the boxes refer to; `rendered` holds
+    `page_files` made earlier (the CLI makes them page by page, so it need not keep images).
+    Pages with neither get no PNG and no picture crops.
     """
-    files: dict[str, bytes] = {}
-    links: dict[tuple[int, int], str] = {}
+    files: dict[str, bytes] = dict(rendered or {})
     for page in doc.pages:
-        im = images.get(page.number)
         files[f"{stem}.page{page.number:04d}.json"] = page_json(page, doc.source)
-        if im is None:
-            continue
-        files[f"{stem}.page{page.number:04d}.png"] = _png(annotate(im, page.blocks, page_size=(page.width, page.height)))
-        for b in page.blocks:
-            if b.category == "Picture":
-                crop = crop_picture(im, b)
-                if crop is not None:
-                    links[(page.number, b.index)] = picture_path(stem, page.number, b.index)
-                    files[picture_path(stem, page.number, b.index)] = _png(crop)
+        im = images.get(page.number)
+        if im is not None:
+            files.update(page_files(page, im, stem))
     files[f"{stem}.json"] = json.dumps(doc.to_dict(), ensure_ascii=False, indent=2).encode("utf-8")
-    files[f"{stem}.md"] = document_markdown(doc, links).encode("utf-8")
+    files[f"{stem}.md"] = document_markdown(doc, stem=stem).encode("utf-8")
     return files
 
 

@@ -134,15 +134,21 @@ async def ocr_pages(pages: Iterable[PageImage], *, model_name: str, spec: Sizing
 
 
 async def ocr_source(src: SourceFile, *, model_name: str, spec: SizingSpec, mode: str, chat: ChatFn,
-                     max_tokens: int | None = None, on_page: Callable[[Page], None] | None = None) -> Document:
-    """One opened file's selected pages as a Document; pages are rendered one at a time, off the loop."""
+                     max_tokens: int | None = None,
+                     on_page: Callable[[Page, PageImage], Awaitable[None] | None] | None = None) -> Document:
+    """One opened file's selected pages as a Document; pages are rendered one at a time, off the loop.
+
+    `on_page(result, page_image)` sees each page as it is done, while its image is still at hand.
+    """
     doc = Document(source=src.path, model=model_name, mode=plan(spec.family, mode).mode)
     for number in src.selected:
         page = await asyncio.to_thread(src.page, number)
         result = await ocr_page(page, model_name=model_name, spec=spec, mode=mode, chat=chat, max_tokens=max_tokens)
         doc.pages.append(result)
         if on_page is not None:
-            on_page(result)
+            maybe = on_page(result, page)
+            if maybe is not None:
+                await maybe
     return doc
 
 
