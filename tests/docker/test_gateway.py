@@ -260,3 +260,38 @@ def test_real_worker_in_a_container_answers_chat_through_the_gateway(busybox_ima
     assert any("vlmswap worker ready: rapidocr serving 'ocr-in-docker'" in line for line in logs)
     with contextlib.suppress(Exception):
         gw.http.post("/api/unload")
+
+
+def test_gateway_sigterm_stops_and_removes_its_container(engine, busybox_image, state_dir, gateways):
+    registry = {"models": {"dock-a": httpd_spec(busybox_image, "bye-a", free_port())}}
+    gw = Gateway(registry, state_dir)
+    gateways.append(gw)
+    assert gw.load("dock-a").json()["state"] == "ready"
+    label = {"label": f"{dk.LABEL_GATEWAY}={dk.gateway_id(state_dir)}"}
+    assert len(engine.containers.list(filters=label)) == 1
+    gw.close(signal.SIGTERM)
+    assert gw.proc.returncode is not None
+    assert engine.containers.list(all=True, filters=label) == []
+
+
+def test_container_crash_while_ready_is_seen_and_the_next_request_restarts_it(busybox_image, state_dir, gateways):
+    name = f"{uuid.uuid4().hex[:8]}-crash"
+    registry = {"gateway": {"backoff_initial_s": 0.1}, "models": {
+        "dock-a": fault_server_spec(busybox_image, name, free_port())}}
+    gw = Gateway(registry, state_dir)
+    gateways.append(gw)
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=60)
+    assert chat(client, name, "hi") == f"[{name}] echo: hi"
+    with pytest.raises(openai.APIStatusError):
+        chat(client, name, "__crash__")
+    deadline = time.monotonic() + 20
+    while gw.http.get("/api/status").json()["models"]["dock-a"]["state"] != "failed":
+        assert time.monotonic() < deadline, "the crash of a ready container went unnoticed"
+        time.sleep(0.05)
+    model = gw.http.get("/api/status").json()["models"]["dock-a"]
+    assert "exit code 3" in (model["last_error"] or "")
+    while model["backoff_s"]:  # the restart backoff after a failure (0.1 s here)
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+        model = gw.http.get("/api/status").json()["models"]["dock-a"]
+    assert chat(client, name, "again") == f"[{name}] echo: again"
