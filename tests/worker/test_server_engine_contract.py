@@ -65,20 +65,30 @@ class ScriptedEngine(Engine):
         text = request.last_user_text
         if text == "fail":
             raise ValueError("this prompt is refused")
-        return ScriptedGeneration(self, [f"{w} " for w in text.split()])
+        self.last = ScriptedGeneration(self, [f"{w} " for w in text.split()])
+        return self.last
 
 
 class Served:
-    def __init__(self, engine: ScriptedEngine, url: str):
+    def __init__(self, engine: ScriptedEngine, url: str, app: object):
         self.engine = engine
         self.url = url
+        self.state = app.state.worker  # type: ignore[attr-defined]
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 @pytest.fixture()
 def served() -> Iterator[Served]:
     engine = ScriptedEngine()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, "scripted"), host="127.0.0.1", port=port,
+    app = create_app(engine, "scripted")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -87,7 +97,7 @@ def served() -> Iterator[Served]:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not server.started:
             time.sleep(0.02)
-        yield Served(engine, url)
+        yield Served(engine, url, app)
     finally:
         engine.loaded.set()
         engine.gate.set()
@@ -148,10 +158,11 @@ def test_one_generation_at_a_time_and_a_departed_client_frees_the_engine(served:
                     break
             waiter = threading.Thread(target=plain_request)
             waiter.start()
-            time.sleep(0.3)  # give the second request time to (wrongly) start
+            wait_for(lambda: served.state.waiting == 1)  # the second request is queued for the engine
             assert served.engine.max_active == 1
             assert results == []  # it waits for the engine
         # the streaming client has gone; the engine finishes, then serves the waiting request
+    wait_for(lambda: served.state.clients_gone == 1)
     served.engine.gate.set()
     waiter.join(20)
     assert results == [200]
@@ -183,3 +194,17 @@ def test_completions_stream_and_stop_string_split_across_pieces(served: Served) 
     assert text == "one tw"
     assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]][-1] == "stop"
     assert events[-1]["choices"] == [] and events[-1]["usage"]["prompt_tokens"] == 1
+
+
+def test_non_streaming_client_that_leaves_stops_the_engine_early(served: Served) -> None:
+    served.engine.loaded.set()
+    wait_http(served.url + "/health", timeout=10)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(served.url + "/v1/chat/completions", json=body("a b c d e f g h"), timeout=0.5,
+                   trust_env=False)
+    wait_for(lambda: served.state.clients_gone == 1)  # the server noticed the client left
+    served.engine.gate.set()
+    assert served.engine.finished.wait(10)
+    assert served.engine.last.completion_tokens < 8  # it stopped before the end
+    r = httpx.post(served.url + "/v1/chat/completions", json=body("next one"), timeout=10, trust_env=False)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "next one "

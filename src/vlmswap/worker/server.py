@@ -304,6 +304,8 @@ class _State:
         self.load_error: str | None = None
         self.lock = asyncio.Lock()
         self.created = int(time.time())
+        self.clients_gone = 0  # requests whose client left before the answer was complete
+        self.waiting = 0       # requests waiting for the engine (vLLM's num_requests_waiting)
 
 
 def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAULT_MAX_BYTES,
@@ -352,7 +354,11 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
             raise APIError(503, f"model {served_name} is sleeping; POST /wake_up first", code="sleeping")
 
     async def start_job(req: GenerationRequest) -> _Job:
-        await state.lock.acquire()
+        state.waiting += 1
+        try:
+            await state.lock.acquire()
+        finally:
+            state.waiting -= 1
         try:
             check_ready()  # it may have gone to sleep while this request waited its turn
             job = _Job(engine, req, state.lock)
@@ -383,7 +389,16 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
             stop=_stops(body.stop),
         )
 
-    async def run(job: _Job, stops: list[str], kind: str, body: _SamplingBody) -> Response:
+    async def watch_disconnect(request: Request, job: _Job) -> None:
+        """Stop the engine early when a non-streaming client goes away (a stream notices by itself)."""
+        while not job.cancelled.is_set():
+            if await request.is_disconnected():
+                job.cancelled.set()
+                state.clients_gone += 1
+                return
+            await asyncio.sleep(0.25)
+
+    async def run(job: _Job, stops: list[str], kind: str, body: _SamplingBody, request: Request) -> Response:
         rid = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
         created = int(time.time())
         obj = "chat.completion" if kind == "chat" else "text_completion"
@@ -401,6 +416,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
 
         if not body.stream:
             parts: list[str] = []
+            watcher = asyncio.create_task(watch_disconnect(request, job))
             try:
                 async for piece in job.pieces():
                     parts.append(stopper.feed(piece))
@@ -410,6 +426,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
             except Exception as exc:  # noqa: BLE001
                 raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
             finally:
+                watcher.cancel()
                 if not stopper.stopped:
                     parts.append(stopper.flush())
             text = "".join(parts)
@@ -441,6 +458,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
             return f"data: {_dumps(c)}\n\n"
 
         async def events() -> AsyncIterator[str]:
+            completed = False
             try:
                 if kind == "chat":
                     yield chunk("", role=True)
@@ -461,12 +479,16 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                                      "type": "server_error", "param": None, "code": "engine_error"}}
                     yield f"data: {_dumps(err)}\n\n"
                     yield "data: [DONE]\n\n"
+                    completed = True
                     return
                 yield chunk(None if kind == "chat" else "", finish())
                 if include_usage:
                     yield f"data: {_dumps({'id': rid, 'object': chunk_obj, 'created': created, 'model': served_name, 'choices': [], 'usage': usage()})}\n\n"
                 yield "data: [DONE]\n\n"
+                completed = True
             finally:
+                if not completed:
+                    state.clients_gone += 1
                 job.cancelled.set()  # no-op when done; stops the engine early when the client left
 
         return StreamingResponse(events(), media_type="text/event-stream",
@@ -506,7 +528,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
         messages = await run_in_threadpool(parse_messages, body.messages, max_bytes=max_body_bytes,
                                            max_pixels=max_pixels)
         job = await start_job(sampling(body, messages))
-        return await run(job, _stops(body.stop), "chat", body)
+        return await run(job, _stops(body.stop), "chat", body, request)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -524,7 +546,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
         else:
             prompt = body.prompt
         job = await start_job(sampling(body, [Message(role="user", text=prompt)]))
-        return await run(job, _stops(body.stop), "completion", body)
+        return await run(job, _stops(body.stop), "completion", body, request)
 
     @app.post("/sleep")
     async def sleep(level: int = 1) -> Response:
