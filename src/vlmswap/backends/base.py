@@ -118,7 +118,8 @@ class Backend(ABC):
         """
         deadline = time.monotonic() + timeout_s
         phase = ""
-        async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False) as client:
+        # verify=False: plain HTTP to the backend; it spares loading the CA bundle (40-90 ms of CPU per start).
+        async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False, verify=False) as client:
             while True:
                 status = self.exit_status()
                 if status is not None:
