@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from typing import Any
 
 import streamlit as st
@@ -24,6 +25,7 @@ DOC_TYPES = ["pdf", "png", "jpg", "jpeg", "webp", "tif", "tiff"]
 MODES = {"layout": "Layout + text", "layout-only": "Layout only", "text": "Text only"}
 MAX_UPLOAD_MB = float(os.environ.get("VLMSWAP_UI_MAX_UPLOAD_MB", "32"))
 RESULT_KEY = "ocr_result"
+_COMMENT = re.compile(r"<!--.*?-->", re.S)  # page markers in the Markdown; Streamlit would show them as text
 PAGE_KEY = "ocr_page_idx"
 
 
@@ -135,9 +137,9 @@ def _show(result: dict[str, Any]) -> None:
     highlight = page.blocks[rows[0]].index if rows and rows[0] < len(page.blocks) else picked
     annotated = export.annotate(_image(entry), page.blocks, highlight=highlight, page_size=(page.width, page.height))
     left, right = st.columns(2)
-    left.image(annotated, caption=f"{len(page.blocks)} blocks", width="stretch")
+    left.image(annotated, caption=f"{len(page.blocks)} blocks", width="stretch", output_format="PNG")
     md_tab, blocks_tab, json_tab = right.tabs(["Markdown", "Blocks", "JSON"])
-    md_tab.markdown(entry.get("markdown") or "_(no text)_")
+    md_tab.markdown(_COMMENT.sub("", entry.get("markdown") or "").strip() or "_(no text)_")
     blocks_tab.selectbox("Highlight block", [None] + [b.index for b in page.blocks], key=pick_key,
                          format_func=lambda i: "none" if i is None else f"{i}: {_block(page, i)}")
     blocks_tab.dataframe(
@@ -167,14 +169,16 @@ def _downloads(result: dict[str, Any], annotated: Any, entry: dict[str, Any]) ->
             images = {e["number"]: _image(e) for e in result["pages"] if "page" in e and e["source"] == d.source}
             files.update(export.bundle(d, images, export.source_stem(d.source)))
         result["zip"] = export.zip_bytes(files)
-    c = st.columns(4)
-    c[0].download_button("Markdown", markdown, f"{stem}.md", "text/markdown", key="dl_md", on_click="ignore")
-    c[1].download_button("JSON", json.dumps(data, ensure_ascii=False, indent=2), f"{stem}.json", "application/json",
-                         key="dl_json", on_click="ignore")
-    c[2].download_button("Annotated PNG", _png(annotated), f"{stem}-page{entry['number']}.png", "image/png",
-                         key="dl_png", on_click="ignore")
-    c[3].download_button("ZIP of all", result["zip"], f"{stem}.zip", "application/zip",
-                         key="dl_zip", on_click="ignore")
+    downloads = [
+        ("Markdown", markdown, f"{stem}.md", "text/markdown"),
+        ("JSON", json.dumps(data, ensure_ascii=False, indent=2), f"{stem}.json", "application/json"),
+        ("Annotated PNG", _png(annotated), f"{stem}-page{entry['number']}.png", "image/png"),
+        ("ZIP of all", result["zip"], f"{stem}.zip", "application/zip"),
+    ]
+    row = st.container(horizontal=True)
+    for i, (label, payload, file_name, mime) in enumerate(downloads):
+        row.download_button(label, payload, file_name, mime, key=f"dl_{i}", on_click="ignore",
+                            icon=":material/download:")
 
 
 def main() -> None:

@@ -1,0 +1,85 @@
+"""The web UI in a real browser: Debian's Chromium driven by Playwright (never `playwright install`).
+
+Set VLMSWAP_UPDATE_SCREENSHOT=1 to refresh docs/img/ocr-page.png, the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.ui.conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make system-deps)"),
+]
+
+
+def coloured_pixels(png: bytes) -> int:
+    """Pixels that are clearly coloured: the page itself is black text on white."""
+    im = Image.open(io.BytesIO(png)).convert("RGB")
+    return sum(1 for r, g, b in im.getdata() if max(r, g, b) - min(r, g, b) > 60)
+
+
+@pytest.fixture
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()
+
+
+def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser_page, page_png, tmp_path):
+    page = browser_page
+    upload = tmp_path / "report.png"
+    upload.write_bytes(page_png)
+    page.goto(ui_server)
+    page.get_by_role("heading", name="OCR documents").wait_for(timeout=60_000)
+    page.locator("section[data-testid='stSidebar']").get_by_text("ocr-b").first.wait_for()
+
+    # Upload, run, and wait for the recognised text in the rendered Markdown.
+    page.locator("input[type=file]").first.set_input_files(str(upload))
+    page.get_by_text("report.png").first.wait_for()
+    page.get_by_role("button", name="Run OCR").click()
+    page.get_by_text(re.compile("quick brown fox", re.I)).first.wait_for(timeout=180_000)
+    page.get_by_text("report.png · page 1").wait_for()
+    assert gateway.resident() == "ocr-a"
+
+    # The page image shown carries the boxes: fetch it as the browser did and look for colour.
+    img = page.locator("[data-testid='stImage'] img").first
+    img.wait_for()
+    src = img.get_attribute("src")
+    shown = page.request.get(src if src.startswith("http") else ui_server + src).body()
+    assert coloured_pixels(shown) > 500
+    assert coloured_pixels(page_png) == 0
+    page.wait_for_timeout(500)  # let the last deltas paint before the screenshot
+    page.screenshot(path=str(tmp_path / "ocr-page.png"), full_page=True)
+    if os.environ.get("VLMSWAP_UPDATE_SCREENSHOT") == "1":
+        (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "ocr-page.png", ROOT / "docs" / "img" / "ocr-page.png")
+
+    # Switch to the other model from the sidebar and watch the progress, then the notice.
+    page.locator(".st-key-switch_ocr-b button").click()
+    page.get_by_text("Switching to ocr-b").first.wait_for(timeout=30_000)
+    progress = page.get_by_text(re.compile(r"(Stopping the resident model|Starting|Loading) · \d+\.\d s")).first
+    progress.wait_for(timeout=60_000)
+    progress.scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "switch-progress.png"))
+    page.get_by_text(re.compile(r"ocr-b is ready \(switch took")).wait_for(timeout=180_000)
+    page.screenshot(path=str(tmp_path / "switch-done.png"))
+    assert gateway.resident() == "ocr-b"
