@@ -19,7 +19,7 @@ from vlmswap import __version__
 from vlmswap.errors import APIError, error_response, install_handlers
 from vlmswap.gateway.guard import BodyTooLarge, Guard
 from vlmswap.gateway.metrics import GatewayMetrics
-from vlmswap.gateway.proxy import Proxy, new_client
+from vlmswap.gateway.proxy import Proxy, new_pool
 from vlmswap.manager import Manager
 
 SSE_PING_S = 15
@@ -49,8 +49,7 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.http = new_client()
-        app.state.proxy = Proxy(manager, app.state.http, app.state.metrics)
+        app.state.pool = new_pool()
         app.state.orphan_messages = await manager.start()
         for msg in app.state.orphan_messages:
             log.warning("%s", msg)
@@ -60,7 +59,7 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
             yield
         finally:
             await manager.shutdown()
-            await app.state.http.aclose()
+            await app.state.pool.aclose()
 
     app = FastAPI(title="vlmswap gateway", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
@@ -79,13 +78,7 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
     async def list_models() -> dict[str, Any]:
         return _models_list(manager)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        return await request.app.state.proxy.forward(request, "/v1/chat/completions")
-
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        return await request.app.state.proxy.forward(request, "/v1/completions")
+    # POST /v1/chat/completions and /v1/completions: served by the Proxy middleware (proxy.py).
 
     # --- admin -----------------------------------------------------------------------------
 
@@ -142,6 +135,7 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
 
         app.include_router(ocr.router)
 
+    app.add_middleware(Proxy, manager=manager, metrics=app.state.metrics)
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes)
     return app
 
