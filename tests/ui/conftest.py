@@ -116,6 +116,33 @@ def render_page(lines: list[str], size: int = 30, width: int = 1000) -> Image.Im
     return im
 
 
+DOCUMENT = [
+    (44, "Harbour Office Quarterly Report"),
+    (26, "Summary of the third quarter"),
+    (22, "The quick brown fox jumps over the lazy dog while the ships wait."),
+    (22, "Cargo volume rose by twelve percent compared with last year, and"),
+    (22, "the new crane on pier four moved its first containers in August."),
+    (26, "Outlook"),
+    (22, "Pack my box with five dozen liquor jugs before the winter season."),
+    (22, "Dredging of the northern channel starts in November as planned."),
+]
+
+
+def render_document() -> Image.Image:
+    """A page that looks like a document (title, headings, paragraphs), for the browser test."""
+    im = Image.new("RGB", (1100, 760), "white")
+    draw = ImageDraw.Draw(im)
+    y = 60
+    for size, line in DOCUMENT:
+        gap = 30 if size > 22 else 14
+        if size == 26 and y > 60:
+            y += 24
+        draw.text((70, y), line, font=ImageFont.truetype(FONT, size), fill="black")
+        y += size + gap
+    draw.text((70, 700), "Page 1 of 1", font=ImageFont.truetype(FONT, 16), fill="black")
+    return im
+
+
 def png_bytes(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
@@ -125,6 +152,11 @@ def png_bytes(im: Image.Image) -> bytes:
 @pytest.fixture(scope="session")
 def page_png() -> bytes:
     return png_bytes(render_page(PAGE_ONE))
+
+
+@pytest.fixture(scope="session")
+def document_png() -> bytes:
+    return png_bytes(render_document())
 
 
 @pytest.fixture(scope="session")

@@ -44,10 +44,10 @@ def browser_page():
             browser.close()
 
 
-def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser_page, page_png, tmp_path):
+def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser_page, document_png, tmp_path):
     page = browser_page
     upload = tmp_path / "report.png"
-    upload.write_bytes(page_png)
+    upload.write_bytes(document_png)
     page.goto(ui_server)
     page.get_by_role("heading", name="OCR documents").wait_for(timeout=60_000)
     page.locator("section[data-testid='stSidebar']").get_by_text("ocr-b").first.wait_for()
@@ -57,6 +57,7 @@ def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser
     page.get_by_text("report.png").first.wait_for()
     page.get_by_role("button", name="Run OCR").click()
     page.get_by_text(re.compile("quick brown fox", re.I)).first.wait_for(timeout=180_000)
+    page.get_by_text(re.compile("liquor jugs", re.I)).first.wait_for()
     page.get_by_text("report.png · page 1").wait_for()
     assert gateway.resident() == "ocr-a"
 
@@ -66,7 +67,7 @@ def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser
     src = img.get_attribute("src")
     shown = page.request.get(src if src.startswith("http") else ui_server + src).body()
     assert coloured_pixels(shown) > 500
-    assert coloured_pixels(page_png) == 0
+    assert coloured_pixels(document_png) == 0
     page.wait_for_timeout(500)  # let the last deltas paint before the screenshot
     page.screenshot(path=str(tmp_path / "ocr-page.png"), full_page=True)
     if os.environ.get("VLMSWAP_UPDATE_SCREENSHOT") == "1":
