@@ -4,6 +4,7 @@ shutdown, the CLI, and the real rapidocr worker as a backend."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -165,8 +166,6 @@ def test_cli_status_switch_unload(tmp_path: Path):
         r = cli("status")
         assert r.returncode == 0 and "alpha" in r.stdout and "ready" in r.stdout and "org/alpha" in r.stdout
         r = cli("status", "--json")
-        import json
-
         assert json.loads(r.stdout)["resident"] == "alpha"
         r = cli("switch", "broken")
         assert r.returncode == 1
@@ -199,9 +198,19 @@ def test_rapidocr_worker_behind_the_gateway(tmp_path: Path):
                                             {"type": "text", "text": "Extract the text content from this image."}]}]
         out = client.chat.completions.create(model="embedded", messages=msg)
         assert "HELLO" in (out.choices[0].message.content or "").upper()
-        assert gw.chat("org/alpha").status_code == 200
-        st = gw.status()
-        assert st["resident"] == "alpha" and st["models"]["ocr"]["state"] == "stopped"
         stream = client.chat.completions.create(model="rapidocr", messages=msg, stream=True)
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         assert "GATEWAY" in text.upper()
+        # The Python client's OCR call: the document pipeline behind /api/ocr, on the same worker.
+        from vlmswap.client import Client
+
+        page = tmp_path / "page.png"
+        img.save(page)
+        with Client(gw.url) as c:
+            doc = c.ocr(page, model="rapidocr", mode="ocr")
+        assert type(doc).__name__ == "Document"
+        assert "HELLO" in json.dumps(doc.to_dict()).upper()
+        assert gw.status()["models"]["ocr"]["starts"] == 1
+        assert gw.chat("org/alpha").status_code == 200  # and away from the worker
+        st = gw.status()
+        assert st["resident"] == "alpha" and st["models"]["ocr"]["state"] == "stopped"
