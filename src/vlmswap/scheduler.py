@@ -150,6 +150,7 @@ class Scheduler:
         self.last_activity = 0.0
         self.pending_load: str | None = None
         self.pending_unload = False
+        self._just_ready = False
 
     @classmethod
     def from_registry(cls, registry: "Registry", *, grouping: bool = True) -> "Scheduler":
@@ -219,7 +220,7 @@ class Scheduler:
             if err:
                 msg += f" (last error: {err.splitlines()[0]})"
             return [Reject(id, 503, msg, retry_after=math.ceil(left))]
-        if self._may_grant_now(model):
+        if self._may_grant_now(model, now):
             return self._grant(id, model, now)
         if len(self.queue) >= self.settings.max_queue:
             return [Reject(id, 503, f"queue full ({self.settings.max_queue} requests waiting)",
@@ -250,6 +251,7 @@ class Scheduler:
         self.switch = None
         self.resident = model
         self.ready = True
+        self._just_ready = True
         self.last_activity = now
         return self._decide(now)
 
@@ -328,13 +330,18 @@ class Scheduler:
 
     # --- rules -----------------------------------------------------------------------------
 
-    def _may_grant_now(self, model: str) -> bool:
+    def _may_grant_now(self, model: str, now: float) -> bool:
         if self.resident != model or not self.ready or self.switch is not None:
             return False
         if self.pending_load is not None or self.pending_unload:
             return False
-        # first come, first served: nobody may overtake a waiting request
-        return self.settings.grouping or not self.queue
+        if not self.settings.grouping:  # first come, first served: nobody overtakes a waiting request
+            return not self.queue
+        # grouping, unless another model's request has waited its limit: then the drain begins now
+        for w in self.queue.values():
+            if w.model != model:
+                return now - w.arrived < self.settings.max_wait_s
+        return True
 
     def _grant(self, id: int, model: str, now: float) -> list[Action]:
         self.granted[id] = model
@@ -354,6 +361,7 @@ class Scheduler:
         return [w for w in self.queue.values() if w.model != self.resident]
 
     def _begin_drain(self, model: str, to_model: str | None, kind: str, now: float) -> list[Action]:
+        self._just_ready = False
         self.switch = Switch(model, to_model, "draining", kind, now)
         return [Drain(model, to_model, len(self.models[model].in_flight))]
 
@@ -401,14 +409,18 @@ class Scheduler:
         if self.pending_load is not None:
             self.pending_load = None
             return []
-        granted = self._grant_queued(now)
-        if granted:
-            return granted
         others = self._others_waiting()
+        overdue = bool(others) and now - others[0].arrived >= s.max_wait_s
+        # Requests that waited for this model's switch are served even if another is overdue now.
+        if not overdue or self._just_ready:
+            self._just_ready = False
+            granted = self._grant_queued(now)
+            if granted:
+                return granted
         if others:
             if not s.grouping or not self.models[resident].in_flight:
                 return self._begin_drain(resident, others[0].model, "queue", now)
-            if now - others[0].arrived >= s.max_wait_s:
+            if overdue:
                 return self._begin_drain(resident, others[0].model, "starvation", now)
             return None
         ttl = self.policies[resident].ttl_s

@@ -167,6 +167,16 @@ def test_starved_model_is_served_then_the_queue_goes_back():
     assert h.granted(out) == [k]
 
 
+def test_overdue_request_stops_grants_at_once():
+    """An arrival for the resident model after another's bound has passed is not granted, even before a tick."""
+    h = serving("a", max_wait_s=10)
+    j, _ = h.arrive("b")
+    h.now = 10.0  # no tick: the clock moved on, the next event is an arrival for a
+    i, out = h.arrive("a")
+    assert not h.granted(out) and Drain("a", "b", 1) in out
+    assert h.s.queued("a") == 1
+
+
 def test_drain_timeout():
     h = serving("a", max_wait_s=1, drain_timeout_s=5)
     h.arrive("b")
