@@ -39,7 +39,8 @@ DEFAULT_MAX_MODEL_LEN = 32768
 
 class BodyTooLarge(APIError):
     def __init__(self, max_bytes: int):
-        super().__init__(413, f"request body over the limit of {max_bytes} bytes", code="body_too_large")
+        super().__init__(413, f"request body over the limit of {max_bytes / 1048576:g} MiB ({max_bytes} bytes)",
+                         code="body_too_large")
 
 
 class BodySizeLimit:
