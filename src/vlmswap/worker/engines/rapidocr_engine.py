@@ -190,7 +190,7 @@ class RapidOCREngine(Engine):
         mode = dots_prompts.classify(prompt)
         boxes = self.read(image)
         if mode == "grounding_ocr":
-            m = _BOX_IN_PROMPT.search(prompt[len(dots_prompts.prompts()["prompt_grounding_ocr"].strip()):])
+            m = _BOX_IN_PROMPT.search(prompt.strip()[len(dots_prompts.prompts()["prompt_grounding_ocr"].strip()):])
             if m is None:
                 raise ValueError("grounding prompt without a box [x1, y1, x2, y2]")
             region = tuple(float(v) for v in m.groups())
