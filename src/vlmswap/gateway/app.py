@@ -131,9 +131,12 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
 
     # Documents: /api/ocr, written in its own module; mounted when present.
     if importlib.util.find_spec("vlmswap.gateway.ocr") is not None:
-        from vlmswap.gateway import ocr
-
-        app.include_router(ocr.router)
+        try:
+            from vlmswap.gateway import ocr
+        except ImportError as exc:  # a missing optional dependency must not take the gateway down
+            log.warning("POST /api/ocr disabled: %s", exc)
+        else:
+            app.include_router(ocr.router)
 
     app.add_middleware(Proxy, manager=manager, metrics=app.state.metrics)
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes)
