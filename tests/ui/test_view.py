@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vlmswap.ui.view import (badges, memory_bar_html, memory_line, memory_segments, models, phase_fraction,
+from vlmswap.ui.view import (badges, flags_message, memory_bar_html, memory_line, memory_segments, models, phase_fraction,
                              phase_label, resident_name)
 
 GPU = {"available": True, "name": "RTX 5070 Ti", "total_bytes": 12_000_000_000, "used_bytes": 7_500_000_000,
@@ -47,3 +47,12 @@ def test_models_and_resident_from_either_status_shape():
     assert [m["name"] for m in models(as_list)] == ["a", "b"]
     assert resident_name(as_list) == "a" and resident_name(as_dict) == "b"
     assert resident_name({"resident": None, "models": []}) is None
+
+
+def test_flags_say_whether_text_or_salvaged_objects_are_shown():
+    assert "only its plain text was salvaged (fallback_text: no boxes)" in flags_message(["fallback_text: no boxes"])
+    msg = flags_message(["repair:joined_elements:3", "repair:truncated_last_element"])
+    assert msg.startswith("The model's output for this page was malformed; what is shown was salvaged")
+    assert "repair:joined_elements:3; repair:truncated_last_element" in msg
+    assert flags_message(["layout_unsupported: family phi3_v gives text only"]).startswith(
+        "This model reads text only")

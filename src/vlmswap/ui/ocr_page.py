@@ -19,7 +19,7 @@ from vlmswap.documents.inputs import DocumentError, open_bytes
 from vlmswap.documents.layout import Document, Page
 from vlmswap.ui.api import Gateway, GatewayError
 from vlmswap.ui.progress import run_switch
-from vlmswap.ui.view import resident_name, with_capability
+from vlmswap.ui.view import flags_message, resident_name, with_capability
 
 DOC_TYPES = ["pdf", "png", "jpg", "jpeg", "webp", "tif", "tiff"]
 MODES = {"layout": "Layout + text", "layout-only": "Layout only", "text": "Text only"}
@@ -128,8 +128,7 @@ def _show(result: dict[str, Any]) -> None:
         return
     page = Page.from_dict(entry["page"])
     if page.flags:
-        st.warning("The model's output for this page was not clean; what is shown was salvaged: "
-                   + "; ".join(page.flags), icon=":material/healing:")
+        st.warning(flags_message(page.flags), icon=":material/healing:")
     table_key, pick_key = f"ocr_blocks_{idx}", f"ocr_pick_{idx}"
     picked = st.session_state.get(pick_key)
     selection = st.session_state.get(table_key)

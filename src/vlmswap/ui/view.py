@@ -126,3 +126,16 @@ def resident_name(status: dict[str, Any]) -> str | None:
 
 def with_capability(status: dict[str, Any], capability: str) -> list[dict[str, Any]]:
     return [m for m in models(status) if capability in (m.get("capabilities") or [])]
+
+
+def flags_message(flags: list[str]) -> str:
+    """What a page's flags (documents.parsers) mean for the reader, then the flags themselves."""
+    if any(f.startswith("fallback_text") for f in flags):
+        head = "The model's output for this page was unusable as a layout; only its plain text was salvaged"
+    elif any(f.startswith("layout_unsupported") for f in flags):
+        head = "This model reads text only; the page was read in text mode, without boxes"
+    elif any(f.startswith(("repair:", "bad_bbox", "boxes_dropped")) for f in flags):
+        head = "The model's output for this page was malformed; what is shown was salvaged"
+    else:
+        head = "Notes on this page's output"
+    return f"{head} ({'; '.join(flags)})."
