@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -252,3 +253,50 @@ def test_client_that_disconnects_leaves_the_queue(two_models: Gateway):
     time.sleep(0.3)
     st = gw.status()
     assert st["resident"] == "slow" and st["models"]["beta"]["starts"] == starts  # nobody waited for beta
+
+
+def test_switch_waits_for_requests_in_flight(two_models: Gateway):
+    """A model with a request in flight is not stopped: the switch drains it first, then goes on."""
+    from httpx_sse import connect_sse
+
+    gw = two_models
+    gw.post("/api/models/slow/load", params={"wait": "true"})
+    result: dict = {}
+    events: list[dict] = []
+    listening = threading.Event()
+
+    def listen():
+        with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c, \
+                connect_sse(c, "GET", "/api/events") as src:
+            listening.set()
+            for sse in src.iter_sse():
+                ev = json.loads(sse.data)
+                events.append(ev)
+                if ev.get("model") == "beta" and ev.get("phase") == "ready":
+                    return
+
+    def slow_request():
+        result["r"] = gw.chat("org/slow", "take your time")
+        result["done"] = time.time()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert listening.wait(10)
+    t = threading.Thread(target=slow_request)
+    t.start()
+    try:
+        gw.wait_for(lambda s: s["models"]["slow"]["in_flight"] == 1)
+        assert gw.post("/api/models/beta/load").status_code == 202
+        gw.wait_for(lambda s: (s["switch"] or {}).get("phase") == "draining", timeout=5)
+        r = gw.chat("org/slow", "too late")  # a draining model admits no new work: this waits for the way back
+    finally:
+        t.join(30)
+        listener.join(30)
+    assert result["r"].status_code == 200
+    assert result["r"].json()["choices"][0]["message"]["content"] == "[org/slow] echo: take your time"
+    assert r.status_code == 200
+    stopping = next(e for e in events if e["type"] == "state" and e["model"] == "slow" and e["state"] == "stopping")
+    # its request takes 3 s; stopping it early would show up seconds before the answer arrived
+    assert stopping["time"] >= result["done"] - 1.0
+    phases = [e["phase"] for e in events if e["type"] == "phase" and e["model"] == "beta"]
+    assert phases[0] == "draining" and "1 in flight" in next(e["message"] for e in events if e.get("phase") == "draining")

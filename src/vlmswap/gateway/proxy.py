@@ -141,6 +141,7 @@ class Proxy:
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
+                await _error(send, APIError(499, "client closed the request", code="client_gone"))
                 return
             chunks.append(msg.get("body", b""))
             if not msg.get("more_body"):
@@ -170,6 +171,8 @@ class Proxy:
             lease = ticket.future.result() if ticket.future.done() else await self._wait(ticket, receive)
         except ClientGone:
             self._observe(ticket.name, 499, t0)
+            # Nobody reads this (the server drops it), but the response is complete, as ASGI expects.
+            await _error(send, APIError(499, "client closed the request", code="client_gone"))
             return
         except APIError as exc:
             self._observe(ticket.name, exc.status, t0)
