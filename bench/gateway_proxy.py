@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -142,7 +143,7 @@ def report(res: dict, args: argparse.Namespace) -> str:
     d_stream = median(d["stream"]) * 1e3
     lines = [
         f"Machine: {machine()}",
-        f"Backend: fault server (vLLM protocol, asyncio); client: raw asyncio HTTP/1.1, kept-alive; "
+        f"Backend: fault server (vLLM protocol, asyncio), {args.response_delay * 1e3:g} ms of its own per request; client: raw asyncio HTTP/1.1, kept-alive; "
         f"{args.rounds} rounds interleaved; latency over {args.requests} sequential requests per round; "
         f"streams of {res['direct'].get('chunks', args.chunks)} SSE events; throughput {args.concurrency} "
         f"connections x {args.seconds:g} s.",
@@ -174,6 +175,8 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=64, help="answer tokens (SSE events) of the streamed request")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=3.0, help="throughput window per target and round")
+    ap.add_argument("--response-delay", type=float, default=0.0,
+                    help="the backend's own time per request (s); 0: a zero-work backend, the proxy-bound worst case")
     ap.add_argument("--no-gateway", action="store_true", help="only direct vs nginx (the gateway is missing)")
     ap.add_argument("--json", type=Path, help="also write raw numbers here")
     args = ap.parse_args()
@@ -185,20 +188,22 @@ def main() -> None:
         tmp = Path(tmpname)
         backend_port, nginx_port, gw_port = free_port(), free_port(), free_port()
         targets = {"direct": backend_port, "nginx": nginx_port}
+        flags = ["--response-delay", str(args.response_delay)] if args.response_delay else []
         from contextlib import ExitStack
 
         with ExitStack() as stack:
             if args.no_gateway:
-                p = stack.enter_context(spawned(fault_argv(backend_port, MODEL), log=tmp / "backend.log"))
+                p = stack.enter_context(spawned(fault_argv(backend_port, MODEL, *flags), log=tmp / "backend.log"))
                 wait_http("127.0.0.1", backend_port, "/v1/models", proc=p)
             else:
                 from tests.servers import fault_cmd
 
                 cfg = tmp / "registry.yaml"
-                cfg.write_text(registry_yaml({MODEL: {"served_name": MODEL, "cmd": fault_cmd(), "port": backend_port}},
+                cfg.write_text(registry_yaml({MODEL: {"served_name": MODEL, "cmd": fault_cmd(*flags), "port": backend_port}},
                                              stop_grace_s=5))
+                serve = os.environ.get("VLMSWAP_BENCH_SERVE", "-m vlmswap serve").split()  # A/B a prototype
                 gw = stack.enter_context(spawned(
-                    [PY, "-m", "vlmswap", "serve", "--config", str(cfg), "--port", str(gw_port)],
+                    [PY, *serve, "--config", str(cfg), "--port", str(gw_port)],
                     env={"VLMSWAP_STATE_DIR": str(tmp / "state")}, log=tmp / "gateway.log"))
                 try:
                     wait_http("127.0.0.1", gw_port, "/health", proc=gw)
