@@ -75,6 +75,17 @@ def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser
         (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / "ocr-page.png", ROOT / "docs" / "img" / "ocr-page.png")
 
+    # Choosing a block in the Blocks tab highlights it on the page (thick, filled box).
+    page.get_by_role("tab", name="Blocks").click()
+    page.locator(".st-key-ocr_pick_0").click()
+    page.get_by_role("option", name=re.compile(r"^2: Text")).click()
+    page.wait_for_function("old => { const i = document.querySelector(\"[data-testid='stImage'] img\");"
+                           " return i && i.getAttribute('src') !== old; }", arg=src, timeout=30_000)
+    src2 = img.get_attribute("src")
+    highlighted = page.request.get(src2 if src2.startswith("http") else ui_server + src2).body()
+    assert coloured_pixels(highlighted) > coloured_pixels(shown) + 2000
+    page.screenshot(path=str(tmp_path / "highlight.png"), full_page=True)
+
     # Switch to the other model from the sidebar and watch the progress, then the notice.
     page.locator(".st-key-switch_ocr-b button").click()
     page.get_by_text("Switching to ocr-b").first.wait_for(timeout=30_000)

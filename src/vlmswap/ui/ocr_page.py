@@ -142,8 +142,9 @@ def _show(result: dict[str, Any]) -> None:
     blocks_tab.selectbox("Highlight block", [None] + [b.index for b in page.blocks], key=pick_key,
                          format_func=lambda i: "none" if i is None else f"{i}: {_block(page, i)}")
     blocks_tab.dataframe(
-        [{"index": b.index, "category": b.category, "text": b.text,
-          "box": None if b.bbox is None else ", ".join(f"{v:.0f}" for v in b.bbox)} for b in page.blocks],
+        [{"index": b.index, "category": b.category,
+          "box": None if b.bbox is None else ", ".join(f"{v:.0f}" for v in b.bbox), "text": b.text}
+         for b in page.blocks],
         key=table_key, on_select="rerun", selection_mode="single-row", hide_index=True, width="stretch")
     json_tab.json(entry["page"], expanded=1)
     _downloads(result, annotated, entry)
