@@ -300,3 +300,17 @@ def test_switch_waits_for_requests_in_flight(two_models: Gateway):
     assert stopping["time"] >= result["done"] - 1.0
     phases = [e["phase"] for e in events if e["type"] == "phase" and e["model"] == "beta"]
     assert phases[0] == "draining" and "1 in flight" in next(e["message"] for e in events if e.get("phase") == "draining")
+
+
+def test_client_leaving_mid_stream_releases_the_model(two_models: Gateway):
+    """The relay stops when the client goes: the lease is released long before the backend would finish."""
+    gw = two_models
+    body = {"model": "org/trickle", "stream": True, "max_tokens": 60, "messages": [{"role": "user", "content": "x"}]}
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, trust_env=False, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                assert gw.status()["models"]["trickle"]["in_flight"] == 1
+                break  # one chunk, then hang up (the whole answer would take 12 s)
+    t0 = time.monotonic()
+    gw.wait_for(lambda s: s["models"]["trickle"]["in_flight"] == 0, timeout=5)
+    assert time.monotonic() - t0 < 5
