@@ -132,9 +132,14 @@ def test_concurrent_leases_never_run_two_backends(tmp_path: Path):
             nonlocal seen_max
             me = psutil.Process()
             while not stop.is_set():
-                kids = [p for p in me.children(recursive=True) if "fault_server" in " ".join(p.cmdline())
-                        and p.status() != psutil.STATUS_ZOMBIE]
-                seen_max = max(seen_max, len(kids))
+                kids = 0
+                for p in me.children(recursive=True):
+                    try:
+                        if p.status() != psutil.STATUS_ZOMBIE and "fault_server" in " ".join(p.cmdline()):
+                            kids += 1
+                    except psutil.Error:  # exited (or became a zombie) between listing and reading
+                        pass
+                seen_max = max(seen_max, kids)
                 await asyncio.sleep(0.01)
 
         async def client(n: int):
