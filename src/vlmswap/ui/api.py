@@ -131,20 +131,20 @@ class Gateway:
 
     # --- switching, followed live -------------------------------------------------------
     def _events_reader(self, out: "queue.Queue[dict[str, Any] | BaseException]", ready: threading.Event,
-                       stop: threading.Event) -> None:
-        """Thread: push every /api/events event into `out` until `stop` is set."""
+                       holder: dict[str, httpx.Client]) -> None:
+        """Thread: push every /api/events event into `out` until the follower closes the client."""
         try:
-            with self._client(httpx.Timeout(5.0, read=None)) as c, connect_sse(c, "GET", "/api/events") as src:
-                if src.response.status_code >= 400:
-                    raise GatewayError(_error_message(src.response)[0], status=src.response.status_code)
-                ready.set()
-                for sse in src.iter_sse():
-                    if stop.is_set():
-                        return
-                    try:
-                        out.put(json.loads(sse.data))
-                    except ValueError:
-                        continue
+            with self._client(httpx.Timeout(5.0, read=None)) as c:
+                holder["client"] = c
+                with connect_sse(c, "GET", "/api/events") as src:
+                    if src.response.status_code >= 400:
+                        raise GatewayError(_error_message(src.response)[0], status=src.response.status_code)
+                    ready.set()
+                    for sse in src.iter_sse():
+                        try:
+                            out.put(json.loads(sse.data))
+                        except ValueError:
+                            continue
         except BaseException as exc:  # reported to the follower; it falls back to /api/status
             out.put(exc)
         finally:
@@ -158,16 +158,16 @@ class Gateway:
         missed); /api/status is polled alongside as the source of truth for the end state.
         """
         events: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
-        ready, stop = threading.Event(), threading.Event()
-        reader = threading.Thread(target=self._events_reader, args=(events, ready, stop), daemon=True)
-        reader.start()
+        ready, holder = threading.Event(), {}
+        threading.Thread(target=self._events_reader, args=(events, ready, holder), daemon=True).start()
         ready.wait(5.0)
-        t0 = time.monotonic()
-        self.load(name)
+        t0, wall0 = time.monotonic(), time.time()
         report = on_progress or (lambda *_: None)
         last_phase, last_poll = "", 0.0
         stream_ok = True  # while the event stream lives, phases come from it alone (in order)
         try:
+            if self.load(name).get("state") == "ready":
+                return self._result(name, t0)
             while time.monotonic() - t0 < timeout:
                 try:
                     ev: dict[str, Any] | BaseException | None = events.get(timeout=poll_s)
@@ -188,19 +188,19 @@ class Gateway:
                 if now - last_poll >= poll_s:
                     last_poll = now
                     st = self.status()
-                    model = find_model(st, name)
                     sw = st.get("switch")
-                    if not stream_ok and sw and sw.get("phase") and sw.get("phase") != last_phase:
-                        last_phase = sw["phase"]
+                    if sw and sw.get("phase") and (not stream_ok or last_phase):
+                        # the stream is gone: phases from the status; else only the clock moves on
+                        last_phase = sw["phase"] if not stream_ok else last_phase
                         report(last_phase, float(sw.get("elapsed_s") or now - t0), "")
-                    elif last_phase and sw:
-                        report(last_phase, float(sw.get("elapsed_s") or now - t0), "")
-                    if model and not sw and model.get("state") in ("ready", "failed"):
+                    if not sw and _settled(find_model(st, name), wall0):
                         return self._result(name, t0, st)
             return SwitchResult(name, False, "timeout", time.monotonic() - t0,
                                 error=f"{name} was not ready after {timeout:.0f} s")
         finally:
-            stop.set()
+            client = holder.get("client")
+            if client is not None:
+                client.close()  # ends the reader thread's stream now, not at the next ping
 
     def _result(self, name: str, t0: float, st: dict[str, Any] | None = None) -> SwitchResult:
         st = st or self.status()
@@ -257,6 +257,13 @@ class Gateway:
             raise GatewayError(f"The gateway at {self.url} did not answer the chat in time.", code="timeout") from None
         except httpx.TransportError as exc:
             raise GatewayError(f"The connection to the gateway broke: {type(exc).__name__}") from None
+
+
+def _settled(model: dict[str, Any] | None, since: float) -> bool:
+    """Ready, or failed *after* `since` (an earlier failure of the same model does not count)."""
+    if not model:
+        return False
+    return model.get("state") == "ready" or (model.get("state") == "failed" and float(model.get("since") or 0) >= since)
 
 
 def find_model(status: dict[str, Any], name: str) -> dict[str, Any] | None:

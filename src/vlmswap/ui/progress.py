@@ -29,20 +29,24 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
     refused the switch outright (the error is shown instead).
     """
     where = where or st
+    st.session_state.pop(NOTICE_KEY, None)
     box = where.status(f"Switching to {name}…", expanded=True)
     bar = box.progress(0.0, text="Asking the gateway…")
     steps = box.empty()
     seen: list[str] = []
     times: dict[str, float] = {}
+    last_message = {"phase": "", "text": ""}  # kept while only the clock moves on
 
     def on_progress(phase: str, elapsed: float, message: str) -> None:
         if phase and phase not in seen:
             seen.append(phase)
             times[phase] = elapsed  # when the phase began, since the switch began
         bar.progress(phase_fraction(phase), text=f"{phase_label(phase)} · {elapsed:.1f} s")
+        if message or phase != last_message["phase"]:
+            last_message.update(phase=phase, text=message)
         lines = [f"{_mark(p, phase)} {phase_label(p)}" for p in seen]
-        if message:
-            lines.append(f"_{message}_")
+        if last_message["text"]:
+            lines.append(f"_{last_message['text']}_")
         steps.markdown("  \n".join(lines))
 
     try:
