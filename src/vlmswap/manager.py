@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import itertools
 import math
-import socket
 import os
+import socket
 import time
 from collections import deque
 from contextlib import asynccontextmanager

@@ -78,6 +78,14 @@ class Gateway:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def alive(pid: int) -> bool:
+    """Running and not a zombie (a zombie holds nothing; it only waits to be reaped)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def backend_processes(state_dir: Path) -> list[psutil.Process]:
     """Live processes whose command line names this test's state (fault servers and workers carry
     the gateway's environment; we match on VLMSWAP_STATE_DIR)."""

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import Gateway
+from tests.gateway.conftest import Gateway, alive
 from vlmswap.client import Client, SwitchError
 
 PHASES = ["draining", "stopping", "waiting_vram", "starting", "loading", "ready"]
@@ -201,9 +201,7 @@ def test_load_and_unload(two_models: Gateway):
     assert r.status_code == 202 and r.json()["model"] == "alpha"
     st = gw.wait_for(lambda s: s["models"]["alpha"]["state"] == "stopped" and s["switch"] is None)
     assert st["resident"] is None
-    import psutil
-
-    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [p for p in pids if alive(p)]
     r = gw.post("/api/models/nope/load")
     assert r.status_code == 404
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import httpx
 import openai
-import psutil
 import pytest
 
-from tests.gateway.conftest import backend_processes, fault_model, rapidocr_model, start_gateway, stop_gateway
+from tests.gateway.conftest import alive, backend_processes, fault_model, rapidocr_model, start_gateway, stop_gateway
 from tests.support import FONT, PY, ROOT
 
 
@@ -86,7 +85,7 @@ def test_ttl_unloads_idle_model(tmp_path: Path):
         st = gw.wait_for(lambda s: s["models"]["alpha"]["state"] == "stopped", timeout=15)
         assert time.monotonic() - t0 >= 0.5
         assert st["resident"] is None
-        assert not any(psutil.pid_exists(p) for p in pids)
+        assert not any(alive(p) for p in pids)
         assert gw.chat("org/alpha").status_code == 200  # and it comes back on demand
 
 
@@ -114,7 +113,7 @@ def test_orphans_of_a_killed_gateway_are_stopped_and_reported(tmp_path: Path):
         orphan = gw.status()["models"]["alpha"]["pids"][0]
         os.killpg(gw.proc.pid, signal.SIGKILL)  # the gateway dies hard; its backend lives on
         gw.proc.wait(10)
-        assert psutil.pid_exists(orphan)
+        assert alive(orphan)
         state = gw.state_dir
         # a second gateway on the same state dir
         cfg = tmp_path / "one" / "registry.yaml"
@@ -126,7 +125,7 @@ def test_orphans_of_a_killed_gateway_are_stopped_and_reported(tmp_path: Path):
             from tests.support import wait_http
 
             wait_http(f"http://127.0.0.1:{port}/health", 60, proc)
-            assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+            assert not alive(orphan)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             out, _ = proc.communicate(timeout=30)

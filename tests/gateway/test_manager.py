@@ -49,7 +49,10 @@ class FakeGpu:
                 pass
         procs = {}
         for pid, gone_at in list(self.held.items()):
-            alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            try:
+                alive = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                alive = False
             if not alive and gone_at is None:
                 self.held[pid] = gone_at = now
             if alive or self.never or now - gone_at < self.lag_s:  # type: ignore[operator]

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 
 from vlmswap import __version__
-from vlmswap.errors import APIError, error_response, install_handlers
+from vlmswap.errors import error_response, install_handlers
 from vlmswap.gateway.guard import BodyTooLarge, Guard
 from vlmswap.gateway.metrics import GatewayMetrics
 from vlmswap.gateway.proxy import Proxy, new_pool
@@ -143,4 +143,4 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
     return app
 
 
-__all__ = ["create_app", "APIError"]
+__all__ = ["create_app"]
