@@ -253,6 +253,8 @@ class Manager:
                             and self.scheduler.resident != name:
                         raise APIError(409, f"the load of {name} was superseded", code="load_superseded")
                     ev = await sub.__anext__()
+                    if ev["type"] == "state" and ev["model"] == name and ev["state"] == "ready":
+                        break  # loaded; what the queue does next is another matter
                     if ev["type"] == "state" and ev["model"] == name and ev["state"] == "failed":
                         raise APIError(502, f"{name} failed to start: {ev['message']}", code="backend_start_failed")
         except TimeoutError:
