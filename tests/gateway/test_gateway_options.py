@@ -36,6 +36,14 @@ def test_auth_required_on_every_route_but_health(tmp_path: Path):
         bad = openai.OpenAI(base_url=gw.url + "/v1", api_key="nope", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             bad.models.list()
+        from vlmswap.client import Client, GatewayError
+
+        with Client(gw.url, api_key="s3cret") as c:  # admin API and its event stream, with the key
+            assert c.switch("alpha")["resident"] == "alpha"
+            assert c.unload()["unloading"] is True
+        with Client(gw.url) as c, pytest.raises(GatewayError) as info:
+            c.status()
+        assert info.value.status == 401
 
 
 def test_body_cap_413(tmp_path: Path):
