@@ -60,6 +60,9 @@ CASES: dict[str, tuple[int, Callable[[], bytes | Iterator[bytes]], str]] = {
     "decompression_bomb_20000x20000": (
         400, lambda: _image_case(_b64_url(_png(Image.new("1", (20000, 20000))))), "pixel"),
     "over_pixel_cap_7000x7000": (400, lambda: _image_case(_b64_url(_png(Image.new("1", (7000, 7000))))), "cap"),
+    "images_over_total_pixel_cap": (400, lambda: _json({"model": "rapidocr", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": _b64_url(_png(Image.new("1", (7000, 5000))))}}] * 3}]}),
+        "together"),
     "http_image_url": (400, lambda: _image_case("http://example.invalid/page.png"), "never fetched"),
     "file_image_url": (400, lambda: _image_case("file:///etc/passwd"), "never fetched"),
     "body_over_cap_by_length": (413, lambda: b" " * (MAX_BODY_MB * 1024 * 1024 + 10) + b"{}", "limit"),

@@ -127,8 +127,16 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-def parse_messages(raw: list[Any], *, max_bytes: int, max_pixels: int) -> list[Message]:
-    """OpenAI messages -> engine messages, decoding data-URL images under the caps."""
+def parse_messages(raw: list[Any], *, max_bytes: int, max_pixels: int,
+                   max_total_pixels: int | None = None) -> list[Message]:
+    """OpenAI messages -> engine messages, decoding data-URL images under the caps.
+
+    Each image is capped at `max_pixels`, and all images of the request together at
+    `max_total_pixels` (default twice that): a body of many tiny, highly compressed PNGs would
+    otherwise decode into gigabytes.
+    """
+    budget = 2 * max_pixels if max_total_pixels is None else max_total_pixels
+    total = 0
     out: list[Message] = []
     for i, m in enumerate(raw):
         where = f"messages[{i}]"
@@ -163,6 +171,11 @@ def parse_messages(raw: list[Any], *, max_bytes: int, max_pixels: int) -> list[M
                     except ImageError as exc:
                         raise APIError(400, f"{pwhere}.image_url: {exc}", param=f"{pwhere}.image_url",
                                        code=exc.code) from None
+                    total += im.width * im.height
+                    if total > budget:
+                        raise APIError(400, f"{pwhere}.image_url: the request's images hold {total} pixels "
+                                       f"together, over the cap of {budget}", param=f"{pwhere}.image_url",
+                                       code="image_too_large")
                     images.append(im)
                 else:
                     raise APIError(400, f"{pwhere}.type {kind!r} is not supported (text, image_url)",
