@@ -190,3 +190,38 @@ def test_cancelled_waiter_leaves_the_queue(tmp_path: Path):
         assert m._backends == {}
 
     run(main())
+
+
+def test_drain_timeout_cuts_requests_in_flight(tmp_path: Path):
+    """A request still running after drain_timeout_s is cut by the stop; the switch goes on."""
+    import httpx
+
+    reg = parse_registry({"gateway": {"stop_grace_s": 1, "drain_timeout_s": 0.5},
+                          "models": {"alpha": {"served_name": "org/alpha", "cmd": FAULT + ["--response-delay", "5"]},
+                                     "beta": {"served_name": "org/beta", "cmd": FAULT}}})
+
+    async def main():
+        m = Manager(reg, state_dir=tmp_path, gpu_probe=lambda: GpuSnapshot(False, "none"))
+        await m.start()
+        try:
+            async with m.lease("alpha") as lease:
+                async with httpx.AsyncClient(trust_env=False, timeout=30) as c:
+                    call = asyncio.create_task(c.post(lease.base_url + "/v1/chat/completions", json={
+                        "model": "org/alpha", "messages": [{"role": "user", "content": "long"}]}))
+                    await asyncio.sleep(0.2)
+                    t0 = time.monotonic()
+                    await m.load("beta")
+                    try:
+                        await call
+                        cut = False
+                    except httpx.HTTPError:
+                        cut = True
+                    took = time.monotonic() - t0
+            await m.load("beta", wait=True)
+            return cut, took, m.resident()
+        finally:
+            await m.shutdown()
+
+    cut, took, resident = run(main())
+    assert cut and took < 4  # the 5 s request did not hold the switch up
+    assert resident == "beta"
