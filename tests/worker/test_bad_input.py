@@ -14,9 +14,6 @@ from PIL import Image
 
 from tests.worker.conftest import MAX_BODY_MB, Worker, chat_body, png_data_url
 
-Case = Callable[[Worker], "tuple[int, bytes | Iterator[bytes], dict[str, str]]"]
-
-
 def _png(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
