@@ -196,3 +196,26 @@ async def test_missing_executable_is_a_clear_error(factory, state_dir):
         await b.start()
     assert b.exit_status() == "not started"
     await b.stop(1)  # nothing to stop: no error
+
+
+def test_start_ready_stop_under_uvloop(factory):
+    """The gateway runs on uvloop when installed: the same lifecycle must hold there."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def lifecycle() -> None:
+        b = factory.backend("--child")
+        await b.start()
+        await b.wait_ready(20)
+        pids = b.pids()
+        assert len(pids) == 2
+        await b.stop(5)
+        assert gone(pids) and group_members(b._pgid) == []
+        assert b.exit_status() == "exit code 0"
+        assert any("listening on" in line for line in b.logs.tail(20))
+        crashed = factory.backend("--exit-during-start", "3", name="other")
+        await crashed.start()
+        with pytest.raises(BackendError, match=r"exited during start \(exit code 3\)"):
+            await crashed.wait_ready(30)
+        await crashed.stop(1)
+
+    uvloop.run(lifecycle())
