@@ -1,15 +1,14 @@
-"""Shared by the gateway benchmarks: a lean raw HTTP/1.1 client, process helpers, machine facts.
+"""Shared by the gateway benchmarks: process helpers, machine facts, and the lean raw client.
 
-The client is a few lines of asyncio on a kept-alive socket rather than httpx: a heavy client
-on a 2-core machine would eat the CPU the proxies under test need, and its cost would hide
-theirs. Every target (backend directly, nginx, the gateway) is measured with this same client.
+The client (tests/servers/rawhttp.py) is a few lines of asyncio on a kept-alive socket rather
+than httpx: a heavy client on a 2-core machine would eat the CPU the proxies under test need,
+and its cost would hide theirs. Every target (backend directly, nginx, the gateway) is measured
+with this same client.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import os
 import platform
 import signal
@@ -28,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.servers import FAULT_SERVER  # noqa: E402
+from tests.servers.rawhttp import Conn, chat_body, post  # noqa: E402,F401  (re-exported for the benches)
 
 PY = sys.executable
 
@@ -47,74 +47,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def chat_body(model: str, text: str = "hello gateway benchmark", stream: bool = False, max_tokens: int | None = None) -> bytes:
-    req: dict = {"model": model, "messages": [{"role": "user", "content": text}], "stream": stream}
-    if max_tokens:
-        req["max_tokens"] = max_tokens
-    return json.dumps(req).encode()
-
-
-def post(path: str, body: bytes, host: str = "127.0.0.1", port: int = 0, headers: dict[str, str] | None = None) -> bytes:
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    return (f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n{extra}\r\n").encode() + body
-
-
-class Conn:
-    """One kept-alive HTTP/1.1 connection; request() returns (status, body, t_first_byte, t_chunks)."""
-
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
-        self.r: asyncio.StreamReader | None = None
-        self.w: asyncio.StreamWriter | None = None
-
-    async def open(self) -> "Conn":
-        self.r, self.w = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
-        return self
-
-    async def close(self) -> None:
-        if self.w is not None:
-            self.w.close()
-            with contextlib.suppress(Exception):
-                await self.w.wait_closed()
-
-    async def request(self, raw: bytes) -> tuple[int, bytes, float, list[float]]:
-        if self.w is None:
-            await self.open()
-        assert self.r is not None and self.w is not None
-        self.w.write(raw)
-        await self.w.drain()
-        head = await self.r.readuntil(b"\r\n\r\n")
-        t_first = time.perf_counter()
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                headers[k.strip().lower()] = v.strip()
-        chunks: list[float] = []
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = bytearray()
-            while True:
-                size = int((await self.r.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
-                if size == 0:
-                    await self.r.readuntil(b"\r\n")
-                    break
-                body += await self.r.readexactly(size)
-                await self.r.readexactly(2)
-                chunks.append(time.perf_counter())
-            data = bytes(body)
-        elif "content-length" in headers:
-            data = await self.r.readexactly(int(headers["content-length"]))
-        else:
-            data = await self.r.read()
-        if headers.get("connection", "").lower() == "close":
-            await self.close()
-            self.w = None
-        return status, data, t_first, chunks
 
 
 def median(xs: list[float]) -> float:
