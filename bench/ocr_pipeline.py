@@ -158,7 +158,8 @@ def main() -> None:
             secs, texts = run_tesseract(pngs)
             rows["tesseract"]["pps"].append(args.pages / secs)
             rows["tesseract"]["cer"] += [cer(a, b) for a, b in zip(ref_texts, texts)]
-            print(f"run {r + 1}/{args.runs} done", file=sys.stderr)
+            print(f"run {r + 1}/{args.runs}: " + ", ".join(f"{k} {v['pps'][-1]:.3f} pages/s" for k, v in rows.items()),
+                  file=sys.stderr)
     rows["cli_steady"]["cer"] = rows["cli_wall"]["cer"]
     names = {
         "cli_wall": "`vlmswap ocr pages.pdf`, whole command (process + engine start included)",
@@ -173,13 +174,15 @@ def main() -> None:
         f"{DPI} dpi (about 40 lines of 11 pt text each), {args.runs} interleaved runs; medians.",
         f"Machine: {about}.",
         "",
-        "| reader | pages/s (median) | CER (median over pages) | CER (worst page) |",
-        "|---|---|---|---|",
+        "| reader | pages/s (median) | s/page | CER (median over pages) | CER (worst page) |",
+        "|---|---|---|---|---|",
     ]
     for key, label in names.items():
-        lines.append(f"| {label} | {statistics.median(rows[key]['pps']):.2f} | "
+        pps = statistics.median(rows[key]["pps"])
+        lines.append(f"| {label} | {pps:.3f} | {1 / pps:.1f} | "
                      f"{100 * statistics.median(rows[key]['cer']):.2f} % | {100 * max(rows[key]['cer']):.2f} % |")
-    lines.append("")
+    lines += ["", f"Load average at the end: {os.getloadavg()[0]:.1f} (the machine is shared; the methods are "
+              "interleaved so they see the same load).", ""]
     section = "\n".join(lines)
     print(section)
     if args.write:
