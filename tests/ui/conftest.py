@@ -8,6 +8,7 @@ log line, and a vLLM model that cannot run here.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -68,12 +69,18 @@ class GatewayProc:
 
         return resident_name(self.status())
 
-    def unload_all(self) -> None:
+    def unload_all(self, timeout: float = 60.0) -> None:
+        """Unload whatever is resident and wait until every model is stopped (or failed)."""
         from vlmswap.ui.view import models
 
-        for m in models(self.status()):
-            if m.get("state") not in ("stopped", "failed", None):
-                httpx.post(f"{self.url}/api/models/{m['name']}/unload", timeout=60, trust_env=False)
+        httpx.post(f"{self.url}/api/unload", timeout=60, trust_env=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.status()
+            if st.get("switch") is None and all(m.get("state") in ("stopped", "failed") for m in models(st)):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"the gateway did not unload within {timeout}s: {self.status()}")
 
 
 @pytest.fixture(scope="session")

@@ -162,7 +162,13 @@ class Gateway:
         threading.Thread(target=self._events_reader, args=(events, ready, holder), daemon=True).start()
         ready.wait(5.0)
         t0, wall0 = time.monotonic(), time.time()
-        report = on_progress or (lambda *_: None)
+        shown = {"elapsed": 0.0}
+
+        def report(phase: str, elapsed: float, message: str) -> None:
+            shown["elapsed"] = max(shown["elapsed"], elapsed)  # status and events may cross: never go back
+            if on_progress is not None:
+                on_progress(phase, shown["elapsed"], message)
+
         last_phase, last_poll = "", 0.0
         stream_ok = True  # while the event stream lives, phases come from it alone (in order)
         try:

@@ -1,0 +1,60 @@
+"""The UI's gateway client against the real gateway: phases in order, errors as sentences."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support import free_port
+from tests.ui.conftest import FAILURE_LINE
+from vlmswap.ui.api import Gateway, GatewayError, GatewayUnreachable
+from vlmswap.ui.view import PHASES
+
+
+def test_switch_reports_phases_in_order_and_evicts_the_resident(gateway):
+    gw = Gateway(gateway.url)
+    seen: list[tuple[str, float]] = []
+    first = gw.switch("ocr-a", lambda phase, elapsed, _msg: seen.append((phase, elapsed)))
+    assert first.ok and first.state == "ready" and gateway.resident() == "ocr-a"
+    seen.clear()
+    second = gw.switch("ocr-b", lambda phase, elapsed, _msg: seen.append((phase, elapsed)))
+    assert second.ok and gateway.resident() == "ocr-b"
+    phases = list(dict.fromkeys(p for p, _ in seen))
+    assert {"stopping", "starting", "loading"} <= set(phases)
+    assert phases == sorted(phases, key=PHASES.index)  # never backwards
+    times = [t for _, t in seen]
+    assert times == sorted(times)  # elapsed time only grows
+
+
+def test_switch_to_the_resident_model_returns_at_once(gateway):
+    gw = Gateway(gateway.url)
+    assert gw.switch("ocr-a").ok
+    t0 = time.monotonic()
+    again = gw.switch("ocr-a")
+    assert again.ok and time.monotonic() - t0 < 2.0
+
+
+def test_failed_switch_carries_the_error_and_log_lines(gateway):
+    result = Gateway(gateway.url).switch("broken")
+    assert not result.ok and result.state == "failed"
+    assert result.error and FAILURE_LINE in result.log_tail
+    # A second try fails again on its own terms, not on the first failure's state.
+    t0 = time.monotonic()
+    again = Gateway(gateway.url).switch("broken")
+    assert not again.ok and FAILURE_LINE in again.log_tail
+
+
+def test_unknown_model_is_the_gateways_own_message(gateway):
+    with pytest.raises(GatewayError) as err:
+        list(Gateway(gateway.url).chat_stream("no-such-model", [{"role": "user", "content": "hi"}]))
+    assert err.value.status == 404 and "no-such-model" in err.value.message
+
+
+def test_unreachable_gateway_names_the_command_that_starts_it():
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(GatewayUnreachable) as err:
+        Gateway(url).status()
+    assert url in err.value.message and "vlmswap serve" in err.value.message
+    with pytest.raises(GatewayUnreachable):
+        list(Gateway(url).chat_stream("x", []))
