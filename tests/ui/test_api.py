@@ -58,3 +58,24 @@ def test_unreachable_gateway_names_the_command_that_starts_it():
     assert url in err.value.message and "vlmswap serve" in err.value.message
     with pytest.raises(GatewayUnreachable):
         list(Gateway(url).chat_stream("x", []))
+
+
+def test_api_key_from_the_environment_is_sent(tmp_path, monkeypatch):
+    import yaml
+
+    from tests.support import PY, running
+    from tests.ui.conftest import _worker
+
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(yaml.safe_dump({"models": {"ocr-a": {"served_name": "ocr-a", "cmd": _worker("rapidocr"),
+                                                        "family": "rapidocr", "capabilities": ["ocr"]}}}))
+    port = free_port()
+    argv = [PY, "-m", "vlmswap", "serve", "--config", str(reg), "--port", str(port), "--api-key", "s3cret"]
+    with running(argv, f"http://127.0.0.1:{port}/health", timeout=60, log_path=tmp_path / "gw.log"):
+        gw = Gateway(f"http://127.0.0.1:{port}")
+        monkeypatch.delenv("VLMSWAP_API_KEY", raising=False)
+        with pytest.raises(GatewayError) as err:
+            gw.status()
+        assert err.value.status == 401 and "API key" in err.value.message
+        monkeypatch.setenv("VLMSWAP_API_KEY", "s3cret")
+        assert "ocr-a" in gw.status()["models"]

@@ -8,6 +8,7 @@ dies) stops both; the gateway in turn stops its backends.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -23,8 +24,13 @@ GATEWAY_ENV = "VLMSWAP_GATEWAY_URL"  # same name as vlmswap.ui.api.GATEWAY_ENV (
 
 
 def streamlit_argv(port: int, host: str) -> list[str]:
-    """`streamlit run` on the packaged app: headless, no usage stats, no browser, no file watching."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+    """`streamlit run` on the packaged app: headless, no usage stats, no browser, no file watching.
+
+    Streamlit's own upload cap follows the app's (VLMSWAP_UI_MAX_UPLOAD_MB, default 32 MB like
+    the gateway's body limit), so the browser refuses what the gateway would refuse anyway.
+    """
+    upload_mb = max(1, math.ceil(float(os.environ.get("VLMSWAP_UI_MAX_UPLOAD_MB", "32"))))
+    return [sys.executable, "-m", "streamlit", "run", str(APP_FILE), "--server.maxUploadSize", str(upload_mb),
             "--server.port", str(port), "--server.address", host, "--server.headless", "true",
             "--server.fileWatcherType", "none", "--server.runOnSave", "false",
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",

@@ -23,6 +23,7 @@ from vlmswap.ui.view import models
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 GATEWAY_ENV = "VLMSWAP_GATEWAY_URL"
+API_KEY_ENV = "VLMSWAP_API_KEY"
 START_HINT = "vlmswap serve"
 
 
@@ -91,8 +92,10 @@ class Gateway:
 
     # --- plumbing ---------------------------------------------------------------------
     def _client(self, timeout: float | httpx.Timeout | None = None) -> httpx.Client:
+        # A gateway started with --api-key (VLMSWAP_API_KEY) wants it on every request, the UI's too.
+        key = os.environ.get(API_KEY_ENV)
         return httpx.Client(base_url=self.url, timeout=timeout if timeout is not None else self.timeout,
-                            trust_env=False)
+                            headers={"Authorization": f"Bearer {key}"} if key else None, trust_env=False)
 
     def _request(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> httpx.Response:
         try:
