@@ -257,3 +257,11 @@ def test_qwen_families_get_their_native_grounding_request():
     assert prompts.plan("qwen3_vl", "text").format == "text"
     with pytest.raises(ValueError):
         prompts.plan("qwen3_vl", "poetry")
+
+
+def test_dots_broken_last_object_that_is_complete_is_salvaged_not_called_truncated():
+    raw = ('[{"bbox": [1, 2, 300, 40], "category": "Text", "text": "ok"}, '
+           '{"bbox": [1, 50, 300, 90], "category": "Formula", "text": "\\alpha \\neq \\omega"}]')
+    result = parse_dots(raw)
+    assert [b.text for b in result.blocks] == ["ok", "\\alpha \\neq \\omega"]
+    assert "repair:salvaged_elements:1" in result.flags and "repair:truncated_last_element" not in result.flags

@@ -123,7 +123,8 @@ def _unescape(raw: str) -> str:
     try:
         return json.loads('"' + raw + '"')
     except ValueError:
-        return raw.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+        # Invalid escapes mean the model wrote raw backslashes (LaTeX: \alpha, \neq): keep them.
+        return raw.replace('\\"', '"')
 
 
 def parse_json_array(text: str, keys: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[str], bool]:
@@ -178,11 +179,12 @@ def parse_json_array(text: str, keys: tuple[str, ...]) -> tuple[list[dict[str, A
                 nxt = start_re.search(body, i + 1)
                 chunk = body[i: nxt.start() if nxt else len(body)]
                 fixed = _salvage_object(chunk, keys)
-                if nxt is None:
+                cut_off = nxt is None and not re.search(r"}\s*\]?\s*(?:```)?\s*$", chunk)
+                if cut_off:
                     flags.append("repair:truncated_last_element")
                 if fixed is not None:
                     objects.append(fixed)
-                    salvaged += nxt is not None
+                    salvaged += not cut_off
                 else:
                     skipped += 1
                 if nxt is None:
