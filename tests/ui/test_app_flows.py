@@ -157,3 +157,12 @@ def test_ocr_with_a_model_whose_output_is_unusable_says_so(app, gateway, page_pn
     run_ok(app.button(key="ocr_run").click())
     warning = texts(app.main.warning)
     assert "unusable as a layout; only its plain text was salvaged" in warning and "fallback_text" in warning
+
+
+def test_chat_attachment_that_is_not_an_image_is_a_message(app, gateway):
+    app.switch_page("chat_page.py")
+    run_ok(app)
+    app.chat_input(key="chat_input").set_value("What is this?").upload("fake.png", b"%!PS not a png", "image/png")
+    run_ok(app)
+    assert "Could not attach the image" in texts(app.main.error)
+    assert gateway.resident() is None  # nothing was sent, no model started

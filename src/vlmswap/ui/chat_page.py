@@ -66,10 +66,10 @@ def main() -> None:
         return
     names = [m["name"] for m in chat_models]
     resident = resident_name(status)
-    top = st.columns([3, 1])
+    top = st.columns([3, 1], vertical_alignment="bottom")
     model = top[0].selectbox("Model", names, index=names.index(resident) if resident in names else 0,
                              key="chat_model", help="Sending to a model that is not resident switches to it first.")
-    if top[1].button("Clear history", key="chat_clear"):
+    if top[1].button("Clear history", key="chat_clear", icon=":material/delete_sweep:", width="stretch"):
         st.session_state[HISTORY_KEY] = []
     history: list[dict[str, Any]] = st.session_state.setdefault(HISTORY_KEY, [])
     for turn in history:
@@ -84,11 +84,20 @@ def main() -> None:
     try:
         images = [_data_url(f.getvalue()) for f in files]
     except ImageError as exc:
-        st.error(f"Could not attach the image: {exc}")
+        st.error(f"Could not attach the image: {exc}", icon=":material/image_not_supported:")
         return
     user = {"role": "user", "content": text or "(image)", "images": images}
     history.append(user)
     _show_turn(user)
+    try:
+        _answer(gw, model, history)
+    except GatewayError as exc:  # e.g. the gateway went away between two calls
+        history.append({"role": "assistant", "content": exc.message, "error": True})
+        st.error(exc.message, icon=":material/power_off:")
+
+
+def _answer(gw: Gateway, model: str, history: list[dict[str, Any]]) -> None:
+    """Switch to `model` when it is not resident (progress in the conversation), then stream."""
     switched = model != resident_name(gw.status())
     with st.chat_message("assistant"):
         if switched:
@@ -109,6 +118,5 @@ def main() -> None:
     history.append({"role": "assistant", "content": answer if isinstance(answer, str) else str(answer)})
     if switched:  # redraw the sidebar, which still shows the model that was resident before
         st.rerun()
-
 
 main()

@@ -59,7 +59,8 @@ def _run(gw: Gateway, files: list[Any], model: str, mode: str, dpi: int) -> None
     if switched:
         result = run_switch(gw, model)
         if result is None or not result.ok:
-            st.error(st.session_state.get("switch_notice", {}).get("text", f"{model} failed to start"), icon=":material/error:")
+            notice = st.session_state.get("switch_notice", {})
+            st.error(notice.get("text", f"{model} failed to start"), icon=":material/error:")
             return
     jobs = [(f, src, n) for f, src in opened for n in src.selected]
     bar = st.progress(0.0, text=f"0 of {len(jobs)} pages")
@@ -195,13 +196,15 @@ def main() -> None:
     names = [m["name"] for m in ocr_models]
     resident = resident_name(status)
     files = st.file_uploader("Images or a PDF", type=DOC_TYPES, accept_multiple_files=True, key="ocr_files")
-    c = st.columns([2, 2, 1, 1])
+    c = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
     model = c[0].selectbox("Model", names, index=names.index(resident) if resident in names else 0, key="ocr_model")
     mode = c[1].selectbox("Mode", list(MODES), format_func=MODES.__getitem__, key="ocr_mode")
     dpi = int(c[2].number_input("PDF dpi", 72, 400, 150, step=25, key="ocr_dpi"))
-    c[3].write("")
     if c[3].button("Run OCR", type="primary", key="ocr_run", disabled=not files, width="stretch"):
-        _run(gw, list(files or []), model, mode, dpi)
+        try:
+            _run(gw, list(files or []), model, mode, dpi)
+        except GatewayError as exc:  # e.g. the gateway went away between two calls
+            st.error(exc.message, icon=":material/power_off:")
     result = st.session_state.get(RESULT_KEY)
     if result and result["pages"]:
         _show(result)
