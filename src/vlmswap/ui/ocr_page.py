@@ -136,7 +136,7 @@ def _show(result: dict[str, Any]) -> None:
     rows = getattr(getattr(selection, "selection", None), "rows", None) or []
     highlight = page.blocks[rows[0]].index if rows and rows[0] < len(page.blocks) else picked
     annotated = export.annotate(_image(entry), page.blocks, highlight=highlight, page_size=(page.width, page.height))
-    left, right = st.columns(2)
+    left, right = st.columns([3, 2])
     left.image(annotated, caption=f"{len(page.blocks)} blocks", width="stretch", output_format="PNG")
     md_tab, blocks_tab, json_tab = right.tabs(["Markdown", "Blocks", "JSON"])
     md_tab.markdown(_COMMENT.sub("", entry.get("markdown") or "").strip() or "_(no text)_")
