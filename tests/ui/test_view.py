@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vlmswap.ui.view import (badges, flags_message, memory_bar_html, memory_line, memory_segments, models, phase_fraction,
+from vlmswap.ui.view import (activity_line, badges, flags_message, host_line, memory_bar_html, memory_line, memory_segments, models, phase_fraction,
                              phase_label, resident_name)
 
 GPU = {"available": True, "name": "RTX 5070 Ti", "total_bytes": 12_000_000_000, "used_bytes": 7_500_000_000,
@@ -56,3 +56,11 @@ def test_flags_say_whether_text_or_salvaged_objects_are_shown():
     assert "repair:joined_elements:3; repair:truncated_last_element" in msg
     assert flags_message(["layout_unsupported: family phi3_v gives text only"]).startswith(
         "This model reads text only")
+
+
+def test_activity_and_host_lines_say_only_what_there_is():
+    assert activity_line({"in_flight": 0, "queued": 0, "backoff_s": None}) == ""
+    assert activity_line({"in_flight": 2, "queued": 1, "backoff_s": 7.6}) == (
+        "2 in flight · 1 queued · next start allowed in 8 s")
+    assert host_line({"ram_total_bytes": 64e9, "ram_available_bytes": 48e9}) == "Host RAM: 16.0 GB of 64.0 GB in use"
+    assert host_line({}) == ""

@@ -12,7 +12,8 @@ import streamlit as st
 
 from vlmswap.ui.api import Gateway, GatewayError
 from vlmswap.ui.progress import run_switch, show_notice
-from vlmswap.ui.view import STATE_ICONS, badges, memory_bar_html, memory_line, models, resident_name
+from vlmswap.ui.view import (STATE_ICONS, activity_line, badges, host_line, memory_bar_html, memory_line, models,
+                             resident_name)
 
 REFRESH_S = 3.0
 PENDING_KEY = "pending_switch"
@@ -58,6 +59,8 @@ def _live(gw: Gateway) -> None:
         line += f"  \nswitching to **{sw.get('target')}**: {sw.get('phase')} ({float(sw.get('elapsed_s') or 0):.1f} s)"
     st.markdown(line)
     st.markdown(memory_bar_html(status.get("gpu") or {}), unsafe_allow_html=True)
+    if host_line(status.get("host") or {}):
+        st.caption(host_line(status.get("host") or {}))
     if resident:
         with st.expander(f"Log of {resident}"):
             try:
@@ -76,6 +79,8 @@ def _models(gw: Gateway, status: dict[str, Any]) -> None:
         box = sb.container(border=True)
         box.markdown(f"**{name}** {STATE_ICONS.get(state, '○')} {state}  \n{badges(m.get('capabilities') or [])}")
         box.caption(memory_line(m, gpu))
+        if activity_line(m):
+            box.caption(activity_line(m))
         if m.get("unavailable"):
             box.caption(f":material/block: cannot run here: {m['unavailable']}")
         elif state == "failed" and m.get("last_error"):

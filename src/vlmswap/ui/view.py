@@ -70,6 +70,26 @@ def memory_line(model: dict[str, Any], gpu: dict[str, Any]) -> str:
     return f"{need_txt} · {free:.1f} GB free ({ok})"
 
 
+def activity_line(model: dict[str, Any]) -> str:
+    """Requests in flight and queued for the model, and the backoff after failed starts ("" if none)."""
+    parts = []
+    if model.get("in_flight"):
+        parts.append(f"{model['in_flight']} in flight")
+    if model.get("queued"):
+        parts.append(f"{model['queued']} queued")
+    if model.get("backoff_s"):
+        parts.append(f"next start allowed in {float(model['backoff_s']):.0f} s")
+    return " · ".join(parts)
+
+
+def host_line(host: dict[str, Any]) -> str:
+    total = int(host.get("ram_total_bytes") or 0)
+    if not total:
+        return ""
+    used = total - int(host.get("ram_available_bytes") or 0)
+    return f"Host RAM: {fmt_bytes(used)} of {fmt_bytes(total)} in use"
+
+
 def _per_backend(gpu: dict[str, Any]) -> dict[str, int]:
     for key in ("per_backend", "per-backend", "backends", "by_backend"):
         val = gpu.get(key)
