@@ -112,8 +112,9 @@ def _answer(gw: Gateway, model: str, history: list[dict[str, Any]]) -> None:
         try:
             answer = st.write_stream(gw.chat_stream(model, _api_messages([t for t in history if not t.get("error")])))
         except GatewayError as exc:
-            history.append({"role": "assistant", "content": f"The model could not answer: {exc.message}", "error": True})
-            st.error(history[-1]["content"])
+            msg = f"The model could not answer: {exc.message}"
+            history.append({"role": "assistant", "content": msg, "error": True})
+            st.error(msg)
             return
     history.append({"role": "assistant", "content": answer if isinstance(answer, str) else str(answer)})
     if switched:  # redraw the sidebar, which still shows the model that was resident before

@@ -41,7 +41,8 @@ def _open_uploads(files: list[Any], dpi: int) -> list[tuple[Any, Any]] | None:
     for f in files:
         size_mb = f.size / (1024 * 1024)
         if size_mb > MAX_UPLOAD_MB:
-            st.error(f"{f.name} is {size_mb:.1f} MB, over the upload limit of {MAX_UPLOAD_MB:.0f} MB.", icon=":material/block:")
+            st.error(f"{f.name} is {size_mb:.1f} MB, over the upload limit of {MAX_UPLOAD_MB:.0f} MB.",
+                     icon=":material/block:")
             return None
         try:
             opened.append((f, open_bytes(f.getvalue(), f.name, dpi=dpi)))
@@ -122,7 +123,8 @@ def _show(result: dict[str, Any]) -> None:
     entries = result["pages"]
     idx = _nav(len(entries))
     entry = entries[idx]
-    st.caption(f"{entry['source']} · page {entry['number']} · {result['model']} · {MODES.get(result['mode'], result['mode'])}")
+    mode = MODES.get(result["mode"], result["mode"])
+    st.caption(f"{entry['source']} · page {entry['number']} · {result['model']} · {mode}")
     if "error" in entry:
         st.error(f"This page could not be read: {entry['error']}", icon=":material/warning:")
         st.image(entry["image"], width="stretch")

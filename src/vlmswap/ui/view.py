@@ -20,8 +20,8 @@ PHASE_LABELS = {
 }
 BADGE_COLOURS = {"ocr": "blue", "layout": "violet", "chat": "green", "grounding": "orange"}
 BADGE_LABELS = {"ocr": "OCR", "layout": "layout", "chat": "chat", "grounding": "grounding"}
-STATE_ICONS = {"ready": ":green[●]", "starting": ":orange[●]", "loading": ":orange[●]", "stopping": ":orange[●]",
-               "sleeping": ":blue[●]", "failed": ":red[●]", "stopped": ":gray[○]"}
+STATE_ICONS = {"ready": ":green[●]", "starting": ":orange[●]", "loading": ":orange[●]",
+               "stopping": ":orange[●]", "sleeping": ":blue[●]", "failed": ":red[●]", "stopped": ":gray[○]"}
 # Colours of the GPU bar's segments, one per backend process, then "other".
 SEGMENT_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2")
 OTHER_COLOUR = "#9d9d9d"
