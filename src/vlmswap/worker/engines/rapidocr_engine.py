@@ -171,7 +171,9 @@ class RapidOCREngine(Engine):
         txts = getattr(result, "txts", None)
         if boxes is None or txts is None or len(boxes) == 0:
             return []
-        scores = getattr(result, "scores", None) or [1.0] * len(txts)
+        scores = getattr(result, "scores", None)
+        if scores is None or len(scores) != len(txts):
+            scores = [1.0] * len(txts)
         out = []
         for quad, text, score in zip(boxes, txts, scores):
             q = np.asarray(quad, dtype=float)
