@@ -155,7 +155,7 @@ class RapidOCREngine(Engine):
         else:  # another 3.x without those helpers: one small read loads them all
             warm = Image.new("RGB", (96, 96), "white")
             ImageDraw.Draw(warm).text((10, 40), "ok 1", fill="black")
-            ocr(np.asarray(warm)[:, :, ::-1])
+            ocr(np.ascontiguousarray(np.asarray(warm)[:, :, ::-1]))
         self._ocr = ocr
 
     def read(self, image: Image.Image) -> list[TextBox]:
@@ -190,12 +190,14 @@ class RapidOCREngine(Engine):
         image = images[-1]
         prompt = request.last_user_text
         mode = dots_prompts.classify(prompt)
-        boxes = self.read(image)
+        region = None
         if mode == "grounding_ocr":
             m = _BOX_IN_PROMPT.search(prompt.strip()[len(dots_prompts.prompts()["prompt_grounding_ocr"].strip()):])
             if m is None:
                 raise ValueError("grounding prompt without a box [x1, y1, x2, y2]")
             region = tuple(float(v) for v in m.groups())
+        boxes = self.read(image)
+        if region is not None:
             boxes = [b for b in boxes if inside(b, region)]  # type: ignore[arg-type]
         text = render(mode, group_lines(boxes), prompt)
         prompt_tokens = sum(count_tokens(m.text) for m in request.messages) + len(images)
