@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -89,37 +90,45 @@ def machine() -> str:
             f"{os.getloadavg()[0]:.1f}")
 
 
-def run_cli(pdf: Path, out: Path) -> tuple[float, list[float], list[str]]:
-    """Wall seconds of the whole command, each page's own seconds, each page's text."""
+def children_cpu() -> float:
+    """CPU seconds of reaped descendants: the CLI and, reaped by its manager, its worker; tesseract."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_cli(pdf: Path, out: Path) -> tuple[float, float, list[float], list[str]]:
+    """Wall and CPU seconds of the whole command, each page's own seconds, each page's text."""
     env = {**os.environ, "VLMSWAP_STATE_DIR": str(out / "state")}
+    c0 = children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "vlmswap", "ocr", str(pdf), "--dpi", str(DPI), "--out", str(out),
                            "--format", "json"], env=env, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - t0
+    cpu = children_cpu() - c0
     if proc.returncode != 0:
         raise SystemExit(f"vlmswap ocr failed:\n{proc.stderr}")
     doc = json.loads((out / f"{pdf.stem}.json").read_text())
     pages = doc["pages"]
-    return wall, [p["timings"]["total_s"] for p in pages], ["\n".join(b["text"] for b in p["blocks"]) for p in pages]
+    return wall, cpu, [p["timings"]["total_s"] for p in pages], ["\n".join(b["text"] for b in p["blocks"]) for p in pages]
 
 
-def run_direct(ocr, images: list[Image.Image]) -> tuple[float, list[str]]:
+def run_direct(ocr, images: list[Image.Image]) -> tuple[float, float, list[str]]:
     texts = []
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for im in images:
         result = ocr(np.ascontiguousarray(np.asarray(im)[:, :, ::-1]))
         texts.append("\n".join(result.txts or ()))
-    return time.perf_counter() - t0, texts
+    return time.perf_counter() - t0, time.process_time() - c0, texts
 
 
-def run_tesseract(pngs: list[Path]) -> tuple[float, list[str]]:
+def run_tesseract(pngs: list[Path]) -> tuple[float, float, list[str]]:
     texts = []
-    t0 = time.perf_counter()
+    c0, t0 = children_cpu(), time.perf_counter()
     for png in pngs:
         proc = subprocess.run(["tesseract", str(png), "-", "--dpi", str(DPI)], capture_output=True, text=True,
                               timeout=600)
         texts.append(proc.stdout)
-    return time.perf_counter() - t0, texts
+    return time.perf_counter() - t0, children_cpu() - c0, texts
 
 
 def main() -> None:
@@ -145,19 +154,22 @@ def main() -> None:
             im.save(pngs[-1])
         ocr = RapidOCR(params={"Global.use_cls": False, "Global.log_level": "error"})
         run_direct(ocr, images[:1])                      # sessions created before timing
-        rows: dict[str, dict[str, list[float]]] = {k: {"pps": [], "cer": []} for k in
+        rows: dict[str, dict[str, list[float]]] = {k: {"pps": [], "cer": [], "cpu": []} for k in
                                                    ("cli_wall", "cli_steady", "direct", "tesseract")}
         for r in range(args.runs):
-            wall, per_page, texts = run_cli(pdf, tmp / f"out{r}")
+            wall, cpu, per_page, texts = run_cli(pdf, tmp / f"out{r}")
             rows["cli_wall"]["pps"].append(args.pages / wall)
+            rows["cli_wall"]["cpu"].append(cpu / args.pages)
             # page 1 waits for the engine to start (its lease waits for the switch): steady state is pages 2..N
             rows["cli_steady"]["pps"].append((args.pages - 1) / sum(per_page[1:]))
             rows["cli_wall"]["cer"] += [cer(a, b) for a, b in zip(ref_texts, texts)]
-            secs, texts = run_direct(ocr, images)
+            secs, cpu, texts = run_direct(ocr, images)
             rows["direct"]["pps"].append(args.pages / secs)
+            rows["direct"]["cpu"].append(cpu / args.pages)
             rows["direct"]["cer"] += [cer(a, b) for a, b in zip(ref_texts, texts)]
-            secs, texts = run_tesseract(pngs)
+            secs, cpu, texts = run_tesseract(pngs)
             rows["tesseract"]["pps"].append(args.pages / secs)
+            rows["tesseract"]["cpu"].append(cpu / args.pages)
             rows["tesseract"]["cer"] += [cer(a, b) for a, b in zip(ref_texts, texts)]
             print(f"run {r + 1}/{args.runs}: " + ", ".join(f"{k} {v['pps'][-1]:.3f} pages/s" for k, v in rows.items()),
                   file=sys.stderr)
@@ -175,12 +187,13 @@ def main() -> None:
         f"{DPI} dpi (about 40 lines of 11 pt text each), {args.runs} interleaved runs; medians.",
         f"Machine: {about}.",
         "",
-        "| reader | pages/s (median) | s/page | CER (median over pages) | CER (worst page) |",
-        "|---|---|---|---|---|",
+        "| reader | pages/s (median) | wall s/page | CPU s/page | CER (median over pages) | CER (worst page) |",
+        "|---|---|---|---|---|---|",
     ]
     for key, label in names.items():
         pps = statistics.median(rows[key]["pps"])
-        lines.append(f"| {label} | {pps:.3f} | {1 / pps:.1f} | "
+        cpu = f"{statistics.median(rows[key]['cpu']):.1f}" if rows[key]["cpu"] else "-"
+        lines.append(f"| {label} | {pps:.3f} | {1 / pps:.1f} | {cpu} | "
                      f"{100 * statistics.median(rows[key]['cer']):.2f} % | {100 * max(rows[key]['cer']):.2f} % |")
     lines += ["", f"Load average at the end: {os.getloadavg()[0]:.1f} (the machine is shared; the methods are "
               "interleaved so they see the same load).", ""]
