@@ -16,44 +16,9 @@ from typing import Iterator
 import httpx
 import pytest
 import yaml
-from PIL import Image, ImageDraw, ImageFont
 
-from tests.support import FONT, PY, free_port, running
-
-ROOT = Path(__file__).resolve().parents[2]
-APP_FILE = ROOT / "src" / "vlmswap" / "ui" / "app.py"
-
-PAGE_ONE = ["Quarterly report of the harbour office", "The quick brown fox jumps over the lazy dog.",
-            "Pack my box with five dozen liquor jugs."]
-PAGE_TWO = ["Second page of the report", "Sphinx of black quartz, judge my vow."]
-FAILURE_LINE = "RuntimeError: CUDA out of memory (simulated for the UI test)"
-
-
-def _worker(engine: str, *extra: str) -> list[str]:
-    return ["${PYTHON}", "-m", "vlmswap", "worker", "--engine", engine, *extra,
-            "--port", "${PORT}", "--served-model-name", "${SERVED_NAME}"]
-
-
-def registry(tiny_model: Path) -> dict:
-    return {
-        "gateway": {"stop_grace_s": 5, "drain_timeout_s": 5, "vram_release_timeout_s": 1,
-                    "backoff_initial_s": 0, "backoff_max_s": 0},
-        "models": {
-            "ocr-a": {"served_name": "ocr-a", "cmd": _worker("rapidocr"), "family": "rapidocr",
-                      "capabilities": ["ocr", "layout"], "startup_timeout_s": 120},
-            "ocr-b": {"served_name": "ocr-b", "cmd": _worker("rapidocr"), "family": "rapidocr",
-                      "capabilities": ["ocr", "layout"], "startup_timeout_s": 120},
-            "tiny-chat": {"served_name": "tiny-chat", "family": "qwen2_vl", "capabilities": ["chat", "ocr"],
-                          "cmd": _worker("transformers", "--model", str(tiny_model), "--device", "cpu"),
-                          "startup_timeout_s": 180},
-            "broken": {"served_name": "broken", "family": "generic", "capabilities": ["chat"],
-                       "cmd": ["${PYTHON}", "-c", f"import sys; print('loading weights'); print({FAILURE_LINE!r}); "
-                                                  "sys.stdout.flush(); sys.exit(3)"],
-                       "startup_timeout_s": 30},
-            "big-gpu": {"served_name": "big-gpu", "family": "qwen3_vl", "capabilities": ["chat", "grounding"],
-                        "vram_gb": 6.6, "cmd": ["vllm", "serve", "Qwen/Qwen3-VL-2B-Instruct", "--port", "${PORT}"]},
-        },
-    }
+from tests.support import PY, free_port, running
+from tests.ui.helpers import APP_FILE, PAGE_ONE, PAGE_TWO, png_bytes, registry, render_document, render_page
 
 
 @dataclass
@@ -92,7 +57,9 @@ def ui_gateway(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
     port = free_port()
     log = d / "gateway.log"
     argv = [PY, "-m", "vlmswap", "serve", "--config", str(reg), "--port", str(port)]
-    with running(argv, f"http://127.0.0.1:{port}/api/status", timeout=60, log_path=log):
+    # Own state dir (pid files, logs): other gateways on this machine must not see our backends.
+    with running(argv, f"http://127.0.0.1:{port}/api/status", timeout=60, log_path=log,
+                 env={"VLMSWAP_STATE_DIR": str(d / "state")}):
         yield GatewayProc(f"http://127.0.0.1:{port}", log)
 
 
@@ -112,48 +79,6 @@ def app(gateway: GatewayProc):
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-def render_page(lines: list[str], size: int = 30, width: int = 1000) -> Image.Image:
-    font = ImageFont.truetype(FONT, size)
-    im = Image.new("RGB", (width, 80 + len(lines) * (size + 26)), "white")
-    draw = ImageDraw.Draw(im)
-    for i, line in enumerate(lines):
-        draw.text((40, 40 + i * (size + 26)), line, font=font, fill="black")
-    return im
-
-
-DOCUMENT = [
-    (44, "Harbour Office Quarterly Report"),
-    (26, "Summary of the third quarter"),
-    (22, "The quick brown fox jumps over the lazy dog while the ships wait."),
-    (22, "Cargo volume rose by twelve percent compared with last year, and"),
-    (22, "the new crane on pier four moved its first containers in August."),
-    (26, "Outlook"),
-    (22, "Pack my box with five dozen liquor jugs before the winter season."),
-    (22, "Dredging of the northern channel starts in November as planned."),
-]
-
-
-def render_document() -> Image.Image:
-    """A page that looks like a document (title, headings, paragraphs), for the browser test."""
-    im = Image.new("RGB", (1100, 760), "white")
-    draw = ImageDraw.Draw(im)
-    y = 60
-    for size, line in DOCUMENT:
-        gap = 30 if size > 22 else 14
-        if size == 26 and y > 60:
-            y += 24
-        draw.text((70, y), line, font=ImageFont.truetype(FONT, size), fill="black")
-        y += size + gap
-    draw.text((70, 700), "Page 1 of 1", font=ImageFont.truetype(FONT, 16), fill="black")
-    return im
-
-
-def png_bytes(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -180,6 +105,7 @@ def ui_server(gateway: GatewayProc, tmp_path: Path) -> Iterator[str]:
     """`vlmswap ui` as users run it, against the test gateway."""
     port = free_port()
     argv = [PY, "-m", "vlmswap", "ui", "--gateway", gateway.url, "--port", str(port)]
-    with running(argv, f"http://127.0.0.1:{port}/_stcore/health", timeout=90, log_path=tmp_path / "ui.log"):
+    with running(argv, f"http://127.0.0.1:{port}/_stcore/health", timeout=90, log_path=tmp_path / "ui.log",
+                 env={"VLMSWAP_STATE_DIR": str(tmp_path / "state")}):
         yield f"http://127.0.0.1:{port}"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 
-from tests.support import free_port
-from tests.ui.conftest import FAILURE_LINE
+from tests.support import PY, free_port, running
+from tests.ui.helpers import FAILURE_LINE, worker_cmd
 from vlmswap.ui.api import Gateway, GatewayError, GatewayUnreachable
 from vlmswap.ui.view import PHASES
 
@@ -39,10 +40,11 @@ def test_failed_switch_carries_the_error_and_log_lines(gateway):
     result = Gateway(gateway.url).switch("broken")
     assert not result.ok and result.state == "failed"
     assert result.error and FAILURE_LINE in result.log_tail
-    # A second try fails again on its own terms, not on the first failure's state.
-    t0 = time.monotonic()
+    # A second try waits for its own start to fail, not for the first failure's state.
+    starts = gateway.status()["models"]["broken"]["starts"]
     again = Gateway(gateway.url).switch("broken")
     assert not again.ok and FAILURE_LINE in again.log_tail
+    assert gateway.status()["models"]["broken"]["starts"] == starts + 1
 
 
 def test_unknown_model_is_the_gateways_own_message(gateway):
@@ -61,17 +63,13 @@ def test_unreachable_gateway_names_the_command_that_starts_it():
 
 
 def test_api_key_from_the_environment_is_sent(tmp_path, monkeypatch):
-    import yaml
-
-    from tests.support import PY, running
-    from tests.ui.conftest import _worker
-
     reg = tmp_path / "registry.yaml"
-    reg.write_text(yaml.safe_dump({"models": {"ocr-a": {"served_name": "ocr-a", "cmd": _worker("rapidocr"),
+    reg.write_text(yaml.safe_dump({"models": {"ocr-a": {"served_name": "ocr-a", "cmd": worker_cmd("rapidocr"),
                                                         "family": "rapidocr", "capabilities": ["ocr"]}}}))
     port = free_port()
     argv = [PY, "-m", "vlmswap", "serve", "--config", str(reg), "--port", str(port), "--api-key", "s3cret"]
-    with running(argv, f"http://127.0.0.1:{port}/health", timeout=60, log_path=tmp_path / "gw.log"):
+    with running(argv, f"http://127.0.0.1:{port}/health", timeout=60, log_path=tmp_path / "gw.log",
+                 env={"VLMSWAP_STATE_DIR": str(tmp_path / "state")}):
         gw = Gateway(f"http://127.0.0.1:{port}")
         monkeypatch.delenv("VLMSWAP_API_KEY", raising=False)
         with pytest.raises(GatewayError) as err:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from tests.support import free_port
-from tests.ui.conftest import APP_FILE, FAILURE_LINE
+from tests.ui.helpers import APP_FILE, FAILURE_LINE
 
 
 def texts(elements) -> str:

@@ -13,6 +13,7 @@ import psutil
 import yaml
 
 from tests.support import PY, free_port, wait_http
+from tests.ui.helpers import worker_cmd
 
 
 def _answers(url: str) -> bool:
@@ -32,17 +33,16 @@ def _wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
 
 
 def test_up_starts_gateway_and_ui_and_sigterm_stops_both_and_the_backend(tmp_path: Path):
-    from tests.ui.conftest import _worker
-
     reg = tmp_path / "registry.yaml"
-    reg.write_text(yaml.safe_dump({"models": {"ocr-a": {"served_name": "ocr-a", "cmd": _worker("rapidocr"),
+    reg.write_text(yaml.safe_dump({"models": {"ocr-a": {"served_name": "ocr-a", "cmd": worker_cmd("rapidocr"),
                                                         "family": "rapidocr", "capabilities": ["ocr", "layout"]}}}))
     port, ui_port = free_port(), free_port()
     out = tmp_path / "up.log"
     with open(out, "wb") as log:
         proc = subprocess.Popen([PY, "-m", "vlmswap", "up", "--config", str(reg), "--port", str(port),
                                  "--ui-port", str(ui_port)], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True,
+                                env={**os.environ, "VLMSWAP_STATE_DIR": str(tmp_path / "state")})
     try:
         gw, ui = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
         wait_http(f"{ui}/_stcore/health", 120, proc)
