@@ -212,9 +212,11 @@ class ProcessBackend(Backend):
         self._exited = asyncio.Event()
         self._exit_watch = _ExitWatch(proc, self._exited)
         reader = asyncio.StreamReader(limit=_READ_CHUNK * 4)
-        assert proc.stdout is not None
-        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
-        self._reader = asyncio.create_task(self._pump(reader), name=f"logs-{self.name}")
+        pipe, proc.stdout = proc.stdout, None  # the transport alone owns it from here
+        assert pipe is not None
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        self._reader = asyncio.create_task(self._pump(reader, transport), name=f"logs-{self.name}")
         try:
             self._ps = psutil.Process(proc.pid)
             create_time = self._ps.create_time()
@@ -238,10 +240,12 @@ class ProcessBackend(Backend):
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
         os.replace(tmp, path)
 
-    async def _pump(self, stream: asyncio.StreamReader | None) -> None:
-        """Backend output -> LogBuffer, line by line; a child that never prints a newline is cut at 16 KiB."""
-        if stream is None:
-            return
+    async def _pump(self, stream: asyncio.StreamReader, transport: asyncio.BaseTransport) -> None:
+        """Backend output -> LogBuffer, line by line; a child that never prints a newline is cut at 16 KiB.
+
+        Closes the pipe's transport at the end, always: left to the garbage collector, uvloop
+        closes the fd late, when its number may already belong to the next backend's pipe.
+        """
         partial = b""
         try:
             while True:
@@ -258,6 +262,7 @@ class ProcessBackend(Backend):
         except (asyncio.CancelledError, ConnectionError, OSError):
             pass
         finally:
+            transport.close()
             if partial:
                 self.logs.append(partial.decode("utf-8", "replace"))
 
@@ -331,7 +336,7 @@ class ProcessBackend(Backend):
                     left = sorted(p.pid for p in group_members(pgid))
                     raise BackendError(f"{self.name}: processes {left} of group {pgid} survive SIGKILL",
                                        self.logs.tail(30))
-        if self._reader is not None:
+        if self._reader is not None:  # ends at the pipe's EOF; cancelled (closing the pipe) if a stray holds it
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._reader, 2.0)
         with contextlib.suppress(FileNotFoundError):
