@@ -44,6 +44,7 @@ def test_switch_shows_its_phases_and_ends_ready(app, gateway):
     assert app.sidebar.button(key="switch_ocr-b").disabled  # resident now
     run_ok(app.sidebar.button(key="unload_ocr-b").click())
     assert gateway.resident() is None
+    assert "ocr-b unloaded." in texts(app.sidebar.success)
 
 
 def test_failed_switch_says_so_with_the_backends_last_log_lines(app, gateway):

@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 
 from vlmswap.ui.api import Gateway, GatewayError
-from vlmswap.ui.progress import run_switch, show_notice
+from vlmswap.ui.progress import NOTICE_KEY, run_switch, show_notice
 from vlmswap.ui.view import (STATE_ICONS, activity_line, badges, host_line, memory_bar_html, memory_line, models,
                              resident_name)
 
@@ -90,11 +90,15 @@ def _models(gw: Gateway, status: dict[str, Any]) -> None:
                     disabled=bool(m.get("unavailable")) or state in ("ready", "starting", "loading"),
                     on_click=_ask_switch, args=(name,), width="stretch")
         if state in ("ready", "starting", "loading", "sleeping"):
-            if right.button("Unload", key=f"unload_{name}", width="stretch"):
-                try:
-                    gw.unload(name)
-                    st.session_state.pop("switch_notice", None)
-                    st.toast(f"{name} unloaded")
-                except GatewayError as exc:
-                    sb.error(exc.message)
-                st.rerun()
+            right.button("Unload", key=f"unload_{name}", width="stretch", on_click=_unload, args=(gw, name))
+
+
+def _unload(gw: Gateway, name: str) -> None:
+    """Button callback: the outcome becomes the sidebar's notice, so it survives the rerun."""
+    try:
+        gw.unload(name)
+        notice = {"ok": True, "model": name, "text": f"{name} unloaded.", "log_tail": [], "steps": []}
+    except GatewayError as exc:
+        notice = {"ok": False, "model": name, "text": f"Could not unload {name}: {exc.message}", "log_tail": [],
+                  "steps": []}
+    st.session_state[NOTICE_KEY] = notice
