@@ -4,7 +4,8 @@ This sits on every request, so it skips the web framework: FastAPI's routing, de
 response layers cost more CPU than the proxying itself. The body is read and parsed once,
 re-encoded only when `model` must be rewritten to the served name; the backend's answer is
 relayed as bytes (streams chunk by chunk, never buffered whole) over one shared keep-alive
-connection pool (httpcore, the transport under httpx, without httpx's per-request models).
+connection pool (`upstream.Upstream`; httpx/httpcore's pool cost ~90 % of the gateway's CPU
+per request, see bench/README.md, Gateway).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import json
 import time
 from typing import Any, Awaitable, Callable
 
-import httpcore
-
 from vlmswap.errors import APIError, error_body
 from vlmswap.gateway.guard import BodyTooLarge
+from vlmswap.gateway.upstream import Response as UpstreamResponse
+from vlmswap.gateway.upstream import Upstream
 from vlmswap.manager import Lease, Manager, Ticket
 
 Scope = dict[str, Any]
@@ -28,66 +29,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 PASS_RESPONSE_HEADERS = (b"content-type", b"cache-control")
-TIMEOUTS = {"connect": 10.0, "read": None, "write": 60.0, "pool": None}
 
 
 class ClientGone(Exception):
     """The client disconnected while its request waited in the queue."""
 
 
-class _CoalescingStream(httpcore.AsyncNetworkStream):
-    """Holds a request's writes (headers, then body) and sends them as one when the response is read.
-
-    One send per request instead of two: on a busy machine each send that wakes the backend
-    can cost the proxy its time slice, so fewer sends is measurably less latency.
-    """
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream):
-        self._inner = inner
-        self._pending: list[bytes] = []
-
-    async def _flush(self, timeout: float | None) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            await self._inner.write(data, timeout)
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        await self._flush(timeout)
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if buffer:
-            self._pending.append(buffer)
-
-    async def aclose(self) -> None:
-        self._pending.clear()
-        await self._inner.aclose()
-
-    async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return await self._inner.start_tls(*args, **kwargs)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _CoalescingBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _CoalescingStream(await self._inner.connect_tcp(*args, **kwargs))
-
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _CoalescingStream(await self._inner.connect_unix_socket(*args, **kwargs))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def new_pool() -> httpcore.AsyncConnectionPool:
-    return httpcore.AsyncConnectionPool(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30.0,
-                                        network_backend=_CoalescingBackend())
+def new_pool() -> Upstream:
+    return Upstream()
 
 
 async def _json_response(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
@@ -117,7 +66,7 @@ class Proxy:
         self.app = app
         self.manager = manager
         self.metrics = metrics
-        self.pool: httpcore.AsyncConnectionPool | None = None
+        self.pool: Upstream | None = None
 
     async def aclose(self) -> None:
         if self.pool is not None:
@@ -208,16 +157,14 @@ class Proxy:
                 self.pool = new_pool()
             pool = self.pool
         accept = next((v for k, v in scope["headers"] if k == b"accept"), b"*/*")
-        url = lease.base_url + scope["path"]
-        headers = [(b"host", url.split("/", 3)[2].encode()), (b"content-type", b"application/json"),
-                   (b"accept", accept), (b"content-length", str(len(body)).encode())]
-        req = httpcore.Request(b"POST", url, headers=headers, content=body, extensions={"timeout": TIMEOUTS})
+        host, _, port = lease.base_url.split("/", 3)[2].rpartition(":")
+        headers = [(b"content-type", b"application/json"), (b"accept", accept)]
         try:
-            resp = await pool.handle_async_request(req)
-        except Exception as exc:  # httpcore's network/protocol errors, OSError
+            resp = await pool.request(host, int(port), b"POST", scope["path"].encode(), headers, body)
+        except Exception as exc:  # UpstreamError, OSError (refused, reset), timeouts
             self._observe(lease.name, 502, t0)
             raise APIError(502, self._failure(lease, exc), code="backend_unreachable") from None
-        out = [(k.lower(), v) for k, v in resp.headers if k.lower() in PASS_RESPONSE_HEADERS]
+        out = [(k, v) for k, v in resp.headers if k in PASS_RESPONSE_HEADERS]  # names come lower-cased
         ctype = next((v for k, v in out if k == b"content-type"), b"")
         if stream and resp.status == 200 and ctype.startswith(b"text/event-stream"):
             await self._relay(receive, send, resp, out, lease, t0)
@@ -234,7 +181,7 @@ class Proxy:
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         await send({"type": "http.response.body", "body": content})
 
-    async def _relay(self, receive: Receive, send: Send, resp: httpcore.Response, headers: list[tuple[bytes, bytes]],
+    async def _relay(self, receive: Receive, send: Send, resp: UpstreamResponse, headers: list[tuple[bytes, bytes]],
                      lease: Lease, t0: float) -> None:
         """Chunk by chunk; a client that leaves stops the relay, a backend that dies ends it with an error event."""
         self._observe(lease.name, 200, t0)
