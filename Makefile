@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 # torch and torchvision: these exact releases install from this machine kind's local disk.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test serve ui system-deps bench clean help
+.PHONY: run test system-deps bench clean help
 
 help:
 	@echo "make run    - set up .venv and start the gateway (embedded rapidocr by default) and the web UI"
