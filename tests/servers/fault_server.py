@@ -114,6 +114,8 @@ class Server:
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            pass  # shutting down with the connection open (kept alive by a proxy): end quietly
         finally:
             writer.close()
 
