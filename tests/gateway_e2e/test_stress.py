@@ -11,8 +11,8 @@ at most max_wait_s; beyond that it waits only for switches (and the drains of wo
 admitted), one to each model holding an older request, then its own. With two models that is
 "max_wait_s plus one switch". With three, a request that arrives while a switch to B is under
 way, with an older request for A waiting, also waits for the switch to A: no order of service
-avoids that once switches take longer than max_wait_s, as they do here on purpose (fault
-servers on a loaded 2-core machine take 0.5-1.5 s per switch, max_wait_s is 1.5 s). The test
+avoids that once switches take about as long as max_wait_s, as they do here on purpose (fault
+servers on a loaded 2-core machine take 0.3-0.8 s per switch, max_wait_s is 0.5 s). The test
 prints how many requests exceeded the two-model reading.
 """
 
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 MODELS = ("a", "b", "c")
 REQUESTS = 300
 CLIENTS = 30
-MAX_WAIT_S = 1.5
+MAX_WAIT_S = 0.5
 RESPONSE_DELAY_S = 0.02
 
 
