@@ -118,3 +118,27 @@ def test_nothing_listening_raises_at_once():
         with pytest.raises(OSError):
             await Upstream().request("127.0.0.1", port, b"POST", b"/v1/completions", JSON, b"{}")
     run(go)
+
+
+def test_idle_connections_to_a_stopped_backend_are_closed():
+    first, second = free_port(), free_port()
+    up = Upstream()
+
+    async def ask(port: int) -> None:
+        resp = await up.request("127.0.0.1", port, b"POST", b"/v1/chat/completions", JSON, chat("m"))
+        await resp.aread()
+        await resp.aclose()
+
+    loop = asyncio.new_event_loop()
+    try:
+        with server(first):
+            loop.run_until_complete(ask(first))
+            writer = up._idle[("127.0.0.1", first)][0][1]
+        with server(second):  # the switch: the first backend is gone, its idle connection with it
+            loop.run_until_complete(asyncio.sleep(0.1))  # its EOF reaches the loop
+            loop.run_until_complete(ask(second))
+            assert ("127.0.0.1", first) not in up._idle
+            assert writer.is_closing()
+        loop.run_until_complete(up.aclose())
+    finally:
+        loop.close()

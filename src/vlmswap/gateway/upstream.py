@@ -97,6 +97,8 @@ class Upstream:
         the request is sent once more on a fresh connection; any other failure raises.
         """
         key = (host, port)
+        if len(self._idle) > (key in self._idle):  # idle connections to other backends
+            self._sweep(key)
         lines = [method + b" " + target + b" HTTP/1.1", b"host: " + f"{host}:{port}".encode()]
         lines += [k + b": " + v for k, v in headers if k.lower() not in (b"host", b"content-length",
                                                                            b"connection", b"transfer-encoding")]
@@ -168,6 +170,20 @@ class Upstream:
             writer.close()
         else:
             idle.append((reader, writer))
+
+    def _sweep(self, keep: tuple[str, int]) -> None:
+        """Close idle connections whose backend has gone (one per stopped backend would pile up)."""
+        for key in [k for k in self._idle if k != keep]:
+            alive = []
+            for reader, writer in self._idle[key]:
+                if reader.at_eof() or writer.is_closing():
+                    writer.close()
+                else:
+                    alive.append((reader, writer))
+            if alive:
+                self._idle[key] = alive
+            else:
+                del self._idle[key]
 
     def forget(self, host: str, port: int) -> None:
         """Close the idle connections to one backend (it was stopped)."""
