@@ -139,6 +139,7 @@ class Manager:
         self._unavailable: dict[str, str | None] | None = None
         self._started = False
         self._closing = False
+        self._exiting = False  # stop_admitting(): a signal asked the process to exit
         # numbers for /metrics and /api/status
         self.switch_count = 0
         self.start_durations: dict[str, list[float]] = {name: [] for name in registry.models}
@@ -195,9 +196,24 @@ class Manager:
                            param="model", code="model_not_found")
         return name
 
+    def stop_admitting(self) -> None:
+        """The process is exiting: refuse new requests, answer the queued ones with 503 now.
+
+        The HTTP server's graceful shutdown then waits only for requests in flight, not for
+        queued ones that would never be served (and would be cut without an answer).
+        """
+        self._exiting = True
+        for ticket in list(self._tickets.values()):
+            if not ticket.future.done():
+                ticket.release(gone=True)  # leaves the scheduler's queue
+                ticket.future.set_exception(APIError(503, "the gateway is shutting down",
+                                                     headers={"Retry-After": "5"}))
+
     def request(self, model_id: str) -> Ticket:
         """Join the queue for a model (raises APIError 404/503 at once when that is the answer)."""
         name = self.resolve(model_id)
+        if self._exiting:
+            raise APIError(503, "the gateway is shutting down", headers={"Retry-After": "5"})
         if self._closing or not self._started:
             raise APIError(503, "the gateway is not running", headers={"Retry-After": "5"})
         id = next(self._ids)

@@ -101,14 +101,23 @@ def test_signal_to_gateway_leaves_no_backend_running(gateways, sig, flags):
     assert not list((gw.state_dir / "pids").glob("*.json"))
 
 
-def test_sigterm_during_a_start_leaves_nothing(gateways):
+def test_sigterm_during_a_start_leaves_nothing_and_answers_the_waiting_request(gateways):
     gw = gateways({"slow": fault_model("--startup-delay", "20", "--child")}, stop_grace_s=0.5)
-    t = threading.Thread(target=lambda: gw.chat("slow", "x"), daemon=True)
+    answer: list = []
+    t = threading.Thread(target=lambda: answer.append(gw.chat("slow", "x")), daemon=True)
     t.start()
     st = gw.wait_for(lambda: (m := gw.model("slow"))["state"] == "starting" and len(m.get("pids") or []) == 2 and m, 20,
                      "slow starting")
     pids = set(st["pids"])
+    t0 = time.monotonic()
     gw.signal(signal.SIGTERM)
+    t.join(30)
+    took = time.monotonic() - t0
     gw.proc.wait(30)
     assert not any(alive(p) for p in pids)
     assert not list((gw.state_dir / "pids").glob("*.json"))
+    # The queued request is answered, not cut: 503 with Retry-After, before uvicorn's 5 s grace.
+    assert answer and answer[0].status_code == 503, answer
+    assert "shutting down" in answer[0].json()["error"]["message"]
+    assert answer[0].headers.get("retry-after")
+    assert took < 4.0, f"the waiting request was answered after {took:.1f} s"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -74,8 +76,16 @@ def register(app: typer.Typer) -> None:
         app_ = create_app(manager, api_key=api_key, preload=preload)
         typer.echo(f"vlmswap gateway on http://{host}:{port} ({len(registry.models)} models; "
                    f"state in {manager.state_dir})", err=True)
-        uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=5, lifespan="on")
+        class _Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                # Answer queued requests (503) before uvicorn's graceful wait, which then
+                # covers only requests in flight; on the loop, not inside the signal handler.
+                with contextlib.suppress(RuntimeError):
+                    asyncio.get_running_loop().call_soon_threadsafe(manager.stop_admitting)
+                super().handle_exit(sig, frame)
+
+        _Server(uvicorn.Config(app_, host=host, port=port, log_level=log_level, access_log=False,
+                               timeout_graceful_shutdown=5, lifespan="on")).run()
 
     @app.command("status")
     def status(
