@@ -38,8 +38,11 @@ class BackendError(Exception):
 class LogBuffer:
     """A backend's output: the last `maxlen` lines in memory, everything in a log file."""
 
+    MAX_LINE = 16384  # a child that never prints a newline is cut into lines of this many bytes
+
     def __init__(self, path: Path | None, maxlen: int = 2000):
         self.path = path
+        self._partial = b""
         self._lines: collections.deque[str] = collections.deque(maxlen=maxlen)
         self._lock = threading.Lock()
         self._file = None
@@ -53,6 +56,22 @@ class LogBuffer:
             self._lines.append(line)
             if self._file is not None:
                 self._file.write(line + "\n")
+
+    def feed(self, chunk: bytes) -> None:
+        """Raw output bytes (a pipe read, a container log chunk): complete lines are appended."""
+        self._partial += chunk
+        *lines, self._partial = self._partial.split(b"\n")
+        for line in lines:
+            self.append(line.decode("utf-8", "replace"))
+        while len(self._partial) > self.MAX_LINE:
+            self.append(self._partial[:self.MAX_LINE].decode("utf-8", "replace"))
+            self._partial = self._partial[self.MAX_LINE:]
+
+    def flush(self) -> None:
+        """The output ended: keep its last, unterminated line too."""
+        if self._partial:
+            self.append(self._partial.decode("utf-8", "replace"))
+            self._partial = b""
 
     def mark(self, message: str) -> None:
         """A line of vlmswap's own (start, stop, exit code) among the backend's output."""
@@ -109,6 +128,15 @@ class Backend(ABC):
     def alive(self) -> bool:
         return self.started_at is not None and self.exit_status() is None
 
+    def check_starting(self, deadline: float, timeout_s: float) -> None:
+        """Fail a start at once when the server has exited, or when its time is up."""
+        status = self.exit_status()
+        if status is not None:
+            raise BackendError(f"{self.name} exited during start ({status})", self.logs.tail(30))
+        if time.monotonic() > deadline:
+            raise BackendError(f"{self.name} not ready after {timeout_s:.0f} s (startup_timeout_s)",
+                               self.logs.tail(30))
+
     async def wait_ready(self, timeout_s: float, poll_s: float = 0.05,
                          on_phase: Callable[[str, str], None] | None = None) -> None:
         """Ready = alive AND GET health answers 200 AND GET /v1/models lists the served name.
@@ -121,12 +149,7 @@ class Backend(ABC):
         # verify=False: plain HTTP to the backend; it spares loading the CA bundle (40-90 ms of CPU per start).
         async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False, verify=False) as client:
             while True:
-                status = self.exit_status()
-                if status is not None:
-                    raise BackendError(f"{self.name} exited during start ({status})", self.logs.tail(30))
-                if time.monotonic() > deadline:
-                    raise BackendError(f"{self.name} not ready after {timeout_s:.0f} s (startup_timeout_s)",
-                                       self.logs.tail(30))
+                self.check_starting(deadline, timeout_s)
                 try:
                     r = await client.get(self.base_url + self.spec.health)
                     if r.status_code == 200:

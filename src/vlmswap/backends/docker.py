@@ -42,7 +42,6 @@ LABEL_GATEWAY_PID = "vlmswap.gateway_pid"
 LABEL_GATEWAY_START = "vlmswap.gateway_start"
 GONE_WAIT_S = 30.0
 POLL_S = 0.02
-_MAX_LINE = 16384
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -307,23 +306,16 @@ class DockerBackend(Backend):
 
     def _follow_logs(self, version: str) -> None:
         """Container stdout+stderr -> LogBuffer, line by line, until the container ends."""
-        partial = b""
         client = None
         try:
             client = connect(self.docker_host, version=version)
             for chunk in client.api.logs(self.container_id, stream=True, follow=True, stdout=True, stderr=True):
-                partial += chunk
-                *lines, partial = partial.split(b"\n")
-                for line in lines:
-                    self.logs.append(line.decode("utf-8", "replace"))
-                while len(partial) > _MAX_LINE:
-                    self.logs.append(partial[:_MAX_LINE].decode("utf-8", "replace"))
-                    partial = partial[_MAX_LINE:]
+                self.logs.feed(chunk)
         except Exception as exc:  # the engine went away, the container was removed
+            self.logs.flush()
             self.logs.mark(f"log stream of {self.container_name} ended: {_reason(exc)}")
         finally:
-            if partial:
-                self.logs.append(partial.decode("utf-8", "replace"))
+            self.logs.flush()
             self._log_done.set()
             if client is not None:
                 client.close()

@@ -32,7 +32,6 @@ POLL_S = 0.02
 PORT_POLL_S = 0.005  # a refused loopback connect costs microseconds: notice the listening moment early
 KILL_WAIT_S = 10.0  # after SIGKILL the kernel needs moments, not seconds; beyond this something is wrong
 _READ_CHUNK = 65536
-_MAX_LINE = 16384
 _CREATE_TIME_TOLERANCE_S = 0.05
 
 
@@ -246,25 +245,17 @@ class ProcessBackend(Backend):
         Closes the pipe's transport at the end, always: left to the garbage collector, uvloop
         closes the fd late, when its number may already belong to the next backend's pipe.
         """
-        partial = b""
         try:
             while True:
                 chunk = await stream.read(_READ_CHUNK)
                 if not chunk:
                     break
-                partial += chunk
-                *lines, partial = partial.split(b"\n")
-                for line in lines:
-                    self.logs.append(line.decode("utf-8", "replace"))
-                while len(partial) > _MAX_LINE:
-                    self.logs.append(partial[:_MAX_LINE].decode("utf-8", "replace"))
-                    partial = partial[_MAX_LINE:]
+                self.logs.feed(chunk)
         except (asyncio.CancelledError, ConnectionError, OSError):
             pass
         finally:
             transport.close()
-            if partial:
-                self.logs.append(partial.decode("utf-8", "replace"))
+            self.logs.flush()
 
     def exit_status(self) -> str | None:
         if self._proc is None:
@@ -289,12 +280,7 @@ class ProcessBackend(Backend):
             if on_phase:
                 on_phase("loading", "port not accepting connections yet")
             while self.port is not None and not await _port_accepts(host, self.port):
-                status = self.exit_status()
-                if status is not None:
-                    raise BackendError(f"{self.name} exited during start ({status})", self.logs.tail(30))
-                if time.monotonic() > deadline:
-                    raise BackendError(f"{self.name} not ready after {timeout_s:.0f} s (startup_timeout_s)",
-                                       self.logs.tail(30))
+                self.check_starting(deadline, timeout_s)
                 await asyncio.sleep(min(poll_s, PORT_POLL_S))
             await super().wait_ready(max(0.0, deadline - time.monotonic()), poll_s, on_phase)
         except BackendError as exc:
