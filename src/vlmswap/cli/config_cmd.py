@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -59,7 +60,7 @@ def show(file: Optional[Path] = typer.Argument(None, help="Registry file; defaul
         table.add_row(r["name"], r["served_name"], f"{r['family']} ({r['backend']})", ",".join(r["capabilities"]),
                       f"{r['vram_gb']:.1f}", str(r["port"] or "auto"),
                       "[green]yes[/]" if r["unavailable"] is None else f"[red]no: {r['unavailable']}[/]")
-    Console(width=max(Console().width, 120)).print(table)
+    Console(width=None if sys.stdout.isatty() else 140).print(table)  # pipes: no 80-column squeeze
 
 
 @config_app.command("schema")

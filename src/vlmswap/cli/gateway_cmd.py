@@ -176,7 +176,7 @@ def _print_status(st: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)  # pipes: no 80-column squeeze
     g = st.get("gpu") or {}
     if g.get("available"):
         gib = 1024 ** 3
