@@ -67,6 +67,9 @@ class GatewayMetrics:
                                        ["phase"], buckets=PHASE_BUCKETS, registry=self.registry)
         self.crashes = Counter("vlmswap_backend_crashes", "Backends that exited while ready", ["model"],
                                registry=self.registry)
+        # Child metrics per label set, looked up once: `.labels()` per request (it takes a lock and
+        # validates and joins the labels) was ~0.1 ms of a proxied request under the profiler.
+        self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.registry.register(_Live(manager))
         manager.add_listener(self._on_event)
         manager.add_phase_listener(lambda _model, phase, seconds: self.phase_seconds.labels(phase).observe(seconds))
@@ -80,8 +83,12 @@ class GatewayMetrics:
             self.switches.labels(ev["model"], ev["phase"]).inc()
 
     def observe_request(self, model: str, status: int, seconds: float) -> None:
-        self.requests.labels(model, str(status)).inc()
-        self.request_seconds.labels(model).observe(seconds)
+        children = self._request_children.get((model, status))
+        if children is None:
+            children = (self.requests.labels(model, str(status)), self.request_seconds.labels(model))
+            self._request_children[(model, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
