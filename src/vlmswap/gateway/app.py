@@ -39,8 +39,9 @@ def _models_list(manager: Manager) -> dict[str, Any]:
 
 
 def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: int | None = None,
-               preload: str | None = None) -> FastAPI:
-    """The gateway for `manager`; its lifespan starts the manager and shuts it (and every backend) down.
+               preload: str | None = None) -> Guard:
+    """The gateway for `manager` (an ASGI app); its lifespan starts the manager and shuts it (and every
+    backend) down.
 
     `preload`: a model to load once started (not waited for; requests queue meanwhile).
     """
@@ -49,7 +50,7 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = new_pool()
+        app.state.pool = proxy.pool = new_pool()
         app.state.orphan_messages = await manager.start()
         for msg in app.state.orphan_messages:
             log.warning("%s", msg)
@@ -138,9 +139,11 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
         else:
             app.include_router(ocr.router)
 
-    app.add_middleware(Proxy, manager=manager, metrics=app.state.metrics)
-    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes)
-    return app
+    # Proxy and Guard wrap the FastAPI app rather than sit in its middleware stack: proxied
+    # requests then skip Starlette's ServerErrorMiddleware and FastAPI's layers (CPU per request,
+    # see bench/README.md, Gateway). Everything else, lifespan included, passes through to `app`.
+    proxy = Proxy(app, manager=manager, metrics=app.state.metrics)
+    return Guard(proxy, api_key=api_key, max_body_bytes=max_body_bytes)
 
 
 __all__ = ["create_app"]
