@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import httpx
 from httpx_sse import connect_sse
@@ -23,24 +23,41 @@ if TYPE_CHECKING:
     from vlmswap.documents.layout import Document
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+API_KEY_ENV = "VLMSWAP_API_KEY"
+START_HINT = "vlmswap serve"
 
 
 class GatewayError(Exception):
-    """The gateway answered with an error (its OpenAI-style message) or could not be reached."""
+    """The gateway answered with an error (its OpenAI-style message) or could not be reached.
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+    `message` is a sentence fit to show a user as it is; `log_tail` holds backend log lines
+    where the failure has them.
+    """
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None,
+                 log_tail: list[str] | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
+        self.log_tail = log_tail or []
+
+
+class GatewayUnreachable(GatewayError):
+    """No gateway answers at `url` (refused, reset, DNS); the message says how to start one."""
+
+    def __init__(self, url: str, detail: str = ""):
+        msg = (f"The gateway at {url} is not reachable{f' ({detail})' if detail else ''}. "
+               f"Start it with `{START_HINT}` (or `vlmswap up` for gateway and UI together).")
+        super().__init__(msg, code="gateway_unreachable")
+        self.url = url
 
 
 class SwitchError(GatewayError):
     """A switch ended in `failed`; `log_tail` holds the backend's last output lines."""
 
     def __init__(self, message: str, log_tail: list[str] | None = None):
-        super().__init__(message, status=502, code="switch_failed")
-        self.log_tail = log_tail or []
+        super().__init__(message, status=502, code="switch_failed", log_tail=log_tail)
 
     def __str__(self) -> str:
         if not self.log_tail:
@@ -48,14 +65,24 @@ class SwitchError(GatewayError):
         return self.message + "\n--- last log lines ---\n" + "\n".join(self.log_tail)
 
 
+def _error_message(resp: httpx.Response) -> tuple[str, str | None]:
+    """The gateway's OpenAI-style `{"error": {"message", "code"}}`, a FastAPI `detail`, or the raw body."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text.strip()[:500] or f"HTTP {resp.status_code}", None
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return str(err.get("message") or f"HTTP {resp.status_code}"), err.get("code")
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"]), None
+    return resp.text.strip()[:500] or f"HTTP {resp.status_code}", None
+
+
 def _raise_for(resp: httpx.Response) -> None:
     if resp.status_code < 400:
         return
-    try:
-        err = resp.json().get("error", {})
-        msg, code = str(err.get("message") or resp.text), err.get("code")
-    except (ValueError, AttributeError):
-        msg, code = resp.text.strip()[:500] or f"HTTP {resp.status_code}", None
+    msg, code = _error_message(resp)
     raise GatewayError(msg, status=resp.status_code, code=code)
 
 
@@ -77,14 +104,18 @@ def image_data_url(image: "str | os.PathLike[str] | bytes | Image.Image") -> str
 
 
 class Client:
-    """A gateway at `url`. Methods raise GatewayError with the gateway's own message."""
+    """A gateway at `url`. Methods raise GatewayError with the gateway's own message,
+    GatewayUnreachable when nothing answers there.
+
+    Without `api_key`, the key in $VLMSWAP_API_KEY (what `vlmswap serve --api-key` reads) is
+    sent, looked up on every request so a long-lived client follows the environment.
+    """
 
     def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 600.0):
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, trust_env=False,
+        self._http = httpx.Client(base_url=self.url, trust_env=False,
                                   timeout=httpx.Timeout(timeout, connect=10.0))
 
     def close(self) -> None:
@@ -96,12 +127,25 @@ class Client:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def _headers(self) -> dict[str, str]:
+        key = self.api_key or os.environ.get(API_KEY_ENV)
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    def _stream_client(self, timeout: httpx.Timeout) -> httpx.Client:
+        """A separate connection for a long stream (events, streamed chat), so short calls never wait on it."""
+        return httpx.Client(base_url=self.url, headers=self._headers(), trust_env=False, timeout=timeout)
+
+    def _transport_error(self, exc: httpx.TransportError, what: str) -> GatewayError:
+        if isinstance(exc, httpx.TimeoutException):
+            return GatewayError(f"The gateway at {self.url} did not answer {what} in time.", code="timeout")
+        return GatewayUnreachable(self.url, type(exc).__name__)
+
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One call; `timeout=` overrides the client's for it."""
         try:
-            resp = self._http.request(method, path, **kw)
+            resp = self._http.request(method, path, headers=self._headers(), **kw)
         except httpx.TransportError as exc:
-            raise GatewayError(f"gateway at {self.url} not reachable ({type(exc).__name__}); "
-                               f"start it with `vlmswap serve`", code="gateway_unreachable") from None
+            raise self._transport_error(exc, f"{method} {path}") from None
         _raise_for(resp)
         return resp
 
@@ -128,8 +172,7 @@ class Client:
         `on_progress` gets every event of that model (dicts as /api/events sends them).
         """
         deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=self.url, headers=self._http.headers, trust_env=False,
-                          timeout=httpx.Timeout(60.0, connect=10.0)) as c:
+        with self._stream_client(httpx.Timeout(60.0, connect=10.0)) as c:
             try:
                 with connect_sse(c, "GET", "/api/events") as src:
                     if src.response.status_code >= 400:
@@ -154,17 +197,21 @@ class Client:
                         if ev.get("phase") == "failed" or ev.get("state") == "failed":
                             tail = ev.get("log_tail") or self.logs(real, 20)
                             raise SwitchError(str(ev.get("message") or f"{real} failed"), tail)
+            except httpx.ConnectError as exc:
+                raise GatewayUnreachable(self.url, type(exc).__name__) from None
             except httpx.TransportError as exc:
                 raise GatewayError(f"lost the event stream of {self.url} ({type(exc).__name__})",
                                    code="gateway_unreachable") from None
         raise GatewayError("the gateway closed the event stream", code="events_closed")
 
-    def unload(self) -> dict[str, Any]:
-        """Stop whatever model is resident (after its requests in flight)."""
-        return self._request("POST", "/api/unload").json()
+    def unload(self, name: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Stop whatever model is resident, or only `name` if given (after its requests in flight)."""
+        path = f"/api/models/{name}/unload" if name else "/api/unload"
+        resp = self._request("POST", path, **({"timeout": timeout} if timeout is not None else {}))
+        return resp.json() if resp.content else {}
 
     def logs(self, name: str, tail: int = 100) -> list[str]:
-        return self._request("GET", f"/api/models/{name}/logs", params={"tail": tail}).json()["lines"]
+        return [str(x) for x in self._request("GET", f"/api/models/{name}/logs", params={"tail": tail}).json()["lines"]]
 
     # --- work ------------------------------------------------------------------------------
 
@@ -173,6 +220,42 @@ class Client:
         body = {"model": model, "messages": messages, **kw, "stream": False}
         data = self._request("POST", "/v1/chat/completions", json=body).json()
         return data["choices"][0]["message"]["content"] or ""
+
+    def chat_stream(self, model: str, messages: list[dict[str, Any]], timeout: float | None = None,
+                    **kw: Any) -> Iterator[str]:
+        """A streamed chat completion: its text deltas as the gateway sends them.
+
+        `timeout` bounds the wait for each chunk (default: the client's); an error the
+        gateway reports mid-stream raises GatewayError.
+        """
+        body = {"model": model, "messages": messages, **kw, "stream": True}
+        read = timeout if timeout is not None else self.timeout
+        try:
+            with self._stream_client(httpx.Timeout(10.0, read=read)) as c, \
+                    connect_sse(c, "POST", "/v1/chat/completions", json=body) as src:
+                if src.response.status_code >= 400:
+                    src.response.read()
+                    _raise_for(src.response)
+                for sse in src.iter_sse():
+                    if sse.data.strip() == "[DONE]":
+                        return
+                    try:
+                        chunk = json.loads(sse.data)
+                    except ValueError:
+                        continue
+                    if "error" in chunk:
+                        err = chunk["error"]
+                        raise GatewayError(str(err.get("message", err)) if isinstance(err, dict) else str(err))
+                    for choice in chunk.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield text
+        except httpx.ConnectError as exc:
+            raise GatewayUnreachable(self.url, type(exc).__name__) from None
+        except httpx.TimeoutException:
+            raise GatewayError(f"The gateway at {self.url} did not answer the chat in time.", code="timeout") from None
+        except httpx.TransportError as exc:
+            raise GatewayError(f"The connection to the gateway broke: {type(exc).__name__}") from None
 
     def process_image(self, image: "str | os.PathLike[str] | bytes | Image.Image", prompt: str, model: str,
                       max_tokens: int = 4096) -> str:
@@ -189,7 +272,14 @@ class Client:
         from vlmswap.documents.layout import Document
 
         p = Path(path)
+        return Document.from_dict(self.ocr_upload(p.name, p.read_bytes(), model=model, mode=mode,
+                                                  **fields)["document"])
+
+    def ocr_upload(self, filename: str, content: bytes, mime: str | None = None, *, model: str | None = None,
+                   mode: str | None = None, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        """File bytes (an upload, not a path) through /api/ocr; returns the whole JSON answer
+        (`document`, `markdown`, ...). `fields` are the form fields, e.g. `pages="2"`, `dpi=200`."""
         data = {k: str(v) for k, v in {"model": model, "mode": mode, **fields}.items() if v is not None}
-        with open(p, "rb") as f:
-            resp = self._request("POST", "/api/ocr", files={"file": (p.name, f)}, data=data)
-        return Document.from_dict(resp.json()["document"])
+        files = {"file": (filename, content, mime) if mime else (filename, content)}  # no mime: httpx guesses
+        extra = {"timeout": timeout} if timeout is not None else {}
+        return self._request("POST", "/api/ocr", files=files, data=data, **extra).json()

@@ -1,9 +1,10 @@
-"""The UI's only way to the gateway: HTTP calls that turn every failure into a message.
+"""The UI's way to the gateway: `vlmswap.Client` plus what only the pages need.
 
-Why a wrapper: the pages must show errors as sentences (gateway down -> how to start it;
-a 4xx/5xx -> the gateway's own OpenAI-style message), never as tracebacks, and must follow
-a switch live from `/api/events`. Everything here is plain httpx; no Streamlit imports,
-so it is usable and testable outside the app.
+`vlmswap.Client` does the HTTP and turns every failure into a sentence (GatewayError, or
+GatewayUnreachable naming `vlmswap serve`). On top of it, `Gateway` adds the gateway URL from
+the environment, a switch that never raises for a failed start but returns a SwitchResult
+with a clock that keeps ticking (events from /api/events, /api/status as fallback and end
+state), and one-page OCR of an upload. No Streamlit imports, so it is testable outside the app.
 """
 
 from __future__ import annotations
@@ -14,57 +15,24 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import httpx
 from httpx_sse import connect_sse
 
+from vlmswap.client import API_KEY_ENV, START_HINT, Client, GatewayError, GatewayUnreachable, _raise_for
 from vlmswap.ui.view import models
+
+__all__ = ["API_KEY_ENV", "DEFAULT_GATEWAY", "GATEWAY_ENV", "START_HINT", "Gateway", "GatewayError",
+           "GatewayUnreachable", "ProgressCallback", "SwitchResult", "find_model", "gateway_url"]
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 GATEWAY_ENV = "VLMSWAP_GATEWAY_URL"
-API_KEY_ENV = "VLMSWAP_API_KEY"
-START_HINT = "vlmswap serve"
 
 
 def gateway_url() -> str:
     """The gateway this UI talks to: `vlmswap ui --gateway URL` passes it in the environment."""
     return (os.environ.get(GATEWAY_ENV) or DEFAULT_GATEWAY).rstrip("/")
-
-
-class GatewayError(Exception):
-    """A failure worth showing to the user as it is: `message` is a sentence, not a traceback."""
-
-    def __init__(self, message: str, status: int | None = None, code: str | None = None,
-                 log_tail: list[str] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.log_tail = log_tail or []
-
-
-class GatewayUnreachable(GatewayError):
-    def __init__(self, url: str, detail: str = ""):
-        msg = (f"The gateway at {url} is not reachable{f' ({detail})' if detail else ''}. "
-               f"Start it with `{START_HINT}` (or `vlmswap up` for gateway and UI together).")
-        super().__init__(msg, code="gateway_unreachable")
-        self.url = url
-
-
-def _error_message(resp: httpx.Response) -> tuple[str, str | None]:
-    """The gateway's OpenAI-style `{"error": {"message", "code"}}`, or the raw body."""
-    try:
-        body = resp.json()
-    except ValueError:
-        text = resp.text.strip()
-        return (text[:300] or f"HTTP {resp.status_code}"), None
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        return str(err.get("message") or f"HTTP {resp.status_code}"), err.get("code")
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"]), None
-    return f"HTTP {resp.status_code}", None
 
 
 @dataclass
@@ -83,65 +51,26 @@ class SwitchResult:
 ProgressCallback = Callable[[str, float, str], None]
 
 
-class Gateway:
-    """A short-lived client of one gateway; cheap to create on every Streamlit rerun."""
+class Gateway(Client):
+    """A `vlmswap.Client` for the pages; cheap to create on every Streamlit rerun (short timeouts)."""
 
     def __init__(self, url: str | None = None, timeout: float = 10.0):
-        self.url = (url or gateway_url()).rstrip("/")
-        self.timeout = timeout
+        super().__init__(url or gateway_url(), timeout=timeout)
 
-    # --- plumbing ---------------------------------------------------------------------
-    def _client(self, timeout: float | httpx.Timeout | None = None) -> httpx.Client:
-        # A gateway started with --api-key (VLMSWAP_API_KEY) wants it on every request, the UI's too.
-        key = os.environ.get(API_KEY_ENV)
-        return httpx.Client(base_url=self.url, timeout=timeout if timeout is not None else self.timeout,
-                            headers={"Authorization": f"Bearer {key}"} if key else None, trust_env=False)
-
-    def _request(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> httpx.Response:
-        try:
-            with self._client(timeout) as c:
-                resp = c.request(method, path, **kw)
-        except httpx.ConnectError as exc:
-            raise GatewayUnreachable(self.url, type(exc).__name__) from None
-        except httpx.TimeoutException:
-            raise GatewayError(f"The gateway at {self.url} did not answer {method} {path} in time.",
-                               code="timeout") from None
-        except httpx.TransportError as exc:
-            raise GatewayUnreachable(self.url, type(exc).__name__) from None
-        if resp.status_code >= 400:
-            msg, code = _error_message(resp)
-            raise GatewayError(msg, status=resp.status_code, code=code)
-        return resp
-
-    # --- admin API --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return self._request("GET", "/api/status", timeout=5.0).json()
-
-    def load(self, name: str) -> dict[str, Any]:
-        resp = self._request("POST", f"/api/models/{name}/load")
-        return resp.json() if resp.content else {}
-
-    def unload(self, name: str) -> dict[str, Any]:
-        resp = self._request("POST", f"/api/models/{name}/unload", timeout=120.0)
-        return resp.json() if resp.content else {}
-
-    def logs(self, name: str, tail: int = 50) -> list[str]:
-        body = self._request("GET", f"/api/models/{name}/logs", params={"tail": tail}).json()
-        lines = body.get("lines", body.get("logs", [])) if isinstance(body, dict) else body
-        if isinstance(lines, str):
-            lines = lines.splitlines()
-        return [str(x) for x in lines or []]
 
     # --- switching, followed live -------------------------------------------------------
     def _events_reader(self, out: "queue.Queue[dict[str, Any] | BaseException]", ready: threading.Event,
                        holder: dict[str, httpx.Client]) -> None:
         """Thread: push every /api/events event into `out` until the follower closes the client."""
         try:
-            with self._client(httpx.Timeout(5.0, read=None)) as c:
+            with self._stream_client(httpx.Timeout(5.0, read=None)) as c:
                 holder["client"] = c
                 with connect_sse(c, "GET", "/api/events") as src:
                     if src.response.status_code >= 400:
-                        raise GatewayError(_error_message(src.response)[0], status=src.response.status_code)
+                        src.response.read()
+                        _raise_for(src.response)
                     ready.set()
                     for sse in src.iter_sse():
                         try:
@@ -153,9 +82,12 @@ class Gateway:
         finally:
             ready.set()
 
-    def switch(self, name: str, on_progress: ProgressCallback | None = None, timeout: float = 900.0,
-               poll_s: float = 0.25) -> SwitchResult:
+    def switch(self, name: str, on_progress: ProgressCallback | None = None,  # type: ignore[override]
+               timeout: float = 900.0, poll_s: float = 0.25) -> SwitchResult:
         """Load `name` (evicting the resident model) and report each phase until ready or failed.
+
+        Unlike `Client.switch`, a failed start is a SwitchResult (with its log lines), not an
+        exception, and the elapsed time passed to `on_progress` never goes back.
 
         Events come from /api/events (subscribed *before* the load is asked for, so none is
         missed); /api/status is polled alongside as the source of truth for the end state.
@@ -226,46 +158,15 @@ class Gateway:
                             log_tail=tail)
 
     # --- work ------------------------------------------------------------------------
-    def ocr(self, filename: str, content: bytes, mime: str, *, model: str, mode: str, page: int,
-            dpi: int = 200, timeout: float = 900.0) -> dict[str, Any]:
-        """One page of one file through /api/ocr; `page` is 1-based, as in the `pages` field."""
-        files = {"file": (filename, content, mime or "application/octet-stream")}
-        data = {"model": model, "mode": mode, "pages": str(page), "dpi": str(dpi)}
-        return self._request("POST", "/api/ocr", files=files, data=data, timeout=timeout).json()
+    def ocr_page(self, filename: str, content: bytes, mime: str, *, model: str, mode: str, page: int,
+                 dpi: int = 200, timeout: float = 900.0) -> dict[str, Any]:
+        """One page of one uploaded file through /api/ocr; `page` is 1-based, as in the `pages` field."""
+        return self.ocr_upload(filename, content, mime, model=model, mode=mode, pages=page, dpi=dpi,
+                               timeout=timeout)
 
-    def chat_stream(self, model: str, messages: list[dict[str, Any]], *, max_tokens: int = 512,
-                    temperature: float = 0.2, timeout: float = 900.0) -> Iterator[str]:
-        """Text deltas of a streamed chat completion, as the gateway sends them."""
-        body = {"model": model, "messages": messages, "stream": True, "max_tokens": max_tokens,
-                "temperature": temperature}
-        try:
-            with self._client(httpx.Timeout(10.0, read=timeout)) as c, \
-                    connect_sse(c, "POST", "/v1/chat/completions", json=body) as src:
-                resp = src.response
-                if resp.status_code >= 400:
-                    resp.read()
-                    msg, code = _error_message(resp)
-                    raise GatewayError(msg, status=resp.status_code, code=code)
-                for sse in src.iter_sse():
-                    if sse.data.strip() == "[DONE]":
-                        return
-                    try:
-                        chunk = json.loads(sse.data)
-                    except ValueError:
-                        continue
-                    if "error" in chunk:
-                        err = chunk["error"]
-                        raise GatewayError(str(err.get("message", err)) if isinstance(err, dict) else str(err))
-                    for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            yield text
-        except httpx.ConnectError as exc:
-            raise GatewayUnreachable(self.url, type(exc).__name__) from None
-        except httpx.TimeoutException:
-            raise GatewayError(f"The gateway at {self.url} did not answer the chat in time.", code="timeout") from None
-        except httpx.TransportError as exc:
-            raise GatewayError(f"The connection to the gateway broke: {type(exc).__name__}") from None
+    def unload(self, name: str | None = None, timeout: float | None = 120.0) -> dict[str, Any]:
+        """As `Client.unload`, with room for the resident's requests in flight to finish."""
+        return super().unload(name, timeout=timeout)
 
 
 def _settled(model: dict[str, Any] | None, since: float) -> bool:

@@ -110,7 +110,8 @@ def _answer(gw: Gateway, model: str, history: list[dict[str, Any]]) -> None:
                     st.code("\n".join(result.log_tail[-15:]), language=None)
                 return
         try:
-            answer = st.write_stream(gw.chat_stream(model, _api_messages([t for t in history if not t.get("error")])))
+            answer = st.write_stream(gw.chat_stream(model, _api_messages([t for t in history if not t.get("error")]),
+                                                  timeout=900.0, max_tokens=512, temperature=0.2))
         except GatewayError as exc:
             msg = f"The model could not answer: {exc.message}"
             history.append({"role": "assistant", "content": msg, "error": True})

@@ -71,7 +71,7 @@ def _run(gw: Gateway, files: list[Any], model: str, mode: str, dpi: int) -> None
         image = src.page(n).image
         entry: dict[str, Any] = {"source": f.name, "number": n, "image": _png(image)}
         try:
-            body = gw.ocr(f.name, f.getvalue(), f.type, model=model, mode=mode, page=n, dpi=dpi)
+            body = gw.ocr_page(f.name, f.getvalue(), f.type, model=model, mode=mode, page=n, dpi=dpi)
             doc = Document.from_dict(body["document"])
             entry["page"] = doc.pages[0].to_dict()
             entry["markdown"] = body.get("markdown") or doc.markdown()
