@@ -51,8 +51,20 @@ class SwitchResult:
 ProgressCallback = Callable[[str, float, str], None]
 
 
+def session_gateway() -> "Gateway":
+    """The browser session's client: one connection pool per session, not one per rerun."""
+    import streamlit as st
+
+    gw = st.session_state.get("_vlmswap_gateway")
+    if gw is None or gw.url != gateway_url():
+        if gw is not None:
+            gw.close()
+        gw = st.session_state["_vlmswap_gateway"] = Gateway()
+    return gw
+
+
 class Gateway(Client):
-    """A `vlmswap.Client` for the pages; cheap to create on every Streamlit rerun (short timeouts)."""
+    """A `vlmswap.Client` for the pages, with short timeouts (see `session_gateway`)."""
 
     def __init__(self, url: str | None = None, timeout: float = 10.0):
         super().__init__(url or gateway_url(), timeout=timeout)

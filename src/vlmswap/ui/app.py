@@ -10,12 +10,12 @@ from pathlib import Path
 import streamlit as st
 
 from vlmswap.ui import sidebar
-from vlmswap.ui.api import Gateway
+from vlmswap.ui.api import session_gateway
 
 HERE = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="vlmswap", page_icon=":material/swap_horiz:", layout="wide")
-gw = Gateway()
+gw = session_gateway()
 st.session_state["gateway_status"] = sidebar.render(gw)
 page = st.navigation([
     st.Page(HERE / "ocr_page.py", title="OCR", icon=":material/description:", default=True),

@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from vlmswap.images import ImageError, open_image
-from vlmswap.ui.api import Gateway, GatewayError
+from vlmswap.ui.api import Gateway, GatewayError, session_gateway
 from vlmswap.ui.progress import run_switch
 from vlmswap.ui.view import resident_name, with_capability
 
@@ -59,7 +59,7 @@ def main() -> None:
     if status is None:
         st.error("The gateway is not reachable; see the sidebar for how to start it.", icon=":material/power_off:")
         return
-    gw = Gateway()
+    gw = session_gateway()
     chat_models = [m for m in with_capability(status, "chat") if not m.get("unavailable")]
     if not chat_models:
         st.info("No chat model can run here. Models with the `chat` capability are listed in the sidebar.")

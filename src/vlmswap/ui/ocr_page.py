@@ -17,7 +17,7 @@ import streamlit as st
 from vlmswap.documents import export
 from vlmswap.documents.inputs import DocumentError, open_bytes
 from vlmswap.documents.layout import Document, Page
-from vlmswap.ui.api import Gateway, GatewayError
+from vlmswap.ui.api import Gateway, GatewayError, session_gateway
 from vlmswap.ui.progress import run_switch
 from vlmswap.ui.view import flags_message, resident_name, with_capability
 
@@ -190,7 +190,7 @@ def main() -> None:
     if status is None:
         st.error("The gateway is not reachable; see the sidebar for how to start it.", icon=":material/power_off:")
         return
-    gw = Gateway()
+    gw = session_gateway()
     ocr_models = [m for m in with_capability(status, "ocr") if not m.get("unavailable")]
     if not ocr_models:
         st.info("No OCR model can run here; the sidebar says why for each model.")
