@@ -11,14 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 
@@ -27,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.servers import FAULT_SERVER  # noqa: E402
+from tests.support import free_port, running  # noqa: E402,F401  (free_port re-exported for the benches)
 from tests.servers.rawhttp import Conn, chat_body, post  # noqa: E402,F401  (re-exported for the benches)
 
 PY = sys.executable
@@ -41,12 +39,6 @@ def machine() -> str:
                 break
     ram = psutil.virtual_memory().total / 2**30
     return f"{os.cpu_count()} CPU cores ({cpu}), {ram:.0f} GiB RAM, Python {platform.python_version()}, {platform.system()} {platform.release()}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def median(xs: list[float]) -> float:
@@ -68,24 +60,9 @@ def wait_http(url_host: str, port: int, path: str = "/health", timeout: float = 
     raise TimeoutError(f"{url_host}:{port}{path} not up after {timeout} s")
 
 
-@contextlib.contextmanager
-def spawned(argv: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[subprocess.Popen]:
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    p = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-                         start_new_session=True, cwd=ROOT)
-    try:
-        yield p
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait(5)
-        if log:
-            out.close()  # type: ignore[union-attr]
+def spawned(argv: list[str], env: dict[str, str] | None = None, log: Path | None = None):
+    """A process in its own group, reaped at the end (tests.support.running, run from the repo root)."""
+    return running(argv, env=env, log_path=log, cwd=ROOT)
 
 
 def fault_argv(port: int, name: str, *flags: str) -> list[str]:

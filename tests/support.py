@@ -45,11 +45,13 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
 
 @contextlib.contextmanager
 def running(argv: list[str], health_url: str | None = None, timeout: float = 120.0,
-            env: dict[str, str] | None = None, log_path: Path | None = None) -> Iterator[subprocess.Popen]:
+            env: dict[str, str] | None = None, log_path: Path | None = None,
+            cwd: Path | None = None) -> Iterator[subprocess.Popen]:
     """Start argv in its own process group; wait for health_url; always reap it."""
     full_env = {**os.environ, **(env or {})}
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=cwd)
     try:
         if health_url:
             wait_http(health_url, timeout, proc)

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -109,11 +109,22 @@ class CompletionBody(_SamplingBody):
     prompt: str | list[str]
 
 
+_B = TypeVar("_B", bound=BaseModel)
+
+
 def _validation_error(exc: ValidationError) -> APIError:
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ()))
     return APIError(400, f"{loc}: {first.get('msg', 'invalid value')}" if loc else first.get("msg", "invalid request"),
                     param=loc or None, code="invalid_request")
+
+
+def _validated(model: type[_B], data: dict[str, Any]) -> _B:
+    """The request body as `model`, or a 400 naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -534,10 +545,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
     async def chat_completions(request: Request) -> Response:
         data = await _json_body(request)
         check_model(data.get("model"))
-        try:
-            body = ChatBody.model_validate(data)
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
+        body = _validated(ChatBody, data)
         check_ready()
         messages = await run_in_threadpool(parse_messages, body.messages, max_bytes=max_body_bytes,
                                            max_pixels=max_pixels)
@@ -548,10 +556,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
     async def completions(request: Request) -> Response:
         data = await _json_body(request)
         check_model(data.get("model"))
-        try:
-            body = CompletionBody.model_validate(data)
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
+        body = _validated(CompletionBody, data)
         check_ready()
         if isinstance(body.prompt, list):
             if len(body.prompt) != 1:
