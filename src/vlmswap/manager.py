@@ -32,6 +32,7 @@ from vlmswap import backends, gpu
 from vlmswap.backends.base import Backend, BackendError, LogBuffer
 from vlmswap.backends.base import state_dir as default_state_dir
 from vlmswap.config import ModelSpec, Registry, unavailable_reason
+from vlmswap.events import EventBus, Subscription
 from vlmswap.errors import APIError
 from vlmswap.scheduler import (
     Action,
@@ -48,7 +49,6 @@ MIB = 1024 * 1024
 VRAM_SLACK_FRACTION = 0.05  # "back near where it was": within 5 % of the card ...
 VRAM_SLACK_BYTES = 256 * MIB  # ... or 256 MiB, whichever is larger
 MONITOR_PERIOD_S = 0.1
-HISTORY = 200
 
 
 @dataclass(frozen=True)
@@ -124,10 +124,7 @@ class Manager:
         self._leases: dict[int, Lease] = {}
         self._lease_errors: dict[int, str] = {}
         self._ids = itertools.count(1)
-        self._seq = 0
-        self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
-        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.events = EventBus()
         self._phase_listeners: list[Callable[[str, str, float], None]] = []
         self._jobs: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
@@ -142,8 +139,6 @@ class Manager:
         self._exiting = False  # stop_admitting(): a signal asked the process to exit
         # numbers for /metrics and /api/status
         self.switch_count = 0
-        self.start_durations: dict[str, list[float]] = {name: [] for name in registry.models}
-        self.phase_durations: deque[tuple[str, str, float]] = deque(maxlen=1000)  # (model, phase, seconds)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -258,7 +253,7 @@ class Manager:
             await sub.aclose()
         return self.model_status(name)
 
-    async def _wait_loaded(self, name: str, sub: "Subscription") -> None:
+    async def _wait_loaded(self, name: str, sub: Subscription) -> None:
         spec = self.registry.models[name]
         s = self.settings
         bound = spec.startup_timeout_s + s.drain_timeout_s + s.stop_grace_s + s.vram_release_timeout_s + s.max_wait_s
@@ -291,43 +286,25 @@ class Manager:
 
     # --- events ----------------------------------------------------------------------------
 
-    def subscribe(self) -> "Subscription":
-        """Every state change and switch phase from now on (registered before this returns)."""
-        return Subscription(self)
+    def subscribe(self) -> Subscription:
+        """Every event from now on (registered before this returns)."""
+        return self.events.subscribe()
 
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
         """Called synchronously with every published event (metrics use this)."""
-        self._listeners.append(fn)
+        self.events.add_listener(fn)
 
     def add_phase_listener(self, fn: Callable[[str, str, float], None]) -> None:
         """Called with (model, phase, seconds) each time a switch phase ends (metrics use this)."""
         self._phase_listeners.append(fn)
 
     def _record_phase(self, model: str, phase: str, seconds: float) -> None:
-        self.phase_durations.append((model, phase, seconds))
         for fn in self._phase_listeners:
             with contextlib.suppress(Exception):
                 fn(model, phase, seconds)
 
-    def history(self) -> list[dict[str, Any]]:
-        return list(self._history)
-
-    def _publish(self, type: str, model: str | None, *, state: str | None = None, phase: str | None = None,
-                 elapsed_s: float | None = None, message: str = "", **extra: Any) -> None:
-        self._seq += 1
-        ev: dict[str, Any] = {"seq": self._seq, "time": time.time(), "type": type, "model": model,
-                              "state": state, "phase": phase,
-                              "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3), "message": message}
-        ev.update(extra)
-        self._history.append(ev)
-        for q in list(self._subscribers):
-            if q.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    q.get_nowait()  # a slow subscriber loses its oldest event, never blocks the gateway
-            q.put_nowait(ev)
-        for fn in self._listeners:
-            with contextlib.suppress(Exception):
-                fn(ev)
+    def _publish(self, type: str, model: str | None, **fields: Any) -> None:
+        self.events.publish(type, model, **fields)
 
     def _set_state(self, name: str, state: str, *, error: str | None = None, message: str = "") -> None:
         st = self.models[name]
@@ -529,7 +506,6 @@ class Manager:
         took = self.clock() - t0
         st = self.models[name]
         st.last_start_s = round(took, 3)
-        self.start_durations[name].append(took)
         self._set_state(name, "ready", message=f"ready in {took:.2f} s")
         self._phase(name, "ready", f"{name} ready in {took:.2f} s")
 
@@ -655,21 +631,3 @@ class Manager:
             "host": {"ram_total_bytes": vm.total, "ram_available_bytes": vm.available, "ram_used_bytes": vm.used},
             "gateway_id": self.gateway_id,
         }
-
-
-class Subscription:
-    """An async iterator over published events; registered at creation so nothing is missed."""
-
-    def __init__(self, manager: Manager, maxsize: int = 1000):
-        self._manager = manager
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
-        manager._subscribers.add(self._queue)
-
-    def __aiter__(self) -> "Subscription":
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        return await self._queue.get()
-
-    async def aclose(self) -> None:
-        self._manager._subscribers.discard(self._queue)

@@ -117,7 +117,7 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
 
         async def stream() -> AsyncIterator[dict[str, Any]]:
             try:
-                yield {"event": "hello", "data": json.dumps({"type": "hello", "seq": manager._seq,
+                yield {"event": "hello", "data": json.dumps({"type": "hello", "seq": manager.events.seq,
                                                              "resident": manager.resident()})}
                 async for ev in sub:
                     yield {"id": str(ev["seq"]), "event": ev["type"], "data": json.dumps(ev)}
