@@ -60,7 +60,13 @@ class ModelSpec(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     min_pixels: int | None = Field(None, gt=0, description="Document pipeline: smart_resize lower bound.")
     max_pixels: int | None = Field(None, gt=0, description="Document pipeline: smart_resize upper bound.")
-    sleep_mode: bool = Field(False, description="Backend serves vLLM's /sleep, /wake_up, /is_sleeping.")
+    sleep_mode: bool = Field(False, description="Backend serves vLLM's /sleep, /wake_up, /is_sleeping: a switch "
+                                                "away puts it to sleep in host RAM, a switch back wakes it.")
+    sleep_level: Literal[1, 2] = Field(1, description="1: weights to host RAM (fast wake); 2: weights dropped, "
+                                                      "reloaded from the checkpoint on wake (little RAM held).")
+    sleep_ram_gb: float | None = Field(None, ge=0, description="Host RAM it holds asleep, until measured; default: "
+                                                              "vram_gb for level 1, 0 for level 2.")
+    warmup: bool = Field(False, description="Send a 1-token request after a start or wake, before the first client's.")
     # docker backend
     image: str | None = None
     command: list[str] | None = Field(None, description="docker backend: the container's command (argv).")
@@ -110,6 +116,15 @@ class GatewaySettings(_Strict):
     backoff_initial_s: float = Field(2.0, ge=0, description="After a failed start; doubles per failure.")
     backoff_max_s: float = Field(120.0, ge=0)
     log_tail_lines: int = Field(2000, ge=10)
+    max_sleeping: int | None = Field(None, ge=0, description="Most models asleep at once; none: only the RAM "
+                                                                 "budget limits the sleeping pool.")
+    sleep_ram_budget_gb: float | None = Field(None, ge=0, description="Host RAM the sleeping pool may hold; default: "
+                                                                     "half of this machine's memory.")
+    sleep_timeout_s: float = Field(30.0, gt=0, description="Bound on POST /sleep; past it the model is stopped.")
+    wake_timeout_s: float = Field(30.0, gt=0, description="Bound on waking a model; past it it is started cold.")
+    sleep_residual_gb: float = Field(1.5, ge=0, description="Most GPU memory a sleeping backend may keep (its CUDA "
+                                                            "context, ~0.8 GB on vLLM); more means the sleep leaked "
+                                                            "and the model is stopped.")
     docker_host: str | None = Field(None, description="docker backend: Engine API address; default $DOCKER_HOST, "
                                                      "else unix:///var/run/docker.sock.")
 

@@ -62,10 +62,14 @@ class StartSwitch:
 
 @dataclass(frozen=True)
 class StopResident:
-    """Stop `model`'s backend (reason: 'unload', 'ttl idle', 'crashed'); report stop_done."""
+    """Take `model` off the GPU (reason: 'unload', 'sleep', 'ttl idle', 'crashed'); report stop_done.
+
+    `sleep`: an operator asked for it to sleep (it stays in the pool); otherwise it is stopped.
+    """
 
     model: str
     reason: str
+    sleep: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ class Switch:
     phase `draining`: `from_model` is still resident and admits nothing new;
     phase `switching`: the manager stops `from_model` and starts `to_model`;
     phase `stopping`: the manager stops `from_model`, nothing follows.
-    kind: why it began ('queue', 'load', 'unload', 'ttl', 'crash').
+    kind: why it began ('queue', 'load', 'unload', 'sleep', 'ttl', 'crash').
     """
 
     from_model: str | None
@@ -150,6 +154,7 @@ class Scheduler:
         self.last_activity = 0.0
         self.pending_load: str | None = None
         self.pending_unload = False
+        self.pending_sleep = False  # the pending unload is a sleep
         self._just_ready = False
 
     @classmethod
@@ -178,6 +183,12 @@ class Scheduler:
         if model is None:
             return len(self.queue)
         return sum(1 for w in self.queue.values() if w.model == model)
+
+    def oldest_waiting(self) -> str | None:
+        """The model the oldest queued request waits for (the sleeping pool never evicts it)."""
+        for w in self.queue.values():
+            return w.model
+        return None
 
     def draining(self) -> bool:
         return self.switch is not None and self.switch.phase == "draining"
@@ -304,14 +315,15 @@ class Scheduler:
             actions.append(StopResident(model, "crashed"))
         return actions + self._decide(now)
 
-    def unload_requested(self, now: float) -> list[Action]:
+    def unload_requested(self, now: float, sleep: bool = False) -> list[Action]:
+        """Take the resident model off the GPU after its requests in flight (`sleep`: to the pool)."""
         self.pending_load = None
         if self.switch is not None:
-            self.pending_unload = True
+            self.pending_unload, self.pending_sleep = True, sleep
             return []
         if self.resident is None:
             return []
-        return self._begin_drain(self.resident, None, "unload", now) + self._decide(now)
+        return self._begin_drain(self.resident, None, "sleep" if sleep else "unload", now) + self._decide(now)
 
     def load_requested(self, model: str, now: float) -> list[Action]:
         """An operator asked for `model`: switch to it as soon as the rules allow (clears its backoff)."""
@@ -388,7 +400,7 @@ class Scheduler:
         if self.pending_unload:
             self.pending_unload = False
             if self.resident is not None:
-                return self._begin_drain(self.resident, None, "unload", now)
+                return self._begin_drain(self.resident, None, "sleep" if self.pending_sleep else "unload", now)
             return []
         if self.resident is None:
             target = self._next_target()
@@ -443,11 +455,11 @@ class Scheduler:
         # `granted` so their (late) request_finished is harmless.
         self.failed_ids.update(counters.in_flight)
         counters.in_flight.clear()
-        if sw.kind == "unload":
+        if sw.kind in ("unload", "sleep"):
             self.switch = Switch(model, None, "stopping", sw.kind, now)
             self.resident = None
             self.ready = False
-            return [StopResident(model, "unload")]
+            return [StopResident(model, sw.kind, sleep=sw.kind == "sleep")]
         target = self._next_target()
         if target is None or target == model:
             if self.ready:  # everyone waiting for another model left: keep serving

@@ -187,7 +187,7 @@ def test_cancelled_waiter_leaves_the_queue(tmp_path: Path):
             assert m.resident() == "alpha" and m.models["beta"].starts == 0
         finally:
             await m.shutdown()
-        assert m._backends == {}
+        assert m.lifecycle.backend_names() == []
 
     run(main())
 

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+import psutil
 
 from vlmswap.config import GatewaySettings, ModelSpec
+
+_HTTP_TIMEOUT = httpx.Timeout(2.0, connect=1.0)
 
 
 class BackendError(Exception):
@@ -118,6 +121,14 @@ class Backend(ABC):
         """None while the server runs; otherwise how it ended (e.g. 'exit code 1', 'killed by SIGKILL')."""
 
     @abstractmethod
+    async def wait_exit(self) -> str:
+        """Return once the server has ended on its own or been stopped, with how it ended.
+
+        Push, not poll: the process backend waits on its pidfd, the container backend on the
+        engine's `wait`. The lifecycle awaits this once per backend to hear of crashes.
+        """
+
+    @abstractmethod
     async def stop(self, grace_s: float) -> None:
         """Ask it to stop, wait `grace_s`, then force it; return only when it is gone."""
 
@@ -127,6 +138,84 @@ class Backend(ABC):
 
     def alive(self) -> bool:
         return self.started_at is not None and self.exit_status() is None
+
+    def host_memory_bytes(self) -> int:
+        """Resident host memory of the server's processes (what a sleeper holds in RAM)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                total += psutil.Process(pid).memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    # --- vLLM's sleep mode, over HTTP (the same for every backend) ---------------------------
+
+    async def _post(self, client: httpx.AsyncClient, path: str, what: str, **kw: object) -> None:
+        try:
+            r = await client.post(self.base_url + path, **kw)  # type: ignore[arg-type]
+        except httpx.TransportError as exc:
+            raise BackendError(f"{self.name}: {what} failed: {type(exc).__name__} {exc}".rstrip(),
+                               self.logs.tail(30)) from None
+        if r.status_code != 200:
+            raise BackendError(f"{self.name}: {what} answered {r.status_code}: {r.text[:200]}", self.logs.tail(30))
+
+    async def sleep(self, level: int, timeout_s: float) -> None:
+        """POST /sleep?level=N: weights to host RAM (1) or dropped (2), KV cache dropped."""
+        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False,
+                                     verify=False) as client:
+            await self._post(client, "/sleep", f"POST /sleep?level={level}", params={"level": level})
+
+    async def wake(self, level: int, timeout_s: float) -> None:
+        """Level 1: POST /wake_up. Level 2 (weights dropped): vLLM's three calls, weights reloaded
+        from the checkpoint before the KV cache is allocated again."""
+        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False,
+                                     verify=False) as client:
+            if level == 1:
+                await self._post(client, "/wake_up", "POST /wake_up")
+                return
+            await self._post(client, "/wake_up", "POST /wake_up?tags=weights", params={"tags": "weights"})
+            await self._post(client, "/collective_rpc", "POST /collective_rpc reload_weights",
+                             json={"method": "reload_weights"})
+            await self._post(client, "/wake_up", "POST /wake_up?tags=kv_cache", params={"tags": "kv_cache"})
+
+    async def is_sleeping(self) -> bool:
+        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT, trust_env=False, verify=False) as client:
+            r = await client.get(self.base_url + "/is_sleeping")
+            r.raise_for_status()
+            return bool(r.json().get("is_sleeping"))
+
+    async def wait_awake(self, timeout_s: float, poll_s: float = 0.02) -> None:
+        """After a wake: alive AND /is_sleeping false AND /v1/models lists the served name."""
+        deadline = time.monotonic() + timeout_s
+        last = ""
+        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT, trust_env=False, verify=False) as client:
+            while True:
+                status = self.exit_status()
+                if status is not None:
+                    raise BackendError(f"{self.name} exited during wake ({status})", self.logs.tail(30))
+                try:
+                    r = await client.get(self.base_url + "/is_sleeping")
+                    if r.status_code == 200 and r.json().get("is_sleeping") is False:
+                        m = await client.get(self.base_url + "/v1/models")
+                        ids = [d.get("id") for d in m.json().get("data", []) if isinstance(d, dict)]
+                        if m.status_code == 200 and self.spec.served_name in ids:
+                            return
+                        last = f"/v1/models lists {ids}"
+                    else:
+                        last = f"/is_sleeping answered {r.status_code} {r.text[:100]}"
+                except (httpx.TransportError, ValueError) as exc:
+                    last = type(exc).__name__
+                if time.monotonic() > deadline:
+                    raise BackendError(f"{self.name} not awake after {timeout_s:g} s ({last})", self.logs.tail(30))
+                await asyncio.sleep(poll_s)
+
+    async def warm_up(self, timeout_s: float) -> None:
+        """A 1-token request, so the first client's request does not pay for cold caches."""
+        body = {"model": self.spec.served_name, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False,
+                                     verify=False) as client:
+            await self._post(client, "/v1/chat/completions", "warm-up request", json=body)
 
     def check_starting(self, deadline: float, timeout_s: float) -> None:
         """Fail a start at once when the server has exited, or when its time is up."""
@@ -147,7 +236,7 @@ class Backend(ABC):
         deadline = time.monotonic() + timeout_s
         phase = ""
         # verify=False: plain HTTP to the backend; it spares loading the CA bundle (40-90 ms of CPU per start).
-        async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False, verify=False) as client:
+        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT, trust_env=False, verify=False) as client:
             while True:
                 self.check_starting(deadline, timeout_s)
                 try:

@@ -135,6 +135,8 @@ class DockerBackend(Backend):
         self._host_pid: int | None = None
         self._threads: list[threading.Thread] = []
         self._log_done = threading.Event()
+        self._ended: asyncio.Event | None = None  # set (on the loop) once _watch_exit has seen the end
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def docker_host(self) -> str | None:
@@ -145,6 +147,7 @@ class DockerBackend(Backend):
     async def start(self) -> None:
         if self.container_id is not None and self._exit is None:
             raise BackendError(f"{self.name} is already running (container {self.container_name})")
+        self._loop, self._ended = asyncio.get_running_loop(), asyncio.Event()
         try:
             await asyncio.to_thread(self._start_sync)
         except BackendError as exc:
@@ -344,6 +347,9 @@ class DockerBackend(Backend):
                 client.close()
         self._log_done.wait(2.0)  # its last lines are in the buffer before anyone hears it ended
         self._exit = status
+        if self._loop is not None and self._ended is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+                self._loop.call_soon_threadsafe(self._ended.set)
 
     # --- contract -----------------------------------------------------------------------------
 
@@ -351,6 +357,22 @@ class DockerBackend(Backend):
         if self.container_id is None and self.started_at is None:
             return "not started"
         return self._exit
+
+    async def wait_exit(self) -> str:
+        if self._ended is None:
+            return self.exit_status() or "not started"
+        await self._ended.wait()
+        return self._exit or "gone"
+
+    def host_memory_bytes(self) -> int:
+        """The container's memory as the engine counts it (its cgroup), else its processes' RSS."""
+        if self._client is not None and self.container_id is not None and self._exit is None:
+            with contextlib.suppress(Exception):
+                stats = self._client.api.stats(self.container_id, stream=False, one_shot=True)
+                usage = int((stats.get("memory_stats") or {}).get("usage") or 0)
+                if usage:
+                    return usage
+        return super().host_memory_bytes()
 
     def pids(self) -> set[int]:
         """Host pids of the container's processes: State.Pid and its descendants, else `top`."""

@@ -295,6 +295,16 @@ class ProcessBackend(Backend):
             exc.log_tail = self.logs.tail(30)
             raise
 
+    async def wait_exit(self) -> str:
+        if self._exited is None:
+            return self.exit_status() or "not started"
+        while self.exit_status() is None:  # set by the pidfd watch; the check also reaps
+            await self._exited.wait()
+        if self._reader is not None:  # its last lines in the log before anyone hears it ended
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
+        return self.exit_status() or "gone"
+
     def pids(self) -> set[int]:
         if self._ps is None or not _alive(self._ps):
             return set()

@@ -101,6 +101,11 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
         result = await manager.unload(name)
         return JSONResponse(result, status_code=202 if result["unloading"] else 200)
 
+    @app.post("/api/models/{name:path}/sleep")
+    async def sleep_model(name: str) -> JSONResponse:
+        result = await manager.sleep(name)
+        return JSONResponse(result, status_code=202 if result["sleeping"] else 200)
+
     @app.post("/api/unload")
     async def unload() -> JSONResponse:
         result = await manager.unload()

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from vlmswap.manager import Manager
+from vlmswap.states import Phase
 
 PHASE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 
@@ -47,10 +48,19 @@ class _Live(Collector):
             used.add_metric([], snap.used_bytes)
             per = GaugeMetricFamily("vlmswap_backend_gpu_memory_bytes", "GPU memory held by a backend's processes",
                                     labels=["model"])
-            for name, backend in list(m._backends.items()):
-                pids = backend.pids()
+            for name in m.lifecycle.backend_names():
+                pids = m.lifecycle.pids(name)
                 per.add_metric([name], sum(v for p, v in snap.processes.items() if p in pids))
             yield from (tot, used, per)
+        p = m.lifecycle.pool_status()
+        sleeping = GaugeMetricFamily("vlmswap_sleeping_models", "Models asleep in the sleeping pool")
+        sleeping.add_metric([], p["count"])
+        ram = GaugeMetricFamily("vlmswap_sleep_pool_ram_bytes", "Host RAM held by sleeping models (measured, "
+                                "else estimated)")
+        ram.add_metric([], p["ram_bytes"])
+        budget = GaugeMetricFamily("vlmswap_sleep_pool_ram_budget_bytes", "Host RAM the sleeping pool may hold")
+        budget.add_metric([], p["ram_budget_bytes"])
+        yield from (sleeping, ram, budget)
 
 
 class GatewayMetrics:
@@ -65,6 +75,9 @@ class GatewayMetrics:
                                 ["model", "result"], registry=self.registry)
         self.phase_seconds = Histogram("vlmswap_switch_phase_duration_seconds", "Time spent in each switch phase",
                                        ["phase"], buckets=PHASE_BUCKETS, registry=self.registry)
+        self.switch_seconds = Histogram("vlmswap_switch_duration_seconds",
+                                        "Whole switches, drain to ready: warm (woken from the sleeping pool) "
+                                        "or cold (started)", ["kind"], buckets=PHASE_BUCKETS, registry=self.registry)
         self.crashes = Counter("vlmswap_backend_crashes", "Backends that exited while ready", ["model"],
                                registry=self.registry)
         # Child metrics per label set, looked up once: `.labels()` per request (it takes a lock and
@@ -79,8 +92,10 @@ class GatewayMetrics:
             return
         if ev.get("crash"):
             self.crashes.labels(ev["model"]).inc()
-        elif ev["phase"] in ("ready", "failed"):
+        elif ev["phase"] in (Phase.READY, Phase.FAILED):
             self.switches.labels(ev["model"], ev["phase"]).inc()
+            if ev["phase"] == Phase.READY and ev.get("kind") in ("warm", "cold") and ev.get("elapsed_s") is not None:
+                self.switch_seconds.labels(ev["kind"]).observe(ev["elapsed_s"])
 
     def observe_request(self, model: str, status: int, seconds: float) -> None:
         children = self._request_children.get((model, status))

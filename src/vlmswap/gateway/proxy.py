@@ -214,8 +214,7 @@ class Proxy:
     def _failure(self, lease: Lease, exc: BaseException) -> str:
         why = lease.error
         if why is None:
-            backend = self.manager._backends.get(lease.name)
-            status = backend.exit_status() if backend is not None else None
+            status = self.manager.exit_status(lease.name)
             if status is not None:
                 why = f"{lease.name} exited unexpectedly ({status})"
         detail = f" ({why})" if why else ""

@@ -1,0 +1,476 @@
+"""Backends' lifecycles: start, ready, sleep, wake, stop, and the sleeping pool's budgets.
+
+The manager decides *that* a switch happens (through the scheduler); this module carries it
+out and owns what it needs for that: the live backends, one typed `ModelState` per model, the
+log buffers, the sleeping pool and the switch's progress. `switch()` is the one short
+function that does the slow work (llama-swap's `doSwap`); it raises when the target could
+not be brought up, and the manager turns the outcome into a scheduler event.
+
+The invariant, kept here: at most one backend is *awake* (starting, waking or ready). A
+model going to sleep is verified asleep (its GPU memory gone, per pid through NVML) before
+another wakes; anything that goes wrong on the warm path falls back to the cold one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from vlmswap import backends, gpu, pool
+from vlmswap.backends.base import Backend, BackendError, LogBuffer
+from vlmswap.config import ModelSpec, Registry
+from vlmswap.events import EventBus
+from vlmswap.states import ModelState, Phase, SwitchKind
+
+MIB = 1024 * 1024
+GIB = 1024 ** 3
+VRAM_SLACK_FRACTION = 0.05  # "back near where it was": within 5 % of the card ...
+VRAM_SLACK_BYTES = 256 * MIB  # ... or 256 MiB, whichever is larger
+WARMUP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ModelStatus:
+    state: ModelState = ModelState.STOPPED
+    since: float = field(default_factory=time.time)
+    last_error: str | None = None
+    last_start_s: float | None = None  # the last cold start, seconds
+    last_wake_s: float | None = None  # the last wake, seconds
+    starts: int = 0
+    wakes: int = 0
+    sleep_ram_bytes: int | None = None  # measured RSS while asleep (replaces the estimate)
+    sleep_gpu_bytes: int | None = None  # measured GPU residual while asleep
+    last_used: float = 0.0  # clock: when it was last awake (the pool's LRU order)
+
+
+@dataclass
+class Progress:
+    """The switch under way, as operators see it (`/api/status`'s `switch`, events' elapsed_s)."""
+
+    target: str
+    started: float
+    phase: Phase | None = None
+    phase_started: float | None = None
+
+
+def safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+class Lifecycle:
+    """Owns every backend of one gateway and the state of every model."""
+
+    def __init__(self, registry: Registry, state_dir: Path, events: EventBus, *,
+                 gpu_probe: Callable[[], gpu.GpuSnapshot], clock: Callable[[], float],
+                 on_exit: Callable[[str, str], None]):
+        self.registry = registry
+        self.settings = registry.gateway
+        self.state_dir = state_dir
+        self.events = events
+        self.gpu_probe = gpu_probe
+        self.clock = clock
+        self.on_exit = on_exit
+        self.models = {name: ModelStatus() for name in registry.models}
+        self.progress: Progress | None = None
+        self._backends: dict[str, Backend] = {}
+        self._logs: dict[str, LogBuffer] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._vram_before: dict[str, int] = {}
+        self._phase_listeners: list[Callable[[str, str, float], None]] = []
+        budget = self.settings.sleep_ram_budget_gb
+        self.ram_budget_bytes = int(budget * GIB) if budget is not None else psutil.virtual_memory().total // 2
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def state(self, name: str) -> ModelState:
+        return self.models[name].state
+
+    def backend_names(self) -> list[str]:
+        return list(self._backends)
+
+    def base_url(self, name: str) -> str | None:
+        b = self._backends.get(name)
+        return b.base_url if b is not None else None
+
+    def pids(self, name: str) -> set[int]:
+        b = self._backends.get(name)
+        return b.pids() if b is not None else set()
+
+    def exit_status(self, name: str) -> str | None:
+        b = self._backends.get(name)
+        return b.exit_status() if b is not None else None
+
+    def sleepers(self) -> list[str]:
+        return [n for n in self._backends if self.models[n].state == ModelState.SLEEPING]
+
+    def awake(self) -> list[str]:
+        """Models whose backend may hold their full GPU memory (the invariant: at most one)."""
+        return [n for n in self._backends if self.models[n].state not in (ModelState.SLEEPING,)]
+
+    def estimated_sleep_ram(self, name: str) -> int:
+        st, spec = self.models[name], self.registry.models[name]
+        if st.sleep_ram_bytes is not None:
+            return st.sleep_ram_bytes
+        if spec.sleep_ram_gb is not None:
+            return int(spec.sleep_ram_gb * GIB)
+        return int(spec.vram_gb * GIB) if spec.sleep_level == 1 else 0
+
+    def pool_status(self) -> dict[str, Any]:
+        names = self.sleepers()
+        return {"sleeping": names, "count": len(names),
+                "ram_bytes": sum(self.estimated_sleep_ram(n) for n in names),
+                "ram_budget_bytes": self.ram_budget_bytes, "max_sleeping": self.settings.max_sleeping,
+                "gpu_residual_bytes": sum(self.models[n].sleep_gpu_bytes or 0 for n in names)}
+
+    # --- logs ------------------------------------------------------------------------------
+
+    def log(self, name: str) -> LogBuffer:
+        if name not in self._logs:
+            self._logs[name] = LogBuffer(self.log_path(name), self.settings.log_tail_lines)
+        return self._logs[name]
+
+    def log_path(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{safe_name(name)}.log"
+
+    def logs(self, name: str, tail: int = 100) -> list[str]:
+        """The backend's last output lines (from memory, or from its log file after a restart)."""
+        if name in self._logs:
+            return self._logs[name].tail(tail)
+        try:
+            with open(self.log_path(name), encoding="utf-8", errors="replace") as f:
+                return [line.rstrip("\n") for line in deque(f, maxlen=max(tail, 0))] if tail > 0 else []
+        except OSError:
+            return []
+
+    # --- events ----------------------------------------------------------------------------
+
+    def add_phase_listener(self, fn: Callable[[str, str, float], None]) -> None:
+        """Called with (model, phase, seconds) each time a switch phase ends (metrics use this)."""
+        self._phase_listeners.append(fn)
+
+    def set_state(self, name: str, state: ModelState, *, error: str | None = None, message: str = "") -> None:
+        st = self.models[name]
+        if error is not None:
+            st.last_error = error
+        if st.state == state and error is None:
+            return
+        if st.state in (ModelState.READY, ModelState.WAKING) and state != st.state:
+            st.last_used = self.clock()
+        st.state = state
+        st.since = time.time()
+        self.events.publish("state", name, state=state, message=message or (error or ""))
+
+    def begin(self, target: str) -> None:
+        """A switch towards `target` begins (its drain, or its first slow step)."""
+        if self.progress is None or self.progress.target != target:
+            self.progress = Progress(target, self.clock())
+
+    def phase(self, model: str, phase: Phase, message: str = "", **extra: Any) -> None:
+        p, now = self.progress, self.clock()
+        elapsed = 0.0
+        if p is not None:
+            elapsed = now - p.started
+            if p.phase != phase:
+                if p.phase is not None and p.phase_started is not None:
+                    self._record_phase(model, p.phase, now - p.phase_started)
+                p.phase, p.phase_started = phase, now
+        self.events.publish("phase", model, phase=phase, elapsed_s=elapsed, message=message, **extra)
+
+    def end(self, model: str) -> float:
+        """The switch ended; returns its total seconds."""
+        p, now = self.progress, self.clock()
+        self.progress = None
+        if p is None:
+            return 0.0
+        if p.phase not in (None, Phase.READY, Phase.FAILED) and p.phase_started is not None:
+            self._record_phase(model, p.phase, now - p.phase_started)
+        return now - p.started
+
+    def _record_phase(self, model: str, phase: str, seconds: float) -> None:
+        for fn in self._phase_listeners:
+            with contextlib.suppress(Exception):
+                fn(model, phase, seconds)
+
+    # --- the switch ------------------------------------------------------------------------
+
+    async def switch(self, from_model: str | None, to_model: str, protect: frozenset[str]) -> SwitchKind:
+        """Retire `from_model` (to the pool, or stopped), then bring `to_model` up: woken from the
+        pool when it is there, else started cold. Raises when `to_model` cannot be brought up."""
+        self.begin(to_model)
+        protect = protect | {to_model}
+        if from_model is not None and from_model != to_model:
+            await self.retire(from_model, to_model, protect)
+        if self.state(to_model) == ModelState.SLEEPING and to_model in self._backends:
+            await self.make_gpu_room(to_model, protect)
+            try:
+                await self.wake(to_model)
+                return "warm"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = str(exc).splitlines()[0]
+                self.phase(to_model, Phase.WAKING, f"wake failed ({error}); stopping it and starting it cold")
+                await self.stop(to_model, to_model, "wake failed")
+        await self.make_gpu_room(to_model, protect)
+        await self.start(to_model)
+        return "cold"
+
+    async def retire(self, name: str, for_model: str | None, protect: frozenset[str]) -> None:
+        """Take `name` off the GPU: to sleep when its registry entry allows it, else stopped."""
+        spec = self.registry.models[name]
+        if spec.sleep_mode and self.state(name) == ModelState.READY and await self.put_to_sleep(name, for_model or name,
+                                                                                                 protect):
+            return
+        reason = f"switching to {for_model}" if for_model and for_model != name else "unload"
+        await self.stop(name, for_model or name, reason)
+
+    async def put_to_sleep(self, name: str, phase_model: str, protect: frozenset[str]) -> bool:
+        """Sleep `name`, verified; False when it was stopped instead (it did not fit the pool, its
+        /sleep failed, or its GPU memory did not go). Room is made in the pool first."""
+        spec, s = self.registry.models[name], self.settings
+        backend = self._backends.get(name)
+        if backend is None:
+            return False
+        plan = pool.plan_sleep(name, self.estimated_sleep_ram(name), self._sleepers(), max_sleeping=s.max_sleeping,
+                               ram_budget_bytes=self.ram_budget_bytes, protect=protect)
+        if not plan.fits:
+            self.phase(phase_model, Phase.SLEEPING, f"{name} does not fit the sleeping pool ({plan.why}); "
+                                                    f"stopping it instead")
+            await self.stop(name, phase_model, "the sleeping pool is full")
+            return False
+        for victim in plan.evict:
+            await self.stop(victim, phase_model, f"leaving the sleeping pool (least recently used) for {name}")
+        self.phase(phase_model, Phase.SLEEPING, f"putting {name} to sleep (level {spec.sleep_level})")
+        t0 = self.clock()
+        try:
+            await asyncio.wait_for(backend.sleep(spec.sleep_level, s.sleep_timeout_s), s.sleep_timeout_s + 1.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            why = f"no answer in {s.sleep_timeout_s:g} s (sleep_timeout_s)" if isinstance(exc, TimeoutError) \
+                else str(exc).splitlines()[0]
+            self.phase(phase_model, Phase.SLEEPING, f"sleep of {name} failed: {why}; stopping it instead")
+            await self.stop(name, phase_model, "sleep failed")
+            return False
+        residual = await self._verify_asleep(name, phase_model, backend)
+        if residual is None:
+            await self.stop(name, phase_model, "its GPU memory did not drop after sleep")
+            return False
+        st = self.models[name]
+        st.sleep_gpu_bytes = residual
+        with contextlib.suppress(Exception):
+            st.sleep_ram_bytes = await asyncio.to_thread(backend.host_memory_bytes)
+        self.set_state(name, ModelState.SLEEPING, message=f"asleep in {self.clock() - t0:.2f} s, holding "
+                                                          f"{(st.sleep_ram_bytes or 0) / GIB:.2f} GiB of host RAM")
+        self.phase(phase_model, Phase.SLEEPING, f"{name} asleep in {self.clock() - t0:.2f} s")
+        return True
+
+    async def _verify_asleep(self, name: str, phase_model: str, backend: Backend) -> int | None:
+        """NVML bytes its pids hold after sleep, once within the residual allowance; None: it leaked."""
+        snap = self.gpu_probe()
+        if not snap.available:
+            self.phase(phase_model, Phase.SLEEPING, f"no NVIDIA GPU: memory check after sleep skipped ({snap.reason})")
+            return 0
+        allowance = int(self.settings.sleep_residual_gb * GIB)
+        pids = backend.pids()
+        deadline = self.clock() + self.settings.vram_release_timeout_s
+        while True:
+            held = sum(v for p, v in snap.processes.items() if p in pids)
+            if held <= allowance:
+                return held
+            if self.clock() >= deadline:
+                self.phase(phase_model, Phase.SLEEPING,
+                           f"{name} still holds {held / MIB:.0f} MiB of GPU memory after sleep (allowed "
+                           f"{allowance / MIB:.0f} MiB, sleep_residual_gb): the sleep leaked; stopping it")
+                return None
+            await asyncio.sleep(self.settings.poll_interval_s)
+            snap = self.gpu_probe()
+
+    async def wake(self, name: str) -> None:
+        spec, s = self.registry.models[name], self.settings
+        backend = self._backends[name]
+        st = self.models[name]
+        self.set_state(name, ModelState.WAKING)
+        self.phase(name, Phase.WAKING, f"waking {name} (level {spec.sleep_level})")
+        t0 = self.clock()
+        try:
+            async with asyncio.timeout(s.wake_timeout_s):
+                await backend.wake(spec.sleep_level, s.wake_timeout_s)
+                await backend.wait_awake(s.wake_timeout_s, min(s.poll_interval_s, 0.01))
+        except TimeoutError:
+            raise BackendError(f"{name} not awake after {s.wake_timeout_s:g} s (wake_timeout_s)",
+                               self.logs(name, 30)) from None
+        await self._warm_up(name, backend)
+        took = self.clock() - t0
+        st.last_wake_s = round(took, 4)
+        st.wakes += 1
+        st.sleep_gpu_bytes = None
+        self.set_state(name, ModelState.READY, message=f"awake in {took:.3f} s")
+        self.phase(name, Phase.READY, f"{name} awake in {took:.3f} s", kind="warm")
+
+    async def make_gpu_room(self, target: str, protect: frozenset[str]) -> None:
+        """Sleepers keep their CUDA context: before `target` wakes or starts, their residual plus its
+        need must fit the card; least recently used sleepers are stopped until it does."""
+        sleepers = [n for n in self.sleepers() if n != target]
+        if not sleepers:
+            return
+        snap = self.gpu_probe()
+        if not snap.available:
+            return
+        need = int(self.registry.models[target].vram_gb * GIB)
+        plan = pool.plan_gpu(target, need, self._sleepers(snap), capacity_bytes=snap.total_bytes, protect=protect)
+        for victim in plan.evict:
+            await self.stop(victim, target, f"its GPU residual is needed for {target}")
+        if not plan.fits:
+            self.phase(target, Phase.WAITING_VRAM, f"{target} may not fit the card: {plan.why}")
+
+    def _sleepers(self, snap: gpu.GpuSnapshot | None = None) -> list[pool.Sleeper]:
+        out = []
+        for n in self.sleepers():
+            gpu_bytes = self.models[n].sleep_gpu_bytes or 0
+            if snap is not None and snap.available:
+                pids = self.pids(n)
+                gpu_bytes = sum(v for p, v in snap.processes.items() if p in pids)
+            out.append(pool.Sleeper(n, self.estimated_sleep_ram(n), gpu_bytes, self.models[n].last_used))
+        return out
+
+    # --- cold start and stop ---------------------------------------------------------------
+
+    async def start(self, name: str) -> None:
+        spec = self.registry.models[name]
+        snap = self.gpu_probe()
+        if snap.available:
+            self._vram_before[name] = snap.used_bytes
+        backend = backends.create(name, spec, self.settings, self.log(name), self.state_dir)
+        self._backends[name] = backend
+        st = self.models[name]
+        st.starts += 1
+        self.set_state(name, ModelState.STARTING)
+        self.phase(name, Phase.STARTING, f"launching {name} ({spec.backend})")
+        t0 = self.clock()
+        try:
+            await backend.start()
+            self._watch(name, backend)
+            self.phase(name, Phase.LOADING, f"{name} started; waiting for {spec.health} and /v1/models")
+            last = [""]
+
+            def on_phase(_phase: str, message: str) -> None:
+                if message != last[0]:
+                    last[0] = message
+                    self.phase(name, Phase.LOADING, message)
+
+            await backend.wait_ready(spec.startup_timeout_s, self.settings.poll_interval_s, on_phase)
+            await self._warm_up(name, backend)
+        except asyncio.CancelledError:
+            raise  # shutdown: the backend stays listed, and shutdown() stops it
+        except Exception:
+            with contextlib.suppress(Exception):
+                await backend.stop(0.0 if backend.exit_status() else self.grace(name))
+            self._backends.pop(name, None)
+            raise
+        took = self.clock() - t0
+        st.last_start_s = round(took, 3)
+        self.set_state(name, ModelState.READY, message=f"ready in {took:.2f} s")
+        self.phase(name, Phase.READY, f"{name} ready in {took:.2f} s", kind="cold")
+
+    async def _warm_up(self, name: str, backend: Backend) -> None:
+        if not self.registry.models[name].warmup:
+            return
+        self.phase(name, Phase.WARMING_UP, "1-token warm-up request")
+        try:
+            await backend.warm_up(WARMUP_TIMEOUT_S)
+        except Exception as exc:  # a warm-up is a courtesy: its failure is said, not fatal
+            self.phase(name, Phase.WARMING_UP, f"warm-up failed: {str(exc).splitlines()[0]}")
+
+    def grace(self, name: str) -> float:
+        spec = self.registry.models[name]
+        return spec.stop_grace_s if spec.stop_grace_s is not None else self.settings.stop_grace_s
+
+    async def stop(self, name: str, phase_model: str, reason: str) -> None:
+        """Stop `name`'s backend and wait for NVML to show its GPU memory released."""
+        backend = self._backends.get(name)
+        if backend is None:
+            return
+        pids = backend.pids()
+        crashed = self.state(name) == ModelState.FAILED
+        if not crashed:
+            self.set_state(name, ModelState.STOPPING, message=reason)
+        self.phase(phase_model, Phase.STOPPING, f"stopping {name} ({reason}): SIGTERM, SIGKILL after "
+                                                f"{self.grace(name):g} s")
+        t0 = self.clock()
+        try:
+            await backend.stop(self.grace(name))
+        finally:
+            self._backends.pop(name, None)
+        if not crashed:
+            self.set_state(name, ModelState.STOPPED, message=f"stopped in {self.clock() - t0:.2f} s ({reason})")
+        await self._wait_vram(name, phase_model, pids)
+
+    async def _wait_vram(self, name: str, phase_model: str, pids: set[int]) -> None:
+        snap = self.gpu_probe()
+        baseline = self._vram_before.pop(name, None)
+        if not snap.available:
+            self.phase(phase_model, Phase.WAITING_VRAM, f"no NVIDIA GPU, skipped ({snap.reason})")
+            return
+        self.phase(phase_model, Phase.WAITING_VRAM, f"waiting for {name}'s GPU memory to be released")
+        t0 = self.clock()
+        deadline = t0 + self.settings.vram_release_timeout_s
+        # Sleepers keep their residual: "back near where it was" counts only what `name` held.
+        while True:
+            held = pids & set(snap.processes)
+            slack = max(VRAM_SLACK_FRACTION * snap.total_bytes, VRAM_SLACK_BYTES)
+            near = baseline is None or snap.used_bytes <= baseline + slack
+            if not held and near:
+                self.phase(phase_model, Phase.WAITING_VRAM,
+                           f"released in {self.clock() - t0:.2f} s; {snap.used_bytes / MIB:.0f} MiB in use")
+                return
+            if self.clock() >= deadline:
+                why = f"pids {sorted(held)} still on the GPU" if held else \
+                    f"{snap.used_bytes / MIB:.0f} MiB in use, {baseline / MIB if baseline else 0:.0f} MiB before"
+                self.phase(phase_model, Phase.WAITING_VRAM,
+                           f"gave up after {self.settings.vram_release_timeout_s:g} s (vram_release_timeout_s): {why}")
+                return
+            await asyncio.sleep(self.settings.poll_interval_s)
+            snap = self.gpu_probe()
+
+    async def forget(self, name: str, status: str) -> None:
+        """A sleeping backend died: it leaves the pool quietly; the next request starts it cold."""
+        backend = self._backends.pop(name, None)
+        if backend is not None:
+            with contextlib.suppress(Exception):
+                await backend.stop(0.0)  # reap it, remove its pid file
+        self.set_state(name, ModelState.STOPPED, message=f"left the sleeping pool: its backend exited ({status}); "
+                                                         f"the next request starts it cold")
+
+    async def shutdown(self) -> None:
+        """Stop every backend, sleepers included."""
+        for task in list(self._watchers):
+            task.cancel()
+        names = list(self._backends)
+        results = await asyncio.gather(*(self._backends[n].stop(self.grace(n)) for n in names),
+                                       return_exceptions=True)
+        for name, res in zip(names, results):
+            self.set_state(name, ModelState.FAILED if isinstance(res, Exception) else ModelState.STOPPED,
+                           error=str(res) if isinstance(res, Exception) else None)
+        self._backends.clear()
+        for logs in self._logs.values():
+            logs.close()
+
+    # --- push: a backend that ends tells us --------------------------------------------------
+
+    def _watch(self, name: str, backend: Backend) -> None:
+        async def watch() -> None:
+            status = await backend.wait_exit()
+            if self._backends.get(name) is backend:  # not one we are stopping or have replaced
+                self.on_exit(name, status)
+
+        task = asyncio.create_task(watch(), name=f"exit-{name}")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)

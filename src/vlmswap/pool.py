@@ -1,0 +1,76 @@
+"""The sleeping pool's budgets: who must leave so that a model may sleep, or wake.
+
+Pure functions from sizes and recency to "these go", in the spirit of llama-swap's eviction:
+no I/O, so every order and limit is tested without processes. The lifecycle measures (RSS
+of a sleeper's processes, NVML bytes per pid) and carries the answers out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sleeper:
+    name: str
+    ram_bytes: int  # host RAM it holds asleep (measured, else estimated)
+    gpu_bytes: int  # GPU memory it keeps asleep (its CUDA context), measured per pid
+    last_used: float  # when it was last awake (clock); least recently used leave first
+
+
+@dataclass(frozen=True)
+class Plan:
+    evict: tuple[str, ...]  # sleepers to stop, in this order
+    fits: bool  # False: even with every evictable sleeper gone it does not fit; evict nothing
+    why: str = ""
+
+
+def _lru(sleepers: list[Sleeper], protect: frozenset[str]) -> list[Sleeper]:
+    return sorted((s for s in sleepers if s.name not in protect), key=lambda s: s.last_used)
+
+
+def plan_sleep(candidate: str, ram_bytes: int, sleepers: list[Sleeper], *, max_sleeping: int | None,
+               ram_budget_bytes: int, protect: frozenset[str] = frozenset()) -> Plan:
+    """May `candidate` join the pool (holding `ram_bytes`)? Which sleepers leave first so it fits
+    both `max_sleeping` and the RAM budget. Protected sleepers (the model about to wake, the one
+    the oldest queued request waits for) never leave."""
+    others = [s for s in sleepers if s.name != candidate]
+    if max_sleeping is not None and max_sleeping <= 0:
+        return Plan((), False, "max_sleeping is 0")
+    if ram_bytes > ram_budget_bytes:
+        return Plan((), False, f"it needs {_gb(ram_bytes)} of host RAM, over the whole budget of "
+                                f"{_gb(ram_budget_bytes)}")
+    count, held = len(others), sum(s.ram_bytes for s in others)
+    evict: list[str] = []
+    for s in _lru(others, protect):
+        if (max_sleeping is None or count + 1 <= max_sleeping) and held + ram_bytes <= ram_budget_bytes:
+            break
+        evict.append(s.name)
+        count -= 1
+        held -= s.ram_bytes
+    if (max_sleeping is not None and count + 1 > max_sleeping) or held + ram_bytes > ram_budget_bytes:
+        return Plan((), False, f"the pool holds {_gb(held)} in {count} protected sleeper(s); budget "
+                                f"{_gb(ram_budget_bytes)}, max_sleeping {max_sleeping}")
+    return Plan(tuple(evict), True)
+
+
+def plan_gpu(target: str, need_bytes: int, sleepers: list[Sleeper], *, capacity_bytes: int,
+             protect: frozenset[str] = frozenset()) -> Plan:
+    """Before `target` wakes or starts: its need plus every other sleeper's residual must fit the
+    card; sleepers leave least recently used first (never a protected one)."""
+    others = [s for s in sleepers if s.name != target]
+    held = sum(s.gpu_bytes for s in others)
+    evict: list[str] = []
+    for s in _lru(others, protect):
+        if held + need_bytes <= capacity_bytes:
+            break
+        evict.append(s.name)
+        held -= s.gpu_bytes
+    if held + need_bytes > capacity_bytes:
+        return Plan(tuple(evict), False, f"{_gb(need_bytes)} needed, {_gb(held)} held by protected sleepers, "
+                                         f"card {_gb(capacity_bytes)}")
+    return Plan(tuple(evict), True)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1024 ** 3:.2f} GiB"
