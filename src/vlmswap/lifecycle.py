@@ -238,7 +238,8 @@ class Lifecycle:
         backend = self._backends.get(name)
         if backend is None:
             return False
-        plan = pool.plan_sleep(name, self.estimated_sleep_ram(name), self._sleepers(), max_sleeping=s.max_sleeping,
+        leaving = [sl for sl in self._sleepers() if sl.name != phase_model]  # the one about to wake leaves the pool
+        plan = pool.plan_sleep(name, self.estimated_sleep_ram(name), leaving, max_sleeping=s.max_sleeping,
                                ram_budget_bytes=self.ram_budget_bytes, protect=protect)
         if not plan.fits:
             self.phase(phase_model, Phase.SLEEPING, f"{name} does not fit the sleeping pool ({plan.why}); "
@@ -250,7 +251,7 @@ class Lifecycle:
         self.phase(phase_model, Phase.SLEEPING, f"putting {name} to sleep (level {spec.sleep_level})")
         t0 = self.clock()
         try:
-            await asyncio.wait_for(backend.sleep(spec.sleep_level, s.sleep_timeout_s), s.sleep_timeout_s + 1.0)
+            await asyncio.wait_for(backend.sleep(spec.sleep_level, s.sleep_timeout_s + 5.0), s.sleep_timeout_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -302,7 +303,7 @@ class Lifecycle:
         t0 = self.clock()
         try:
             async with asyncio.timeout(s.wake_timeout_s):
-                await backend.wake(spec.sleep_level, s.wake_timeout_s)
+                await backend.wake(spec.sleep_level, s.wake_timeout_s + 5.0)
                 await backend.wait_awake(s.wake_timeout_s, min(s.poll_interval_s, 0.01))
         except TimeoutError:
             raise BackendError(f"{name} not awake after {s.wake_timeout_s:g} s (wake_timeout_s)",

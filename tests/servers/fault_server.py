@@ -33,6 +33,17 @@ Flags:
   --chunk-delay S           wait S seconds between streamed chunks
   --wrong-name              /v1/models lists "NAME-wrong" instead of NAME
   --child                   also start a long-sleeping child process in the same group
+
+Sleep mode (vLLM's dev endpoints, as with VLLM_SERVER_DEV_MODE=1 --enable-sleep-mode):
+  POST /sleep?level=1|2, POST /wake_up[?tags=weights|kv_cache], GET /is_sleeping,
+  POST /collective_rpc {"method": "reload_weights"}. Asleep, completions answer 503.
+  GET /fake_gpu_bytes: the GPU memory this server would hold (awake 2 GiB, asleep 0.5 GiB),
+  for the tests' scripted NVML probe.
+  --sleep-fails / --sleep-hangs      /sleep answers 500 / never answers
+  --wake-fails / --wake-hangs        /wake_up answers 500 / never answers
+  --die-on-wake                      exit (code 5) when /wake_up arrives
+  --sleep-leaks                      asleep, /fake_gpu_bytes still reports the awake amount
+  --sleep-delay S / --wake-delay S   take S seconds to sleep / wake
 """
 
 from __future__ import annotations
@@ -70,7 +81,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk-delay", type=float, default=0.0)
     p.add_argument("--wrong-name", action="store_true")
     p.add_argument("--child", action="store_true")
+    for flag in ("--sleep-fails", "--sleep-hangs", "--wake-fails", "--wake-hangs", "--die-on-wake", "--sleep-leaks"):
+        p.add_argument(flag, action="store_true")
+    p.add_argument("--sleep-delay", type=float, default=0.0)
+    p.add_argument("--wake-delay", type=float, default=0.0)
     return p.parse_args(argv)
+
+
+GIB = 1024 ** 3
 
 
 class Server:
@@ -78,6 +96,8 @@ class Server:
         self.args = args
         self.name: str = args.served_model_name
         self.counter = 0
+        self.sleeping: set[str] = set()  # what is asleep: "weights", "kv_cache"
+        self.weights_stale = False  # level 2 dropped them: reload_weights must come before kv_cache
 
     # --- HTTP/1.1, just enough: keep-alive, Content-Length or chunked bodies ----------------
 
@@ -109,7 +129,9 @@ class Server:
                         await self.send_json(writer, 413, _error(413, "body too large"), False)
                         return
                     body = await reader.readexactly(length) if length else b""
-                await self.route(writer, method, target.split("?", 1)[0], body, keep)
+                path, _, query = target.partition("?")
+                self.query = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+                await self.route(writer, method, path, body, keep)
                 if not keep:
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -144,7 +166,13 @@ class Server:
                 {"id": ident, "object": "model", "created": 0, "owned_by": "fault_server", "root": ident,
                  "max_model_len": 4096}]}, keep)
             return
+        if path in ("/sleep", "/wake_up", "/is_sleeping", "/collective_rpc", "/fake_gpu_bytes"):
+            await self.sleep_mode(writer, method, path, body, keep)
+            return
         if path in ("/v1/chat/completions", "/v1/completions"):
+            if self.sleeping and method == "POST":
+                await self.send_json(writer, 503, _error(503, f"model {self.name} is sleeping"), keep)
+                return
             if method != "POST":
                 await self.send_json(writer, 405, _error(405, "method not allowed"), keep)
                 return
@@ -162,6 +190,48 @@ class Server:
             await self.complete(writer, req, chat=path.endswith("chat/completions"), keep=keep)
             return
         await self.send_json(writer, 404, _error(404, f"no route {method} {path}"), keep)
+
+    async def sleep_mode(self, writer: asyncio.StreamWriter, method: str, path: str, body: bytes, keep: bool) -> None:
+        a, q = self.args, dict(self.query)  # this request's query, before any await
+        if path == "/is_sleeping":
+            await self.send_json(writer, 200, {"is_sleeping": bool(self.sleeping)}, keep)
+        elif path == "/fake_gpu_bytes":
+            held = 2 * GIB if not self.sleeping or a.sleep_leaks else GIB // 2
+            await self.send_json(writer, 200, {"bytes": held}, keep)
+        elif path == "/sleep":
+            log(f"POST /sleep level={q.get('level', '1')}")
+            if a.sleep_hangs:
+                await asyncio.sleep(3600)
+            if a.sleep_fails:
+                await self.send_json(writer, 500, _error(500, "simulated sleep failure"), keep)
+                return
+            await asyncio.sleep(a.sleep_delay)
+            self.sleeping = {"weights", "kv_cache"}
+            self.weights_stale = q.get("level", "1") == "2"
+            await self.send(writer, 200, b"", "text/plain", keep)
+        elif path == "/wake_up":
+            tags = q.get("tags")
+            log(f"POST /wake_up tags={tags}")
+            if a.die_on_wake:
+                log("dying on wake (--die-on-wake)")
+                os._exit(5)
+            if a.wake_hangs:
+                await asyncio.sleep(3600)
+            if a.wake_fails:
+                await self.send_json(writer, 500, _error(500, "simulated wake failure"), keep)
+                return
+            await asyncio.sleep(a.wake_delay)
+            if tags == "kv_cache" and self.weights_stale:
+                await self.send_json(writer, 400, _error(400, "reload_weights must come before the KV cache"), keep)
+                return
+            self.sleeping -= {tags} if tags else {"weights", "kv_cache"}
+            await self.send(writer, 200, b"", "text/plain", keep)
+        elif path == "/collective_rpc":
+            req = json.loads(body or b"{}")
+            log(f"POST /collective_rpc {req.get('method')}")
+            if req.get("method") == "reload_weights":
+                self.weights_stale = False
+            await self.send_json(writer, 200, {"results": [None]}, keep)
 
     def answer_tokens(self, req: dict[str, Any], chat: bool) -> tuple[list[str], int, str]:
         if chat:

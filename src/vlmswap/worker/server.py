@@ -579,13 +579,27 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
         return Response(status_code=200)
 
     @app.post("/wake_up")
-    async def wake_up() -> Response:
+    async def wake_up(tags: str | None = None) -> Response:
+        """vLLM's wake: all at once, or (after level 2) `tags=weights`, reload_weights, `tags=kv_cache`."""
+        if tags not in (None, "weights", "kv_cache"):
+            raise APIError(400, "tags must be weights or kv_cache", param="tags")
         if not state.loaded:
             check_ready()
+        if tags == "weights":  # vLLM allocates the weights' memory here; the engines hold theirs already
+            return Response(status_code=200)
         async with state.lock:
             if engine.is_sleeping:
                 await run_in_threadpool(engine.wake_up)
         return Response(status_code=200)
+
+    @app.post("/collective_rpc")
+    async def collective_rpc(request: Request) -> dict[str, Any]:
+        data = await _json_body(request)
+        if data.get("method") != "reload_weights":
+            raise APIError(400, "only method reload_weights is served", param="method")
+        async with state.lock:
+            await run_in_threadpool(engine.reload_weights)
+        return {"results": [None]}
 
     @app.get("/is_sleeping")
     async def is_sleeping() -> dict[str, bool]:

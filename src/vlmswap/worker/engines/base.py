@@ -71,6 +71,9 @@ class Engine(ABC):
     def wake_up(self) -> None:
         self._sleeping = False
 
+    def reload_weights(self) -> None:
+        """Level 2 dropped the weights: load them again from the checkpoint (vLLM's collective_rpc)."""
+
     @property
     def is_sleeping(self) -> bool:
         return getattr(self, "_sleeping", False)

@@ -205,6 +205,7 @@ class TransformersEngine(Engine):
         self.eos_token_ids: set[int] = set()
         self.pad_token_id: int | None = None
         self._sleeping = False
+        self._dropped = False  # level 2: the weights are gone until reload_weights()
         self._lock = threading.Lock()       # the model: one generate() / sleep / wake at a time
         self._prep_lock = threading.Lock()  # the processor: prompt building and tokenizing
 
@@ -308,13 +309,25 @@ class TransformersEngine(Engine):
         prompt_tokens = int(inputs["input_ids"].shape[1])
         return TransformersGeneration(self, inputs, self._generation_kwargs(request, prompt_tokens), request.stop)
 
-    # vLLM sleep mode, level 1: weights to pinned host memory, accelerator memory released.
-    # Level 2 (vLLM discards the weights) is served the same way: the host copy makes wake fast.
+    # vLLM sleep mode. Level 1: weights to pinned host memory, accelerator memory released.
+    # Level 2: the weights are dropped (little RAM held asleep); reload_weights() reads the
+    # checkpoint again, as vLLM's collective_rpc does.
     def sleep(self, level: int = 1) -> None:
         with self._lock:
             if self._sleeping:
                 return
-            if self.model is not None and self.device.startswith("cuda"):
+            if level == 2 and self.model is not None:
+                import gc
+
+                self.model = None
+                self._dropped = True
+                gc.collect()
+                if self.device.startswith("cuda"):
+                    import torch
+
+                    torch.cuda.empty_cache()
+                log.info("asleep (level 2): weights dropped")
+            elif self.model is not None and self.device.startswith("cuda"):
                 import torch
 
                 started = time.monotonic()
@@ -330,11 +343,26 @@ class TransformersEngine(Engine):
                 log.info("asleep: the weights already live in host memory (%s); nothing to free", self.device)
             self._sleeping = True
 
+    def reload_weights(self) -> None:
+        with self._lock:
+            self._reload_locked()
+
+    def _reload_locked(self) -> None:
+        if not self._dropped:
+            return
+        started = time.monotonic()
+        self.model = _load_model(resolve_model_path(self.model_ref), self.dtype, self.trust_remote_code) \
+            .to(self.device).eval()
+        self._dropped = False
+        log.info("weights reloaded from the checkpoint in %.2f s", time.monotonic() - started)
+
     def wake_up(self) -> None:
         with self._lock:
             if not self._sleeping:
                 return
-            if self.model is not None and self.device.startswith("cuda"):
+            if self._dropped:  # a plain /wake_up after level 2: the weights come back first
+                self._reload_locked()
+            elif self.model is not None and self.device.startswith("cuda"):
                 import torch
 
                 started = time.monotonic()
