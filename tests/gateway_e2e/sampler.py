@@ -1,12 +1,19 @@
 """Process-table sampler for the stress test, run as its own process (no GIL shared with the clients).
 
-Run: python sampler.py TOKEN OUT_JSON [PERIOD_S]. Every PERIOD_S (10 ms) it counts live processes
-whose cmdline names the fault server and contains TOKEN; on SIGTERM it writes
+Run: python sampler.py TOKEN OUT_JSON [PERIOD_S] [awake]. Every PERIOD_S (10 ms) it counts live
+processes whose cmdline names the fault server and contains TOKEN; on SIGTERM it writes
 {"samples", "median_gap_s", "max", "worst_pids"} to OUT_JSON and exits.
+
+With `awake` (the sleeping pool is on, so several backends exist) it counts the backends that
+are awake: `GET /is_sleeping` false, or not answering yet (loading). One round asks every
+backend twice and counts a backend only when both answers say awake, so a switch that happens
+while the round runs (sleep A, wake B: milliseconds with fault servers) is not mistaken for
+two awake at once; two backends awake through a whole round are.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -30,9 +37,39 @@ def count(token: bytes) -> list[int]:
     return found
 
 
+def port_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+        return int(args[args.index(b"--port") + 1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def awake(pid: int) -> bool:
+    port = port_of(pid)
+    if port is None:
+        return False  # gone
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+    try:
+        conn.request("GET", "/is_sleeping")
+        return json.loads(conn.getresponse().read()).get("is_sleeping") is False
+    except (OSError, ValueError, http.client.HTTPException):
+        return os.path.exists(f"/proc/{pid}")  # alive and not answering: loading, it counts
+    finally:
+        conn.close()
+
+
+def count_awake(token: bytes) -> list[int]:
+    pids = count(token)
+    first = {p for p in pids if awake(p)}
+    return [p for p in pids if p in first and awake(p)]
+
+
 def main() -> None:
     token, out = sys.argv[1].encode(), sys.argv[2]
     period = float(sys.argv[3]) if len(sys.argv) > 3 else 0.010
+    counter = count_awake if sys.argv[4:5] == ["awake"] else count
     stop = False
 
     def on_term(*_: object) -> None:
@@ -46,7 +83,7 @@ def main() -> None:
     next_t = time.monotonic()
     print("sampling", flush=True)
     while not stop:
-        pids = count(token)
+        pids = counter(token)
         times.append(time.monotonic())
         if len(pids) > seen_max:
             seen_max, worst = len(pids), pids

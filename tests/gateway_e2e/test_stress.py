@@ -67,9 +67,12 @@ class Events(threading.Thread):
                 pass  # the gateway stopped at the end of the test
 
 
-def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path):
+@pytest.mark.parametrize("sleep_mode", [False, True], ids=["cold", "sleeping-pool"])
+def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path, sleep_mode):
+    """Cold: never two backend processes. Sleeping pool: backends stay alive asleep, never two awake."""
     token = uuid.uuid4().hex[:8]
-    models = {m: fault_model("--response-delay", str(RESPONSE_DELAY_S), served_name=f"stress-{token}-{m}")
+    models = {m: fault_model("--response-delay", str(RESPONSE_DELAY_S), served_name=f"stress-{token}-{m}",
+                             sleep_mode=sleep_mode)
               for m in MODELS}
     gw = gateways(models, max_wait_s=MAX_WAIT_S, max_queue=256, stop_grace_s=2, drain_timeout_s=10)
     rng = random.Random(1234)
@@ -79,8 +82,8 @@ def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path):
     events.start()
     assert events.connected.wait(10), "no /api/events stream"
     sampled = tmp_path / "samples.json"
-    sampler = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sampler.py")), token, str(sampled)],
-                               stdout=subprocess.PIPE, text=True)
+    sampler = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sampler.py")), token, str(sampled),
+                                "0.010", "awake" if sleep_mode else "all"], stdout=subprocess.PIPE, text=True)
     assert sampler.stdout.readline().strip() == "sampling"
     results: list[dict] = []
     next_index = 0
@@ -124,8 +127,13 @@ def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path):
             json.dump({"events": events.events, "status": status,
                        "results": [{k: v for k, v in r.items() if k != "body"} for r in results]}, f)
 
-    # 1. never more than one backend process, counting starting and stopping ones
+    # 1. never more than one backend process (cold), one awake backend (sleeping pool), counting
+    #    starting and stopping ones
     assert samples["max"] <= 1, f"{samples['max']} backends at once: pids {samples['worst_pids']}"
+    if sleep_mode:
+        st = status["models"]
+        assert sum(st[m]["starts"] for m in MODELS) == len(MODELS), "a model was started twice: no wake"
+        assert sum(st[m]["wakes"] for m in MODELS) == status["switches"] - len(MODELS)
     assert samples["max"] == 1  # the sampler did see the backends
     median_gap = samples["median_gap_s"]
     assert median_gap < 0.025, f"sampler too slow to mean anything: median period {median_gap * 1e3:.1f} ms"
@@ -185,7 +193,7 @@ def timeline(events: list[dict]) -> tuple[list[tuple[float, float]], list[tuple[
         t, phase = e["time"], e.get("phase")
         if phase == "draining":
             drain_start = t
-        elif phase in ("stopping", "waiting_vram", "starting", "loading"):
+        elif phase in ("sleeping", "stopping", "waiting_vram", "waking", "starting", "loading"):
             if drain_start is not None:
                 drains.append((drain_start, t))
                 drain_start = None
