@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import httpx
 from httpx_sse import connect_sse
 
+from vlmswap.states import ModelState, Phase
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -180,7 +182,7 @@ class Client:
                         _raise_for(src.response)
                     started = self.load(name)
                     real = started["name"]
-                    if started["state"] == "ready" and self.status()["resident"] == real:
+                    if started["state"] == ModelState.READY and self.status()["resident"] == real:
                         return self.status()
                     for sse in src.iter_sse():
                         if time.monotonic() > deadline:
@@ -192,9 +194,9 @@ class Client:
                             continue
                         if on_progress is not None:
                             on_progress(ev)
-                        if ev.get("type") == "phase" and ev.get("phase") == "ready":
+                        if ev.get("type") == "phase" and ev.get("phase") == Phase.READY:
                             return self.status()
-                        if ev.get("phase") == "failed" or ev.get("state") == "failed":
+                        if ev.get("phase") == Phase.FAILED or ev.get("state") == ModelState.FAILED:
                             tail = ev.get("log_tail") or self.logs(real, 20)
                             raise SwitchError(str(ev.get("message") or f"{real} failed"), tail)
             except httpx.ConnectError as exc:
@@ -208,6 +210,12 @@ class Client:
         """Stop whatever model is resident, or only `name` if given (after its requests in flight)."""
         path = f"/api/models/{name}/unload" if name else "/api/unload"
         resp = self._request("POST", path, **({"timeout": timeout} if timeout is not None else {}))
+        return resp.json() if resp.content else {}
+
+    def sleep(self, name: str, timeout: float | None = None) -> dict[str, Any]:
+        """Put the awake model `name` to sleep (after its requests in flight); the next request wakes it."""
+        extra = {"timeout": timeout} if timeout is not None else {}
+        resp = self._request("POST", f"/api/models/{name}/sleep", **extra)
         return resp.json() if resp.content else {}
 
     def logs(self, name: str, tail: int = 100) -> list[str]:

@@ -25,7 +25,7 @@ import psutil
 
 from vlmswap import backends, gpu, pool
 from vlmswap.backends.base import Backend, BackendError, LogBuffer
-from vlmswap.config import ModelSpec, Registry
+from vlmswap.config import Registry
 from vlmswap.events import EventBus
 from vlmswap.states import ModelState, Phase, SwitchKind
 

@@ -13,6 +13,8 @@ from typing import Any, Optional
 
 import typer
 
+from vlmswap.states import ModelState, Phase
+
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 GATEWAY_HELP = "Gateway URL (env VLMSWAP_GATEWAY)."
 
@@ -120,7 +122,7 @@ def register(app: typer.Typer) -> None:
 
         console = Console(stderr=True)
         client = _client(gateway, api_key)
-        phases = ["draining", "stopping", "waiting_vram", "starting", "loading", "ready"]
+        phases = [str(p) for p in Phase if p != Phase.FAILED]
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[phase]:<13}"), TextColumn("{task.description}"),
                       TimeElapsedColumn(), console=console, transient=False) as bar:
             task = bar.add_task(f"switching to {name}", total=len(phases), phase="requested")
@@ -149,10 +151,29 @@ def register(app: typer.Typer) -> None:
             except GatewayError as exc:
                 bar.stop()
                 _fail(exc.message)
-            bar.update(task, phase="ready", completed=len(phases))
+            bar.update(task, phase=Phase.READY, completed=len(phases))
         resident = st.get("resident")
-        start = (st["models"].get(resident) or {}).get("last_start_s") if resident else None
-        typer.echo(f"{resident} is ready" + (f" (started in {start:.2f} s)" if start else ""))
+        m = (st["models"].get(resident) or {}) if resident else {}
+        woke, start = m.get("last_wake_s"), m.get("last_start_s")
+        how = f" (woken in {woke:.2f} s)" if woke and m.get("wakes") else \
+            f" (started in {start:.2f} s)" if start else ""
+        typer.echo(f"{resident} is ready{how}")
+
+    @app.command("sleep")
+    def sleep(
+        name: str = typer.Argument(..., help="The awake model to put to sleep."),
+        gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
+        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+    ) -> None:
+        """Put NAME to sleep (weights to host RAM), freeing the GPU; the next request wakes it."""
+        from vlmswap.client import GatewayError
+
+        try:
+            res = _client(gateway, api_key).sleep(name)
+        except GatewayError as exc:
+            _fail(exc.message)
+        done = res.get("message") or "nothing to do"
+        typer.echo(f"putting {res['model']} to sleep" if res.get("sleeping") else done)
 
     @app.command("unload")
     def unload(
@@ -178,28 +199,38 @@ def _print_status(st: dict[str, Any]) -> None:
 
     console = Console(width=None if sys.stdout.isatty() else 140)  # pipes: no 80-column squeeze
     g = st.get("gpu") or {}
+    gib = 1024 ** 3
     if g.get("available"):
-        gib = 1024 ** 3
         gpu = f"{g['name']}: {g['used_bytes'] / gib:.1f} / {g['total_bytes'] / gib:.1f} GiB used"
     else:
         gpu = g.get("reason") or "no NVIDIA GPU"
     sw = st.get("switch")
     console.print(f"resident: [bold]{st.get('resident') or '-'}[/bold]   queue: {st.get('queue_length', 0)}   "
                   f"in flight: {st.get('in_flight', 0)}   switches: {st.get('switches', 0)}")
+    pool = st.get("pool") or {}
+    if pool:
+        limit = f", at most {pool['max_sleeping']}" if pool.get("max_sleeping") is not None else ""
+        console.print(f"sleeping pool: {pool.get('count', 0)} asleep, {pool.get('ram_bytes', 0) / gib:.2f} / "
+                      f"{pool.get('ram_budget_bytes', 0) / gib:.1f} GiB host RAM{limit}")
     if sw:
         console.print(f"switch: to {sw['target']} ({sw['phase']}, {sw['elapsed_s']:.1f} s)")
     console.print(f"GPU: {gpu}")
     t = Table(show_edge=False)
-    for col in ("model", "served name", "state", "in flight", "queued", "last start", "note"):
+    for col in ("model", "served name", "state", "in flight", "queued", "last start", "last wake", "RAM asleep",
+                "note"):
         t.add_column(col)
-    colors = {"ready": "green", "starting": "yellow", "stopping": "yellow", "failed": "red"}
+    colors = {ModelState.READY: "green", ModelState.STARTING: "yellow", ModelState.WAKING: "yellow",
+              ModelState.STOPPING: "yellow", ModelState.SLEEPING: "blue", ModelState.FAILED: "red"}
     for name, m in st.get("models", {}).items():
-        note = m.get("last_error") if m.get("state") == "failed" else (m.get("unavailable") or "")
+        note = m.get("last_error") if m.get("state") == ModelState.FAILED else (m.get("unavailable") or "")
         note = (note or "").splitlines()[0][:60] if note else ""
         state = m.get("state", "?")
+        ram = m.get("sleep_ram_bytes")
         t.add_row(name, m.get("served_name", ""), f"[{colors.get(state, 'white')}]{state}[/]",
                   str(m.get("in_flight", 0)), str(m.get("queued", 0)),
-                  f"{m['last_start_s']:.1f} s" if m.get("last_start_s") else "-", note)
+                  f"{m['last_start_s']:.1f} s" if m.get("last_start_s") else "-",
+                  f"{m['last_wake_s']:.2f} s" if m.get("last_wake_s") else "-",
+                  f"{ram / gib:.2f} GiB" if ram is not None else "-", note)
     console.print(t)
 
 

@@ -21,6 +21,7 @@ import httpx
 from httpx_sse import connect_sse
 
 from vlmswap.client import API_KEY_ENV, START_HINT, Client, GatewayError, GatewayUnreachable, _raise_for
+from vlmswap.states import ModelState, Phase
 from vlmswap.ui.view import models
 
 __all__ = ["API_KEY_ENV", "DEFAULT_GATEWAY", "GATEWAY_ENV", "START_HINT", "Gateway", "GatewayError",
@@ -119,7 +120,7 @@ class Gateway(Client):
         last_phase, last_poll = "", 0.0
         stream_ok = True  # while the event stream lives, phases come from it alone (in order)
         try:
-            if self.load(name).get("state") == "ready":
+            if self.load(name).get("state") == ModelState.READY:
                 return self._result(name, t0)
             while time.monotonic() - t0 < timeout:
                 try:
@@ -133,7 +134,7 @@ class Gateway(Client):
                     if ev.get("type") == "phase" and phase:
                         last_phase = phase
                         report(phase, float(ev.get("elapsed_s") or 0.0), str(ev.get("message") or ""))
-                    if ev.get("model") == name and (phase or ev.get("state")) in ("ready", "failed"):
+                    if ev.get("model") == name and (phase or ev.get("state")) in (Phase.READY, Phase.FAILED):
                         return self._result(name, t0)
                     if not events.empty():
                         continue  # drain what is queued before looking at /api/status
@@ -160,7 +161,7 @@ class Gateway(Client):
         model = find_model(st, name) or {}
         state = str(model.get("state") or "unknown")
         elapsed = float(model.get("last_start_s") or time.monotonic() - t0)
-        if state == "ready":
+        if state == ModelState.READY:
             return SwitchResult(name, True, state, elapsed)
         try:
             tail = self.logs(name, 20)
@@ -185,7 +186,7 @@ def _settled(model: dict[str, Any] | None, since: float) -> bool:
     """Ready, or failed *after* `since` (an earlier failure of the same model does not count)."""
     if not model:
         return False
-    return model.get("state") == "ready" or (model.get("state") == "failed" and float(model.get("since") or 0) >= since)
+    return model.get("state") == ModelState.READY or (model.get("state") == ModelState.FAILED and float(model.get("since") or 0) >= since)
 
 
 def find_model(status: dict[str, Any], name: str) -> dict[str, Any] | None:

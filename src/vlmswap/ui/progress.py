@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+from vlmswap.states import Phase
 from vlmswap.ui.api import Gateway, GatewayError, SwitchResult
 from vlmswap.ui.view import phase_fraction, phase_label
 
@@ -19,7 +20,7 @@ NOTICE_KEY = "switch_notice"
 def _mark(phase: str, current: str) -> str:
     if phase == "failed":
         return "✗"
-    return "…" if phase == current and phase != "ready" else "✓"
+    return "…" if phase == current and phase != Phase.READY else "✓"
 
 
 def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None:
@@ -57,7 +58,7 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
         st.session_state[NOTICE_KEY] = {"ok": False, "model": name, "text": exc.message, "log_tail": [],
                                          "steps": []}
         return None
-    final = "ready" if result.ok else "failed"
+    final = Phase.READY if result.ok else Phase.FAILED
     if final not in seen:
         seen.append(final)
         times[final] = result.elapsed_s

@@ -10,10 +10,21 @@ from typing import Any
 
 import streamlit as st
 
+from vlmswap.states import ModelState
 from vlmswap.ui.api import Gateway, GatewayError
 from vlmswap.ui.progress import NOTICE_KEY, run_switch, show_notice
-from vlmswap.ui.view import (STATE_ICONS, activity_line, badges, host_line, memory_bar_html, memory_line, models,
-                             resident_name)
+from vlmswap.ui.view import (
+    STATE_ICONS,
+    activity_line,
+    badges,
+    host_line,
+    memory_bar_html,
+    memory_line,
+    models,
+    pool_line,
+    resident_name,
+    sleep_line,
+)
 
 REFRESH_S = 3.0
 PENDING_KEY = "pending_switch"
@@ -61,6 +72,8 @@ def _live(gw: Gateway) -> None:
     st.markdown(memory_bar_html(status.get("gpu") or {}), unsafe_allow_html=True)
     if host_line(status.get("host") or {}):
         st.caption(host_line(status.get("host") or {}))
+    if pool_line(status):
+        st.caption(pool_line(status))
     if resident:
         with st.expander(f"Log of {resident}"):
             try:
@@ -75,22 +88,40 @@ def _models(gw: Gateway, status: dict[str, Any]) -> None:
     gpu = status.get("gpu") or {}
     for m in models(status):
         name = m["name"]
-        state = str(m.get("state") or "stopped")
+        state = ModelState(m.get("state") or ModelState.STOPPED)
         box = sb.container(border=True)
         box.markdown(f"**{name}** {STATE_ICONS.get(state, '○')} {state}  \n{badges(m.get('capabilities') or [])}")
         box.caption(memory_line(m, gpu))
         if activity_line(m):
             box.caption(activity_line(m))
+        if sleep_line(m):
+            box.caption(sleep_line(m))
         if m.get("unavailable"):
             box.caption(f":material/block: cannot run here: {m['unavailable']}")
-        elif state == "failed" and m.get("last_error"):
+        elif state == ModelState.FAILED and m.get("last_error"):
             box.caption(f"last start failed: {m['last_error']}")
-        left, right = box.columns(2)
-        left.button("Switch" if state != "ready" else "Resident", key=f"switch_{name}",
-                    disabled=bool(m.get("unavailable")) or state in ("ready", "starting", "loading"),
+        left, mid, right = box.columns(3)
+        left.button("Wake" if state == ModelState.SLEEPING else "Switch" if state != ModelState.READY else "Resident",
+                    key=f"switch_{name}",
+                    disabled=bool(m.get("unavailable")) or state in (ModelState.READY, ModelState.STARTING,
+                                                                     ModelState.WAKING),
                     on_click=_ask_switch, args=(name,), width="stretch")
-        if state in ("ready", "starting", "loading", "sleeping"):
+        if state == ModelState.READY and m.get("sleep_mode"):
+            mid.button("Sleep", key=f"sleep_{name}", width="stretch", on_click=_sleep, args=(gw, name),
+                       help="Park the weights in host RAM; the next request wakes it in a moment")
+        if state in (ModelState.READY, ModelState.STARTING, ModelState.SLEEPING):
             right.button("Unload", key=f"unload_{name}", width="stretch", on_click=_unload, args=(gw, name))
+
+
+def _sleep(gw: Gateway, name: str) -> None:
+    """Button callback: the outcome becomes the sidebar's notice, as for Unload."""
+    try:
+        gw.sleep(name)
+        notice = {"ok": True, "model": name, "text": f"{name} is going to sleep.", "log_tail": [], "steps": []}
+    except GatewayError as exc:
+        notice = {"ok": False, "model": name, "text": f"Could not put {name} to sleep: {exc.message}",
+                  "log_tail": [], "steps": []}
+    st.session_state[NOTICE_KEY] = notice
 
 
 def _unload(gw: Gateway, name: str) -> None:

@@ -8,20 +8,26 @@ from __future__ import annotations
 import html
 from typing import Any
 
-PHASES = ("draining", "stopping", "waiting_vram", "starting", "loading", "ready")
+from vlmswap.states import ModelState, Phase
+
+PHASES = tuple(p for p in Phase if p != Phase.FAILED)
 PHASE_LABELS = {
-    "draining": "Draining requests in flight",
-    "stopping": "Stopping the resident model",
-    "waiting_vram": "Waiting for VRAM to be released",
-    "starting": "Starting",
-    "loading": "Loading",
-    "ready": "Ready",
-    "failed": "Failed",
+    Phase.DRAINING: "Draining requests in flight",
+    Phase.SLEEPING: "Putting the resident model to sleep",
+    Phase.STOPPING: "Stopping the resident model",
+    Phase.WAITING_VRAM: "Waiting for VRAM to be released",
+    Phase.WAKING: "Waking from host RAM",
+    Phase.STARTING: "Starting",
+    Phase.LOADING: "Loading",
+    Phase.WARMING_UP: "Warming up",
+    Phase.READY: "Ready",
+    Phase.FAILED: "Failed",
 }
 BADGE_COLOURS = {"ocr": "blue", "layout": "violet", "chat": "green", "grounding": "orange"}
 BADGE_LABELS = {"ocr": "OCR", "layout": "layout", "chat": "chat", "grounding": "grounding"}
-STATE_ICONS = {"ready": ":green[●]", "starting": ":orange[●]", "loading": ":orange[●]",
-               "stopping": ":orange[●]", "sleeping": ":blue[●]", "failed": ":red[●]", "stopped": ":gray[○]"}
+STATE_ICONS = {ModelState.READY: ":green[●]", ModelState.STARTING: ":orange[●]", ModelState.WAKING: ":orange[●]",
+               ModelState.STOPPING: ":orange[●]", ModelState.SLEEPING: ":blue[●]", ModelState.FAILED: ":red[●]",
+               ModelState.STOPPED: ":gray[○]"}
 # Colours of the GPU bar's segments, one per backend process, then "other".
 SEGMENT_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2")
 OTHER_COLOUR = "#9d9d9d"
@@ -47,7 +53,7 @@ def phase_label(phase: str) -> str:
 
 def phase_fraction(phase: str) -> float:
     """Rough position of a phase in a switch, for a progress bar that only moves forward."""
-    if phase in ("ready", "failed"):
+    if phase in (Phase.READY, Phase.FAILED):
         return 1.0
     if phase in PHASES:
         return (PHASES.index(phase) + 0.5) / len(PHASES)
@@ -66,8 +72,28 @@ def memory_line(model: dict[str, Any], gpu: dict[str, Any]) -> str:
     if not gpu.get("available"):
         return f"{need_txt} · no GPU"
     free = float(gpu.get("free_bytes") or 0) / 1e9
-    ok = "fits" if need <= free or model.get("state") == "ready" else "more than free now"
+    ok = "fits" if need <= free or model.get("state") == ModelState.READY else "more than free now"
     return f"{need_txt} · {free:.1f} GB free ({ok})"
+
+
+def sleep_line(model: dict[str, Any]) -> str:
+    """What a sleeping model holds, and how fast it last woke ("" when it is not asleep)."""
+    if model.get("state") != ModelState.SLEEPING:
+        return ""
+    ram = fmt_bytes(model.get("sleep_ram_bytes"))
+    how = "measured" if model.get("sleep_ram_measured") else "estimated"
+    woke = f" · last woke in {float(model['last_wake_s']):.2f} s" if model.get("last_wake_s") else ""
+    return f"asleep in host RAM: {ram} ({how}){woke}"
+
+
+def pool_line(status: dict[str, Any]) -> str:
+    """The sleeping pool against its budgets ("" when nobody sleeps)."""
+    pool = status.get("pool") or {}
+    if not pool.get("count"):
+        return ""
+    limit = f" (at most {pool['max_sleeping']})" if pool.get("max_sleeping") is not None else ""
+    return (f"Sleeping pool: {pool['count']} model(s){limit}, {fmt_bytes(pool.get('ram_bytes'))} of "
+            f"{fmt_bytes(pool.get('ram_budget_bytes'))} host RAM budget")
 
 
 def activity_line(model: dict[str, Any]) -> str:
@@ -139,7 +165,7 @@ def resident_name(status: dict[str, Any]) -> str | None:
     if res:
         return str(res)
     for m in models(status):
-        if m.get("state") in ("ready", "sleeping"):
+        if m.get("state") == ModelState.READY:
             return m.get("name")
     return None
 
