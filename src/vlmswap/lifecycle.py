@@ -252,6 +252,7 @@ class Lifecycle:
         t0 = self.clock()
         try:
             await asyncio.wait_for(backend.sleep(spec.sleep_level, s.sleep_timeout_s + 5.0), s.sleep_timeout_s)
+            backend_s = self.clock() - t0
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -270,7 +271,8 @@ class Lifecycle:
             st.sleep_ram_bytes = await asyncio.to_thread(backend.host_memory_bytes)
         self.set_state(name, ModelState.SLEEPING, message=f"asleep in {self.clock() - t0:.2f} s, holding "
                                                           f"{(st.sleep_ram_bytes or 0) / GIB:.2f} GiB of host RAM")
-        self.phase(phase_model, Phase.SLEEPING, f"{name} asleep in {self.clock() - t0:.2f} s")
+        self.phase(phase_model, Phase.SLEEPING, f"{name} asleep in {self.clock() - t0:.3f} s",
+                   backend_s=round(backend_s, 4))
         return True
 
     async def _verify_asleep(self, name: str, phase_model: str, backend: Backend) -> int | None:
@@ -305,6 +307,7 @@ class Lifecycle:
             async with asyncio.timeout(s.wake_timeout_s):
                 await backend.wake(spec.sleep_level, s.wake_timeout_s + 5.0)
                 await backend.wait_awake(s.wake_timeout_s, min(s.poll_interval_s, 0.01))
+            backend_s = self.clock() - t0
         except TimeoutError:
             raise BackendError(f"{name} not awake after {s.wake_timeout_s:g} s (wake_timeout_s)",
                                self.logs(name, 30)) from None
@@ -314,7 +317,7 @@ class Lifecycle:
         st.wakes += 1
         st.sleep_gpu_bytes = None
         self.set_state(name, ModelState.READY, message=f"awake in {took:.3f} s")
-        self.phase(name, Phase.READY, f"{name} awake in {took:.3f} s", kind="warm")
+        self.phase(name, Phase.READY, f"{name} awake in {took:.3f} s", kind="warm", backend_s=round(backend_s, 4))
 
     async def make_gpu_room(self, target: str, protect: frozenset[str]) -> None:
         """Sleepers keep their CUDA context: before `target` wakes or starts, their residual plus its
