@@ -41,8 +41,11 @@ def worker(engine: str, *args: str) -> dict[str, Any]:
     return {"cmd": cmd, "startup_timeout_s": 300}
 
 
-async def alternate(models: dict[str, Any], sleep_mode: bool, switches: int, state: Path) -> dict[str, Any]:
-    reg = parse_registry({"gateway": {"stop_grace_s": 5}, "models": {
+async def alternate(models: dict[str, Any], sleep_mode: bool, switches: int, state: Path,
+                    gateway: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Switch A, B, A, ... through a manager; returns each switch's time (the first loads of A and
+    B excluded), the events, and the GPU residual of the model left asleep after each switch."""
+    reg = parse_registry({"gateway": {"stop_grace_s": 5, **(gateway or {})}, "models": {
         name: {**spec, "served_name": name, "sleep_mode": sleep_mode} for name, spec in models.items()}})
     m = Manager(reg, state_dir=state)
     events: list[dict[str, Any]] = []
@@ -50,17 +53,21 @@ async def alternate(models: dict[str, Any], sleep_mode: bool, switches: int, sta
     await m.start()
     a, b = list(models)
     times: list[float] = []
+    residual: list[int] = []
     try:
         for i in range(switches + 2):  # the first two are the first loads of A and B (cold either way)
-            name = (a, b)[i % 2]
+            name, other = ((a, b), (b, a))[i % 2]
             t0 = time.perf_counter()
             async with m.lease(name):
                 took = time.perf_counter() - t0
             if i >= 2:
                 times.append(took)
+                st = m.status()["models"][other]
+                if st["state"] == "sleeping" and "gpu_bytes" in st:
+                    residual.append(st["gpu_bytes"])
     finally:
         await m.shutdown()
-    return {"times": times, "events": events}
+    return {"times": times, "events": events, "residual": residual}
 
 
 def gateway_share(events: list[dict[str, Any]]) -> list[float]:

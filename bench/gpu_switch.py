@@ -23,15 +23,11 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from _gateway_common import PY, machine, median
-from gateway_sleep import gateway_share
-
-from vlmswap.config import parse_registry
-from vlmswap.manager import Manager
+from gateway_sleep import alternate, gateway_share
 
 GIB = 1024 ** 3
 
@@ -93,32 +89,6 @@ def build(kind: str, arch: dict[str, Any], tiny: Path, out: Path, device: str) -
     return out
 
 
-async def alternate(models: dict[str, Any], sleep_mode: bool, switches: int, state: Path) -> dict[str, Any]:
-    reg = parse_registry({"gateway": {"stop_grace_s": 10, "sleep_ram_budget_gb": 64}, "models": {
-        name: {**spec, "served_name": name, "sleep_mode": sleep_mode} for name, spec in models.items()}})
-    m = Manager(reg, state_dir=state)
-    events: list[dict[str, Any]] = []
-    m.add_listener(events.append)
-    await m.start()
-    a, b = list(models)
-    times: list[float] = []
-    residual: list[int] = []
-    try:
-        for i in range(switches + 2):
-            name, other = ((a, b), (b, a))[i % 2]
-            t0 = time.perf_counter()
-            async with m.lease(name):
-                took = time.perf_counter() - t0
-            if i >= 2:
-                times.append(took)
-                st = m.status()["models"][other]
-                if st["state"] == "sleeping" and "gpu_bytes" in st:
-                    residual.append(st["gpu_bytes"])
-    finally:
-        await m.shutdown()
-    return {"times": times, "events": events, "residual": residual}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--switches", type=int, default=5)
@@ -139,8 +109,9 @@ def main() -> int:
                                     "--model", str(path), "--device", args.device, "--port", "${PORT}",
                                     "--served-model-name", "${SERVED_NAME}"],
                             "startup_timeout_s": 600, "vram_gb": 6}
-        cold = asyncio.run(alternate(models, False, args.switches, Path(tmp) / "cold"))
-        warm = asyncio.run(alternate(models, True, args.switches, Path(tmp) / "warm"))
+        gateway = {"stop_grace_s": 10, "sleep_ram_budget_gb": 64}
+        cold = asyncio.run(alternate(models, False, args.switches, Path(tmp) / "cold", gateway))
+        warm = asyncio.run(alternate(models, True, args.switches, Path(tmp) / "warm", gateway))
     share = gateway_share(warm["events"])
     result = {"machine": machine(), "scale": args.scale, "device": args.device, "switches": args.switches,
               "cold_s": cold["times"], "warm_s": warm["times"], "gateway_share_s": share,

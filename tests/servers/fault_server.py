@@ -200,12 +200,8 @@ class Server:
             await self.send_json(writer, 200, {"bytes": held}, keep)
         elif path == "/sleep":
             log(f"POST /sleep level={q.get('level', '1')}")
-            if a.sleep_hangs:
-                await asyncio.sleep(3600)
-            if a.sleep_fails:
-                await self.send_json(writer, 500, _error(500, "simulated sleep failure"), keep)
+            if await self.misbehave(writer, keep, "sleep", a.sleep_hangs, a.sleep_fails, a.sleep_delay):
                 return
-            await asyncio.sleep(a.sleep_delay)
             self.sleeping = {"weights", "kv_cache"}
             self.weights_stale = q.get("level", "1") == "2"
             await self.send(writer, 200, b"", "text/plain", keep)
@@ -215,12 +211,8 @@ class Server:
             if a.die_on_wake:
                 log("dying on wake (--die-on-wake)")
                 os._exit(5)
-            if a.wake_hangs:
-                await asyncio.sleep(3600)
-            if a.wake_fails:
-                await self.send_json(writer, 500, _error(500, "simulated wake failure"), keep)
+            if await self.misbehave(writer, keep, "wake", a.wake_hangs, a.wake_fails, a.wake_delay):
                 return
-            await asyncio.sleep(a.wake_delay)
             if tags == "kv_cache" and self.weights_stale:
                 await self.send_json(writer, 400, _error(400, "reload_weights must come before the KV cache"), keep)
                 return
@@ -232,6 +224,17 @@ class Server:
             if req.get("method") == "reload_weights":
                 self.weights_stale = False
             await self.send_json(writer, 200, {"results": [None]}, keep)
+
+    async def misbehave(self, writer: asyncio.StreamWriter, keep: bool, what: str, hangs: bool, fails: bool,
+                        delay: float) -> bool:
+        """The --X-hangs / --X-fails / --X-delay faults of a sleep-mode call; True when it answered."""
+        if hangs:
+            await asyncio.sleep(3600)
+        if fails:
+            await self.send_json(writer, 500, _error(500, f"simulated {what} failure"), keep)
+            return True
+        await asyncio.sleep(delay)
+        return False
 
     def answer_tokens(self, req: dict[str, Any], chat: bool) -> tuple[list[str], int, str]:
         if chat:

@@ -137,6 +137,19 @@ def test_sleep_and_wake_leave_it_answering_the_same(engine) -> None:
     assert after == before
 
 
+def test_level_2_sleep_frees_the_weights_and_a_plain_wake_reloads_them(engine) -> None:
+    req = ask(image=picture("drop"))
+    before, _, _ = answer(engine, req)
+    engine.sleep(2)
+    try:
+        assert engine.is_sleeping and engine.model is None  # dropped, as vLLM's level 2
+    finally:
+        engine.wake_up()
+    assert engine.model is not None
+    after, _, _ = answer(engine, req)
+    assert after == before
+
+
 def test_hub_id_loads_from_the_local_cache_only(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """A hub id resolves to its snapshot in the HF cache; one not cached fails, naming the cache."""
     from huggingface_hub import constants

@@ -98,6 +98,26 @@ def test_sleep_then_wake_over_http_leaves_it_answering(client: openai.OpenAI, ti
     assert after == before and after
 
 
+def test_level_2_sleep_drops_the_weights_and_vllms_three_call_wake_reloads_them(client: openai.OpenAI,
+                                                                                 tiny_worker: str) -> None:
+    before = client.chat.completions.create(model=SERVED_NAME, messages=messages("level"), max_tokens=8,
+                                            temperature=0).choices[0].message.content
+    with httpx.Client(base_url=tiny_worker, timeout=60, trust_env=False) as http:
+        assert http.post("/sleep", params={"level": 2}).status_code == 200
+        assert http.post("/wake_up", params={"tags": "weights"}).status_code == 200
+        assert http.get("/is_sleeping").json() == {"is_sleeping": True}  # the KV cache is not back yet
+        r = http.post("/collective_rpc", json={"method": "reload_weights"})
+        assert r.status_code == 200 and r.json() == {"results": [None]}
+        assert http.post("/wake_up", params={"tags": "kv_cache"}).status_code == 200
+        assert http.get("/is_sleeping").json() == {"is_sleeping": False}
+        bad = http.post("/collective_rpc", json={"method": "execute_model"})
+        assert bad.status_code == 400 and "reload_weights" in bad.json()["error"]["message"]
+        assert http.post("/wake_up", params={"tags": "everything"}).status_code == 400
+    after = client.chat.completions.create(model=SERVED_NAME, messages=messages("level"), max_tokens=8,
+                                           temperature=0).choices[0].message.content
+    assert after == before and after  # the same weights, read again from the checkpoint
+
+
 def test_worker_refuses_a_hub_id_that_is_not_cached(tmp_path: Path) -> None:
     """The worker never downloads: an uncached id ends the process with one clear line."""
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
