@@ -207,7 +207,7 @@ class Client:
         raise GatewayError("the gateway closed the event stream", code="events_closed")
 
     def unload(self, name: str | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """Stop whatever model is resident, or only `name` if given (after its requests in flight)."""
+        """Stop the awake model and every sleeper, or only `name` if given (after its requests in flight)."""
         path = f"/api/models/{name}/unload" if name else "/api/unload"
         resp = self._request("POST", path, **({"timeout": timeout} if timeout is not None else {}))
         return resp.json() if resp.content else {}

@@ -255,8 +255,28 @@ class Manager:
         return self.scheduler.resident or (p.target if p is not None else None)
 
     async def unload(self, name: str | None = None) -> dict[str, Any]:
-        """Stop the resident model (after its requests in flight); `name`: only if it is that one."""
-        return self._take_off_gpu(name, sleep=False)
+        """Stop the awake model (after its requests in flight) and every sleeper; `name`: only that one
+        (awake or asleep)."""
+        if name is not None:
+            name = self.resolve(name)
+            if self.models[name].state == ModelState.SLEEPING:
+                self._stop_sleepers([name])
+                return {"model": name, "unloading": True, "state": ModelState.SLEEPING}
+            return self._take_off_gpu(name, sleep=False)
+        stopped = self._stop_sleepers(self.lifecycle.sleepers())
+        out = self._take_off_gpu(None, sleep=False)
+        if stopped:
+            out["sleepers"] = stopped
+            out["unloading"] = True
+        return out
+
+    def _stop_sleepers(self, names: list[str]) -> list[str]:
+        """Stop sleepers in the background; never the one a switch is about to wake."""
+        p = self.lifecycle.progress
+        names = [n for n in names if p is None or p.target != n]
+        for n in names:
+            self._spawn(self.lifecycle.stop(n, n, "unload"))
+        return names
 
     async def sleep(self, name: str) -> dict[str, Any]:
         """Put the awake model `name` to sleep (after its requests in flight); 409 when it cannot sleep."""

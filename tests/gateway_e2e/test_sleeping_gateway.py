@@ -77,3 +77,17 @@ def test_graceful_shutdown_stops_sleepers(gateways):
     pids = {p for m in ("alpha", "beta") for p in gw.model(m)["pids"]}
     gw.stop()
     assert not fault_servers_of(pids)
+
+
+def test_unload_stops_the_awake_model_and_every_sleeper(gateways):
+    gw = gateways({"alpha": sleepy(), "beta": sleepy(), "gamma": sleepy()})
+    for name in ("alpha", "beta", "gamma"):
+        assert gw.chat(name).status_code == 200
+    r = gw.http.post("/api/models/alpha/unload")  # a sleeper, by name
+    assert r.status_code == 202 and r.json()["unloading"] is True
+    gw.wait_for(lambda: gw.model("alpha")["state"] == "stopped", what="alpha stopped")
+    assert gw.model("beta")["state"] == "sleeping" and gw.status()["resident"] == "gamma"
+    r = gw.http.post("/api/unload")
+    assert r.status_code == 202 and r.json()["sleepers"] == ["beta"]
+    gw.wait_for(lambda: all(m["state"] == "stopped" for m in gw.status()["models"].values()), what="all stopped")
+    assert gw.status()["pool"]["count"] == 0

@@ -31,7 +31,7 @@ def registry(tiny_model: Path) -> dict:
             "ocr-a": {"served_name": "ocr-a", "cmd": worker_cmd("rapidocr"), "family": "rapidocr",
                       "capabilities": ["ocr", "layout"], "startup_timeout_s": 120},
             "ocr-b": {"served_name": "ocr-b", "cmd": worker_cmd("rapidocr"), "family": "rapidocr",
-                      "capabilities": ["ocr", "layout"], "startup_timeout_s": 120},
+                      "capabilities": ["ocr", "layout"], "startup_timeout_s": 120, "sleep_mode": True},
             "tiny-chat": {"served_name": "tiny-chat", "family": "qwen2_vl", "capabilities": ["chat", "ocr"],
                           "cmd": worker_cmd("transformers", "--model", str(tiny_model), "--device", "cpu"),
                           "startup_timeout_s": 180},

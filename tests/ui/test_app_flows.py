@@ -47,6 +47,32 @@ def test_switch_shows_its_phases_and_ends_ready(app, gateway):
     assert "ocr-b unloaded." in texts(app.sidebar.success)
 
 
+def test_sleep_button_parks_the_model_and_wake_brings_it_back(app, gateway):
+    run_ok(app.sidebar.button(key="switch_ocr-b").click())
+    assert gateway.resident() == "ocr-b"
+    run_ok(app.sidebar.button(key="sleep_ocr-b").click())
+    assert "ocr-b is going to sleep." in texts(app.sidebar.success)
+    gateway_wait(gateway, lambda st: st["models"]["ocr-b"]["state"] == "sleeping")
+    run_ok(app)
+    captions = texts(app.sidebar.caption)
+    assert "asleep in host RAM" in captions and "(measured)" in captions
+    assert "Sleeping pool: 1 model(s)" in captions
+    assert app.sidebar.button(key="switch_ocr-b").label == "Wake"
+    run_ok(app.sidebar.button(key="switch_ocr-b").click())
+    assert gateway.resident() == "ocr-b"
+    assert "Waking from host RAM" in texts(app.sidebar.caption)
+    assert gateway.status()["models"]["ocr-b"]["wakes"] == 1
+
+
+def gateway_wait(gateway, pred, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not pred(gateway.status()):
+        assert time.monotonic() < deadline, gateway.status()
+        time.sleep(0.05)
+
+
 def test_failed_switch_says_so_with_the_backends_last_log_lines(app, gateway):
     run_ok(app.sidebar.button(key="switch_broken").click())
     assert "broken failed to start" in texts(app.sidebar.error)

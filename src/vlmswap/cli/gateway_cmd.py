@@ -180,7 +180,8 @@ def register(app: typer.Typer) -> None:
         gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
         api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
     ) -> None:
-        """Stop the resident model (after its requests in flight), freeing the GPU."""
+        """Stop the awake model (after its requests in flight) and every sleeper, freeing the GPU and
+        the host RAM they hold."""
         from vlmswap.client import GatewayError
 
         try:
@@ -188,7 +189,8 @@ def register(app: typer.Typer) -> None:
         except GatewayError as exc:
             _fail(exc.message)
         if res.get("unloading"):
-            typer.echo(f"unloading {res['model']}")
+            names = ([res["model"]] if res.get("model") else []) + list(res.get("sleepers") or [])
+            typer.echo(f"unloading {', '.join(names)}")
         else:
             typer.echo(res.get("message") or "nothing to unload")
 
