@@ -105,7 +105,16 @@ class ModelSpec(_Strict):
 class GatewaySettings(_Strict):
     """How the gateway schedules and switches. Per-model fields override the defaults here."""
 
-    policy: Literal["single"] = "single"
+    policy: Literal["single", "fit"] = Field("single", description="single: at most one model awake; fit: "
+                                                                     "several awake while their GPU memory fits.")
+    gpu_budget_gb: float | None = Field(None, gt=0, description="fit: GPU memory the awake models may use; default: "
+                                                                "the card's total less a 5 % reserve.")
+    gpu_memory_gb: float | None = Field(None, gt=0, description="Declare the card's memory where NVML cannot read it "
+                                                                "(CPU machines, tests): placement decides against it.")
+    preload: list[str] = Field(default_factory=list, description="Models to load at start (fit: every one that "
+                                                                 "fits; single: the first).")
+    stream_loading_status: bool = Field(False, description="A streamed chat request that waits for a switch gets the "
+                                                           "progress as reasoning_content deltas before the answer.")
     max_queue: int = Field(256, ge=1, description="Requests waiting beyond this get 503 + Retry-After.")
     max_wait_s: float = Field(60.0, gt=0, description="Starvation bound: no request waits longer behind other models.")
     drain_timeout_s: float = Field(30.0, ge=0)
@@ -141,6 +150,9 @@ class Registry(_Strict):
                 if n in seen and seen[n] != name:
                     raise ValueError(f"model id {n!r} is used by both {seen[n]!r} and {name!r}")
                 seen[n] = name
+        for n in self.gateway.preload:
+            if n not in seen:
+                raise ValueError(f"gateway.preload: unknown model {n!r}")
         return self
 
     @cached_property

@@ -6,7 +6,8 @@ log buffers, the sleeping pool and the switch's progress. `switch()` is the one 
 function that does the slow work (llama-swap's `doSwap`); it raises when the target could
 not be brought up, and the manager turns the outcome into a scheduler event.
 
-The invariant, kept here: at most one backend is *awake* (starting, waking or ready). A
+The invariant, kept here under policy `single`: at most one backend is *awake* (starting,
+waking or ready); under `fit`, the scheduler decides which may be awake together. A
 model going to sleep is verified asleep (its GPU memory gone, per pid through NVML) before
 another wakes; anything that goes wrong on the warm path falls back to the cold one.
 """
@@ -25,9 +26,11 @@ import psutil
 
 from vlmswap import backends, gpu, pool
 from vlmswap.backends.base import Backend, BackendError, LogBuffer
+from vlmswap.backends.vllm_log import out_of_memory, phase_detail
 from vlmswap.config import Registry
 from vlmswap.events import EventBus
 from vlmswap.states import ModelState, Phase, SwitchKind
+from vlmswap.stats import Stats
 
 MIB = 1024 * 1024
 GIB = 1024 ** 3
@@ -58,6 +61,7 @@ class Progress:
     started: float
     phase: Phase | None = None
     phase_started: float | None = None
+    eta_s: float | None = None  # expected seconds from `started` to ready (learned), once known
 
 
 def safe_name(name: str) -> str:
@@ -84,6 +88,7 @@ class Lifecycle:
         self._watchers: set[asyncio.Task[None]] = set()
         self._vram_before: dict[str, int] = {}
         self._phase_listeners: list[Callable[[str, str, float], None]] = []
+        self.stats = Stats(state_dir / "stats.sqlite3")
         budget = self.settings.sleep_ram_budget_gb
         self.ram_budget_bytes = int(budget * GIB) if budget is not None else psutil.virtual_memory().total // 2
 
@@ -118,9 +123,24 @@ class Lifecycle:
         st, spec = self.models[name], self.registry.models[name]
         if st.sleep_ram_bytes is not None:
             return st.sleep_ram_bytes
+        learned = self.stats.median(name, "sleep_ram_bytes")
+        if learned is not None:
+            return int(learned)
         if spec.sleep_ram_gb is not None:
             return int(spec.sleep_ram_gb * GIB)
         return int(spec.vram_gb * GIB) if spec.sleep_level == 1 else 0
+
+    def need_bytes(self, name: str) -> int:
+        """GPU memory `name` takes awake: its measured peak after ready, else the registry's vram_gb."""
+        learned = self.stats.median(name, "peak_vram_bytes")
+        return int(learned) if learned is not None else int(self.registry.models[name].vram_gb * GIB)
+
+    def card_bytes(self, snap: gpu.GpuSnapshot | None = None) -> int | None:
+        """The card's memory: NVML's reading, else what `gateway.gpu_memory_gb` declares."""
+        snap = snap or self.gpu_probe()
+        if snap.available:
+            return snap.total_bytes
+        return int(self.settings.gpu_memory_gb * GIB) if self.settings.gpu_memory_gb else None
 
     def pool_status(self) -> dict[str, Any]:
         names = self.sleepers()
@@ -181,7 +201,16 @@ class Lifecycle:
                 if p.phase is not None and p.phase_started is not None:
                     self._record_phase(model, p.phase, now - p.phase_started)
                 p.phase, p.phase_started = phase, now
+        if p is not None and p.eta_s is not None and "eta_s" not in extra:
+            extra["eta_s"] = round(p.eta_s, 3)
         self.events.publish("phase", model, phase=phase, elapsed_s=elapsed, message=message, **extra)
+
+    def _expect(self, metric: str, name: str) -> None:
+        """From now on the switch's events carry eta_s: elapsed so far plus the learned median."""
+        p = self.progress
+        learned = self.stats.median(name, metric)  # type: ignore[arg-type]
+        if p is not None and learned is not None:
+            p.eta_s = (self.clock() - p.started) + learned
 
     def end(self, model: str) -> float:
         """The switch ended; returns its total seconds."""
@@ -200,13 +229,15 @@ class Lifecycle:
 
     # --- the switch ------------------------------------------------------------------------
 
-    async def switch(self, from_model: str | None, to_model: str, protect: frozenset[str]) -> SwitchKind:
-        """Retire `from_model` (to the pool, or stopped), then bring `to_model` up: woken from the
-        pool when it is there, else started cold. Raises when `to_model` cannot be brought up."""
+    async def switch(self, retire: tuple[str, ...], to_model: str, protect: frozenset[str]) -> SwitchKind:
+        """Retire the models in `retire` (to the pool, or stopped), then bring `to_model` up: woken
+        from the pool when it is there, else started cold (once more after an out-of-memory
+        death, with every sleeper evicted first). Raises when `to_model` cannot be brought up."""
         self.begin(to_model)
         protect = protect | {to_model}
-        if from_model is not None and from_model != to_model:
-            await self.retire(from_model, to_model, protect)
+        for name in retire:
+            if name != to_model:
+                await self.retire(name, to_model, protect)
         if self.state(to_model) == ModelState.SLEEPING and to_model in self._backends:
             await self.make_gpu_room(to_model, protect)
             try:
@@ -219,7 +250,16 @@ class Lifecycle:
                 self.phase(to_model, Phase.WAKING, f"wake failed ({error}); stopping it and starting it cold")
                 await self.stop(to_model, to_model, "wake failed")
         await self.make_gpu_room(to_model, protect)
-        await self.start(to_model)
+        try:
+            await self.start(to_model)
+        except BackendError as exc:
+            if not out_of_memory(exc.log_tail) or not self.sleepers():
+                raise
+            self.phase(to_model, Phase.STARTING, f"{to_model} ran out of GPU memory at start; evicting every sleeper "
+                                                 f"and retrying once")
+            for victim in self.sleepers():
+                await self.stop(victim, to_model, f"out of memory starting {to_model}")
+            await self.start(to_model)
         return "cold"
 
     async def retire(self, name: str, for_model: str | None, protect: frozenset[str]) -> None:
@@ -269,6 +309,7 @@ class Lifecycle:
         st.sleep_gpu_bytes = residual
         with contextlib.suppress(Exception):
             st.sleep_ram_bytes = await asyncio.to_thread(backend.host_memory_bytes)
+            self.stats.record(name, "sleep_ram_bytes", st.sleep_ram_bytes)
         self.set_state(name, ModelState.SLEEPING, message=f"asleep in {self.clock() - t0:.2f} s, holding "
                                                           f"{(st.sleep_ram_bytes or 0) / GIB:.2f} GiB of host RAM")
         self.phase(phase_model, Phase.SLEEPING, f"{name} asleep in {self.clock() - t0:.3f} s",
@@ -301,6 +342,7 @@ class Lifecycle:
         backend = self._backends[name]
         st = self.models[name]
         self.set_state(name, ModelState.WAKING)
+        self._expect("wake_s", name)
         self.phase(name, Phase.WAKING, f"waking {name} (level {spec.sleep_level})")
         t0 = self.clock()
         try:
@@ -315,6 +357,7 @@ class Lifecycle:
         took = self.clock() - t0
         st.last_wake_s = round(took, 4)
         st.wakes += 1
+        self.stats.record(name, "wake_s", took)
         st.sleep_gpu_bytes = None
         self.set_state(name, ModelState.READY, message=f"awake in {took:.3f} s")
         self.phase(name, Phase.READY, f"{name} awake in {took:.3f} s", kind="warm", backend_s=round(backend_s, 4))
@@ -328,8 +371,11 @@ class Lifecycle:
         snap = self.gpu_probe()
         if not snap.available:
             return
-        need = int(self.registry.models[target].vram_gb * GIB)
-        plan = pool.plan_gpu(target, need, self._sleepers(snap), capacity_bytes=snap.total_bytes, protect=protect)
+        need = self.need_bytes(target)
+        awake_others = {p for n in self.awake() if n != target for p in self.pids(n)}  # policy fit: others awake
+        held = sum(v for p, v in snap.processes.items() if p in awake_others)
+        plan = pool.plan_gpu(target, need, self._sleepers(snap), capacity_bytes=snap.total_bytes - held,
+                             protect=protect)
         for victim in plan.evict:
             await self.stop(victim, target, f"its GPU residual is needed for {target}")
         if not plan.fits:
@@ -353,12 +399,18 @@ class Lifecycle:
         if snap.available:
             self._vram_before[name] = snap.used_bytes
         backend = backends.create(name, spec, self.settings, self.log(name), self.state_dir)
+        total = self.card_bytes(snap)
+        if total:  # vLLM reserves this fraction of the card's total: the model's need, not a guess
+            backend.variables["GPU_MEMORY_UTILIZATION"] = f"{min(0.95, max(0.05, self.need_bytes(name) / total)):.3f}"
         self._backends[name] = backend
         st = self.models[name]
         st.starts += 1
         self.set_state(name, ModelState.STARTING)
+        self._expect("cold_start_s", name)
         self.phase(name, Phase.STARTING, f"launching {name} ({spec.backend})")
         t0 = self.clock()
+        listener = self._log_phases(name)
+        self.log(name).listeners.append(listener)
         try:
             await backend.start()
             self._watch(name, backend)
@@ -379,10 +431,37 @@ class Lifecycle:
                 await backend.stop(0.0 if backend.exit_status() else self.grace(name))
             self._backends.pop(name, None)
             raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self.log(name).listeners.remove(listener)
         took = self.clock() - t0
         st.last_start_s = round(took, 3)
+        self.stats.record(name, "cold_start_s", took)
+        ready = self.gpu_probe()
+        if ready.available:
+            pids = backend.pids()
+            self.stats.record(name, "peak_vram_bytes", sum(v for p, v in ready.processes.items() if p in pids))
         self.set_state(name, ModelState.READY, message=f"ready in {took:.2f} s")
         self.phase(name, Phase.READY, f"{name} ready in {took:.2f} s", kind="cold")
+
+    def _log_phases(self, name: str) -> Callable[[str], None]:
+        """A log listener: vLLM's start-up steps become `loading` events with a `detail`. Lines may come
+        from a container's log thread, so the event is handed to the loop."""
+        loop = asyncio.get_running_loop()
+        last = [""]
+
+        def publish(detail: str) -> None:
+            if detail != last[0] and self.state(name) == ModelState.STARTING:
+                last[0] = detail
+                self.phase(name, Phase.LOADING, detail, detail=detail)
+
+        def on_line(line: str) -> None:
+            detail = phase_detail(line)
+            if detail is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(publish, detail)
+
+        return on_line
 
     async def _warm_up(self, name: str, backend: Backend) -> None:
         if not self.registry.models[name].warmup:
@@ -466,6 +545,7 @@ class Lifecycle:
         self._backends.clear()
         for logs in self._logs.values():
             logs.close()
+        self.stats.close()
 
     # --- push: a backend that ends tells us --------------------------------------------------
 

@@ -34,7 +34,9 @@ from vlmswap.backends.base import state_dir as default_state_dir
 from vlmswap.config import ModelSpec, Registry, unavailable_reason
 from vlmswap.errors import APIError
 from vlmswap.events import EventBus, Subscription
+from vlmswap.fit_scheduler import FitScheduler
 from vlmswap.lifecycle import Lifecycle, ModelStatus
+from vlmswap.placement import Placement
 from vlmswap.scheduler import (
     Action,
     Drain,
@@ -107,9 +109,9 @@ class Manager:
         self.clock = clock
         self.gateway_id = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
         self.events = EventBus()
-        self.scheduler = Scheduler.from_registry(registry, grouping=grouping)
         self.lifecycle = Lifecycle(registry, self.state_dir, self.events, gpu_probe=gpu_probe, clock=clock,
                                    on_exit=self._backend_exited)
+        self.scheduler: Scheduler = self._new_scheduler(grouping)
         self._tickets: dict[int, Ticket] = {}
         self._lease_errors: dict[int, str] = {}
         self._ids = itertools.count(1)
@@ -121,7 +123,23 @@ class Manager:
         self._started = False
         self._closing = False
         self._exiting = False  # stop_admitting(): a signal asked the process to exit
+        self._preloading: list[str] = []  # fit: the rest of gateway.preload, loaded one by one
         self.switch_count = 0
+
+    def _new_scheduler(self, grouping: bool) -> Scheduler:
+        if self.settings.policy != "fit":
+            return Scheduler.from_registry(self.registry, grouping=grouping)
+        lc = self.lifecycle
+        placement = Placement.for_card(lc.card_bytes(), self.settings.gpu_budget_gb,
+                                       {name: lc.need_bytes(name) for name in self.registry.models})
+        return FitScheduler.from_registry_fit(self.registry, placement)
+
+    def awake(self) -> list[str]:
+        """The models awake and serving (policy single: at most one)."""
+        if isinstance(self.scheduler, FitScheduler):
+            return self.scheduler.awake_models()
+        r = self.resident()
+        return [r] if r else []
 
     @property
     def models(self) -> dict[str, ModelStatus]:
@@ -138,7 +156,29 @@ class Manager:
         self._started = True
         for m in messages:
             self.events.publish("state", None, message=m)
+        self._preload()
         return messages
+
+    def _preload(self) -> None:
+        """`gateway.preload`: under fit every model that fits, in order; under single the first."""
+        names = [self.resolve(n) for n in self.settings.preload]
+        if not names:
+            return
+        if not isinstance(self.scheduler, FitScheduler):
+            self._apply_all(self.scheduler.load_requested(names[0], self.clock()))
+            return
+        self._preloading = names
+        self._preload_next()
+
+    def _preload_next(self) -> None:
+        """The next preload that fits beside what is awake (never evicting an earlier one)."""
+        s = self.scheduler
+        while self._preloading and isinstance(s, FitScheduler):
+            name = self._preloading.pop(0)
+            if s.placement.fits(s.occupied() | {name}):
+                self._apply_all(s.load_requested(name, self.clock()))
+                return
+            self.events.publish("state", name, message=f"preload: {name} does not fit beside {s.occupied()}")
 
     async def shutdown(self) -> None:
         """Stop every backend this manager started, sleepers included; answer waiting requests with 503."""
@@ -293,13 +333,14 @@ class Manager:
         resident = self._awake_target()
         if name is not None:
             name = self.resolve(name)
-            if resident != name:
+            awake = name in self.awake() if isinstance(self.scheduler, FitScheduler) else resident == name
+            if not awake:
                 return {"model": name, key: False, "state": self.models[name].state,
                         "message": f"{name} is not awake"}
         if resident is None:
             return {"model": None, key: False, "message": "no model is awake"}
-        self._apply_all(self.scheduler.unload_requested(self.clock(), sleep=sleep))
-        return {"model": resident, key: True, "state": self.models[resident].state}
+        self._apply_all(self.scheduler.unload_requested(self.clock(), sleep=sleep, model=name))
+        return {"model": name or resident, key: True, "state": self.models[name or resident].state}
 
     # --- events ----------------------------------------------------------------------------
 
@@ -352,7 +393,8 @@ class Manager:
             self.lifecycle.phase(target, Phase.DRAINING, f"{a.model} admits no new requests ({what}); "
                                                          f"{a.in_flight} in flight")
         elif isinstance(a, StartSwitch):
-            self._spawn(self._run_switch(a.from_model, a.to_model))
+            retire = tuple(m for m in (a.from_model, *a.evict) if m is not None)
+            self._spawn(self._run_switch(retire, a.to_model))
         elif isinstance(a, StopResident):
             self.lifecycle.begin(a.model)
             self._spawn(self._run_stop(a.model, a.reason, a.sleep))
@@ -371,10 +413,10 @@ class Manager:
 
     # --- slow work: one short function each, reporting back as an event --------------------
 
-    async def _run_switch(self, from_model: str | None, to_model: str) -> None:
+    async def _run_switch(self, retire: tuple[str, ...], to_model: str) -> None:
         lc = self.lifecycle
         try:
-            await lc.switch(from_model, to_model, self._protected())
+            await lc.switch(retire, to_model, self._protected())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -388,7 +430,10 @@ class Manager:
         else:
             self.switch_count += 1
             lc.end(to_model)
+            if isinstance(self.scheduler, FitScheduler):  # a new measurement replaces the estimate
+                self.scheduler.placement.need[to_model] = lc.need_bytes(to_model)
             self._apply_all(self.scheduler.switch_done(to_model, self.clock()))
+            self._preload_next()
 
     async def _run_stop(self, model: str, reason: str, sleep: bool) -> None:
         lc = self.lifecycle
@@ -475,6 +520,7 @@ class Manager:
             "description": spec.description, "sleep_mode": spec.sleep_mode,
             "state": st.state, "since": st.since, "last_error": st.last_error, "last_start_s": st.last_start_s,
             "last_wake_s": st.last_wake_s, "starts": st.starts, "wakes": st.wakes,
+            "need_bytes": self.lifecycle.need_bytes(name), "stats": self.lifecycle.stats.summary(name),
             "unavailable": self.unavailable().get(name),
             "in_flight": self.scheduler.in_flight(name), "queued": self.scheduler.queued(name),
             "backoff_s": round(self.scheduler.backoff_left(name, self.clock()), 3) or None,
@@ -504,9 +550,11 @@ class Manager:
         p = self.lifecycle.progress
         sw = None
         if p is not None:
-            sw = {"target": p.target, "phase": p.phase, "elapsed_s": round(self.clock() - p.started, 3)}
+            sw = {"target": p.target, "phase": p.phase, "elapsed_s": round(self.clock() - p.started, 3),
+                  "eta_s": None if p.eta_s is None else round(p.eta_s, 3)}
         return {
             "resident": self.resident(),
+            "awake": self.awake(),
             "models": models,
             "queue_length": self.scheduler.queued(),
             "in_flight": self.scheduler.in_flight(),

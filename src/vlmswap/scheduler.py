@@ -54,10 +54,12 @@ class Drain:
 
 @dataclass(frozen=True)
 class StartSwitch:
-    """Stop `from_model`'s backend (if any), then start `to_model`'s; report switch_done/switch_failed."""
+    """Retire `from_model` (and, under policy `fit`, `evict`) to the sleeping pool or stopped, then
+    wake or start `to_model`; report switch_done/switch_failed."""
 
     from_model: str | None
     to_model: str
+    evict: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -315,8 +317,10 @@ class Scheduler:
             actions.append(StopResident(model, "crashed"))
         return actions + self._decide(now)
 
-    def unload_requested(self, now: float, sleep: bool = False) -> list[Action]:
-        """Take the resident model off the GPU after its requests in flight (`sleep`: to the pool)."""
+    def unload_requested(self, now: float, sleep: bool = False, model: str | None = None) -> list[Action]:
+        """Take the resident model off the GPU after its requests in flight (`sleep`: to the pool).
+
+        `model`: the caller's name for it (policy single has only the resident to take off)."""
         self.pending_load = None
         if self.switch is not None:
             self.pending_unload, self.pending_sleep = True, sleep

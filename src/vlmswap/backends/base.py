@@ -49,6 +49,7 @@ class LogBuffer:
         self._lines: collections.deque[str] = collections.deque(maxlen=maxlen)
         self._lock = threading.Lock()
         self._file = None
+        self.listeners: list[Callable[[str], None]] = []  # called with each line (the loading phases)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a", encoding="utf-8", errors="replace", buffering=1)
@@ -59,6 +60,8 @@ class LogBuffer:
             self._lines.append(line)
             if self._file is not None:
                 self._file.write(line + "\n")
+        for fn in list(self.listeners):
+            fn(line)
 
     def feed(self, chunk: bytes) -> None:
         """Raw output bytes (a pipe read, a container log chunk): complete lines are appended."""
@@ -106,6 +109,7 @@ class Backend(ABC):
         self.state_dir = state_dir
         self.port: int | None = spec.port
         self.started_at: float | None = None
+        self.variables: dict[str, str] = {}  # more ${NAME}s for the command (GPU_MEMORY_UTILIZATION)
 
     @property
     def base_url(self) -> str:

@@ -190,7 +190,7 @@ class DockerBackend(Backend):
                 raise BackendError(f"{self.name}: host port {bind}:{h} is already in use{self._port_holder(h)}; "
                                    f"stop what holds it or change `ports`/`port`")
         self.port = host_port
-        variables = {"PORT": str(container_port), "SERVED_NAME": spec.served_name, "MODEL": self.name,
+        variables = {**self.variables, "PORT": str(container_port), "SERVED_NAME": spec.served_name, "MODEL": self.name,
                      "HOST_PORT": str(host_port)}
         argv, env = render_argv(list(spec.command or []), dict(spec.env), variables)
         self.argv = argv

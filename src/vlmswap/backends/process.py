@@ -194,7 +194,8 @@ class ProcessBackend(Backend):
             self.port = self.spec.port
         else:
             self.port = free_port(host)
-        variables = {"PORT": str(self.port), "SERVED_NAME": self.spec.served_name, "MODEL": self.name}
+        variables = {**self.variables, "PORT": str(self.port), "SERVED_NAME": self.spec.served_name,
+                     "MODEL": self.name}
         argv, env = render_argv(list(self.spec.cmd or []), self.spec.env, variables)
         self.argv = argv
         self.logs.mark(f"starting {self.name} on port {self.port}: {shlex.join(argv)}")
