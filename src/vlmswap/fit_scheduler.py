@@ -26,6 +26,7 @@ from vlmswap.scheduler import (
     StartSwitch,
     StopResident,
     Switch,
+    Waiting,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class FitScheduler(Scheduler):
         self.placement = placement
         self.awake: dict[str, bool] = {}  # model -> ready (False: being started or woken)
         self.last_used: dict[str, float] = {}
-        self.draining: dict[str, float] = {}  # model -> since: admits nothing new, then retired
+        self.drains: dict[str, float] = {}  # model -> since: admits nothing new, then retired
         self.stopping: set[str] = set()  # being stopped outside a switch (crash, ttl, unload)
         self.victims: tuple[str, ...] = ()  # what the switch under way retires
         self.unloads: dict[str, bool] = {}  # operator: model -> to the sleeping pool (True) or stopped
@@ -62,7 +63,7 @@ class FitScheduler(Scheduler):
         return set(self.awake) | self.stopping
 
     def next_deadline(self, now: float) -> float | None:
-        times = [since + self.policies[m].drain_timeout_s for m, since in self.draining.items()]
+        times = [since + self.policies[m].drain_timeout_s for m, since in self.drains.items()]
         if self.switch is None:
             waiting = self._target_waiting()
             if waiting is not None:
@@ -137,7 +138,7 @@ class FitScheduler(Scheduler):
         for m in ([model] if model is not None else list(self.awake)):
             if self.awake.get(m) and m not in self.victims and m not in self.unloads:
                 self.unloads[m] = sleep
-                self.draining[m] = now
+                self.drains[m] = now
                 actions.append(Drain(m, None, len(self.models[m].in_flight)))
         return actions + self._decide(now)
 
@@ -154,7 +155,7 @@ class FitScheduler(Scheduler):
     # --- rules -----------------------------------------------------------------------------
 
     def _may_grant_now(self, model: str, now: float) -> bool:
-        return bool(self.awake.get(model)) and model not in self.draining and model not in self.unloads
+        return bool(self.awake.get(model)) and model not in self.drains and model not in self.unloads
 
     def _step(self, now: float) -> list[Action] | None:
         granted = self._grant_ready(now)
@@ -182,7 +183,7 @@ class FitScheduler(Scheduler):
 
     def _step_unloads(self, now: float) -> list[Action] | None:
         for m, sleep in list(self.unloads.items()):
-            if self.models[m].in_flight and now - self.draining[m] < self.policies[m].drain_timeout_s:
+            if self.models[m].in_flight and now - self.drains[m] < self.policies[m].drain_timeout_s:
                 continue
             self.failed_ids.update(self.models[m].in_flight)
             self.models[m].in_flight.clear()
@@ -199,7 +200,7 @@ class FitScheduler(Scheduler):
         w = self._target_waiting()
         return w.model if w is not None else None
 
-    def _target_waiting(self):  # type: ignore[no-untyped-def]
+    def _target_waiting(self) -> Waiting | None:
         for w in self.queue.values():
             if w.model not in self.awake:
                 return w
@@ -210,7 +211,7 @@ class FitScheduler(Scheduler):
         if self.pending_load == target:
             self.pending_load = None
         candidates = [Candidate(m, len(self.models[m].in_flight), self.queued(m), self.last_used.get(m, 0.0))
-                      for m in self.awake_models() if m not in self.draining]
+                      for m in self.awake_models() if m not in self.drains]
         # What is starting, draining or stopping still holds its memory: it counts, and cannot be chosen.
         fixed = frozenset(self.occupied() - {c.name for c in candidates})
         victims = self.placement.victims(target, candidates, fixed)
@@ -236,12 +237,12 @@ class FitScheduler(Scheduler):
             return [StartSwitch(None, target)]
         self.switch = Switch(None, target, "draining", kind, now)
         for v in victims:
-            self.draining[v] = now
+            self.drains[v] = now
         return [Drain(v, target, len(self.models[v].in_flight)) for v in victims]
 
     def _step_switch(self, sw: Switch, now: float) -> list[Action] | None:
         pending = [v for v in self.victims
-                   if self.models[v].in_flight and now - self.draining.get(v, now) < self.policies[v].drain_timeout_s]
+                   if self.models[v].in_flight and now - self.drains.get(v, now) < self.policies[v].drain_timeout_s]
         if pending:
             return None
         for v in self.victims:
@@ -266,7 +267,7 @@ class FitScheduler(Scheduler):
     def _retired(self, models: tuple[str, ...]) -> None:
         for m in models:
             self.awake.pop(m, None)
-            self.draining.pop(m, None)
+            self.drains.pop(m, None)
 
     def _refresh_resident(self, preferred: str | None) -> None:
         """`resident` (one name, for status and the CLI): the most recently used awake model."""

@@ -299,3 +299,32 @@ def test_shutdown_stops_sleepers_too(tmp_path: Path):
     scenario(tmp_path, registry(), steps)
     assert pids and not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                             for p in pids)
+
+
+def test_out_of_memory_at_start_evicts_every_sleeper_and_retries_once(tmp_path: Path):
+    marker = tmp_path / "oom-once"
+    reg = registry({"alpha": model("org/alpha"), "beta": model("org/beta"),
+                    "gamma": model("org/gamma", "--oom-once", str(marker))})
+
+    async def steps(r: Run) -> None:
+        await r.chat("alpha")
+        await r.chat("beta")
+        assert r.m.models["alpha"].state == "sleeping"
+        await r.chat("gamma")  # dies out of memory once; the retry after evicting the sleepers works
+        assert r.m.models["alpha"].state == "stopped" and r.m.models["beta"].state == "stopped"
+
+    r = scenario(tmp_path, reg, steps)
+    assert marker.exists() and r.m.models["gamma"].starts == 2
+    assert any("ran out of GPU memory at start; evicting every sleeper" in m for m in r.messages("starting"))
+
+
+def test_vllm_start_up_lines_become_loading_details(tmp_path: Path):
+    reg = registry({"alpha": model("org/alpha", "--vllm-log", "--startup-delay", "0.7")})
+
+    async def steps(r: Run) -> None:
+        await r.chat("alpha")
+
+    r = scenario(tmp_path, reg, steps)
+    details = [e.get("detail") for e in r.events if e.get("phase") == "loading" and e.get("detail")]
+    assert details == ["loading weights 50%", "weights loaded in 0.95 s", "model loaded: 4.1 GiB in 1.2 s",
+                       "torch.compile done in 12.3 s", "capturing CUDA graphs 40%", "CUDA graphs captured in 11 s"]

@@ -9,6 +9,10 @@ are awake: `GET /is_sleeping` false, or not answering yet (loading). One round a
 backend twice and counts a backend only when both answers say awake, so a switch that happens
 while the round runs (sleep A, wake B: milliseconds with fault servers) is not mistaken for
 two awake at once; two backends awake through a whole round are.
+
+With `sizes=a:4,b:4,c:6` (policy fit) "max" is the largest sum of the declared sizes of the
+backends alive at once (a backend is model `m` when its cmdline names TOKEN-m), and
+"worst_pids" the backends alive at that moment.
 """
 
 from __future__ import annotations
@@ -60,6 +64,16 @@ def awake(pid: int) -> bool:
         conn.close()
 
 
+def declared(pid: int, token: bytes, sizes: dict[str, float]) -> float:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+        name = args[args.index(b"--served-model-name") + 1].decode()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return sizes.get(name.rsplit("-", 1)[-1], 0.0) if token.decode() in name else 0.0
+
+
 def count_awake(token: bytes) -> list[int]:
     pids = count(token)
     first = {p for p in pids if awake(p)}
@@ -69,7 +83,10 @@ def count_awake(token: bytes) -> list[int]:
 def main() -> None:
     token, out = sys.argv[1].encode(), sys.argv[2]
     period = float(sys.argv[3]) if len(sys.argv) > 3 else 0.010
-    counter = count_awake if sys.argv[4:5] == ["awake"] else count
+    mode = sys.argv[4] if len(sys.argv) > 4 else "all"
+    counter = count_awake if mode == "awake" else count
+    sizes = dict((k, float(v)) for k, v in (kv.split(":") for kv in mode[6:].split(","))) \
+        if mode.startswith("sizes=") else None
     stop = False
 
     def on_term(*_: object) -> None:
@@ -85,8 +102,9 @@ def main() -> None:
     while not stop:
         pids = counter(token)
         times.append(time.monotonic())
-        if len(pids) > seen_max:
-            seen_max, worst = len(pids), pids
+        weight = len(pids) if sizes is None else sum(declared(p, token, sizes) for p in pids)
+        if weight > seen_max:
+            seen_max, worst = weight, pids
         next_t += period
         delay = next_t - time.monotonic()
         if delay > 0:

@@ -44,6 +44,10 @@ Sleep mode (vLLM's dev endpoints, as with VLLM_SERVER_DEV_MODE=1 --enable-sleep-
   --die-on-wake                      exit (code 5) when /wake_up arrives
   --sleep-leaks                      asleep, /fake_gpu_bytes still reports the awake amount
   --sleep-delay S / --wake-delay S   take S seconds to sleep / wake
+  --vllm-log                         while loading, print vLLM's start-up lines (weights, compile,
+                                     CUDA graphs, startup complete)
+  --oom-once FILE                    the first start (FILE absent: it is created) dies with a CUDA
+                                     out-of-memory error; later starts succeed
 """
 
 from __future__ import annotations
@@ -85,10 +89,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(flag, action="store_true")
     p.add_argument("--sleep-delay", type=float, default=0.0)
     p.add_argument("--wake-delay", type=float, default=0.0)
+    p.add_argument("--vllm-log", action="store_true")
+    p.add_argument("--oom-once", default=None, metavar="FILE")
     return p.parse_args(argv)
 
 
 GIB = 1024 ** 3
+VLLM_LINES = (  # as vLLM 0.11 prints them while it starts
+    "Loading safetensors checkpoint shards:  50% Completed | 1/2 [00:00<00:00,  2.10it/s]",
+    "Loading weights took 0.95 seconds",
+    "Model loading took 4.1 GiB and 1.2 seconds",
+    "torch.compile takes 12.3 s in total",
+    "Capturing CUDA graphs (mixed prefill-decode, PIECEWISE):  40%|####      | 27/67",
+    "Graph capturing finished in 11 secs, took 0.45 GiB",
+    "some line vLLM prints that means nothing to the gateway",
+)
 
 
 class Server:
@@ -354,6 +369,16 @@ async def main_async(args: argparse.Namespace) -> None:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(100000)"])
         log(f"started child process {child.pid}")
     log(f"loading model {args.served_model_name} (startup delay {args.startup_delay:g} s)")
+    if args.oom_once and not os.path.exists(args.oom_once):
+        open(args.oom_once, "w").close()
+        log("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (--oom-once)")
+        sys.stdout.flush()
+        os._exit(1)
+    if args.vllm_log:
+        for line in VLLM_LINES:
+            log(line)
+            await asyncio.sleep(args.startup_delay / len(VLLM_LINES))
+        args.startup_delay = 0.0
     if args.exit_during_start is not None:
         log("loading weights ...")
         log(f"RuntimeError: simulated failure while loading {args.served_model_name}")

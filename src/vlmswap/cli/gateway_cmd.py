@@ -107,6 +107,25 @@ def register(app: typer.Typer) -> None:
             return
         _print_status(st)
 
+    @app.command("stats")
+    def stats(
+        gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
+        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        as_json: bool = typer.Option(False, "--json", help="Print each model's stats as JSON."),
+    ) -> None:
+        """What the gateway has learned per model: cold start, wake, peak VRAM, RAM asleep (medians)."""
+        from vlmswap.client import GatewayError
+
+        try:
+            st = _client(gateway, api_key).status()
+        except GatewayError as exc:
+            _fail(exc.message)
+        learned = {name: m.get("stats") or {} for name, m in st.get("models", {}).items()}
+        if as_json:
+            typer.echo(json.dumps(learned, indent=2))
+            return
+        _print_stats(learned)
+
     @app.command("switch")
     def switch(
         name: str = typer.Argument(..., help="Model to make resident."),
@@ -131,8 +150,13 @@ def register(app: typer.Typer) -> None:
                 phase = ev.get("phase") or ev.get("state") or ""
                 done = phases.index(phase) + 1 if phase in phases else None
                 msg = str(ev.get("message") or "").splitlines()[0][:100] if ev.get("message") else ""
-                bar.update(task, phase=phase, description=msg or f"switching to {name}",
-                           **({"completed": done} if done else {}))
+                eta, elapsed = ev.get("eta_s"), ev.get("elapsed_s")
+                if eta is not None and elapsed is not None and phase != Phase.READY:
+                    msg = f"{msg} (about {max(0.0, eta - elapsed):.0f} s left)"
+                # With a learned ETA the bar is time (elapsed of expected); without one, phases done.
+                where = {"total": eta, "completed": min(elapsed, eta)} if eta and elapsed is not None \
+                    else {"total": len(phases), **({"completed": done} if done else {})}
+                bar.update(task, phase=phase, description=msg or f"switching to {name}", **where)
                 if not console.is_terminal:  # a log, not a live bar: one line per event
                     elapsed = ev.get("elapsed_s")
                     console.print(f"{phase:<13} {f'{elapsed:6.2f} s' if elapsed is not None else '':>8}  {msg}",
@@ -151,7 +175,7 @@ def register(app: typer.Typer) -> None:
             except GatewayError as exc:
                 bar.stop()
                 _fail(exc.message)
-            bar.update(task, phase=Phase.READY, completed=len(phases))
+            bar.update(task, phase=Phase.READY, total=1, completed=1)
         resident = st.get("resident")
         m = (st["models"].get(resident) or {}) if resident else {}
         woke, start = m.get("last_wake_s"), m.get("last_start_s")
@@ -193,6 +217,29 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"unloading {', '.join(names)}")
         else:
             typer.echo(res.get("message") or "nothing to unload")
+
+
+STAT_COLUMNS = (("cold_start_s", "cold start", "{:.2f} s", 1.0), ("wake_s", "wake", "{:.3f} s", 1.0),
+                ("peak_vram_bytes", "peak VRAM", "{:.2f} GiB", 1024 ** -3),
+                ("sleep_ram_bytes", "RAM asleep", "{:.2f} GiB", 1024 ** -3))
+
+
+def _print_stats(learned: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    t = Table(show_edge=False, title="learned per model: median (samples)")
+    t.add_column("model")
+    for _, label, _, _ in STAT_COLUMNS:
+        t.add_column(label)
+    for name, st in learned.items():
+        cells = []
+        for key, _, fmt, scale in STAT_COLUMNS:
+            v = st.get(key)
+            cells.append(f"{fmt.format(v['median'] * scale)} ({v['count']})" if v else "-")
+        t.add_row(name, *cells)
+    console.print(t)
 
 
 def _print_status(st: dict[str, Any]) -> None:
