@@ -67,5 +67,12 @@ class Subscription:
     async def __anext__(self) -> Event:
         return await self._queue.get()
 
+    def drain(self) -> list[Event]:
+        """The events already queued, without waiting."""
+        out = []
+        while not self._queue.empty():
+            out.append(self._queue.get_nowait())
+        return out
+
     async def aclose(self) -> None:
         self._bus._subscribers.discard(self._queue)

@@ -100,3 +100,41 @@ def test_learned_numbers_survive_a_restart_and_give_an_eta_from_the_second_load_
     assert out.returncode == 0 and "cold start" in out.stdout and " a " in out.stdout.replace("│", " ")
     r = httpx.post(gw2.url + "/api/models/a/load", timeout=30, trust_env=False)
     assert r.status_code in (200, 202)
+
+
+def test_a_streamed_request_that_waits_for_a_switch_sees_its_progress_as_reasoning(gateways):
+    import openai
+
+    gw = gateways({"a": fault_model(), "b": fault_model("--startup-delay", "0.5")}, stream_loading_status=True)
+    assert gw.chat("a").status_code == 200
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0,
+                           http_client=httpx.Client(trust_env=False))
+    stream = client.chat.completions.create(model="b", messages=[{"role": "user", "content": "hello there"}],
+                                            stream=True)
+    reasoning, content = [], []
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        extra = (delta.model_extra or {}).get("reasoning_content")
+        if extra:
+            assert not content, "progress after the answer began"
+            reasoning.append(extra)
+        if delta.content:
+            content.append(delta.content)
+    text = "".join(reasoning)
+    assert "stopping a" in text and "b: starting" in text and "b: ready" in text, text
+    assert "".join(content) == "[b] echo: hello there"
+    # without a switch to wait for, nothing extra is sent
+    stream = client.chat.completions.create(model="b", messages=[{"role": "user", "content": "again"}], stream=True)
+    assert not any((c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in stream if c.choices)
+
+
+def test_loading_status_stream_ends_with_an_error_event_when_the_start_fails(gateways):
+    gw = gateways({"a": fault_model(), "broken": fault_model("--exit-during-start", "3")}, stream_loading_status=True)
+    assert gw.chat("a").status_code == 200
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", timeout=60, trust_env=False,
+                      json={"model": "broken", "stream": True, "messages": [{"role": "user", "content": "x"}]}) as r:
+        assert r.status_code == 200  # opened by the progress
+        lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+    last = json.loads(lines[-1][6:])
+    assert last["error"]["code"] == "backend_start_failed" and "exited during start" in last["error"]["message"]
+    assert any("reasoning_content" in line for line in lines[:-1])

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 
 from vlmswap.errors import APIError, error_body
 from vlmswap.gateway.guard import BodyTooLarge
+from vlmswap.gateway.loading import LoadingStream
 from vlmswap.gateway.upstream import Response as UpstreamResponse
 from vlmswap.gateway.upstream import Upstream
 from vlmswap.manager import Lease, Manager, Ticket
@@ -116,8 +117,13 @@ class Proxy:
             payload["model"] = spec.served_name
             body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         stream = payload.get("stream") is True
+        loading = None
+        if stream and not ticket.future.done() and scope["path"] == "/v1/chat/completions" \
+                and self.manager.settings.stream_loading_status:
+            loading = LoadingStream(send, spec.served_name)
+            send = loading.send
         try:
-            lease = ticket.future.result() if ticket.future.done() else await self._wait(ticket, receive)
+            lease = ticket.future.result() if ticket.future.done() else await self._wait(ticket, receive, loading)
         except ClientGone:
             self._observe(ticket.name, 499, t0)
             # Nobody reads this (the server drops it), but the response is complete, as ASGI expects.
@@ -125,19 +131,44 @@ class Proxy:
             return
         except APIError as exc:
             self._observe(ticket.name, exc.status, t0)
+            if loading is not None and loading.started:
+                await _error(send, exc)  # inside the stream already open: an error event
+                return
             raise
         try:
             await self._exchange(scope, receive, send, body, stream, lease, t0)
+        except APIError as exc:
+            if loading is not None and loading.started:
+                await _error(send, exc)
+                return
+            raise
         finally:
             ticket.release()
 
-    async def _wait(self, ticket: Ticket, receive: Receive) -> Lease:
-        """Wait for the grant; a client that disconnects meanwhile leaves the queue."""
+    async def _wait(self, ticket: Ticket, receive: Receive, loading: LoadingStream | None = None) -> Lease:
+        """Wait for the grant; a client that disconnects meanwhile leaves the queue. With `loading`,
+        the switch's progress events are streamed to the client meanwhile."""
         waiter = asyncio.ensure_future(ticket.wait())
         gone = asyncio.ensure_future(_wait_disconnect(receive))
+        sub = self.manager.subscribe() if loading is not None else None
         try:
-            await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                getter = asyncio.ensure_future(sub.__anext__()) if sub is not None else None
+                pending = {waiter, gone} | ({getter} if getter is not None else set())
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if getter is not None and getter in done and loading is not None:
+                    await loading.progress(getter.result())
+                    if not (waiter.done() or gone.done()):
+                        continue
+                elif getter is not None:
+                    getter.cancel()
+                break
+            if sub is not None and loading is not None and waiter.done():
+                for ev in sub.drain():  # the switch's last steps (ready) were published before the grant
+                    await loading.progress(ev)
         finally:
+            if sub is not None:
+                await sub.aclose()
             for task in (waiter, gone):
                 if not task.done():
                     task.cancel()
