@@ -16,10 +16,10 @@ from vlmswap.ui.view import PHASES
 def test_switch_reports_phases_in_order_and_evicts_the_resident(gateway):
     gw = Gateway(gateway.url)
     seen: list[tuple[str, float]] = []
-    first = gw.switch("ocr-a", lambda phase, elapsed, _msg: seen.append((phase, elapsed)))
+    first = gw.switch("ocr-a", lambda phase, elapsed, _msg, _eta: seen.append((phase, elapsed)))
     assert first.ok and first.state == "ready" and gateway.resident() == "ocr-a"
     seen.clear()
-    second = gw.switch("ocr-b", lambda phase, elapsed, _msg: seen.append((phase, elapsed)))
+    second = gw.switch("ocr-b", lambda phase, elapsed, _msg, _eta: seen.append((phase, elapsed)))
     assert second.ok and gateway.resident() == "ocr-b"
     phases = list(dict.fromkeys(p for p, _ in seen))
     assert {"stopping", "starting", "loading"} <= set(phases)

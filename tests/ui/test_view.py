@@ -64,3 +64,35 @@ def test_activity_and_host_lines_say_only_what_there_is():
         "2 in flight · 1 queued · next start allowed in 8 s")
     assert host_line({"ram_total_bytes": 64e9, "ram_available_bytes": 48e9}) == "Host RAM: 16.0 GB of 64.0 GB in use"
     assert host_line({}) == ""
+
+
+def test_time_bar_counts_down_against_the_learned_eta():
+    from vlmswap.ui.view import time_bar
+
+    frac, text = time_bar("loading", 3.0, 12.0)
+    assert frac == 0.25 and text.endswith("about 9 s left")
+    frac, text = time_bar("loading", 20.0, 12.0)
+    assert frac == 0.99 and "about 0 s left" in text  # late: the bar waits at the end, never goes back
+    frac, text = time_bar("loading", 3.0, None)
+    assert 0 < frac < 1 and "left" not in text
+
+
+def test_stats_line_shows_medians_and_runs():
+    from vlmswap.ui.view import stats_line
+
+    assert stats_line({"stats": {}}) == ""
+    line = stats_line({"stats": {"cold_start_s": {"count": 3, "median": 41.2, "last": 40},
+                                 "wake_s": {"count": 2, "median": 0.31, "last": 0.3},
+                                 "peak_vram_bytes": {"count": 3, "median": 6.2e9, "last": 6.2e9}}})
+    assert line == "learned: cold start 41.2 s · wake 0.31 s · peak VRAM 6.2 GB (3 runs)"
+
+
+def test_sleep_and_pool_lines():
+    from vlmswap.ui.view import pool_line, sleep_line
+
+    assert sleep_line({"state": "ready"}) == ""
+    assert sleep_line({"state": "sleeping", "sleep_ram_bytes": 4.4e9, "sleep_ram_measured": True,
+                       "last_wake_s": 0.12}) == "asleep in host RAM: 4.4 GB (measured) · last woke in 0.12 s"
+    assert pool_line({"pool": {"count": 0}}) == ""
+    assert pool_line({"pool": {"count": 2, "ram_bytes": 8e9, "ram_budget_bytes": 12e9, "max_sleeping": 3}}) == \
+        "Sleeping pool: 2 model(s) (at most 3), 8.0 GB of 12.0 GB host RAM budget"

@@ -49,7 +49,8 @@ class SwitchResult:
 
 
 # (phase, elapsed seconds, message) -> None; called on the caller's thread.
-ProgressCallback = Callable[[str, float, str], None]
+ProgressCallback = Callable[[str, float, str, "float | None"], None]
+"""(phase, seconds since the switch began, message, expected total seconds (learned) or None)."""
 
 
 def session_gateway() -> "Gateway":
@@ -112,10 +113,12 @@ class Gateway(Client):
         t0, wall0 = time.monotonic(), time.time()
         shown = {"elapsed": 0.0}
 
+        eta: dict[str, float | None] = {"s": None}
+
         def report(phase: str, elapsed: float, message: str) -> None:
             shown["elapsed"] = max(shown["elapsed"], elapsed)  # status and events may cross: never go back
             if on_progress is not None:
-                on_progress(phase, shown["elapsed"], message)
+                on_progress(phase, shown["elapsed"], message, eta["s"])
 
         last_phase, last_poll = "", 0.0
         stream_ok = True  # while the event stream lives, phases come from it alone (in order)
@@ -133,6 +136,7 @@ class Gateway(Client):
                     phase = str(ev.get("phase") or "")
                     if ev.get("type") == "phase" and phase:
                         last_phase = phase
+                        eta["s"] = ev.get("eta_s") if ev.get("eta_s") is not None else eta["s"]
                         report(phase, float(ev.get("elapsed_s") or 0.0), str(ev.get("message") or ""))
                     if ev.get("model") == name and (phase or ev.get("state")) in (Phase.READY, Phase.FAILED):
                         return self._result(name, t0)

@@ -12,7 +12,7 @@ import streamlit as st
 
 from vlmswap.states import Phase
 from vlmswap.ui.api import Gateway, GatewayError, SwitchResult
-from vlmswap.ui.view import phase_fraction, phase_label
+from vlmswap.ui.view import phase_label, time_bar
 
 NOTICE_KEY = "switch_notice"
 
@@ -38,11 +38,11 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
     times: dict[str, float] = {}
     last_message = {"phase": "", "text": ""}  # kept while only the clock moves on
 
-    def on_progress(phase: str, elapsed: float, message: str) -> None:
+    def on_progress(phase: str, elapsed: float, message: str, eta_s: float | None = None) -> None:
         if phase and phase not in seen:
             seen.append(phase)
             times[phase] = elapsed  # when the phase began, since the switch began
-        bar.progress(phase_fraction(phase), text=f"{phase_label(phase)} · {elapsed:.1f} s")
+        bar.progress(*time_bar(phase, elapsed, eta_s))
         if message or phase != last_message["phase"]:
             last_message.update(phase=phase, text=message)
         lines = [f"{_mark(p, phase)} {phase_label(p)}" for p in seen]

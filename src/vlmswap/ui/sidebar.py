@@ -96,6 +96,8 @@ def _models(gw: Gateway, status: dict[str, Any]) -> None:
             box.caption(activity_line(m))
         if sleep_line(m):
             box.caption(sleep_line(m))
+        if stats_line(m):
+            box.caption(stats_line(m))
         if m.get("unavailable"):
             box.caption(f":material/block: cannot run here: {m['unavailable']}")
         elif state == ModelState.FAILED and m.get("last_error"):

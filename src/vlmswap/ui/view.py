@@ -60,6 +60,31 @@ def phase_fraction(phase: str) -> float:
     return 0.05
 
 
+def time_bar(phase: str, elapsed: float, eta_s: float | None) -> tuple[float, str]:
+    """The switch's progress bar: time against the learned expectation when there is one (with the
+    time left), else the rough position of the phase."""
+    if eta_s and phase not in (Phase.READY, Phase.FAILED):
+        left = max(0.0, eta_s - elapsed)
+        return min(0.99, elapsed / eta_s), f"{phase_label(phase)} · {elapsed:.1f} s · about {left:.0f} s left"
+    return phase_fraction(phase), f"{phase_label(phase)} · {elapsed:.1f} s"
+
+
+def stats_line(model: dict[str, Any]) -> str:
+    """What the gateway has learned about the model (medians), "" before its first load."""
+    stats = model.get("stats") or {}
+    parts = []
+    if "cold_start_s" in stats:
+        parts.append(f"cold start {stats['cold_start_s']['median']:.1f} s")
+    if "wake_s" in stats:
+        parts.append(f"wake {stats['wake_s']['median']:.2f} s")
+    if "peak_vram_bytes" in stats:
+        parts.append(f"peak VRAM {fmt_bytes(stats['peak_vram_bytes']['median'])}")
+    if not parts:
+        return ""
+    runs = max(v["count"] for v in stats.values())
+    return "learned: " + " · ".join(parts) + f" ({runs} runs)"
+
+
 def badges(capabilities: list[str]) -> str:
     """Streamlit Markdown badges, one per capability."""
     return " ".join(f":{BADGE_COLOURS.get(c, 'gray')}-badge[{BADGE_LABELS.get(c, c)}]" for c in capabilities)
