@@ -204,6 +204,49 @@ class Client:
                                    code="gateway_unreachable") from None
         raise GatewayError("the gateway closed the event stream", code="events_closed")
 
+    def pull(self, name: str, wait: bool = True, on_progress: Callable[[dict[str, Any]], None] | None = None,
+             timeout: float = 24 * 3600.0) -> dict[str, Any]:
+        """Have the gateway download `name`'s files into its Hugging Face cache.
+
+        Without `wait`, returns at once with the pull's state (`pulling`, `total_bytes`, ...).
+        With it, follows the `pull` events of /api/events (subscribed before the pull is asked
+        for), passing each to `on_progress`, and returns the last one; GatewayError when the
+        pull fails (409 when one of the same files is already under way).
+        """
+        if not wait:
+            return self._request("POST", f"/api/models/{name}/pull").json()
+        deadline = time.monotonic() + timeout
+        with self._stream_client(httpx.Timeout(60.0, connect=10.0)) as c:
+            try:
+                with connect_sse(c, "GET", "/api/events") as src:
+                    if src.response.status_code >= 400:
+                        src.response.read()
+                        _raise_for(src.response)
+                    real = self._request("POST", f"/api/models/{name}/pull").json()["model"]
+                    for sse in src.iter_sse():
+                        if time.monotonic() > deadline:
+                            raise GatewayError(f"the pull of {name} did not finish in {timeout:.0f} s", code="timeout")
+                        ev = json.loads(sse.data) if sse.data else {}
+                        if ev.get("type") != "pull" or ev.get("model") != real:
+                            continue
+                        if on_progress is not None:
+                            on_progress(ev)
+                        if ev.get("done"):
+                            if not ev.get("ok"):
+                                raise GatewayError(str(ev.get("message") or f"the pull of {real} failed"),
+                                                   code="pull_failed")
+                            return ev
+            except httpx.ConnectError as exc:
+                raise GatewayUnreachable(self.url, type(exc).__name__) from None
+            except httpx.TransportError as exc:
+                raise GatewayError(f"lost the event stream of {self.url} ({type(exc).__name__})",
+                                   code="gateway_unreachable") from None
+        raise GatewayError("the gateway closed the event stream", code="events_closed")
+
+    def pull_status(self, name: str) -> dict[str, Any]:
+        """The gateway's latest pull of `name` (`pulling`, `downloaded_bytes`, `total_bytes`, `ok`, ...)."""
+        return self._request("GET", f"/api/models/{name}/pull").json()
+
     def unload(self, name: str | None = None, timeout: float | None = None) -> dict[str, Any]:
         """Stop whatever model is resident, or only `name` if given (after its requests in flight)."""
         path = f"/api/models/{name}/unload" if name else "/api/unload"
