@@ -329,8 +329,7 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
     each file's end, and once with done=True. Raises PullError with one line on any failure, and
     PullCancelled soon after `should_stop()` turns true (checked between chunks of the transfer)."""
     from huggingface_hub import hf_hub_download, snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
     try:
         commit, files = _remote_files(src)
@@ -340,7 +339,7 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
         raise PullError(f"{src.repo}: gated repository; accept its terms on the hub and set HF_TOKEN") from None
     except RevisionNotFoundError:
         raise PullError(f"{src.repo}: no revision {src.revision!r} on the hub") from None
-    except (HfHubHTTPError, OSError, ValueError) as exc:  # network down, hub error, offline mode
+    except Exception as exc:  # network down (httpx2 errors), hub error, offline mode
         raise PullError(f"{src.repo}: could not list its files on the hub: {_one_line(exc)}") from None
     total = sum(s or 0 for s in files.values())
     todo = [p for p in files if not _is_cached(Source(src.repo, commit, src.cache_dir), p)]
@@ -372,7 +371,9 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
         try:
             hf_hub_download(src.repo, path, revision=commit, cache_dir=src.cache_dir,
                             tqdm_class=lambda **kw: _FileBar(on_bytes, **kw))  # type: ignore[arg-type]
-        except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
+        except PullCancelled:
+            raise
+        except Exception as exc:  # HTTP errors, the network gone after its retries, a full disk
             raise PullError(f"{src.repo}: {path}: download failed: {_one_line(exc)}") from None
         state["bytes"] = before + (files[path] or 0)  # exact, whatever a retry counted twice
         state["files_done"] += 1
@@ -380,7 +381,7 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
     try:  # records the revision -> commit ref and the file listing, so the cache can be judged offline
         folder = snapshot_download(src.repo, revision=src.revision, cache_dir=src.cache_dir,
                                    allow_patterns=list(files), tqdm_class=_silent_class())
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
+    except Exception as exc:
         raise PullError(f"{src.repo}: could not record the snapshot: {_one_line(exc)}") from None
     state["file"] = ""
     report(force=True, done=True)
