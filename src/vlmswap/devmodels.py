@@ -1,4 +1,4 @@
-"""A tiny random-weight Qwen2-VL checkpoint, built locally for tests and demos.
+"""Tiny random-weight checkpoints (Qwen2-VL, Idefics3/SmolVLM), built locally for tests and demos.
 
 Why: the transformers engine must be exercised end to end (tokenizer, processor with image
 and video processors, chat template, vision tower, generate) on machines with no GPU and no
@@ -81,7 +81,7 @@ _MAX_PIXELS = 64 * 28 * 28
 _VOCAB_SIZE = 600
 
 
-def _train_tokenizer():
+def _train_tokenizer(special_tokens: tuple[str, ...] = SPECIAL_TOKENS):
     """A byte-level BPE with Qwen2's pre-tokenizer, trained on the built-in corpus."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -94,19 +94,19 @@ def _train_tokenizer():
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=_VOCAB_SIZE, min_frequency=1, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=list(special_tokens),
     )
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
     return tok
 
 
-def _mute_unreadable_tokens(model, tokenizer) -> None:
+def _mute_unreadable_tokens(model, tokenizer, end_of_turn: str = "<|im_end|>") -> None:
     """Zero the output rows of tokens that are not printable ASCII (stray UTF-8 bytes,
     control characters, special tokens other than the end of turn), so greedy answers are
     readable words that differ from prompt to prompt instead of byte noise."""
     import torch
 
-    keep = {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    keep = {tokenizer.convert_tokens_to_ids(end_of_turn)}
     with torch.no_grad():
         weight = model.lm_head.weight
         for token_id in range(weight.shape[0]):
@@ -165,6 +165,81 @@ def make_tiny_qwen2vl(out_dir: Path, seed: int = 0) -> Path:
     gen.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     gen.pad_token_id = ids["<|endoftext|>"]
 
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+# --- Idefics3 (SmolVLM) ------------------------------------------------------------------------
+
+# SmolVLM's special tokens: turns end with <end_of_utterance>; an image is <fake_token_around_image>,
+# a tile tag (<row_i_col_j>, or <global-img> for the whole picture) and image_seq_len <image> tokens.
+SMOLVLM_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
+    "<global-img>", *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+)
+
+# SmolVLM-Instruct's chat template: "User:<image>text<end_of_utterance>\nAssistant:".
+SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+# Tiles of 32 px in 8 px patches, pixel-shuffled by 2: 4 <image> tokens a tile; at most 2x2 tiles
+# and the global view, so a picture costs at most 20 tokens.
+_SMOL_TILE = 32
+_SMOL_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    image_size=_SMOL_TILE, patch_size=8)
+_SMOL_TEXT = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5,
+                  initializer_range=0.3, tie_word_embeddings=False)
+
+
+def make_tiny_idefics3(out_dir: Path, seed: int = 0) -> Path:
+    """Build and save a tiny random-weight Idefics3 checkpoint shaped like SmolVLM-Instruct (the
+    same architecture, processor, image tiling and chat template) into `out_dir`; return it."""
+    import torch
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+        PreTrainedTokenizerFast,
+    )
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(SMOLVLM_SPECIAL_TOKENS),
+        bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|im_end|>", unk_token="<|endoftext|>",
+        model_max_length=_SMOL_TEXT["max_position_embeddings"],
+        additional_special_tokens=[t for t in SMOLVLM_SPECIAL_TOKENS
+                                   if t not in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_utterance>")],
+    )
+    tokenizer.chat_template = SMOLVLM_CHAT_TEMPLATE
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SMOLVLM_SPECIAL_TOKENS}
+    scale = 2
+    image_seq_len = (_SMOL_TILE // _SMOL_VISION["patch_size"]) ** 2 // scale ** 2
+    image_processor = Idefics3ImageProcessor(size={"longest_edge": 2 * _SMOL_TILE},
+                                             max_image_size={"longest_edge": _SMOL_TILE})
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                  image_seq_len=image_seq_len, chat_template=SMOLVLM_CHAT_TEMPLATE)
+    config = Idefics3Config(
+        text_config=dict(_SMOL_TEXT, vocab_size=len(tokenizer), bos_token_id=ids["<|im_start|>"],
+                         eos_token_id=ids["<end_of_utterance>"], pad_token_id=ids["<|im_end|>"]),
+        vision_config=dict(_SMOL_VISION), image_token_id=ids["<image>"], scale_factor=scale,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config).eval()
+    _mute_unreadable_tokens(model, tokenizer, end_of_turn="<end_of_utterance>")
+    gen = model.generation_config
+    gen.bos_token_id = ids["<|im_start|>"]
+    gen.eos_token_id = [ids["<end_of_utterance>"]]
+    gen.pad_token_id = ids["<|im_end|>"]
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir

@@ -42,7 +42,7 @@ def test_default_registry_has_the_seed_models_and_the_embedded_engine():
             assert util * 12 <= 11.0, name
     # every seed model is also offered through vlmswap's transformers engine
     hf = [s for s in reg.models.values() if "transformers" in (s.cmd or [])]
-    assert {s.family for s in hf} == {"dots_ocr", "qwen3_vl", "qwen2_vl", "phi3_v"}
+    assert {"dots_ocr", "qwen3_vl", "qwen2_vl", "phi3_v"} <= {s.family for s in hf}
 
 
 def test_names_resolve_served_name_alias_and_registry_name():
