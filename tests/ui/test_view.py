@@ -64,3 +64,28 @@ def test_activity_and_host_lines_say_only_what_there_is():
         "2 in flight · 1 queued · next start allowed in 8 s")
     assert host_line({"ram_total_bytes": 64e9, "ram_available_bytes": 48e9}) == "Host RAM: 16.0 GB of 64.0 GB in use"
     assert host_line({}) == ""
+
+
+def test_pull_lines_say_progress_and_outcome():
+    from vlmswap.ui.view import pull_fraction, pull_line
+
+    job = {"pulling": True, "downloaded_bytes": 120_000_000, "total_bytes": 513_000_000, "files_done": 3,
+           "files_total": 9}
+    assert pull_line(job) == "Pulling: 120.0 MB of 513.0 MB (3/9 files)"
+    assert round(pull_fraction(job), 3) == 0.234
+    assert pull_line({"pulling": True, "total_bytes": None}) == "Pulling: listing the files…"
+    assert pull_line({"pulling": False, "ok": True, "total_bytes": 513_000_000}) == "Downloaded (513.0 MB)"
+    assert pull_line({"pulling": False, "ok": False, "message": "x: 503"}) == "Pull failed: x: 503"
+
+
+def test_no_chat_hint_says_how_to_get_a_chat_model():
+    from vlmswap.ui.view import no_chat_hint
+
+    def status(**unavailable):
+        return {"models": {n: {"capabilities": ["chat"], "unavailable": u} for n, u in unavailable.items()}}
+
+    hint = no_chat_hint(status(**{"qwen2-vl-2b": "vllm not installed", "smolvlm": "not downloaded (0.5 GB)"}))
+    assert "**smolvlm** can once its files are here (0.5 GB)" in hint and "`vlmswap pull smolvlm`" in hint
+    hint = no_chat_hint(status(smolvlm="transformers extra not installed"))
+    assert "pip install 'vlmswap[transformers]'" in hint and "`vlmswap pull smolvlm`" in hint
+    assert "`vlmswap pull NAME`" in no_chat_hint(status(**{"qwen2-vl-2b": "vllm not installed"}))
