@@ -35,7 +35,7 @@ LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth")
 # Other runtimes' copies of the same weights, never needed here.
 SKIPPED_DIRS = ("onnx", "openvino", "coreml", "gguf", "runs", "tf", "flax")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-SIZE_LOOKUP_TIMEOUT_S = 5.0
+SIZE_LOOKUP_TIMEOUT_S = 3.0
 
 
 class PullError(Exception):
