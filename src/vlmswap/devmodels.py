@@ -117,14 +117,41 @@ def _mute_unreadable_tokens(model, tokenizer, end_of_turn: str = "<|im_end|>") -
                 weight[token_id].zero_()
 
 
+def _fast_tokenizer(special_tokens: tuple[str, ...], chat_template: str, max_len: int, *, eos: str, pad: str,
+                    bos: str | None = None, unk: str | None = None):
+    """A trained fast tokenizer with `special_tokens` and a chat template; returns it and the tokens' ids."""
+    from transformers import PreTrainedTokenizerFast
+
+    named = {eos, pad, bos, unk} - {None}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(special_tokens), eos_token=eos, pad_token=pad, bos_token=bos,
+        unk_token=unk, model_max_length=max_len,
+        additional_special_tokens=[t for t in special_tokens if t not in named])
+    tokenizer.chat_template = chat_template
+    return tokenizer, {t: tokenizer.convert_tokens_to_ids(t) for t in special_tokens}
+
+
+def _build_and_save(model_cls, config, seed: int, tokenizer, processor, out_dir: Path, *, bos: int, eos: list[int],
+                    pad: int, end_of_turn: str) -> Path:
+    """Random weights from `seed`, readable greedy answers, the generation ids; the checkpoint saved."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    _mute_unreadable_tokens(model, tokenizer, end_of_turn=end_of_turn)
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = bos, eos, pad
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
 def make_tiny_qwen2vl(out_dir: Path, seed: int = 0) -> Path:
     """Build and save a tiny random-weight Qwen2-VL checkpoint into `out_dir`; return it.
 
     Same seed, same weights. Needs torch, torchvision, transformers and tokenizers; no network.
     """
-    import torch
     from transformers import (
-        PreTrainedTokenizerFast,
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessor,
@@ -135,14 +162,8 @@ def make_tiny_qwen2vl(out_dir: Path, seed: int = 0) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(),
-        eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None, bos_token=None,
-        model_max_length=_TEXT["max_position_embeddings"],
-        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")],
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    tokenizer, ids = _fast_tokenizer(SPECIAL_TOKENS, CHAT_TEMPLATE, _TEXT["max_position_embeddings"],
+                                     eos="<|im_end|>", pad="<|endoftext|>")
 
     image_processor = Qwen2VLImageProcessor(min_pixels=_MIN_PIXELS, max_pixels=_MAX_PIXELS)
     video_processor = Qwen2VLVideoProcessor(min_pixels=_MIN_PIXELS, max_pixels=_MAX_PIXELS)
@@ -157,17 +178,9 @@ def make_tiny_qwen2vl(out_dir: Path, seed: int = 0) -> Path:
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False, initializer_range=0.3,
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    _mute_unreadable_tokens(model, tokenizer)
-    gen = model.generation_config
-    gen.bos_token_id = ids["<|endoftext|>"]
-    gen.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-    gen.pad_token_id = ids["<|endoftext|>"]
-
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return _build_and_save(Qwen2VLForConditionalGeneration, config, seed, tokenizer, processor, out_dir,
+                           bos=ids["<|endoftext|>"], eos=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+                           pad=ids["<|endoftext|>"], end_of_turn="<|im_end|>")
 
 
 # --- Idefics3 (SmolVLM) ------------------------------------------------------------------------
@@ -201,26 +214,13 @@ _SMOL_TEXT = dict(model_type="llama", hidden_size=64, intermediate_size=128, num
 def make_tiny_idefics3(out_dir: Path, seed: int = 0) -> Path:
     """Build and save a tiny random-weight Idefics3 checkpoint shaped like SmolVLM-Instruct (the
     same architecture, processor, image tiling and chat template) into `out_dir`; return it."""
-    import torch
-    from transformers import (
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessor,
-        Idefics3Processor,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(SMOLVLM_SPECIAL_TOKENS),
-        bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|im_end|>", unk_token="<|endoftext|>",
-        model_max_length=_SMOL_TEXT["max_position_embeddings"],
-        additional_special_tokens=[t for t in SMOLVLM_SPECIAL_TOKENS
-                                   if t not in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_utterance>")],
-    )
-    tokenizer.chat_template = SMOLVLM_CHAT_TEMPLATE
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SMOLVLM_SPECIAL_TOKENS}
+    tokenizer, ids = _fast_tokenizer(SMOLVLM_SPECIAL_TOKENS, SMOLVLM_CHAT_TEMPLATE, _SMOL_TEXT["max_position_embeddings"],
+                                     eos="<end_of_utterance>", pad="<|im_end|>", bos="<|im_start|>",
+                                     unk="<|endoftext|>")
     scale = 2
     image_seq_len = (_SMOL_TILE // _SMOL_VISION["patch_size"]) ** 2 // scale ** 2
     image_processor = Idefics3ImageProcessor(size={"longest_edge": 2 * _SMOL_TILE},
@@ -233,13 +233,6 @@ def make_tiny_idefics3(out_dir: Path, seed: int = 0) -> Path:
         vision_config=dict(_SMOL_VISION), image_token_id=ids["<image>"], scale_factor=scale,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = Idefics3ForConditionalGeneration(config).eval()
-    _mute_unreadable_tokens(model, tokenizer, end_of_turn="<end_of_utterance>")
-    gen = model.generation_config
-    gen.bos_token_id = ids["<|im_start|>"]
-    gen.eos_token_id = [ids["<end_of_utterance>"]]
-    gen.pad_token_id = ids["<|im_end|>"]
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return _build_and_save(Idefics3ForConditionalGeneration, config, seed, tokenizer, processor, out_dir,
+                           bos=ids["<|im_start|>"], eos=[ids["<end_of_utterance>"]], pad=ids["<|im_end|>"],
+                           end_of_turn="<end_of_utterance>")

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         download, 1 when a download fails.
         """
         from vlmswap.config import ConfigError, load_registry
-        from vlmswap.hub import PullError, Source, pullable
+        from vlmswap.hub import PullError, pullable
 
         try:
             registry = load_registry(config)
