@@ -16,7 +16,7 @@ from vlmswap.ui.view import (STATE_ICONS, activity_line, badges, host_line, memo
                              needs_pull, pull_fraction, pull_line, resident_name)
 
 REFRESH_S = 3.0
-PULL_REFRESH_S = 1.0
+PULL_REFRESH_S = 2.0
 PENDING_KEY = "pending_switch"
 PULLING_KEY = "pulls_seen_running"
 
