@@ -9,10 +9,9 @@ Everything goes through huggingface_hub, so `HF_HOME` / `HF_HUB_CACHE`, `HF_ENDP
 `HF_TOKEN` and `HF_HUB_OFFLINE` mean what they mean everywhere else. A pull takes the files a
 server needs to run the checkpoint (configs, tokenizer, chat template, remote code, weights:
 safetensors, or .bin only where the repo has no safetensors), not ONNX/GGUF/TF/Flax variants
-or README images. Resuming: huggingface_hub resumes a transfer the network broke (a Range
-request from the bytes it has, within one pull); when a pull itself is stopped, every file it
-finished stays in the cache and the next pull fetches only the rest (huggingface_hub 2.x
-deletes a partial file when its process ends, see its `_download_to_tmp_and_move`).
+or README images. Resuming: files already in the cache are skipped; a large file's partial
+bytes are kept across pulls and the next pull asks only for the rest (a Range request; see
+`_fetch_blob`), and huggingface_hub itself resumes a transfer the network breaks mid-pull.
 """
 
 from __future__ import annotations
@@ -36,6 +35,9 @@ LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth")
 SKIPPED_DIRS = ("onnx", "openvino", "coreml", "gguf", "runs", "tf", "flax")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SIZE_LOOKUP_TIMEOUT_S = 3.0
+# Files at least this big are downloaded so that a stopped pull resumes them (huggingface_hub
+# writes in 10 MB chunks: below that there is nothing to resume).
+RESUMABLE_FROM_BYTES = 10 * 1024 * 1024
 
 
 class PullError(Exception):
@@ -368,10 +370,13 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
         check_stop()
         state["file"] = path
         before = state["bytes"]
+        bar = lambda **kw: _FileBar(on_bytes, **kw)  # noqa: E731 - what huggingface_hub calls as tqdm_class
         try:
+            if (files[path] or 0) >= RESUMABLE_FROM_BYTES:
+                _fetch_blob(src, commit, path, bar)
             hf_hub_download(src.repo, path, revision=commit, cache_dir=src.cache_dir,
-                            tqdm_class=lambda **kw: _FileBar(on_bytes, **kw))  # type: ignore[arg-type]
-        except PullCancelled:
+                            tqdm_class=bar)  # type: ignore[arg-type]
+        except (PullCancelled, PullError):
             raise
         except Exception as exc:  # HTTP errors, the network gone after its retries, a full disk
             raise PullError(f"{src.repo}: {path}: download failed: {_one_line(exc)}") from None
@@ -386,6 +391,59 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
     state["file"] = ""
     report(force=True, done=True)
     return Path(folder)
+
+
+def _fetch_blob(src: Source, commit: str, path: str, bar: Callable[..., _FileBar]) -> None:
+    """Download one large file into the cache's blob store, resuming the bytes an earlier pull left.
+
+    huggingface_hub resumes a broken transfer only within its process and deletes the partial
+    file when the process ends; a stopped pull of a multi-GB shard would start it over. So large
+    files go through its `http_get` into `blobs/<etag>.vlmswap.incomplete`, kept across pulls
+    (a Range request from its size), checked against the hub's SHA-256, and renamed into place;
+    `hf_hub_download` then only links the snapshot to the blob.
+    """
+    import hashlib
+    from urllib.parse import urlsplit
+
+    from filelock import Timeout
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.file_download import http_get, repo_folder_name
+    from huggingface_hub.utils import WeakFileLock, build_hf_headers
+
+    url = hf_hub_url(src.repo, path, revision=commit)
+    meta = get_hf_file_metadata(url)
+    if not meta.etag or meta.size is None:
+        return  # nothing to resume against: hf_hub_download fetches it whole
+    blobs = Path(src.cache_dir or constants.HF_HUB_CACHE) / repo_folder_name(repo_id=src.repo, repo_type="model") / "blobs"
+    blob = blobs / meta.etag
+    if blob.exists():
+        return
+    blobs.mkdir(parents=True, exist_ok=True)
+    partial = blobs / f"{meta.etag}.vlmswap.incomplete"
+    headers = build_hf_headers()
+    if urlsplit(meta.location).netloc != urlsplit(url).netloc:
+        headers.pop("authorization", None)  # a CDN's signed URL: the hub token is not for it
+    try:
+        with WeakFileLock(str(partial) + ".lock", timeout=1):
+            have = partial.stat().st_size if partial.exists() else 0
+            if have > meta.size:
+                partial.unlink()
+                have = 0
+            with partial.open("ab") as f:
+                http_get(meta.location, f, resume_size=have, headers=headers, expected_size=meta.size,
+                         displayed_filename=path, tqdm_class=bar)  # type: ignore[arg-type]
+            if re.fullmatch(r"[0-9a-f]{64}", meta.etag):  # an LFS file's etag is its SHA-256
+                digest = hashlib.sha256()
+                with partial.open("rb") as f:
+                    while chunk := f.read(1 << 22):
+                        digest.update(chunk)
+                if digest.hexdigest() != meta.etag:
+                    partial.unlink()
+                    raise PullError(f"{src.repo}: {path}: the downloaded bytes do not match the hub's SHA-256; "
+                                    f"pull again")
+            partial.rename(blob)
+    except Timeout:
+        raise PullError(f"{src.repo}: {path} is being downloaded by another pull") from None
 
 
 def _silent_class() -> type:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 from tests.hub.conftest import BIG, TINY, vlmswap
+from tests.support import PY, ROOT
 
 NEEDED = {"chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
           "processor_config.json", "tokenizer.json", "tokenizer_config.json"}
@@ -70,6 +75,34 @@ def test_a_transfer_cut_mid_body_resumes_with_a_range_request(start_hub, registr
     assert second["status"] == 206 and second["bytes"] == size - start   # ...and got only that
     data = (_snapshot(hub.home, BIG) / "model.safetensors").read_bytes()
     assert hashlib.sha256(data).digest() == hashlib.sha256((repos[BIG] / "model.safetensors").read_bytes()).digest()
+
+
+def test_a_pull_stopped_mid_file_is_resumed_by_the_next_pull_with_a_range_request(start_hub, registry, repos):
+    hub = start_hub("--rate", "3000000")           # 24 MB at 3 MB/s: time to stop it part way
+    first = subprocess.Popen([PY, "-m", "vlmswap", "pull", "--config", str(registry), "big"], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    blobs = hub.home / "hub" / f"models--{BIG.replace('/', '--')}" / "blobs"
+    deadline = time.monotonic() + 60
+    while not [p for p in blobs.glob("*.vlmswap.incomplete") if p.stat().st_size >= 10 * 1024 * 1024]:
+        assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)                 # Ctrl-C
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    assert "interrupted; the files finished so far are kept" in err
+    kept = next(blobs.glob("*.vlmswap.incomplete")).stat().st_size
+
+    out = vlmswap("pull", "--config", str(registry), "big")
+    assert out.returncode == 0, out.stderr
+    gets = hub.gets("model.safetensors")
+    size = (repos[BIG] / "model.safetensors").stat().st_size
+    assert gets[0]["range"] is None and gets[0]["bytes"] >= kept
+    assert gets[-1]["range"] == f"bytes={kept}-" and gets[-1]["status"] == 206 and gets[-1]["bytes"] == size - kept
+    assert len(gets) == 2
+    data = (_snapshot(hub.home, BIG) / "model.safetensors").read_bytes()
+    assert hashlib.sha256(data).digest() == hashlib.sha256((repos[BIG] / "model.safetensors").read_bytes()).digest()
+    assert not list(blobs.glob("*.incomplete"))
 
 
 def test_a_failed_pull_says_why_keeps_finished_files_and_the_next_pull_fetches_only_the_rest(start_hub, registry):

@@ -28,9 +28,9 @@ def register(app: typer.Typer) -> None:
 
         Only what a server needs (configs, tokenizer, remote code, weights), into $HF_HUB_CACHE
         (default ~/.cache/huggingface/hub); HF_TOKEN and HF_ENDPOINT are honoured. Files already
-        there are skipped, so a stopped pull continues where it left off; a transfer the network
-        breaks resumes from the bytes it has. Exit 2 for an unknown model or one with nothing to
-        download, 1 when a download fails.
+        there are skipped and a large file's partial bytes are kept, so a stopped pull (Ctrl-C)
+        continues where it left off. Exit 2 for an unknown model or one with nothing to
+        download, 1 when a download fails, 130 when interrupted.
         """
         from vlmswap.config import ConfigError, load_registry
         from vlmswap.hub import PullError, pullable
