@@ -64,11 +64,18 @@ def register(app: typer.Typer) -> None:
 
 def _pull_one(name: str, src: Source) -> None:
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    from vlmswap.hub import Progress as Step
-    from vlmswap.hub import fmt_size, pull
+    from vlmswap.download import Progress as Step
+    from vlmswap.download import pull
+    from vlmswap.hub import fmt_size
 
     console = Console(stderr=True)
     live = console.is_terminal

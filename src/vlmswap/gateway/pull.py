@@ -19,9 +19,10 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from vlmswap.download import Progress, PullCancelled, pull
 from vlmswap.errors import APIError
 from vlmswap.events import EventBus
-from vlmswap.hub import Progress, PullCancelled, PullError, Source, pull, pullable
+from vlmswap.hub import PullError, Source, pullable
 
 PROGRESS_INTERVAL_S = 0.5
 
