@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vlmswap.hub import PullError, Source, is_cached, remote_files
+from vlmswap.hub import PullError, Source, is_cached, local_snapshot, remote_files
 
 # Files at least this big are downloaded so that a stopped pull resumes them (huggingface_hub
 # writes in 10 MB chunks: below that there is nothing to resume).
@@ -68,7 +68,7 @@ def _one_line(exc: BaseException) -> str:
 def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: float = 0.2,
          should_stop: Callable[[], bool] | None = None) -> Path:
     """Download what `src` needs into the hub cache (files already there are skipped); returns the
-    snapshot folder. `on_progress` is called from this thread at most every `min_interval_s`, at
+    snapshot folder. With the hub out of reach, a complete cached copy is the answer. `on_progress` is called from this thread at most every `min_interval_s`, at
     each file's end, and once with done=True. Raises PullError with one line on any failure, and
     PullCancelled soon after `should_stop()` turns true (checked between chunks of the transfer)."""
     from huggingface_hub import hf_hub_download, snapshot_download
@@ -87,7 +87,12 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
     except RevisionNotFoundError:
         raise PullError(f"{src.repo}: no revision {src.revision!r} on the hub") from None
     except Exception as exc:  # network down (httpx2 errors), hub error, offline mode
-        raise PullError(f"{src.repo}: could not list its files on the hub: {_one_line(exc)}") from None
+        folder = local_snapshot(src)
+        if folder is None:
+            raise PullError(f"{src.repo}: could not list its files on the hub: {_one_line(exc)}") from None
+        if on_progress is not None:  # offline, but nothing is missing: the pull has nothing to do
+            on_progress(Progress(0, 0, "", 0, 0, done=True))
+        return folder
     total = sum(s or 0 for s in files.values())
     todo = [p for p in files if not is_cached(Source(src.repo, commit, src.cache_dir), p)]
     done_bytes = total - sum(files[p] or 0 for p in todo)

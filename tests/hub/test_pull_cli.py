@@ -55,6 +55,16 @@ def test_pull_fetches_what_a_server_needs_with_progress_and_config_show_follows(
     assert len(hub.gets("model.safetensors")) == 1
 
 
+def test_a_complete_copy_needs_no_hub(start_hub, registry, monkeypatch):
+    hub = start_hub()
+    assert vlmswap("pull", "--config", str(registry), "tiny").returncode == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = vlmswap("pull", "--config", str(registry), "tiny")
+    assert out.returncode == 0 and f"{TINY} is in {_snapshot(hub.home, TINY)}" in out.stdout, out.stderr
+    out = vlmswap("pull", "--config", str(registry), "big")
+    assert out.returncode == 1 and "could not list its files on the hub: OfflineModeIsEnabled" in out.stderr
+
+
 def test_config_show_offline_says_not_downloaded_without_a_size(start_hub, registry, monkeypatch):
     start_hub()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

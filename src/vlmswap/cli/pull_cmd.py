@@ -88,7 +88,7 @@ def _pull_one(name: str, src: Source) -> None:
         def on_progress(p: Step) -> None:
             bar.update(task, total=p.total_bytes, completed=p.downloaded_bytes,
                        file=f"{p.files_done}/{p.files_total} {p.file}".rstrip())
-            if not live and p.files_done != last_file["done"]:  # a log, not a live bar: a line per file
+            if not live and p.files_total and p.files_done != last_file["done"]:  # a log: a line per file
                 last_file["done"] = p.files_done
                 console.print(f"{name}: {p.files_done}/{p.files_total} files, "
                               f"{fmt_size(p.downloaded_bytes)} of {fmt_size(p.total_bytes)}",
