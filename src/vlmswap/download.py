@@ -164,17 +164,20 @@ def _fetch_blob(src: Source, commit: str, path: str, bar: Callable[..., _FileBar
     meta = get_hf_file_metadata(url)
     if not meta.etag or meta.size is None:
         return  # nothing to resume against: hf_hub_download fetches it whole
-    blobs = Path(src.cache_dir or constants.HF_HUB_CACHE) / repo_folder_name(repo_id=src.repo, repo_type="model") / "blobs"
+    cache, folder = Path(src.cache_dir or constants.HF_HUB_CACHE), repo_folder_name(repo_id=src.repo, repo_type="model")
+    blobs = cache / folder / "blobs"
+    lock = cache / ".locks" / folder / f"{meta.etag}.vlmswap.lock"  # where huggingface_hub keeps its own locks
     blob = blobs / meta.etag
     if blob.exists():
         return
     blobs.mkdir(parents=True, exist_ok=True)
+    lock.parent.mkdir(parents=True, exist_ok=True)
     partial = blobs / f"{meta.etag}.vlmswap.incomplete"
     headers = build_hf_headers()
     if urlsplit(meta.location).netloc != urlsplit(url).netloc:
         headers.pop("authorization", None)  # a CDN's signed URL: the hub token is not for it
     try:
-        with WeakFileLock(str(partial) + ".lock", timeout=1):
+        with WeakFileLock(lock, timeout=1):
             have = partial.stat().st_size if partial.exists() else 0
             if have > meta.size:
                 partial.unlink()
