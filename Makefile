@@ -17,9 +17,11 @@ help:
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Core + UI: enough for the gateway, the embedded engine and the web UI.
+# Core + UI + the transformers engine: the gateway, the embedded engine, the web UI, and chat on
+# a CPU once `vlmswap pull smolvlm` has fetched the small chat model of the default registry.
 $(VENV)/.run-installed: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -e '.[ui,docker]'
+	$(PIP) install $(TORCH)
+	$(PIP) install -e '.[ui,docker,transformers]'
 	touch $@
 
 # Everything, tests included. torch comes first so the extras find it satisfied.

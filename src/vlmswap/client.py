@@ -7,6 +7,7 @@ gateway instead of in-process, so a notebook, the CLI and the UI all see the sam
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -166,6 +167,23 @@ class Client:
     def load(self, name: str, wait: bool = False) -> dict[str, Any]:
         return self._request("POST", f"/api/models/{name}/load", params={"wait": "true"} if wait else None).json()
 
+    @contextlib.contextmanager
+    def _events(self) -> Iterator[Iterator[dict[str, Any]]]:
+        """/api/events, subscribed before the caller asks for anything (so no event is missed), as
+        an iterator of event dicts; a broken stream becomes GatewayError / GatewayUnreachable."""
+        with self._stream_client(httpx.Timeout(60.0, connect=10.0)) as c:
+            try:
+                with connect_sse(c, "GET", "/api/events") as src:
+                    if src.response.status_code >= 400:
+                        src.response.read()
+                        _raise_for(src.response)
+                    yield (json.loads(sse.data) for sse in src.iter_sse() if sse.data)
+            except httpx.ConnectError as exc:
+                raise GatewayUnreachable(self.url, type(exc).__name__) from None
+            except httpx.TransportError as exc:
+                raise GatewayError(f"lost the event stream of {self.url} ({type(exc).__name__})",
+                                   code="gateway_unreachable") from None
+
     def switch(self, name: str, on_progress: Callable[[dict[str, Any]], None] | None = None,
                timeout: float = 900.0) -> dict[str, Any]:
         """Make `name` resident and return the status once it is ready; SwitchError when it fails.
@@ -174,37 +192,55 @@ class Client:
         `on_progress` gets every event of that model (dicts as /api/events sends them).
         """
         deadline = time.monotonic() + timeout
-        with self._stream_client(httpx.Timeout(60.0, connect=10.0)) as c:
-            try:
-                with connect_sse(c, "GET", "/api/events") as src:
-                    if src.response.status_code >= 400:
-                        src.response.read()
-                        _raise_for(src.response)
-                    started = self.load(name)
-                    real = started["name"]
-                    if started["state"] == ModelState.READY and self.status()["resident"] == real:
-                        return self.status()
-                    for sse in src.iter_sse():
-                        if time.monotonic() > deadline:
-                            raise GatewayError(f"{name} was not ready after {timeout:.0f} s", code="timeout")
-                        if not sse.data:
-                            continue
-                        ev = json.loads(sse.data)
-                        if ev.get("model") != real:
-                            continue
-                        if on_progress is not None:
-                            on_progress(ev)
-                        if ev.get("type") == "phase" and ev.get("phase") == Phase.READY:
-                            return self.status()
-                        if ev.get("phase") == Phase.FAILED or ev.get("state") == ModelState.FAILED:
-                            tail = ev.get("log_tail") or self.logs(real, 20)
-                            raise SwitchError(str(ev.get("message") or f"{real} failed"), tail)
-            except httpx.ConnectError as exc:
-                raise GatewayUnreachable(self.url, type(exc).__name__) from None
-            except httpx.TransportError as exc:
-                raise GatewayError(f"lost the event stream of {self.url} ({type(exc).__name__})",
-                                   code="gateway_unreachable") from None
+        with self._events() as events:
+            started = self.load(name)
+            real = started["name"]
+            if started["state"] == ModelState.READY and self.status()["resident"] == real:
+                return self.status()
+            for ev in events:
+                if time.monotonic() > deadline:
+                    raise GatewayError(f"{name} was not ready after {timeout:.0f} s", code="timeout")
+                if ev.get("model") != real:
+                    continue
+                if on_progress is not None:
+                    on_progress(ev)
+                if ev.get("type") == "phase" and ev.get("phase") == Phase.READY:
+                    return self.status()
+                if ev.get("phase") == Phase.FAILED or ev.get("state") == ModelState.FAILED:
+                    tail = ev.get("log_tail") or self.logs(real, 20)
+                    raise SwitchError(str(ev.get("message") or f"{real} failed"), tail)
         raise GatewayError("the gateway closed the event stream", code="events_closed")
+
+    def pull(self, name: str, wait: bool = True, on_progress: Callable[[dict[str, Any]], None] | None = None,
+             timeout: float = 24 * 3600.0) -> dict[str, Any]:
+        """Have the gateway download `name`'s files into its Hugging Face cache.
+
+        Without `wait`, returns at once with the pull's state (`pulling`, `total_bytes`, ...).
+        With it, follows the `pull` events of /api/events (subscribed before the pull is asked
+        for), passing each to `on_progress`, and returns the last one; GatewayError when the
+        pull fails (409 when one of the same files is already under way).
+        """
+        if not wait:
+            return self._request("POST", f"/api/models/{name}/pull").json()
+        deadline = time.monotonic() + timeout
+        with self._events() as events:
+            real = self._request("POST", f"/api/models/{name}/pull").json()["model"]
+            for ev in events:
+                if time.monotonic() > deadline:
+                    raise GatewayError(f"the pull of {name} did not finish in {timeout:.0f} s", code="timeout")
+                if ev.get("type") != "pull" or ev.get("model") != real:
+                    continue
+                if on_progress is not None:
+                    on_progress(ev)
+                if ev.get("done"):
+                    if not ev.get("ok"):
+                        raise GatewayError(str(ev.get("message") or f"the pull of {real} failed"), code="pull_failed")
+                    return ev
+        raise GatewayError("the gateway closed the event stream", code="events_closed")
+
+    def pull_status(self, name: str) -> dict[str, Any]:
+        """The gateway's latest pull of `name` (`pulling`, `downloaded_bytes`, `total_bytes`, `ok`, ...)."""
+        return self._request("GET", f"/api/models/{name}/pull").json()
 
     def unload(self, name: str | None = None, timeout: float | None = None) -> dict[str, Any]:
         """Stop the awake model and every sleeper, or only `name` if given (after its requests in flight)."""

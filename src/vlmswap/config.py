@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vlmswap.hub import missing_weights
+
 Family = Literal["dots_ocr", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "phi3_v", "rapidocr", "generic"]
 Capability = Literal["chat", "ocr", "layout", "grounding"]
 BackendKind = Literal["process", "docker"]
@@ -67,6 +69,12 @@ class ModelSpec(_Strict):
     sleep_ram_gb: float | None = Field(None, ge=0, description="Host RAM it holds asleep, until measured; default: "
                                                               "vram_gb for level 1, 0 for level 2.")
     warmup: bool = Field(False, description="Send a 1-token request after a start or wake, before the first client's.")
+    hf_repo: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$",
+                                description="Hugging Face repo whose files the model needs (`vlmswap pull`); "
+                                            "default: the one its command names (`vllm serve REPO`, `--model REPO`).")
+    download_on_start: bool = Field(False, description="Start even when its files are not in the local Hugging Face "
+                                                       "cache, letting the backend download them (vLLM does) inside "
+                                                       "the switch; default: say `not downloaded` and refuse.")
     # docker backend
     image: str | None = None
     command: list[str] | None = Field(None, description="docker backend: the container's command (argv).")
@@ -230,13 +238,6 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def _in_hf_cache(model_id: str) -> bool:
-    if Path(model_id).exists():
-        return True
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")) / "hub")
-    return (hub / ("models--" + model_id.replace("/", "--"))).is_dir()
-
-
 def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str | None:
     """Why this model cannot run on this machine, or None when nothing is known against it."""
     if gpu_present is None:
@@ -248,7 +249,7 @@ def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str 
             return "docker extra not installed"
         if spec.gpus and not gpu_present:
             return "no NVIDIA GPU"
-        return None
+        return None if spec.download_on_start else missing_weights(spec)
     argv = spec.cmd or []
     exe = Path(argv[0]).name if argv else ""
     if exe == "vllm":
@@ -259,12 +260,9 @@ def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str 
     if "worker" in argv and "transformers" in argv:
         if not (_has_module("torch") and _has_module("transformers")):
             return "transformers extra not installed"
-        if "--model" in argv:
-            model = argv[argv.index("--model") + 1]
-            if "${" not in model and not _in_hf_cache(model):
-                return "weights not in the local HF cache"
         if "cuda" in argv and not gpu_present:
             return "no NVIDIA GPU"
+        return missing_weights(spec)  # the worker never downloads, whatever download_on_start says
     elif exe not in ("vllm", "${PYTHON}", "python", "python3") and shutil.which(argv[0]) is None and not Path(argv[0]).exists():
         return f"{argv[0]} not found"
-    return None
+    return None if spec.download_on_start else missing_weights(spec)

@@ -1,4 +1,4 @@
-"""A tiny random-weight Qwen2-VL checkpoint, built locally for tests and demos.
+"""Tiny random-weight checkpoints (Qwen2-VL, Idefics3/SmolVLM), built locally for tests and demos.
 
 Why: the transformers engine must be exercised end to end (tokenizer, processor with image
 and video processors, chat template, vision tower, generate) on machines with no GPU and no
@@ -81,7 +81,7 @@ _MAX_PIXELS = 64 * 28 * 28
 _VOCAB_SIZE = 600
 
 
-def _train_tokenizer():
+def _train_tokenizer(special_tokens: tuple[str, ...] = SPECIAL_TOKENS):
     """A byte-level BPE with Qwen2's pre-tokenizer, trained on the built-in corpus."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -94,19 +94,19 @@ def _train_tokenizer():
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=_VOCAB_SIZE, min_frequency=1, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=list(special_tokens),
     )
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
     return tok
 
 
-def _mute_unreadable_tokens(model, tokenizer) -> None:
+def _mute_unreadable_tokens(model, tokenizer, end_of_turn: str = "<|im_end|>") -> None:
     """Zero the output rows of tokens that are not printable ASCII (stray UTF-8 bytes,
     control characters, special tokens other than the end of turn), so greedy answers are
     readable words that differ from prompt to prompt instead of byte noise."""
     import torch
 
-    keep = {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    keep = {tokenizer.convert_tokens_to_ids(end_of_turn)}
     with torch.no_grad():
         weight = model.lm_head.weight
         for token_id in range(weight.shape[0]):
@@ -117,14 +117,41 @@ def _mute_unreadable_tokens(model, tokenizer) -> None:
                 weight[token_id].zero_()
 
 
+def _fast_tokenizer(special_tokens: tuple[str, ...], chat_template: str, max_len: int, *, eos: str, pad: str,
+                    bos: str | None = None, unk: str | None = None):
+    """A trained fast tokenizer with `special_tokens` and a chat template; returns it and the tokens' ids."""
+    from transformers import PreTrainedTokenizerFast
+
+    named = {eos, pad, bos, unk} - {None}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(special_tokens), eos_token=eos, pad_token=pad, bos_token=bos,
+        unk_token=unk, model_max_length=max_len,
+        additional_special_tokens=[t for t in special_tokens if t not in named])
+    tokenizer.chat_template = chat_template
+    return tokenizer, {t: tokenizer.convert_tokens_to_ids(t) for t in special_tokens}
+
+
+def _build_and_save(model_cls, config, seed: int, tokenizer, processor, out_dir: Path, *, bos: int, eos: list[int],
+                    pad: int, end_of_turn: str) -> Path:
+    """Random weights from `seed`, readable greedy answers, the generation ids; the checkpoint saved."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    _mute_unreadable_tokens(model, tokenizer, end_of_turn=end_of_turn)
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = bos, eos, pad
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
 def make_tiny_qwen2vl(out_dir: Path, seed: int = 0) -> Path:
     """Build and save a tiny random-weight Qwen2-VL checkpoint into `out_dir`; return it.
 
     Same seed, same weights. Needs torch, torchvision, transformers and tokenizers; no network.
     """
-    import torch
     from transformers import (
-        PreTrainedTokenizerFast,
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessor,
@@ -135,14 +162,8 @@ def make_tiny_qwen2vl(out_dir: Path, seed: int = 0) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(),
-        eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None, bos_token=None,
-        model_max_length=_TEXT["max_position_embeddings"],
-        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")],
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    tokenizer, ids = _fast_tokenizer(SPECIAL_TOKENS, CHAT_TEMPLATE, _TEXT["max_position_embeddings"],
+                                     eos="<|im_end|>", pad="<|endoftext|>")
 
     image_processor = Qwen2VLImageProcessor(min_pixels=_MIN_PIXELS, max_pixels=_MAX_PIXELS)
     video_processor = Qwen2VLVideoProcessor(min_pixels=_MIN_PIXELS, max_pixels=_MAX_PIXELS)
@@ -157,14 +178,61 @@ def make_tiny_qwen2vl(out_dir: Path, seed: int = 0) -> Path:
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False, initializer_range=0.3,
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    _mute_unreadable_tokens(model, tokenizer)
-    gen = model.generation_config
-    gen.bos_token_id = ids["<|endoftext|>"]
-    gen.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-    gen.pad_token_id = ids["<|endoftext|>"]
+    return _build_and_save(Qwen2VLForConditionalGeneration, config, seed, tokenizer, processor, out_dir,
+                           bos=ids["<|endoftext|>"], eos=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+                           pad=ids["<|endoftext|>"], end_of_turn="<|im_end|>")
 
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+
+# --- Idefics3 (SmolVLM) ------------------------------------------------------------------------
+
+# SmolVLM's special tokens: turns end with <end_of_utterance>; an image is <fake_token_around_image>,
+# a tile tag (<row_i_col_j>, or <global-img> for the whole picture) and image_seq_len <image> tokens.
+SMOLVLM_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
+    "<global-img>", *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+)
+
+# SmolVLM-Instruct's chat template: "User:<image>text<end_of_utterance>\nAssistant:".
+SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+# Tiles of 32 px in 8 px patches, pixel-shuffled by 2: 4 <image> tokens a tile; at most 2x2 tiles
+# and the global view, so a picture costs at most 20 tokens.
+_SMOL_TILE = 32
+_SMOL_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    image_size=_SMOL_TILE, patch_size=8)
+_SMOL_TEXT = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5,
+                  initializer_range=0.3, tie_word_embeddings=False)
+
+
+def make_tiny_idefics3(out_dir: Path, seed: int = 0) -> Path:
+    """Build and save a tiny random-weight Idefics3 checkpoint shaped like SmolVLM-Instruct (the
+    same architecture, processor, image tiling and chat template) into `out_dir`; return it."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer, ids = _fast_tokenizer(SMOLVLM_SPECIAL_TOKENS, SMOLVLM_CHAT_TEMPLATE, _SMOL_TEXT["max_position_embeddings"],
+                                     eos="<end_of_utterance>", pad="<|im_end|>", bos="<|im_start|>",
+                                     unk="<|endoftext|>")
+    scale = 2
+    image_seq_len = (_SMOL_TILE // _SMOL_VISION["patch_size"]) ** 2 // scale ** 2
+    image_processor = Idefics3ImageProcessor(size={"longest_edge": 2 * _SMOL_TILE},
+                                             max_image_size={"longest_edge": _SMOL_TILE})
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                  image_seq_len=image_seq_len, chat_template=SMOLVLM_CHAT_TEMPLATE)
+    config = Idefics3Config(
+        text_config=dict(_SMOL_TEXT, vocab_size=len(tokenizer), bos_token_id=ids["<|im_start|>"],
+                         eos_token_id=ids["<end_of_utterance>"], pad_token_id=ids["<|im_end|>"]),
+        vision_config=dict(_SMOL_VISION), image_token_id=ids["<image>"], scale_factor=scale,
+        tie_word_embeddings=False,
+    )
+    return _build_and_save(Idefics3ForConditionalGeneration, config, seed, tokenizer, processor, out_dir,
+                           bos=ids["<|im_start|>"], eos=[ids["<end_of_utterance>"]], pad=ids["<|im_end|>"],
+                           end_of_turn="<end_of_utterance>")

@@ -29,6 +29,7 @@ from vlmswap.backends.base import Backend, BackendError, LogBuffer
 from vlmswap.backends.vllm_log import out_of_memory, phase_detail
 from vlmswap.config import Registry
 from vlmswap.events import EventBus
+from vlmswap.hub import missing_weights
 from vlmswap.states import ModelState, Phase, SwitchKind
 from vlmswap.stats import Stats
 
@@ -395,6 +396,11 @@ class Lifecycle:
 
     async def start(self, name: str) -> None:
         spec = self.registry.models[name]
+        if not spec.download_on_start:  # say so now, not after a download behind a "loading" spinner
+            missing = await asyncio.to_thread(missing_weights, spec)
+            if missing is not None:
+                raise BackendError(f"{name}: {missing}; fetch it first: vlmswap pull {name} "
+                                   f"(or POST /api/models/{name}/pull)")
         snap = self.gpu_probe()
         if snap.available:
             self._vram_before[name] = snap.used_bytes

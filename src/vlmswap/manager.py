@@ -51,6 +51,8 @@ from vlmswap.states import ModelState, Phase
 
 __all__ = ["Lease", "Manager", "ModelStatus", "Ticket"]
 
+UNAVAILABLE_REFRESH_S = 5.0
+
 
 @dataclass(frozen=True)
 class Lease:
@@ -117,6 +119,7 @@ class Manager:
         self._ids = itertools.count(1)
         self._jobs: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._timer_wake: asyncio.Event | None = None
         self._timer_deadline: float | None = None
         self._unavailable: dict[str, str | None] | None = None
@@ -151,8 +154,10 @@ class Manager:
     async def start(self) -> list[str]:
         """Stop backends an earlier gateway left behind (returns what was done), then run."""
         messages = await asyncio.to_thread(backends.cleanup_orphans, self.state_dir, self.registry)
+        await self._refresh_unavailable()
         self._timer_wake = asyncio.Event()
         self._timer = asyncio.create_task(self._run_timer(), name="vlmswap-timer")
+        self._watcher = asyncio.create_task(self._run_unavailable(), name="vlmswap-unavailable")
         self._started = True
         for m in messages:
             self.events.publish("state", None, message=m)
@@ -185,7 +190,7 @@ class Manager:
         if self._closing:
             return
         self._closing = True
-        tasks = [t for t in (self._timer, *self._jobs) if t is not None]
+        tasks = [t for t in (self._timer, self._watcher, *self._jobs) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -506,10 +511,24 @@ class Manager:
         return None
 
     def unavailable(self) -> dict[str, str | None]:
+        """Why each model cannot run here (None: nothing known against it); refreshed in the background,
+        since a pull or an install changes it and reading the Hugging Face cache is file I/O."""
         if self._unavailable is None:
             present = self.gpu_probe().available
             self._unavailable = {n: unavailable_reason(spec, present) for n, spec in self.registry.models.items()}
         return self._unavailable
+
+    async def _refresh_unavailable(self) -> None:
+        present = self.gpu_probe().available
+        items = list(self.registry.models.items())
+        reasons = await asyncio.to_thread(lambda: [unavailable_reason(spec, present) for _, spec in items])
+        self._unavailable = {name: r for (name, _), r in zip(items, reasons)}
+
+    async def _run_unavailable(self) -> None:
+        while True:
+            await asyncio.sleep(UNAVAILABLE_REFRESH_S)
+            with contextlib.suppress(Exception):
+                await self._refresh_unavailable()
 
     def model_status(self, name: str, gpu_snap: gpu.GpuSnapshot | None = None) -> dict[str, Any]:
         spec = self.registry.models[name]

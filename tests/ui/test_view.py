@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from vlmswap.ui.view import (activity_line, badges, flags_message, host_line, memory_bar_html, memory_line,
-                             memory_segments, models, phase_fraction, phase_label, resident_name)
+from vlmswap.ui.view import (
+    activity_line,
+    badges,
+    flags_message,
+    host_line,
+    memory_bar_html,
+    memory_line,
+    memory_segments,
+    models,
+    phase_fraction,
+    phase_label,
+    resident_name,
+)
 
 GPU = {"available": True, "name": "RTX 5070 Ti", "total_bytes": 12_000_000_000, "used_bytes": 7_500_000_000,
        "free_bytes": 4_500_000_000, "per_backend": {"dots-ocr": 7_000_000_000}}
@@ -96,3 +107,28 @@ def test_sleep_and_pool_lines():
     assert pool_line({"pool": {"count": 0}}) == ""
     assert pool_line({"pool": {"count": 2, "ram_bytes": 8e9, "ram_budget_bytes": 12e9, "max_sleeping": 3}}) == \
         "Sleeping pool: 2 model(s) (at most 3), 8.0 GB of 12.0 GB host RAM budget"
+
+
+def test_pull_lines_say_progress_and_outcome():
+    from vlmswap.ui.view import pull_fraction, pull_line
+
+    job = {"pulling": True, "downloaded_bytes": 120_000_000, "total_bytes": 513_000_000, "files_done": 3,
+           "files_total": 9}
+    assert pull_line(job) == "Pulling: 120.0 MB of 513.0 MB (3/9 files)"
+    assert round(pull_fraction(job), 3) == 0.234
+    assert pull_line({"pulling": True, "total_bytes": None}) == "Pulling: listing the files…"
+    assert pull_line({"pulling": False, "ok": True, "total_bytes": 513_000_000}) == "Downloaded (513.0 MB)"
+    assert pull_line({"pulling": False, "ok": False, "message": "x: 503"}) == "Pull failed: x: 503"
+
+
+def test_no_chat_hint_says_how_to_get_a_chat_model():
+    from vlmswap.ui.view import no_chat_hint
+
+    def status(**unavailable):
+        return {"models": {n: {"capabilities": ["chat"], "unavailable": u} for n, u in unavailable.items()}}
+
+    hint = no_chat_hint(status(**{"qwen2-vl-2b": "vllm not installed", "smolvlm": "not downloaded (0.5 GB)"}))
+    assert "**smolvlm** can once its files are here (0.5 GB)" in hint and "`vlmswap pull smolvlm`" in hint
+    hint = no_chat_hint(status(smolvlm="transformers extra not installed"))
+    assert "pip install 'vlmswap[transformers]'" in hint and "`vlmswap pull smolvlm`" in hint
+    assert "`vlmswap pull NAME`" in no_chat_hint(status(**{"qwen2-vl-2b": "vllm not installed"}))

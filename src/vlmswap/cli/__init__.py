@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from vlmswap.cli import config_cmd, dev_cmd, docs_cmd, gateway_cmd, ui_cmd, worker_cmd
+from vlmswap.cli import config_cmd, dev_cmd, docs_cmd, gateway_cmd, pull_cmd, ui_cmd, worker_cmd
 
 app = typer.Typer(
     name="vlmswap",
@@ -21,6 +21,7 @@ app = typer.Typer(
 config_cmd.register(app)
 worker_cmd.register(app)
 gateway_cmd.register(app)
+pull_cmd.register(app)
 docs_cmd.register(app)
 ui_cmd.register(app)
 dev_cmd.register(app)

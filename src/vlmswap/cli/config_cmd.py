@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -45,11 +46,14 @@ def show(file: Optional[Path] = typer.Argument(None, help="Registry file; defaul
     from vlmswap import gpu
 
     gpu_present = gpu.probe().available
+    # Side by side: a model whose files are missing asks the hub for its size (bounded wait each).
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        reasons = list(pool.map(lambda spec: unavailable_reason(spec, gpu_present), reg.models.values()))
     rows = []
-    for name, spec in reg.models.items():
+    for (name, spec), reason in zip(reg.models.items(), reasons):
         rows.append({"name": name, "served_name": spec.served_name, "backend": spec.backend,
                      "family": spec.family, "capabilities": spec.capabilities, "vram_gb": spec.vram_gb,
-                     "port": spec.port, "unavailable": unavailable_reason(spec, gpu_present)})
+                     "port": spec.port, "unavailable": reason})
     if as_json:
         typer.echo(json.dumps({"gateway": reg.gateway.model_dump(), "models": rows}, indent=2))
         return

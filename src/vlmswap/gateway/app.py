@@ -17,6 +17,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from vlmswap import __version__
 from vlmswap.errors import error_response, install_handlers
+from vlmswap.gateway import pull
 from vlmswap.gateway.guard import BodyTooLarge, Guard
 from vlmswap.gateway.metrics import GatewayMetrics
 from vlmswap.gateway.proxy import Proxy, new_pool
@@ -143,6 +144,8 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
             log.warning("POST /api/ocr disabled: %s", exc)
         else:
             app.include_router(ocr.router)
+
+    app.include_router(pull.router)  # /api/models/{name}/pull: model files fetched ahead of a switch
 
     # Proxy and Guard wrap the FastAPI app rather than sit in its middleware stack: proxied
     # requests then skip Starlette's ServerErrorMiddleware and FastAPI's layers (CPU per request,

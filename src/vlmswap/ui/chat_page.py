@@ -15,7 +15,7 @@ import streamlit as st
 from vlmswap.images import ImageError, open_image
 from vlmswap.ui.api import Gateway, GatewayError, session_gateway
 from vlmswap.ui.progress import run_switch
-from vlmswap.ui.view import resident_name, with_capability
+from vlmswap.ui.view import no_chat_hint, resident_name, with_capability
 
 HISTORY_KEY = "chat_history"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
@@ -62,7 +62,7 @@ def main() -> None:
     gw = session_gateway()
     chat_models = [m for m in with_capability(status, "chat") if not m.get("unavailable")]
     if not chat_models:
-        st.info("No chat model can run here. Models with the `chat` capability are listed in the sidebar.")
+        st.info(no_chat_hint(status), icon=":material/cloud_download:")
         return
     names = [m["name"] for m in chat_models]
     resident = resident_name(status)

@@ -1,4 +1,4 @@
-"""The sidebar: gateway status, the models with switch/unload, GPU memory, the resident's log.
+"""The sidebar: gateway status, the models with switch/unload/pull, GPU memory, the resident's log.
 
 Every tab of the browser draws this from the one gateway; nothing here keeps a model or a
 manager of its own, so the one-resident rule holds however many tabs are open.
@@ -21,13 +21,19 @@ from vlmswap.ui.view import (
     memory_bar_html,
     memory_line,
     models,
+    needs_pull,
     pool_line,
+    pull_fraction,
+    pull_line,
     resident_name,
     sleep_line,
+    stats_line,
 )
 
 REFRESH_S = 3.0
+PULL_REFRESH_S = 2.0
 PENDING_KEY = "pending_switch"
+PULLING_KEY = "pulls_seen_running"
 
 
 def _ask_switch(name: str) -> None:
@@ -98,15 +104,19 @@ def _models(gw: Gateway, status: dict[str, Any]) -> None:
             box.caption(sleep_line(m))
         if stats_line(m):
             box.caption(stats_line(m))
-        if m.get("unavailable"):
+        pulled = False
+        if needs_pull(m):
+            with box:
+                pulled = _pull_box(gw, name, str(m["unavailable"]))
+        elif m.get("unavailable"):
             box.caption(f":material/block: cannot run here: {m['unavailable']}")
         elif state == ModelState.FAILED and m.get("last_error"):
             box.caption(f"last start failed: {m['last_error']}")
         left, mid, right = box.columns(3)
         left.button("Wake" if state == ModelState.SLEEPING else "Switch" if state != ModelState.READY else "Resident",
                     key=f"switch_{name}",
-                    disabled=bool(m.get("unavailable")) or state in (ModelState.READY, ModelState.STARTING,
-                                                                     ModelState.WAKING),
+                    disabled=(bool(m.get("unavailable")) and not pulled)
+                    or state in (ModelState.READY, ModelState.STARTING, ModelState.WAKING),
                     on_click=_ask_switch, args=(name,), width="stretch")
         if state == ModelState.READY and m.get("sleep_mode"):
             mid.button("Sleep", key=f"sleep_{name}", width="stretch", on_click=_sleep, args=(gw, name),
@@ -124,6 +134,47 @@ def _sleep(gw: Gateway, name: str) -> None:
         notice = {"ok": False, "model": name, "text": f"Could not put {name} to sleep: {exc.message}",
                   "log_tail": [], "steps": []}
     st.session_state[NOTICE_KEY] = notice
+
+
+@st.fragment(run_every=PULL_REFRESH_S)
+def _pull_box(gw: Gateway, name: str, reason: str) -> bool:
+    """A model whose files are missing: its size and a Pull button, then the gateway's progress.
+
+    Refreshed on its own; when a pull it saw running ends, the whole app reruns so the Switch
+    button follows. Returns whether the gateway's last pull of the model succeeded.
+    """
+    try:
+        job = gw.pull_status(name)
+    except GatewayError as exc:
+        st.caption(exc.message)
+        return False
+    seen: set[str] = st.session_state.setdefault(PULLING_KEY, set())
+    if job.get("pulling"):
+        seen.add(name)
+        st.progress(pull_fraction(job), text=pull_line(job))
+        return False
+    if name in seen:  # it ended since the last refresh: redraw everything (Switch, the Chat page)
+        seen.discard(name)
+        st.rerun(scope="app")
+    if job.get("ok"):
+        st.caption(f":material/download_done: {pull_line(job)}")
+        return True
+    if job.get("done"):
+        st.caption(f":material/error: {pull_line(job)}")
+    st.caption(f":material/cloud_download: {reason}")
+    st.button("Pull", key=f"pull_{name}", icon=":material/download:", width="stretch", on_click=_pull, args=(gw, name),
+              help=f"Download {name}'s files into the gateway's Hugging Face cache (same as `vlmswap pull {name}`).")
+    return False
+
+
+def _pull(gw: Gateway, name: str) -> None:
+    """Button callback: start the pull on the gateway; its progress shows in the model's box."""
+    try:
+        gw.pull(name, wait=False)
+        st.session_state.setdefault(PULLING_KEY, set()).add(name)
+    except GatewayError as exc:
+        st.session_state[NOTICE_KEY] = {"ok": False, "model": name, "text": f"Could not pull {name}: {exc.message}",
+                                         "log_tail": [], "steps": []}
 
 
 def _unload(gw: Gateway, name: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from vlmswap.hub import fmt_size
 from vlmswap.states import ModelState, Phase
 
 PHASES = tuple(p for p in Phase if p != Phase.FAILED)
@@ -210,3 +211,48 @@ def flags_message(flags: list[str]) -> str:
     else:
         head = "Notes on this page's output"
     return f"{head} ({'; '.join(flags)})."
+
+
+# --- model files (pulls) --------------------------------------------------------------------
+
+NOT_DOWNLOADED = "not downloaded"
+CPU_CHAT_MODEL = "smolvlm"  # the default registry's chat model for machines without a GPU
+
+
+def needs_pull(model: dict[str, Any]) -> bool:
+    """The model's only trouble here is that its files are not in the gateway's cache."""
+    return str(model.get("unavailable") or "").startswith(NOT_DOWNLOADED)
+
+
+def pull_fraction(job: dict[str, Any]) -> float:
+    total = int(job.get("total_bytes") or 0)
+    return min(1.0, int(job.get("downloaded_bytes") or 0) / total) if total else 0.0
+
+
+def pull_line(job: dict[str, Any]) -> str:
+    """"Pulling: 120 MB of 513 MB (3/9 files)", or how the last pull ended."""
+    done, total = fmt_size(int(job.get("downloaded_bytes") or 0)), fmt_size(job.get("total_bytes"))
+    files = f" ({job['files_done']}/{job['files_total']} files)" if job.get("files_total") else ""
+    if job.get("pulling"):
+        return f"Pulling: {done} of {total}{files}" if job.get("total_bytes") else "Pulling: listing the files…"
+    if job.get("ok"):
+        return f"Downloaded ({total})"
+    return f"Pull failed: {job.get('message') or 'unknown error'}"
+
+
+def no_chat_hint(status: dict[str, Any]) -> str:
+    """What the Chat page says when no chat model can run: how to get one, not only that there is none."""
+    chat = with_capability(status, "chat")
+    pullable = [m for m in chat if needs_pull(m)]
+    if pullable:
+        best = next((m for m in pullable if m["name"] == CPU_CHAT_MODEL), pullable[0])
+        size = str(best["unavailable"])[len(NOT_DOWNLOADED):].strip(" ()")
+        return (f"No chat model can run here yet: **{best['name']}** can once its files are here ({size}). "
+                f"Press **Pull** on it in the sidebar, or run `vlmswap pull {best['name']}` on the gateway's machine.")
+    cpu = next((m for m in chat if m["name"] == CPU_CHAT_MODEL), None)
+    if cpu is not None:
+        return (f"No chat model can run here. **{cpu['name']}** runs on a CPU but here it says: {cpu['unavailable']}. "
+                f"Install the transformers extra (`pip install 'vlmswap[transformers]'`), restart the gateway, "
+                f"then `vlmswap pull {cpu['name']}`.")
+    return ("No chat model can run here. Add one to the registry, e.g. a small image-text-to-text checkpoint "
+            "through the transformers engine (see docs/models.md), then `vlmswap pull NAME`.")

@@ -47,16 +47,19 @@ def resolve_model_path(model: str) -> Path:
         return path.resolve()
     if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise ModelNotAvailable(f"{model}: no such model folder")
-    from huggingface_hub import snapshot_download
     from huggingface_hub.constants import HF_HUB_CACHE
 
+    from vlmswap.hub import Source, local_snapshot
+
     try:
-        return Path(snapshot_download(model, local_files_only=True))
-    except Exception as exc:  # LocalEntryNotFoundError, HFValidationError, ...
+        folder = local_snapshot(Source(model))
+    except Exception as exc:  # HFValidationError for a malformed id, an unreadable cache
+        raise ModelNotAvailable(f"{model}: not a usable model id ({type(exc).__name__}: {exc})") from None
+    if folder is None:
         raise ModelNotAvailable(
-            f"{model}: not a local folder and not in the Hugging Face cache ({HF_HUB_CACHE}); "
-            f"the worker never downloads: fetch it first (e.g. `hf download {model}`) "
-            f"[{type(exc).__name__}]") from None
+            f"{model}: not a local folder and not in the Hugging Face cache ({HF_HUB_CACHE}), or only partly; "
+            f"the worker never downloads: fetch it first (`vlmswap pull NAME`, or `hf download {model}`)")
+    return folder
 
 
 def _pick_device(device: str) -> str:
