@@ -52,6 +52,11 @@ def test_gateway_pulls_with_progress_events_one_at_a_time_and_the_model_then_run
         assert state["ok"] is True and state["pulling"] is False and state["downloaded_bytes"] == size
         assert len(hub.gets("model.safetensors")) == 1
 
+        # the status says it is there now (refreshed in the background), and the switch works
+        deadline = time.monotonic() + 15
+        while client.status()["models"]["tiny"]["unavailable"] is not None:
+            assert time.monotonic() < deadline, "status still says not downloaded after the pull"
+            time.sleep(0.2)
         client.switch("tiny", timeout=300)     # the worker loads what the pull fetched, from the cache
         assert client.chat("tiny", [{"role": "user", "content": "hello"}], max_tokens=4)
 
@@ -65,3 +70,16 @@ def test_gateway_pull_refuses_unknown_models_and_models_without_files(start_hub,
         r = gw.post("/api/models/nope/pull")
         assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
         assert gw.get("/api/models/rapidocr/pull").json()["pulling"] is False
+
+
+def test_a_request_for_a_model_whose_files_are_missing_fails_at_once_and_says_how_to_get_them(start_hub,
+                                                                                             tmp_path: Path):
+    start_hub()
+    with start_gateway(tmp_path / "gw", {"tiny": worker_model(TINY)}) as gw:
+        t0 = time.monotonic()
+        r = gw.chat("tiny")
+        assert time.monotonic() - t0 < 30  # no worker started, nothing downloaded behind a spinner
+        assert r.status_code == 502
+        msg = r.json()["error"]["message"]
+        assert "not downloaded" in msg and "vlmswap pull tiny" in msg
+        assert gw.status()["models"]["tiny"]["starts"] == 0
