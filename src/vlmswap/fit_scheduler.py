@@ -124,7 +124,12 @@ class FitScheduler(Scheduler):
             actions.append(Reject(w.id, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}",
                                   retry_after=max(1, int(left + 0.999))))
         self._retired((model,))
-        self.victims = tuple(v for v in self.victims if v != model)
+        if model in self.victims and self.switch is not None and self.switch.phase == "draining":
+            # A victim died while draining: call the switch off and decide again, counting its memory
+            # until its stop is done.
+            for v in self.victims:
+                self.drains.pop(v, None)
+            self.switch, self.victims = None, ()
         self.unloads.pop(model, None)
         self.stopping.add(model)
         actions.append(StopResident(model, "crashed"))
@@ -195,14 +200,17 @@ class FitScheduler(Scheduler):
         return None
 
     def _next_fit_target(self) -> str | None:
-        if self.pending_load is not None and not self.awake.get(self.pending_load):
-            return self.pending_load
+        p = self.pending_load
+        if p is not None and p not in self.awake and p not in self.stopping:
+            return p
         w = self._target_waiting()
         return w.model if w is not None else None
 
     def _target_waiting(self) -> Waiting | None:
+        """The oldest request for a model that is neither awake nor still being stopped (its old
+        backend must be gone before a new one starts)."""
         for w in self.queue.values():
-            if w.model not in self.awake:
+            if w.model not in self.awake and w.model not in self.stopping:
                 return w
         return None
 

@@ -127,6 +127,18 @@ def test_a_crashed_model_holds_its_memory_until_its_stop_is_done():
     assert any(isinstance(x, (StartSwitch, Drain)) for x in out)
 
 
+def test_a_model_is_not_started_again_before_its_old_backend_is_stopped():
+    h = Harness()
+    (ia,) = h.up("a")
+    h.s.unload_requested(h.now, model="a")
+    i2, out = h.arrive("a")
+    assert out == []  # a drains: nothing new
+    out = h.s.request_finished(ia, h.now)
+    assert out == [StopResident("a", "unload")]  # and nothing started beside its stop
+    out = h.s.stop_done("a", h.now)
+    assert out == [StartSwitch(None, "a")]
+
+
 def test_operator_unload_of_one_model_keeps_the_others():
     h = Harness()
     ia, ib = h.up("a", "b")

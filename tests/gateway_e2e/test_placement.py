@@ -138,3 +138,27 @@ def test_loading_status_stream_ends_with_an_error_event_when_the_start_fails(gat
     last = json.loads(lines[-1][6:])
     assert last["error"]["code"] == "backend_start_failed" and "exited during start" in last["error"]["message"]
     assert any("reasoning_content" in line for line in lines[:-1])
+
+
+def test_preload_under_fit_loads_every_model_that_fits_in_order(gateways):
+    gw = gateways({m: fault_model(vram_gb=g) for m, g in SIZES.items()}, policy="fit", gpu_budget_gb=10,
+                  gpu_memory_gb=16, preload=["a", "b", "c"])
+    st = gw.wait_for(lambda: (s := gw.status())["awake"] == ["a", "b"] and s["switch"] is None and s, 60,
+                     "a and b preloaded")
+    assert st["models"]["c"]["starts"] == 0  # 4 + 4 + 6 > 10: c is not preloaded, and nobody was evicted for it
+
+
+def test_preload_under_single_loads_the_first(gateways):
+    gw = gateways({"a": fault_model(), "b": fault_model()}, preload=["b", "a"])
+    gw.wait_for(lambda: gw.status()["awake"] == ["b"], 60, "b preloaded")
+    assert gw.model("a")["starts"] == 0
+
+
+def test_gpu_memory_utilization_is_the_models_share_of_the_card(gateways):
+    import psutil
+
+    model = fault_model(vram_gb=4, env={"VLMSWAP_TEST_UTIL": "${GPU_MEMORY_UTILIZATION}"})
+    gw = gateways({"a": model}, gpu_memory_gb=16)
+    assert gw.chat("a").status_code == 200
+    pid = gw.model("a")["pids"][0]
+    assert psutil.Process(pid).environ()["VLMSWAP_TEST_UTIL"] == "0.250"
