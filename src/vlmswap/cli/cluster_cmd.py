@@ -89,14 +89,14 @@ def serve_cmd(
                           min_replicas=min_replicas, max_replicas=max_replicas,
                           target_ongoing_requests=target_ongoing_requests,
                           state_dir=str(state_dir) if state_dir else None)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-
     init: dict[str, Any] = {"address": address} if address else {
         "num_cpus": os.cpu_count() or 2, "include_dashboard": dashboard,
         **({"num_gpus": num_gpus} if num_gpus is not None else {})}
     ray.init(namespace="vlmswap", logging_level=logging.WARNING, **init)
+    # After ray.init, which installs a SIGTERM handler of its own that aborts the process.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         typer.echo(f"vlmswap cluster: starting {replicas if max_replicas is None else f'{min_replicas or 1}-{max_replicas}'} "
