@@ -180,8 +180,11 @@ class Client:
                         _raise_for(src.response)
                     started = self.load(name)
                     real = started["name"]
-                    if started["state"] == "ready" and self.status()["resident"] == real:
-                        return self.status()
+                    if started["state"] == "ready":
+                        st = self.status()
+                        # A cluster (`vlmswap cluster serve`) has one resident per replica: `residents`.
+                        if real in st.get("residents", [st["resident"]]):
+                            return st
                     for sse in src.iter_sse():
                         if time.monotonic() > deadline:
                             raise GatewayError(f"{name} was not ready after {timeout:.0f} s", code="timeout")

@@ -130,8 +130,10 @@ def test_vlmswap_client_and_status_command_against_the_cluster(cluster: Cluster)
         assert {m["id"] for m in c.models()} >= {"ocr-a", "ocr-b", "ocr-c", "slow"}
         buf = io.BytesIO()
         Image.new("RGB", (64, 32), "white").save(buf, "PNG")
-        doc = c.ocr_upload("blank.png", buf.getvalue(), model=st["residents"][0])
+        doc = c.ocr_upload("blank.png", buf.getvalue(), model=next(m for m in st["residents"] if m != "slow"))
         assert doc["documents"] and "markdown" in doc
+        ocr_resident = next(m for m in st["residents"] if m != "slow")
+        assert ocr_resident in c.switch(ocr_resident, timeout=60)["residents"]   # `vlmswap switch`: already ready
     out = subprocess.run([sys.executable, "-m", "vlmswap", "status", "--gateway", cluster.url], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -138,3 +138,24 @@ def test_cluster_metrics_label_every_series_with_its_replica() -> None:
     samples = {(s.labels["replica"], s.value) for f in fams for s in f.samples}
     assert samples == {("r1", 3.0), ("r2", 5.0)}
     assert out.count("# TYPE vlmswap_requests_total counter") == 1
+
+
+def test_the_ingress_wants_the_api_key_and_caps_the_body() -> None:
+    import httpx
+
+    from vlmswap.cluster.deployments import ClusterOptions, ingress_app
+    from vlmswap.config import load_registry
+
+    data = load_registry(None).model_dump(mode="json")
+    data["gateway"]["max_body_mb"] = 0.001
+    app = ingress_app(ClusterOptions(registry=data, api_key="sekrit"))
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.get("/api/status")
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+            r = await c.post("/v1/chat/completions", content=b"x" * 5000,
+                             headers={"authorization": "Bearer sekrit", "content-type": "application/json"})
+            assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+
+    asyncio.run(run())

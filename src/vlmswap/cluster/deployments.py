@@ -281,10 +281,19 @@ async def _form_model(request: Request, body: bytes) -> str:
         await form.close()
 
 
+def ingress_app(opts: ClusterOptions) -> FastAPI:
+    """The ingress's FastAPI app before its routes: error bodies, then the gateway's own Guard
+    (API key, body cap at `gateway.max_body_mb`) in front of everything."""
+    registry = _registry(opts.registry)
+    app = FastAPI(title="vlmswap cluster", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    install_handlers(app)
+    app.add_middleware(Guard, api_key=opts.api_key, max_body_bytes=int(registry.gateway.max_body_mb * 1024 * 1024))
+    return app
+
+
 def build_app(opts: ClusterOptions) -> Any:
     """The Ray Serve application: Ingress -> ModelHost replicas, and the Board."""
     registry = _registry(opts.registry)
-    max_body = int(registry.gateway.max_body_mb * 1024 * 1024)
 
     # Ray finds the loader's `self` by its name: the decorated method keeps the name `hosted`.
     loader = serve.multiplexed(max_num_models_per_replica=opts.models_per_replica)(ModelHostBase.hosted)
@@ -304,10 +313,7 @@ def build_app(opts: ClusterOptions) -> Any:
         **scaling,
     )
 
-    fastapi_app = FastAPI(title="vlmswap cluster", version=__version__, docs_url=None, redoc_url=None,
-                          openapi_url=None)
-    install_handlers(fastapi_app)
-    fastapi_app.add_middleware(Guard, api_key=opts.api_key, max_body_bytes=max_body)
+    fastapi_app = ingress_app(opts)
 
     @serve.deployment(name="Ingress", max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0})
     @serve.ingress(fastapi_app)
@@ -445,4 +451,4 @@ def build_app(opts: ClusterOptions) -> Any:
     return Ingress.bind(host_dep.bind(opts.registry, board, opts.state_dir), board)
 
 
-__all__ = ["APP_NAME", "ClusterOptions", "build_app", "Board", "ModelHostBase"]
+__all__ = ["APP_NAME", "ClusterOptions", "build_app", "ingress_app", "Board", "ModelHostBase"]
