@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from tests.servers import fault_cmd
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, wait_until
 
 pytest.importorskip("ray.serve", reason="the cluster mode needs the ray extra (make test installs it)")
 
@@ -83,14 +82,7 @@ class Cluster:
         return r.json()
 
     def wait_for(self, cond: Any, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = cond()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} not reached after {timeout} s; log:\n{self.log()[-3000:]}")
-            time.sleep(0.2)
+        return wait_until(cond, timeout, what, lambda: f"log:\n{self.log()[-3000:]}", poll_s=0.2)
 
     def spawns(self) -> list[Spawn]:
         out = []

@@ -159,3 +159,20 @@ def test_the_ingress_wants_the_api_key_and_caps_the_body() -> None:
             assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
 
     asyncio.run(run())
+
+
+def test_cluster_serve_refuses_bad_options_before_starting_ray(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vlmswap.cli import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [1, 2]\n")
+    cases = [(["--config", str(bad)], str(bad)),
+             (["--min-replicas", "1"], "--min-replicas needs --max-replicas"),
+             (["--min-replicas", "3", "--max-replicas", "2"], "above --max-replicas"),
+             (["--host", "0.0.0.0"], "refusing to bind 0.0.0.0 without an API key")]
+    for args, says in cases:
+        r = CliRunner().invoke(app, ["cluster", "serve", *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert says in r.output, (args, r.output)
