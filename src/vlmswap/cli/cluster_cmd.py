@@ -99,8 +99,9 @@ def serve_cmd(
         signal.signal(sig, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
-        typer.echo(f"vlmswap cluster: starting {replicas if max_replicas is None else f'{min_replicas or 1}-{max_replicas}'} "
-                   f"replica(s) on Ray ({'joined ' + address if address else 'local'})", err=True)
+        count = replicas if max_replicas is None else f"{min_replicas or 1}-{max_replicas}"
+        where = f"joined {address}" if address else "local"
+        typer.echo(f"vlmswap cluster: starting {count} replica(s) on Ray ({where})", err=True)
         serve.run(build_app(opts), name=APP_NAME, route_prefix="/", logging_config={"log_level": "WARNING"})
         typer.echo(f"vlmswap cluster on http://{host}:{port} ({len(registry.models)} models)", err=True)
         while not stop.wait(0.5):

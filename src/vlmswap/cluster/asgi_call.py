@@ -86,6 +86,7 @@ async def call(app: ASGIApp, req: Call) -> AsyncIterator[Head | bytes]:
                 break
             started = started or isinstance(item, Head)
             yield item
+        await asyncio.wait({task})
         if not task.cancelled() and task.exception() is not None and not started:
             yield Head(500, ((b"content-type", b"application/json"),))
             yield json.dumps(error_body(500, f"the replica failed: {type(task.exception()).__name__}",

@@ -41,7 +41,7 @@ from vlmswap import __version__
 from vlmswap.cluster import aggregate, slots
 from vlmswap.cluster.asgi_call import Call, Head, call
 from vlmswap.config import Registry, parse_registry
-from vlmswap.errors import APIError, error_body, error_response, install_handlers
+from vlmswap.errors import APIError, error_body, install_handlers
 from vlmswap.events import EventBus
 from vlmswap.gateway.guard import Guard
 
@@ -150,7 +150,7 @@ class Hosted:
 class ModelHostBase:
     """One replica: vlmswap's manager and gateway app, in process, on this replica's GPU."""
 
-    async def __init__(self, registry_data: dict[str, Any], board: Any, state_dir: str | None) -> None:
+    async def __init__(self, registry_data: dict[str, Any], board: Any, state_dir: str | None) -> None:  # type: ignore[misc]
         import ray
 
         from vlmswap import gpu
@@ -197,7 +197,8 @@ class ModelHostBase:
                 await self.board.report.remote({
                     "replica": self.replica, "node": self.node, "pid": os.getpid(), "slot": self.slot.index,
                     "gpu_ids": self.gpu_ids, "state_dir": str(self.slot.state_dir), "time": time.time(),
-                    "routed_models": sorted(self.routed), "status": self.manager.status(),
+                    "routed_models": sorted(self.routed.copy()),   # copy: Ray evicts from a thread
+                    "status": self.manager.status(),
                     "metrics": await self._metrics_text(),
                 })
             self._changed.clear()
