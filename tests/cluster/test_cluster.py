@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -122,7 +123,7 @@ def test_streaming_through_the_ingress_with_the_openai_client(cluster: Cluster) 
     assert arrivals[-1] - arrivals[0] > 1.0, "the stream arrived in one piece"
 
 
-def test_vlmswap_client_and_status_command_against_the_cluster(cluster: Cluster) -> None:
+def test_vlmswap_client_status_and_ocr_commands_against_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
     with Client(cluster.url) as c:
         st = c.status()
         assert len(st["replicas"]) == 2
@@ -139,6 +140,13 @@ def test_vlmswap_client_and_status_command_against_the_cluster(cluster: Cluster)
     assert out.returncode == 0, out.stderr
     for model in ("ocr-a", "ocr-b", "ocr-c", "slow"):
         assert model in out.stdout
+    page = tmp_path / "page.png"
+    page.write_bytes(buf.getvalue())
+    out = subprocess.run([sys.executable, "-m", "vlmswap", "ocr", str(page), "--gateway", cluster.url, "--model",
+                          ocr_resident, "--format", "json", "--out", str(tmp_path / "out")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert list((tmp_path / "out").rglob("*.json"))
 
 
 def test_unknown_model_and_bad_json_get_openai_errors_at_the_ingress(cluster: Cluster) -> None:
