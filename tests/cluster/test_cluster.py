@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import openai
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.conftest import AwakeSampler, Cluster, alive
 from tests.support import ROOT
@@ -86,8 +87,10 @@ def test_each_model_loads_once_on_some_replica_and_status_is_aggregated(cluster:
     models = cluster.http.get("/v1/models").json()["data"]
     assert {m["id"]: m["state"] for m in models if m["id"] in st["residents"]} == {m: "ready" for m in st["residents"]}
     metrics = cluster.http.get("/metrics").text
-    for rep in st["replicas"]:
-        assert f'replica="{rep["replica"]}"' in metrics
+    samples = [s for f in text_string_to_metric_families(metrics) for s in f.samples]
+    labelled = {s.labels.get("replica") for s in samples if s.name.startswith("vlmswap_") and "model" in s.labels}
+    assert labelled >= {r["replica"] for r in st["replicas"]}   # each replica's own series, told apart
+    assert [s.value for s in samples if s.name == "vlmswap_cluster_replicas"] == [2]
 
 
 def test_alternating_two_resident_models_starts_no_worker(cluster: Cluster) -> None:

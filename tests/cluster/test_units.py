@@ -133,11 +133,17 @@ def test_cluster_metrics_label_every_series_with_its_replica() -> None:
         # TYPE vlmswap_requests_total counter
         vlmswap_requests_total{model="a",status="200"} 3.0
     """).lstrip()
-    out = aggregate.cluster_metrics({"r1": text, "r2": text.replace("3.0", "5.0")}).decode()
-    fams = list(text_string_to_metric_families(out))
-    samples = {(s.labels["replica"], s.value) for f in fams for s in f.samples}
-    assert samples == {("r1", 3.0), ("r2", 5.0)}
+    st = aggregate.cluster_status([_report("r1", 0, {}, "a"), _report("r2", 1, {}, None)], now=1000.0)
+    out = aggregate.cluster_metrics({"r1": text, "r2": text.replace("3.0", "5.0")},
+                                    aggregate.replica_families(st)).decode()
+    fams = {f.name: f for f in text_string_to_metric_families(out)}
+    assert {(s.labels["replica"], s.value) for s in fams["vlmswap_requests"].samples} == {("r1", 3.0), ("r2", 5.0)}
     assert out.count("# TYPE vlmswap_requests_total counter") == 1
+    info = {s.labels["replica"]: s.labels for s in fams["vlmswap_cluster_replica_info"].samples}
+    assert info["r1"]["resident"] == "a" and info["r2"]["gpu_ids"] == "1" and info["r1"]["node"] == "n1"
+    assert fams["vlmswap_cluster_replicas"].samples[0].value == 2
+    assert {s.labels["replica"]: s.value for s in fams["vlmswap_cluster_replica_queue_length"].samples} == \
+        {"r1": 1, "r2": 1}
 
 
 def test_the_ingress_wants_the_api_key_and_caps_the_body() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -103,6 +104,19 @@ class _Families:
 
     def collect(self) -> list[Metric]:
         return self.families
+
+
+def replica_families(status: dict[str, Any]) -> list[Metric]:
+    """Per replica: where it runs and what it holds (an info gauge), and its queue."""
+    info = GaugeMetricFamily("vlmswap_cluster_replica_info", "A model host replica: node, slot, GPUs, resident model.",
+                             labels=["replica", "node", "slot", "gpu_ids", "resident"])
+    queue = GaugeMetricFamily("vlmswap_cluster_replica_queue_length", "Requests waiting in a replica's manager.",
+                              labels=["replica"])
+    for r in status["replicas"]:
+        info.add_metric([r["replica"], r["node"], str(r["slot"]), ",".join(r["gpu_ids"]), r["resident"] or ""], 1)
+        queue.add_metric([r["replica"]], r["queue_length"])
+    count = GaugeMetricFamily("vlmswap_cluster_replicas", "Model host replicas reporting.", value=len(status["replicas"]))
+    return [count, info, queue]
 
 
 def cluster_metrics(texts: dict[str, str], extra: Iterable[Metric] = ()) -> bytes:

@@ -406,8 +406,9 @@ def build_app(opts: ClusterOptions) -> Any:
 
         @fastapi_app.get("/metrics")
         async def metrics(self) -> Response:
-            texts = await self.board.metrics.remote()
-            return Response(aggregate.cluster_metrics(texts), media_type="text/plain; version=0.0.4; charset=utf-8")
+            texts, st = await self.board.metrics.remote(), await self.board.status.remote()
+            return Response(aggregate.cluster_metrics(texts, aggregate.replica_families(st)),
+                            media_type="text/plain; version=0.0.4; charset=utf-8")
 
         @fastapi_app.post("/api/models/{name:path}/load")
         async def load(self, request: Request, name: str) -> Response:
