@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -65,7 +66,14 @@ def _target(kind: str, config: Path, state: Path, log: Path) -> Iterator[str]:
     with spawned(argv, env=env, log=log) as proc:
         url = f"http://127.0.0.1:{port}"
         _wait_up(url, (lambda st: len(st.get("replicas", [])) == 2) if kind == "cluster" else (lambda st: True), proc)
-        yield url
+        try:
+            yield url
+        finally:
+            # SIGTERM to the command alone, as docs/cluster.md says: a signal to the whole
+            # group would reach Ray's raylet too, which kills replicas before they stop backends.
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(60)
 
 
 def _pass(url: str, requests: int) -> dict[str, float]:
