@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import textwrap
@@ -178,6 +179,12 @@ def test_cluster_serve_refuses_bad_options_before_starting_ray(tmp_path: Path) -
              (["--min-replicas", "1"], "--min-replicas needs --max-replicas"),
              (["--min-replicas", "3", "--max-replicas", "2"], "above --max-replicas"),
              (["--host", "0.0.0.0"], "refusing to bind 0.0.0.0 without an API key")]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = CliRunner().invoke(app, ["cluster", "serve", "--port", str(port)])
+        assert r.exit_code == 2 and f"127.0.0.1:{port} is already in use" in r.output, r.output
     for args, says in cases:
         r = CliRunner().invoke(app, ["cluster", "serve", *args])
         assert r.exit_code == 2, (args, r.output)

@@ -7,9 +7,11 @@ a running cluster and, on exit, deletes only its own application.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +20,8 @@ from typing import Any, Optional
 import typer
 
 from vlmswap.cli.gateway_cmd import is_loopback
+
+DELETE_SLACK_S = 45.0   # beyond gateway.stop_grace_s: Serve's graceful wait, replica shutdown, Serve itself
 
 cluster_app = typer.Typer(help="Several GPUs or machines behind one API, on Ray Serve (extra: vlmswap[ray]).",
                           no_args_is_help=True)
@@ -75,6 +79,8 @@ def serve_cmd(
         _fail("--min-replicas needs --max-replicas (autoscaling)")
     if max_replicas is not None and min_replicas is not None and min_replicas > max_replicas:
         _fail(f"--min-replicas {min_replicas} is above --max-replicas {max_replicas}")
+    if not address and not _port_free(host, port):
+        _fail(f"--port {port}: {host}:{port} is already in use")
     try:
         import ray
         from ray import serve
@@ -95,8 +101,16 @@ def serve_cmd(
     ray.init(namespace="vlmswap", logging_level=logging.WARNING, **init)
     # After ray.init, which installs a SIGTERM handler of its own that aborts the process.
     stop = threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        if stop.is_set():   # a second Ctrl-C: give up on a clean stop
+            typer.echo("vlmswap cluster: stopping now, without waiting for the replicas", err=True)
+            os._exit(130)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
+    failed: Exception | None = None
     try:
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         count = replicas if max_replicas is None else f"{min_replicas or 1}-{max_replicas}"
@@ -106,14 +120,40 @@ def serve_cmd(
         typer.echo(f"vlmswap cluster on http://{host}:{port} ({len(registry.models)} models)", err=True)
         while not stop.wait(0.5):
             pass
+    except Exception as exc:   # Serve's proxy cannot bind, a replica fails to start, ...
+        failed = exc
     finally:
         typer.echo("vlmswap cluster: stopping (every replica stops its backends)", err=True)
-        try:
-            serve.delete(APP_NAME)
-            if not address:
-                serve.shutdown()
-        finally:
-            ray.shutdown()
+        # Bounded: with Ray's own processes gone (a signal to the whole process group), delete waits forever.
+        deleting = threading.Thread(target=_delete, args=(serve, APP_NAME, not address), daemon=True)
+        deleting.start()
+        deleting.join(registry.gateway.stop_grace_s + DELETE_SLACK_S)
+        if deleting.is_alive():
+            typer.echo(f"vlmswap cluster: Ray did not delete the application within "
+                       f"{registry.gateway.stop_grace_s + DELETE_SLACK_S:.0f} s; stopping anyway", err=True)
+        ray.shutdown()
+    if failed is not None:
+        lines = [line for line in str(failed).splitlines() if line.strip()]
+        _fail(f"the cluster did not start: {lines[-1].strip() if lines else type(failed).__name__}", 1)
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether Serve's proxy could bind host:port (checked before a local Ray spends seconds starting)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+        return True
+    except OSError:
+        return False
+
+
+def _delete(serve: Any, app_name: str, shutdown_serve: bool) -> None:
+    """Delete the application (each replica stops its backends); then Serve, when we started Ray."""
+    with contextlib.suppress(Exception):
+        serve.delete(app_name)
+        if shutdown_serve:
+            serve.shutdown()
 
 
 def register(app: typer.Typer) -> None:
