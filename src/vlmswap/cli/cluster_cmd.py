@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -79,7 +78,9 @@ def serve_cmd(
         _fail("--min-replicas needs --max-replicas (autoscaling)")
     if max_replicas is not None and min_replicas is not None and min_replicas > max_replicas:
         _fail(f"--min-replicas {min_replicas} is above --max-replicas {max_replicas}")
-    if not address and not _port_free(host, port):
+    from vlmswap.backends.base import port_in_use
+
+    if not address and port_in_use(port, host):   # before a local Ray spends seconds starting
         _fail(f"--port {port}: {host}:{port} is already in use")
     try:
         import ray
@@ -135,17 +136,6 @@ def serve_cmd(
     if failed is not None:
         lines = [line for line in str(failed).splitlines() if line.strip()]
         _fail(f"the cluster did not start: {lines[-1].strip() if lines else type(failed).__name__}", 1)
-
-
-def _port_free(host: str, port: int) -> bool:
-    """Whether Serve's proxy could bind host:port (checked before a local Ray spends seconds starting)."""
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-        return True
-    except OSError:
-        return False
 
 
 def _delete(serve: Any, app_name: str, shutdown_serve: bool) -> None:
