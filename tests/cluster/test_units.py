@@ -150,7 +150,8 @@ def test_cluster_metrics_label_every_series_with_its_replica() -> None:
 def test_the_ingress_wants_the_api_key_and_caps_the_body() -> None:
     import httpx
 
-    from vlmswap.cluster.deployments import ClusterOptions, ingress_app
+    from vlmswap.cluster.ingress import ingress_app
+    from vlmswap.cluster.options import ClusterOptions
     from vlmswap.config import load_registry
 
     data = load_registry(None).model_dump(mode="json")

@@ -115,7 +115,8 @@ def replica_families(status: dict[str, Any]) -> list[Metric]:
     for r in status["replicas"]:
         info.add_metric([r["replica"], r["node"], str(r["slot"]), ",".join(r["gpu_ids"]), r["resident"] or ""], 1)
         queue.add_metric([r["replica"]], r["queue_length"])
-    count = GaugeMetricFamily("vlmswap_cluster_replicas", "Model host replicas reporting.", value=len(status["replicas"]))
+    count = GaugeMetricFamily("vlmswap_cluster_replicas", "Model host replicas reporting.",
+                              value=len(status["replicas"]))
     return [count, info, queue]
 
 
