@@ -190,3 +190,37 @@ def test_cluster_serve_refuses_bad_options_before_starting_ray(tmp_path: Path) -
         r = CliRunner().invoke(app, ["cluster", "serve", *args])
         assert r.exit_code == 2, (args, r.output)
         assert says in r.output, (args, r.output)
+
+
+def test_lifespan_runs_the_apps_startup_and_shutdown_and_reports_a_failed_start() -> None:
+    import contextlib
+
+    from vlmswap.cluster.asgi_call import Lifespan
+
+    async def run() -> None:
+        seen: list[str] = []
+
+        @contextlib.asynccontextmanager
+        async def ok(app: Any) -> Any:
+            seen.append("startup")
+            yield
+            seen.append("shutdown")
+
+        @contextlib.asynccontextmanager
+        async def broken(app: Any) -> Any:
+            raise RuntimeError("no manager today")
+            yield
+
+        life = Lifespan(Starlette(lifespan=ok))
+        await life.start()
+        assert seen == ["startup"]
+        await life.stop()
+        assert seen == ["startup", "shutdown"]
+        try:
+            await Lifespan(Starlette(lifespan=broken)).start()
+        except RuntimeError as exc:
+            assert "no manager today" in str(exc)
+        else:
+            raise AssertionError("a failed startup went unnoticed")
+
+    asyncio.run(run())

@@ -97,3 +97,46 @@ async def call(app: ASGIApp, req: Call) -> AsyncIterator[Head | bytes]:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(task), 5.0)
             task.cancel()
+
+
+class Lifespan:
+    """An ASGI app's lifespan, run in process: `start()` is its startup, `stop()` its shutdown.
+
+    A replica runs the gateway app's own lifespan (start the manager, clear orphans, open the
+    connection pool; then stop every backend), so whatever `vlmswap serve` does at start and
+    exit, a replica does too.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _expect(self, done: str) -> None:
+        assert self._task is not None
+        getter = asyncio.ensure_future(self._from_app.get())
+        await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            exc = self._task.exception() if not self._task.cancelled() else None
+            raise RuntimeError(f"the app's lifespan ended before {done}: {exc!r}")
+        msg = getter.result()
+        if msg["type"] != done:
+            raise RuntimeError(f"the app's lifespan failed: {msg.get('message') or msg['type']}")
+
+    async def start(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
+        await self._to_app.put({"type": "lifespan.startup"})
+        await self._expect("lifespan.startup.complete")
+
+    async def stop(self) -> None:
+        if self._task is None or self._task.done():
+            return
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        try:
+            await self._expect("lifespan.shutdown.complete")
+        finally:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 5.0)

@@ -1,7 +1,7 @@
 """The ModelHost deployment: one replica per GPU, running vlmswap's own gateway app in process.
 
-The replica builds the single gateway's app (`create_app(manager)`) and calls it without a
-socket (`asgi_call.call`), so every request meets the same scheduler, queue, switch rules and
+The replica builds the single gateway's app (`create_app(manager)`), runs its lifespan, and
+calls it without a socket (`asgi_call.call`), so every request meets the same scheduler, queue, switch rules and
 error bodies as under `vlmswap serve`. Its `@serve.multiplexed` loader only records the model
 for Ray's router (the manager does the switching, on the request's lease): Ray then sends
 the next request for that model to this replica.
@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator
 from ray import serve
 
 from vlmswap.cluster import slots
-from vlmswap.cluster.asgi_call import Call, Head, call
+from vlmswap.cluster.asgi_call import Call, Head, Lifespan, call
 from vlmswap.cluster.options import ClusterOptions, registry_of
 
 REPORT_PERIOD_S = 1.0
@@ -63,12 +63,14 @@ class ModelHostBase:
         probe = functools.partial(gpu.probe, int(self.gpu_ids[0])) if self.gpu_ids else gpu.probe
         self.manager = Manager(registry, state_dir=self.slot.state_dir, gpu_probe=probe,
                                gateway_id=f"{socket.gethostname()}-{self.replica}")
-        self.app = create_app(self.manager)   # its lifespan is not run: the manager is started here
+        self.app = create_app(self.manager)
         self.board = board
         self.routed: set[str] = set()
         self._changed = asyncio.Event()
-        for msg in await self.manager.start():   # stops what a dead replica of this slot left running
-            log.warning("replica %s: %s", self.replica, msg)
+        # The gateway's own startup: the manager starts and stops what a dead replica of this
+        # slot left running (logged by the gateway), the connection pool opens.
+        self.lifespan = Lifespan(self.app)
+        await self.lifespan.start()
         self._tasks = [asyncio.create_task(self._report_loop()), asyncio.create_task(self._forward_events())]
 
     async def hosted(self, name: str) -> Hosted:
@@ -101,7 +103,7 @@ class ModelHostBase:
                 await asyncio.wait_for(self._changed.wait(), REPORT_PERIOD_S)
 
     async def _forward_events(self) -> None:
-        sub = self.manager.subscribe()
+        sub = self.manager.events.subscribe()
         try:
             async for ev in sub:
                 self._changed.set()
@@ -114,9 +116,9 @@ class ModelHostBase:
         """Ray's graceful stop: every backend this replica started goes with it."""
         for task in getattr(self, "_tasks", ()):
             task.cancel()
-        if hasattr(self, "manager"):
+        if hasattr(self, "lifespan"):
             t0 = time.monotonic()
-            await self.manager.shutdown()
+            await self.lifespan.stop()   # the gateway's shutdown: every backend stops
             log.warning("replica %s: backends stopped in %.1f s", self.replica, time.monotonic() - t0)
             self.slot.release()
             # The board may be going away too (the whole app is deleted): do not wait on it.
