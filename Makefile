@@ -27,7 +27,7 @@ $(VENV)/.run-installed: pyproject.toml | $(VENV)/bin/python
 # Everything, tests included. torch comes first so the extras find it satisfied.
 $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install $(TORCH)
-	$(PIP) install -e '.[all,test]'
+	$(PIP) install -e '.[all,test,ray]'
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed

@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import httpx
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -41,6 +42,19 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
             last = type(exc).__name__
         time.sleep(0.05)
     raise TimeoutError(f"{url} not ready after {timeout}s ({last})")
+
+
+def wait_until(cond: Callable[[], T], timeout: float, what: str, detail: Callable[[], str] = lambda: "",
+               poll_s: float = 0.05) -> T:
+    """Poll `cond` until it returns something true (returned); TimeoutError naming `what`, plus `detail()`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached after {timeout} s; {detail()}")
+        time.sleep(poll_s)
 
 
 @contextlib.contextmanager

@@ -195,8 +195,11 @@ class Client:
         with self._events() as events:
             started = self.load(name)
             real = started["name"]
-            if started["state"] == ModelState.READY and self.status()["resident"] == real:
-                return self.status()
+            if started["state"] == ModelState.READY:
+                st = self.status()
+                # policy fit: several awake (`awake`); a cluster: one resident per replica (`residents`)
+                if real in (st.get("residents") or st.get("awake") or [st.get("resident")]):
+                    return st
             for ev in events:
                 if time.monotonic() > deadline:
                     raise GatewayError(f"{name} was not ready after {timeout:.0f} s", code="timeout")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.servers import fault_cmd, is_fault_server
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, wait_until
 from vlmswap.backends.process import cleanup_orphans
 
 
@@ -87,14 +87,7 @@ class Gateway:
         return self.status()["models"][name]
 
     def wait_for(self, cond, timeout: float = 30.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = cond()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} not reached after {timeout} s; status: {self.status()}")
-            time.sleep(0.02)
+        return wait_until(cond, timeout, what, lambda: f"status: {self.status()}", poll_s=0.02)
 
     def chat(self, model: str, text: str = "hi", **kw: Any) -> httpx.Response:
         return self.http.post("/v1/chat/completions", json={"model": model, "messages": [

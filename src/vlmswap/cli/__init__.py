@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from vlmswap.cli import config_cmd, dev_cmd, docs_cmd, gateway_cmd, pull_cmd, ui_cmd, worker_cmd
+from vlmswap.cli import cluster_cmd, config_cmd, dev_cmd, docs_cmd, gateway_cmd, pull_cmd, ui_cmd, worker_cmd
 
 app = typer.Typer(
     name="vlmswap",
@@ -25,6 +25,7 @@ pull_cmd.register(app)
 docs_cmd.register(app)
 ui_cmd.register(app)
 dev_cmd.register(app)
+cluster_cmd.register(app)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 GATEWAY_HELP = "Gateway URL (env VLMSWAP_GATEWAY)."
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
             _fail(str(exc), 2)
         if preload is not None and registry.resolve(preload) is None:
             _fail(f"--preload {preload}: unknown model (known: {', '.join(registry.known_ids())})", 2)
-        if not _is_loopback(host) and not api_key and not insecure:
+        if not is_loopback(host) and not api_key and not insecure:
             _fail(f"refusing to bind {host} without an API key: pass --api-key (or VLMSWAP_API_KEY), "
                   f"or --insecure to accept anyone on the network", 2)
         import uvicorn
@@ -283,4 +283,4 @@ def _print_status(st: dict[str, Any]) -> None:
     console.print(t)
 
 
-__all__ = ["register", "DEFAULT_GATEWAY"]
+__all__ = ["register", "DEFAULT_GATEWAY", "is_loopback"]

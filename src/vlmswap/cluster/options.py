@@ -1,0 +1,31 @@
+"""What `vlmswap cluster serve` decides, in one picklable value every deployment receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vlmswap.config import Registry, parse_registry
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """What `vlmswap cluster serve` decides; everything the deployments need (picklable)."""
+
+    registry: dict[str, Any]            # Registry.model_dump(): each replica parses it again
+    replicas: int = 1
+    gpus_per_replica: float = 1.0
+    models_per_replica: int = 1         # Ray's LRU per replica: what one replica keeps awake or asleep
+    api_key: str | None = None
+    min_replicas: int | None = None     # set with max_replicas: Ray Serve autoscaling
+    max_replicas: int | None = None
+    target_ongoing_requests: float = 2.0
+    state_dir: str | None = None        # base of the replicas' state dirs (default: vlmswap's own)
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.max_replicas is not None
+
+
+def registry_of(data: dict[str, Any]) -> Registry:
+    return parse_registry(data, "cluster registry")
