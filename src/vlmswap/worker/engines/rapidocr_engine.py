@@ -1,13 +1,16 @@
 """The embedded CPU engine: RapidOCR (PP-OCR through onnxruntime), models inside the wheel.
 
-It runs on any machine, downloads nothing, and answers dots.ocr's prompts in dots.ocr's
-output format, so everything downstream treats it exactly like dots.ocr: layout prompts get a
-JSON array of `{"bbox", "category", "text"}` in the pixels of the image received, one element
-per text line in reading order. Any other prompt gets the page text.
+It runs on any machine, downloads nothing, and answers dots.ocr's (and dots.mocr's) prompts
+in their output format, so everything downstream, dots.ocr's own client included, treats it
+exactly like dots.ocr: layout prompts get a JSON array of `{"bbox", "category", "text"}` in
+the pixels of the image received, built from the detected lines by `layout_rules`
+(paragraphs, headings, lists, tables, page headers and footers, reading order across
+columns). Any other prompt gets the page text.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vlmswap import dots_prompts
+from vlmswap.worker.engines import layout_rules
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest
 
 @dataclass
@@ -35,41 +39,6 @@ class TextBox:
         return max(self.y2 - self.y1, 1.0)
 
 
-@dataclass
-class TextLine:
-    boxes: list[TextBox]
-
-    @property
-    def bbox(self) -> list[int]:
-        return [int(round(min(b.x1 for b in self.boxes))), int(round(min(b.y1 for b in self.boxes))),
-                int(round(max(b.x2 for b in self.boxes))), int(round(max(b.y2 for b in self.boxes)))]
-
-    @property
-    def text(self) -> str:
-        return " ".join(b.text.strip() for b in sorted(self.boxes, key=lambda b: b.x1) if b.text.strip())
-
-
-def group_lines(boxes: list[TextBox], min_overlap: float = 0.5) -> list[TextLine]:
-    """Boxes -> text lines in reading order (top to bottom, then left to right).
-
-    A box joins a line when its vertical overlap with the line's vertical span is at least
-    `min_overlap` of the smaller height; PP-OCR's detector splits a line at wide gaps, and
-    this puts the pieces back together.
-    """
-    lines: list[tuple[float, float, list[TextBox]]] = []  # (top, bottom, boxes)
-    for b in sorted(boxes, key=lambda b: ((b.y1 + b.y2) / 2, b.x1)):
-        for i, (top, bottom, members) in enumerate(lines):
-            overlap = min(bottom, b.y2) - max(top, b.y1)
-            if overlap >= min_overlap * min(bottom - top, b.height):
-                members.append(b)
-                lines[i] = (min(top, b.y1), max(bottom, b.y2), members)
-                break
-        else:
-            lines.append((b.y1, b.y2, [b]))
-    ordered = sorted(lines, key=lambda t: (t[0], min(b.x1 for b in t[2])))
-    return [TextLine(sorted(members, key=lambda b: b.x1)) for _, _, members in ordered]
-
-
 def inside(box: TextBox, region: tuple[float, float, float, float], min_fraction: float = 0.5) -> bool:
     """Whether at least `min_fraction` of the box's area lies in `region`."""
     rx1, ry1, rx2, ry2 = region
@@ -81,18 +50,55 @@ def inside(box: TextBox, region: tuple[float, float, float, float], min_fraction
     return (w * h) / area >= min_fraction
 
 
-_BOX_IN_PROMPT = re.compile(r"\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*"
-                            r"(-?\d+(?:\.\d+)?)\s*\]")
+def _element(e: layout_rules.Element, with_text: bool = True) -> dict[str, Any]:
+    x1, y1, x2, y2 = e.bbox
+    cell: dict[str, Any] = {"bbox": [int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))],
+                            "category": e.category}
+    if with_text:
+        cell["text"] = e.text
+    return cell
 
 
-def render(mode: str | None, lines: list[TextLine], prompt: str) -> str:
-    """The answer text for one image, in dots.ocr's format for its prompts."""
-    if mode == "layout_all":
-        return json.dumps([{"bbox": ln.bbox, "category": "Text", "text": ln.text} for ln in lines],
-                          ensure_ascii=False)
+def svg(lines: list[layout_rules.Line], image_size: tuple[int, int], view: tuple[int, int]) -> str:
+    """The page's text as an SVG: one <text> per line at its place, scaled to the asked viewBox.
+
+    A text detector sees no shapes, so this is the honest part of an image-to-SVG answer: it
+    renders, keeps the words where they were, and has nothing invented.
+    """
+    sx, sy = view[0] / max(image_size[0], 1), view[1] / max(image_size[1], 1)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {view[0]} {view[1]}" '
+           f'width="{view[0]}" height="{view[1]}">']
+    for ln in lines:
+        size = round(ln.height * sy * 0.8, 1)
+        out.append(f'<text x="{round(ln.x1 * sx, 1)}" y="{round(ln.y2 * sy - ln.height * sy * 0.2, 1)}" '
+                   f'font-size="{size}" font-family="sans-serif">{html.escape(ln.text, quote=False)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def render(mode: str | None, boxes: list[TextBox], image_size: tuple[int, int],
+           known: dots_prompts.Recognised | None = None) -> str:
+    """The answer text for one image, in dots.ocr's format for its prompts.
+
+    Layout prompts (document and web page) get layout elements (see layout_rules); scene
+    spotting gets one element per text line; OCR gets the elements' text without page headers
+    and footers (as dots.ocr's OCR prompt does); grounding (boxes already cut to its region)
+    and any other prompt get all the text, element by element.
+    """
+    if mode == "scene_spotting":
+        return json.dumps([{"bbox": [int(round(v)) for v in (ln.x1, ln.y1, ln.x2, ln.y2)], "category": "Text",
+                            "text": ln.text} for ln in layout_rules.lines_of(boxes)], ensure_ascii=False)
+    if mode == "image_to_svg":
+        view = known.size if known is not None and known.size is not None else image_size
+        return svg(layout_rules.lines_of(boxes), image_size, view)
+    elements = layout_rules.layout(boxes, image_size)
+    if mode in ("layout_all", "web_parsing"):
+        return json.dumps([_element(e) for e in elements], ensure_ascii=False)
     if mode == "layout_only":
-        return json.dumps([{"bbox": ln.bbox, "category": "Text"} for ln in lines], ensure_ascii=False)
-    return "\n".join(ln.text for ln in lines)
+        return json.dumps([_element(e, with_text=False) for e in elements], ensure_ascii=False)
+    if mode == "ocr":
+        elements = [e for e in elements if e.category not in ("Page-header", "Page-footer")]
+    return "\n\n".join(e.text for e in elements)
 
 
 def count_tokens(text: str) -> int:
@@ -188,18 +194,12 @@ class RapidOCREngine(Engine):
         if not images:
             raise ValueError("the rapidocr engine reads images: send at least one image_url part")
         image = images[-1]
-        prompt = request.last_user_text
-        mode = dots_prompts.classify(prompt)
-        region = None
-        if mode == "grounding_ocr":
-            m = _BOX_IN_PROMPT.search(prompt.strip()[len(dots_prompts.prompts()["prompt_grounding_ocr"].strip()):])
-            if m is None:
-                raise ValueError("grounding prompt without a box [x1, y1, x2, y2]")
-            region = tuple(float(v) for v in m.groups())
+        known = dots_prompts.recognise(request.last_user_text)   # ValueError (400) for a box-less grounding prompt
+        mode = known.mode if known is not None else None
         boxes = self.read(image)
-        if region is not None:
-            boxes = [b for b in boxes if inside(b, region)]  # type: ignore[arg-type]
-        text = render(mode, group_lines(boxes), prompt)
+        if known is not None and known.box is not None:
+            boxes = [b for b in boxes if inside(b, known.box)]
+        text = render(mode, boxes, image.size, known)
         prompt_tokens = sum(count_tokens(m.text) for m in request.messages) + len(images)
         return _OCRGeneration(text, prompt_tokens, request.max_tokens)
 
