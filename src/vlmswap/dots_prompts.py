@@ -65,9 +65,14 @@ def image_to_svg(width: int, height: int) -> str:
     return prompts()["prompt_image_to_svg"].replace("{width}", str(int(width))).replace("{height}", str(int(height)))
 
 
+def without_placeholders(text: str) -> str:
+    """The text without chat-template image placeholders (for an engine that places images itself)."""
+    return _PLACEHOLDERS.sub("", text)
+
+
 def strip_placeholders(prompt: str) -> str:
     """The prompt without chat-template image placeholders and surrounding whitespace."""
-    return _PLACEHOLDERS.sub("", prompt).strip()
+    return without_placeholders(prompt).strip()
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ hold at any dpi:
 2. short lines in the top or bottom band, apart from the body, are page headers / footers;
 3. consecutive rows of short cells whose columns line up are a table (HTML);
 4. a line continues the paragraph above it when the gap is within the page's usual line
-   gap, the height matches and the left edge agrees (a first-line indent allowed);
-5. a paragraph written much taller than the body is a title (the largest, near the top)
-   or a section header; one starting with a bullet or a number is a list item;
+   gap, the size matches and the left edge agrees (a first-line indent, and a list
+   item's hanging indent, allowed); a line starting with a bullet or number starts anew;
+5. a short paragraph set much larger than the body (line height and width per character)
+   is a title (the largest, near the top) or a section header; one starting with a bullet or a number is a list item;
 6. reading order by a recursive XY cut: columns (vertical gutters) first, then bands top
    to bottom, bands that share a gutter kept together so a two-column part reads column
    by column even where both columns break at the same height.
@@ -51,11 +52,11 @@ class Rules:
     furniture_width: float = 0.6     # ... and narrower than this fraction of the page width
     para_gap: float = 0.9            # a paragraph's next line: vertical gap < para_gap * h ...
     para_gap_slack: float = 0.4      # ... and < the page's usual line gap + para_gap_slack * h
-    same_height: float = 1.25        # lines of one paragraph: heights within this ratio
+    same_size: float = 1.2           # lines of one paragraph: set in sizes within this ratio (size_ratio)
     left_tolerance: float = 1.0      # left edges agree within left_tolerance * h
     indent: float = 4.0              # a paragraph's first line may be indented up to indent * h
-    title_ratio: float = 1.5         # title: line height >= title_ratio * body height
-    header_ratio: float = 1.2        # section header: line height >= header_ratio * body height
+    title_ratio: float = 1.5         # title: set at least title_ratio times the body size (Body.scale)
+    header_ratio: float = 1.2        # section header: at least header_ratio times
     heading_lines: int = 3           # headings are at most this many lines
     gutter: float = 1.0              # column gutter: at least gutter * h wide
     cell_width: float = 0.35         # table cell: narrower than this fraction of the text's width
@@ -78,6 +79,27 @@ class Line:
     @property
     def width(self) -> float:
         return max(self.x2 - self.x1, 1.0)
+
+    @property
+    def advance(self) -> float:
+        """Pixels per character: grows with the font size, whatever the letters' ascenders and descenders."""
+        return self.width / max(len(self.text), 1)
+
+
+@dataclass(frozen=True)
+class Body:
+    """The size most of the page's characters are written in."""
+
+    height: float
+    advance: float
+
+    def scale(self, lines: Sequence[Line]) -> float:
+        """How much larger than the body these lines are set: the geometric mean of the height
+        ratio and the per-character width ratio (a box's height alone says little: padding,
+        and whether the words have descenders, move it by a fifth)."""
+        h = statistics.median(ln.height for ln in lines) / self.height
+        a = statistics.median(ln.advance for ln in lines) / self.advance
+        return (h * a) ** 0.5
 
 
 @dataclass
@@ -146,18 +168,23 @@ def lines_of(pieces: Iterable[Piece], rules: Rules = Rules()) -> list[Line]:
     return out
 
 
-def body_height(lines: Sequence[Line]) -> float:
-    """The height most of the page's characters are written in (median weighted by text length)."""
-    if not lines:
-        return 1.0
-    ordered = sorted(lines, key=lambda ln: ln.height)
-    half = sum(len(ln.text) for ln in ordered) / 2
+def _weighted_median(values: Sequence[tuple[float, int]]) -> float:
+    ordered = sorted(values)
+    half = sum(w for _, w in ordered) / 2
     seen = 0
-    for ln in ordered:
-        seen += len(ln.text)
+    for v, w in ordered:
+        seen += w
         if seen >= half:
-            return ln.height
-    return ordered[-1].height
+            return v
+    return ordered[-1][0] if ordered else 1.0
+
+
+def body_size(lines: Sequence[Line]) -> Body:
+    """Height and per-character width most of the page's characters have (medians weighted by text length)."""
+    if not lines:
+        return Body(1.0, 1.0)
+    return Body(_weighted_median([(ln.height, len(ln.text)) for ln in lines]),
+                _weighted_median([(ln.advance, len(ln.text)) for ln in lines]))
 
 
 # --- 2. page headers and footers ---------------------------------------------------------------
@@ -253,6 +280,13 @@ def table_html(rows: Sequence[list[Line]]) -> str:
 
 # --- 4. paragraphs -----------------------------------------------------------------------------
 
+def size_ratio(a: Line, b: Line) -> float:
+    """How much larger the larger of two lines is set (>= 1; heights and widths per character, as Body.scale)."""
+    h = max(a.height, b.height) / min(a.height, b.height)
+    w = max(a.advance, b.advance) / min(a.advance, b.advance)
+    return (h * w) ** 0.5
+
+
 def _below(upper: Line, lower: Line) -> float:
     return lower.y1 - upper.y2
 
@@ -263,7 +297,7 @@ def usual_gap(lines: Sequence[Line], rules: Rules = Rules()) -> float | None:
     for a in lines:
         under = [b for b in lines if b is not a and _below(a, b) > -0.3 * a.height
                  and min(a.x2, b.x2) - max(a.x1, b.x1) > 0.5 * min(a.width, b.width)
-                 and max(a.height, b.height) / min(a.height, b.height) <= rules.same_height]
+                 and size_ratio(a, b) <= rules.same_size]
         if under:
             gaps.append(min(_below(a, b) for b in under))
     return statistics.median(gaps) if gaps else None
@@ -285,13 +319,15 @@ def paragraphs(lines: Sequence[Line], rules: Rules = Rules()) -> list[list[Line]
                     limit = min(limit, max(usual, 0.0) + rules.para_gap_slack * h)
                 if not -0.3 * h <= gap <= limit:
                     continue
-                if max(last.height, ln.height) / min(last.height, ln.height) > rules.same_height:
+                if size_ratio(last, ln) > rules.same_size:
                     continue
                 if min(last.x2, ln.x2) <= max(last.x1, ln.x1):
                     continue                                            # no horizontal overlap
                 tol = rules.left_tolerance * h
                 left = para[1].x1 if len(para) > 1 else last.x1
-                aligned = abs(ln.x1 - left) <= tol or (len(para) == 1 and 0 <= last.x1 - ln.x1 <= rules.indent * h)
+                first_indent = len(para) == 1 and 0 <= last.x1 - ln.x1 <= rules.indent * h
+                hanging = bool(_LIST_MARK.match(para[0].text)) and 0 <= ln.x1 - para[0].x1 <= rules.indent * h
+                aligned = abs(ln.x1 - left) <= tol or first_indent or hanging
                 centred = abs((ln.x1 + ln.x2) - (last.x1 + last.x2)) / 2 <= tol
                 if not (aligned or centred):
                     continue
@@ -304,15 +340,16 @@ def paragraphs(lines: Sequence[Line], rules: Rules = Rules()) -> list[list[Line]
     return paras
 
 
-def classify(paras: Sequence[list[Line]], page: tuple[int, int], h: float, rules: Rules = Rules()) -> list[Element]:
-    """Paragraphs -> elements: one Title at most (the tallest heading in the top third), headers, lists, text."""
+def classify(paras: Sequence[list[Line]], page: tuple[int, int], body: Body, rules: Rules = Rules()) -> list[Element]:
+    """Paragraphs -> elements: one Title at most (the largest heading in the top third), headers, lists, text."""
     out = [Element("Text", list(p)) for p in paras]
-    headings = [e for e in out if len(e.lines) <= rules.heading_lines and e.height >= rules.header_ratio * h]
+    scale = {id(e): body.scale(e.lines) for e in out}
+    headings = [e for e in out if len(e.lines) <= rules.heading_lines and scale[id(e)] >= rules.header_ratio]
     for e in headings:
         e.category = "Section-header"
-    titles = [e for e in headings if e.height >= rules.title_ratio * h and e.bbox[1] < page[1] / 3]
+    titles = [e for e in headings if scale[id(e)] >= rules.title_ratio and e.bbox[1] < page[1] / 3]
     if titles:
-        max(titles, key=lambda e: (e.height, -e.bbox[1])).category = "Title"
+        max(titles, key=lambda e: (scale[id(e)], -e.bbox[1])).category = "Title"
     for e in out:
         if e.category == "Text" and _LIST_MARK.match(e.lines[0].text):
             e.category = "List-item"
@@ -381,12 +418,13 @@ def layout(pieces: Iterable[Piece], page: tuple[int, int], rules: Rules = Rules(
     lines = lines_of(pieces, rules)
     if not lines:
         return []
-    h = body_height(lines)
+    body_text = body_size(lines)
+    h = body_text.height
     marks = furniture(lines, page, h, rules)
     body = [ln for i, ln in enumerate(lines) if i not in marks]
     found = tables(body, h, rules)
     in_tables = {id(c) for t in found for row in t for c in row}
-    elements = classify(paragraphs([ln for ln in body if id(ln) not in in_tables], rules), page, h, rules)
+    elements = classify(paragraphs([ln for ln in body if id(ln) not in in_tables], rules), page, body_text, rules)
     elements += [Element("Table", [c for row in t for c in row], table_html(t)) for t in found]
     headers = sorted((Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-header"),
                      key=lambda e: e.bbox[0])

@@ -3,9 +3,9 @@
 It runs on any machine, downloads nothing, and answers dots.ocr's (and dots.mocr's) prompts
 in their output format, so everything downstream, dots.ocr's own client included, treats it
 exactly like dots.ocr: layout prompts get a JSON array of `{"bbox", "category", "text"}` in
-the pixels of the image received, built from the detected lines by `layout_rules`
-(paragraphs, headings, lists, tables, page headers and footers, reading order across
-columns). Any other prompt gets the page text.
+the pixels of dots.ocr's own input (its smart_resize of the image received), built from the
+detected lines by `layout_rules` (paragraphs, headings, lists, tables, page headers and
+footers, reading order across columns). Any other prompt gets the page text.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vlmswap import dots_prompts
+from vlmswap.documents.resize import FAMILY_RULES, smart_resize
 from vlmswap.worker.engines import layout_rules
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest
 
@@ -39,6 +40,25 @@ class TextBox:
         return max(self.y2 - self.y1, 1.0)
 
 
+def dots_frame(size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of the image dots.ocr would see: its smart_resize (factor 28) of `size`.
+
+    dots.ocr under vLLM answers, and is asked (grounding), in the pixels of its resized input;
+    dots.ocr's own client maps boxes back from that size. So does this engine; a client that
+    resizes first (vlmswap's pipeline, dots.ocr's grounding) sends that size and sees no change.
+    """
+    rule = FAMILY_RULES["dots_ocr"]
+    h, w = smart_resize(size[1], size[0], rule.factor, rule.min_pixels, rule.max_pixels)
+    return w, h
+
+
+def to_frame(boxes: list[TextBox], size: tuple[int, int], frame: tuple[int, int]) -> list[TextBox]:
+    if frame == size:
+        return boxes
+    sx, sy = frame[0] / size[0], frame[1] / size[1]
+    return [TextBox(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy, b.text, b.score) for b in boxes]
+
+
 def inside(box: TextBox, region: tuple[float, float, float, float], min_fraction: float = 0.5) -> bool:
     """Whether at least `min_fraction` of the box's area lies in `region`."""
     rx1, ry1, rx2, ry2 = region
@@ -50,12 +70,20 @@ def inside(box: TextBox, region: tuple[float, float, float, float], min_fraction
     return (w * h) / area >= min_fraction
 
 
+#: dots.ocr writes an element's text as Markdown, headings with their marks.
+_HEADING_MARKS = {"Title": "# ", "Section-header": "## "}
+
+
+def markdown_text(e: layout_rules.Element) -> str:
+    return _HEADING_MARKS.get(e.category, "") + e.text
+
+
 def _element(e: layout_rules.Element, with_text: bool = True) -> dict[str, Any]:
     x1, y1, x2, y2 = e.bbox
     cell: dict[str, Any] = {"bbox": [int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))],
                             "category": e.category}
     if with_text:
-        cell["text"] = e.text
+        cell["text"] = markdown_text(e)
     return cell
 
 
@@ -98,6 +126,7 @@ def render(mode: str | None, boxes: list[TextBox], image_size: tuple[int, int],
         return json.dumps([_element(e, with_text=False) for e in elements], ensure_ascii=False)
     if mode == "ocr":
         elements = [e for e in elements if e.category not in ("Page-header", "Page-footer")]
+        return "\n\n".join(markdown_text(e) for e in elements)
     return "\n\n".join(e.text for e in elements)
 
 
@@ -196,10 +225,11 @@ class RapidOCREngine(Engine):
         image = images[-1]
         known = dots_prompts.recognise(request.last_user_text)   # ValueError (400) for a box-less grounding prompt
         mode = known.mode if known is not None else None
-        boxes = self.read(image)
+        frame = dots_frame(image.size)
+        boxes = to_frame(self.read(image), image.size, frame)
         if known is not None and known.box is not None:
             boxes = [b for b in boxes if inside(b, known.box)]
-        text = render(mode, boxes, image.size, known)
+        text = render(mode, boxes, frame, known)
         prompt_tokens = sum(count_tokens(m.text) for m in request.messages) + len(images)
         return _OCRGeneration(text, prompt_tokens, request.max_tokens)
 

@@ -1,0 +1,149 @@
+"""Benchmark: RapidOCR's options on real typeset PDF pages at 150 dpi, against Tesseract 5.
+
+Pages: TeX-typeset manuals that Debian ships as PDF (libtasn1-doc's libtasn1.pdf and
+shared-mime-info's spec), rendered at 150 dpi with pypdfium2; the reference text is the PDF's
+own text layer (soft hyphens as '-', whitespace runs collapsed), so CER needs no hand labels.
+Each variant is one RapidOCR configuration, created once; pages are read in turn, variants
+interleaved page by page so that load from other processes falls on all of them alike.
+Tesseract 5 runs as its CLI is used (`tesseract page.png - --dpi 150 -l eng`, a process per page).
+
+Timing: wall seconds and CPU seconds (getrusage: this process for RapidOCR, the children
+for Tesseract) per page. The machine is shared, so CPU seconds are the steadier number;
+pages/s is 1 / median wall seconds.
+
+Run: .venv/bin/python bench/rapidocr_options.py [--runs 1] [--variants default,det-1280,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from vlmswap.documents.metrics import cer  # noqa: E402
+from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, render  # noqa: E402
+
+DPI = 150
+PDFS = [("/usr/share/doc/libtasn1-doc/libtasn1.pdf", [3, 4, 5]),
+        ("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf", [2, 3, 4])]
+
+#: name -> RapidOCR params on top of the engine's own defaults. "default" is the engine as shipped before.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "det-max-1280": {"Det.limit_type": "max", "Det.limit_side_len": 1280},
+    "det-max-960": {"Det.limit_type": "max", "Det.limit_side_len": 960},
+    "rec-batch-24": {"Rec.rec_batch_num": 24},
+    "threads-1": {"EngineConfig.onnxruntime.intra_op_num_threads": 1},
+    "det-960+batch-24": {"Det.limit_type": "max", "Det.limit_side_len": 960, "Rec.rec_batch_num": 24},
+}
+
+
+def pages() -> list[tuple[str, Any, str]]:
+    import pypdfium2 as pdfium
+
+    out = []
+    for path, numbers in PDFS:
+        if not os.path.exists(path):
+            continue
+        doc = pdfium.PdfDocument(path)
+        for n in numbers:
+            page = doc[n]
+            image = page.render(scale=DPI / 72).to_pil().convert("RGB")
+            truth = page.get_textpage().get_text_bounded().replace("\x02", "-")
+            out.append((f"{Path(path).stem} p{n + 1}", image, truth))
+    return out
+
+
+def cpu_self() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    model = "?"
+    try:
+        model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{os.cpu_count()} CPUs ({model}), {mem:.1f} GiB RAM, Linux {platform.release()}, "
+            f"Python {platform.python_version()}; load average at start {os.getloadavg()[0]:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=1, help="passes over the pages")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
+    args = ap.parse_args()
+    names = [v for v in args.variants.split(",") if v]
+    engines = {}
+    for name in names:
+        e = RapidOCREngine(params=VARIANTS[name])
+        e.load()
+        engines[name] = e
+    tesseract = shutil.which("tesseract")
+    todo = pages()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ropt-"))
+    wall: dict[str, list[float]] = {n: [] for n in [*names, "tesseract"]}
+    cpu: dict[str, list[float]] = {n: [] for n in [*names, "tesseract"]}
+    errs: dict[str, list[float]] = {n: [] for n in [*names, "tesseract"]}
+    engines[names[0]].read(todo[0][1])                       # first-run allocations, not measured
+    for _ in range(args.runs):
+        for label, image, truth in todo:
+            png = tmp / "page.png"
+            image.save(png)
+            for name in names:
+                c, t = cpu_self(), time.perf_counter()
+                text = render(None, engines[name].read(image), image.size)
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(cpu_self() - c)
+                errs[name].append(cer(truth, text))
+            if tesseract:
+                c, t = cpu_children(), time.perf_counter()
+                out = subprocess.run([tesseract, str(png), "-", "--dpi", str(DPI), "-l", "eng"], check=True,
+                                     capture_output=True, text=True)
+                wall["tesseract"].append(time.perf_counter() - t)
+                cpu["tesseract"].append(cpu_children() - c)
+                errs["tesseract"].append(cer(truth, out.stdout))
+            print(f"{label}: " + ", ".join(f"{n} {wall[n][-1]:.2f}s/{errs[n][-1]:.2%}" for n in wall if wall[n]),
+                  file=sys.stderr, flush=True)
+    from importlib.metadata import version
+
+    tess = subprocess.run([tesseract, "--version"], capture_output=True, text=True).stdout.splitlines()[0] \
+        if tesseract else "tesseract not installed"
+    print(f"Machine: {machine()}")
+    print(f"Versions: rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}, {tess}")
+    print(f"Pages: {len(todo)} typeset PDF pages at {DPI} dpi ({', '.join(p[0] for p in todo)}), {args.runs} pass(es); "
+          f"load average at end {os.getloadavg()[0]:.2f}")
+    print()
+    print("| reader | wall s/page (median) | pages/s | CPU s/page (median) | CER (median) | CER (max) |")
+    print("|---|---|---|---|---|---|")
+    for n in wall:
+        if not wall[n]:
+            continue
+        params = ", ".join(f"`{k}={v}`" for k, v in VARIANTS.get(n, {}).items())
+        label = "Tesseract 5 CLI" if n == "tesseract" else f"rapidocr {n}" + (f" ({params})" if params else "")
+        w = statistics.median(wall[n])
+        print(f"| {label} | {w:.2f} | {1 / w:.2f} | {statistics.median(cpu[n]):.2f} | "
+              f"{statistics.median(errs[n]):.2%} | {max(errs[n]):.2%} |")
+
+
+if __name__ == "__main__":
+    main()
