@@ -56,7 +56,7 @@ class Rules:
     left_tolerance: float = 1.0      # left edges agree within left_tolerance * h
     indent: float = 4.0              # a paragraph's first line may be indented up to indent * h
     title_ratio: float = 1.5         # title: set at least title_ratio times the body size (Body.scale)
-    header_ratio: float = 1.2        # section header: at least header_ratio times
+    header_ratio: float = 1.1        # section header: at least header_ratio times (body lines: 0.9-1.05)
     heading_lines: int = 3           # headings are at most this many lines
     gutter: float = 1.0              # column gutter: at least gutter * h wide
     cell_width: float = 0.35         # table cell: narrower than this fraction of the text's width
