@@ -3,7 +3,8 @@
 Pages: TeX-typeset manuals that Debian ships as PDF (libtasn1-doc's libtasn1.pdf and
 shared-mime-info's spec), rendered at 150 dpi with pypdfium2; the reference text is the PDF's
 own text layer (soft hyphens as '-', whitespace runs collapsed), so CER needs no hand labels.
-Each variant is one RapidOCR configuration, created once; pages are read in turn, variants
+Each variant is one RapidOCR configuration on top of the engine's tuned defaults
+(`rapidocr_engine.TUNED_PARAMS`; "before" restores RapidOCR's own), created once; pages are read in turn, variants
 interleaved page by page so that load from other processes falls on all of them alike.
 Tesseract 5 runs as its CLI is used (`tesseract page.png - --dpi 150 -l eng`, a process per page).
 
@@ -11,7 +12,7 @@ Timing: wall seconds and CPU seconds (getrusage: this process for RapidOCR, the 
 for Tesseract) per page. The machine is shared, so CPU seconds are the steadier number;
 pages/s is 1 / median wall seconds.
 
-Run: .venv/bin/python bench/rapidocr_options.py [--runs 1] [--variants default,det-1280,...]
+Run: .venv/bin/python bench/rapidocr_options.py [--runs 1] [--variants before,after,...]
 """
 
 from __future__ import annotations
@@ -39,15 +40,22 @@ DPI = 150
 PDFS = [("/usr/share/doc/libtasn1-doc/libtasn1.pdf", [3, 4, 5]),
         ("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf", [2, 3, 4])]
 
-#: name -> RapidOCR params on top of the engine's own defaults. "default" is the engine as shipped before.
+#: RapidOCR's own defaults, as the engine used them before it was tuned.
+BEFORE: dict[str, Any] = {"Det.limit_type": "min", "Det.limit_side_len": 736, "Rec.rec_batch_num": 6,
+                          "EngineConfig.onnxruntime.intra_op_num_threads": -1}
+#: name -> RapidOCR params on top of the engine's defaults (TUNED_PARAMS); each "before+" changes one option.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "det-max-1280": {"Det.limit_type": "max", "Det.limit_side_len": 1280},
-    "det-max-960": {"Det.limit_type": "max", "Det.limit_side_len": 960},
-    "rec-batch-24": {"Rec.rec_batch_num": 24},
-    "threads-1": {"EngineConfig.onnxruntime.intra_op_num_threads": 1},
-    "det-960+batch-24": {"Det.limit_type": "max", "Det.limit_side_len": 960, "Rec.rec_batch_num": 24},
+    "before": BEFORE,
+    "before+threads-1": {**BEFORE, "EngineConfig.onnxruntime.intra_op_num_threads": 1},
+    "before+det-max-1280": {**BEFORE, "Det.limit_type": "max", "Det.limit_side_len": 1280},
+    "before+det-max-960": {**BEFORE, "Det.limit_type": "max", "Det.limit_side_len": 960},
+    "before+rec-batch-1": {**BEFORE, "Rec.rec_batch_num": 1},
+    "before+rec-batch-24": {**BEFORE, "Rec.rec_batch_num": 24},
+    "after": {},
+    "after+det-max-1280": {"Det.limit_side_len": 1280},
+    "after+threads-2": {"EngineConfig.onnxruntime.intra_op_num_threads": 2},
 }
+DEFAULT_VARIANTS = "before,before+threads-1,before+det-max-960,before+rec-batch-1,after,after+det-max-1280"
 
 
 def pages() -> list[tuple[str, Any, str]]:
@@ -90,9 +98,12 @@ def machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1, help="passes over the pages")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help="comma-separated, from: " + "; ".join(VARIANTS))
     args = ap.parse_args()
-    names = [v for v in args.variants.split(",") if v]
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     engines = {}
     for name in names:
         e = RapidOCREngine(params=VARIANTS[name])
@@ -122,7 +133,8 @@ def main() -> None:
                 wall["tesseract"].append(time.perf_counter() - t)
                 cpu["tesseract"].append(cpu_children() - c)
                 errs["tesseract"].append(cer(truth, out.stdout))
-            print(f"{label}: " + ", ".join(f"{n} {wall[n][-1]:.2f}s/{errs[n][-1]:.2%}" for n in wall if wall[n]),
+            print(f"{label}: " + ", ".join(f"{n} {wall[n][-1]:.2f}s {cpu[n][-1]:.2f}cpu {errs[n][-1]:.2%}"
+                                           for n in wall if wall[n]),
                   file=sys.stderr, flush=True)
     from importlib.metadata import version
 
@@ -139,7 +151,8 @@ def main() -> None:
         if not wall[n]:
             continue
         params = ", ".join(f"`{k}={v}`" for k, v in VARIANTS.get(n, {}).items())
-        label = "Tesseract 5 CLI" if n == "tesseract" else f"rapidocr {n}" + (f" ({params})" if params else "")
+        label = "Tesseract 5 CLI" if n == "tesseract" else f"rapidocr {n}" + (f" ({params})" if params else
+                                                                                 " (the engine's defaults)")
         w = statistics.median(wall[n])
         print(f"| {label} | {w:.2f} | {1 / w:.2f} | {statistics.median(cpu[n]):.2f} | "
               f"{statistics.median(errs[n]):.2%} | {max(errs[n]):.2%} |")

@@ -9,7 +9,7 @@ from vlmswap.documents.metrics import cer
 from vlmswap.worker.engines.layout_rules import Line, rows_of
 from vlmswap.worker.engines.rapidocr_engine import split_tokens
 
-from tests.worker.conftest import Page, Worker, chat_body, png_data_url, render_page
+from tests.worker.conftest import PAGE_LINES, Page, Worker, chat_body, png_data_url, render_page
 
 TOL = 6  # pixels a returned box may miss the drawn ink by
 
@@ -47,7 +47,8 @@ def test_scene_spotting_gives_one_box_per_rendered_line(rapidocr_worker: Worker,
         assert cer(line, cell["text"]) < 0.05, (line, cell["text"])
 
 
-def test_layout_prompt_reads_evenly_spaced_lines_as_one_paragraph(rapidocr_worker: Worker, page: Page) -> None:
+def test_layout_prompt_reads_lines_set_at_body_leading_as_one_paragraph(rapidocr_worker: Worker) -> None:
+    page = render_page(PAGE_LINES[:4], line_gap=8)           # pitch 1.3 x the font size, as typeset text
     cells = json.loads(ask(rapidocr_worker, page, dots_prompts.layout_all())["choices"][0]["message"]["content"])
     assert [c["category"] for c in cells] == ["Text"], cells
     x1, y1, x2, y2 = cells[0]["bbox"]

@@ -50,7 +50,8 @@ class Rules:
     join_gap: float = 1.2            # pieces of one line: horizontal gap < join_gap * h
     band: float = 0.07               # page header / footer: centre within this fraction of the top / bottom
     furniture_width: float = 0.6     # ... and narrower than this fraction of the page width
-    para_gap: float = 0.75           # a paragraph's next line: vertical gap < para_gap * h (double spacing: ~0.9) ...
+    para_gap: float = 0.5            # a paragraph's next line: gap < para_gap * the lower line's height
+                                     # (measured gaps: 1.5 spacing ~0.4, double spacing ~0.7) ...
     para_gap_slack: float = 0.4      # ... and < the page's usual line gap + para_gap_slack * h
     same_size: float = 1.2           # lines of one paragraph: set in sizes within this ratio (size_ratio)
     left_tolerance: float = 1.0      # left edges agree within left_tolerance * h
@@ -312,7 +313,7 @@ def paragraphs(lines: Sequence[Line], rules: Rules = Rules()) -> list[list[Line]
         if not _LIST_MARK.match(ln.text):
             for para in paras:
                 last = para[-1]
-                h = max(last.height, ln.height)
+                h = min(last.height, ln.height)
                 gap = _below(last, ln)
                 limit = rules.para_gap * h
                 if usual is not None:
