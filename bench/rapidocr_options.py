@@ -4,8 +4,9 @@ Pages: TeX-typeset manuals that Debian ships as PDF (libtasn1-doc's libtasn1.pdf
 shared-mime-info's spec), rendered at 150 dpi with pypdfium2; the reference text is the PDF's
 own text layer (soft hyphens as '-', whitespace runs collapsed), so CER needs no hand labels.
 Each variant is one RapidOCR configuration on top of the engine's tuned defaults
-(`rapidocr_engine.TUNED_PARAMS`; "before" restores RapidOCR's own), created once; pages are read in turn, variants
-interleaved page by page so that load from other processes falls on all of them alike.
+(`rapidocr_engine.TUNED_PARAMS`; "before" restores RapidOCR's own), created once; pages are
+read in turn, variants interleaved page by page so that load from other processes falls on
+all of them alike.
 Tesseract 5 runs as its CLI is used (`tesseract page.png - --dpi 150 -l eng`, a process per page).
 
 Timing: wall seconds and CPU seconds (getrusage: this process for RapidOCR, the children
@@ -33,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from rapidocr import EngineType  # noqa: E402
+
 from vlmswap.documents.metrics import cer  # noqa: E402
 from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, render  # noqa: E402
 
@@ -40,10 +43,12 @@ DPI = 150
 PDFS = [("/usr/share/doc/libtasn1-doc/libtasn1.pdf", [3, 4, 5]),
         ("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf", [2, 3, 4])]
 
-#: RapidOCR's own defaults, as the engine used them before it was tuned.
-BEFORE: dict[str, Any] = {"Det.limit_type": "min", "Det.limit_side_len": 736, "Rec.rec_batch_num": 6,
+ORT = {f"{part}.engine_type": EngineType.ONNXRUNTIME for part in ("Det", "Rec", "Cls")}
+#: RapidOCR's own defaults on onnxruntime, as the engine used them before it was tuned.
+BEFORE: dict[str, Any] = {**ORT, "Det.limit_type": "min", "Det.limit_side_len": 736, "Rec.rec_batch_num": 6,
                           "EngineConfig.onnxruntime.intra_op_num_threads": -1}
-#: name -> RapidOCR params on top of the engine's defaults (TUNED_PARAMS); each "before+" changes one option.
+#: name -> RapidOCR params on top of the engine's defaults (TUNED_PARAMS, OpenVINO when installed);
+#: each "before+" changes one option of "before".
 VARIANTS: dict[str, dict[str, Any]] = {
     "before": BEFORE,
     "before+threads-1": {**BEFORE, "EngineConfig.onnxruntime.intra_op_num_threads": 1},
@@ -51,11 +56,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "before+det-max-960": {**BEFORE, "Det.limit_type": "max", "Det.limit_side_len": 960},
     "before+rec-batch-1": {**BEFORE, "Rec.rec_batch_num": 1},
     "before+rec-batch-24": {**BEFORE, "Rec.rec_batch_num": 24},
+    "after-onnxruntime": ORT,
     "after": {},
     "after+det-max-1280": {"Det.limit_side_len": 1280},
-    "after+threads-2": {"EngineConfig.onnxruntime.intra_op_num_threads": 2},
+    "after+rec-batch-6": {"Rec.rec_batch_num": 6},
+    "after+threads-2": {"EngineConfig.onnxruntime.intra_op_num_threads": 2,
+                        "EngineConfig.openvino.inference_num_threads": 2},
 }
-DEFAULT_VARIANTS = "before,before+threads-1,before+det-max-960,before+rec-batch-1,after,after+det-max-1280"
+DEFAULT_VARIANTS = "before,before+threads-1,before+det-max-960,before+rec-batch-1,after-onnxruntime,after"
 
 
 def pages() -> list[tuple[str, Any, str]]:
@@ -141,7 +149,11 @@ def main() -> None:
     tess = subprocess.run([tesseract, "--version"], capture_output=True, text=True).stdout.splitlines()[0] \
         if tesseract else "tesseract not installed"
     print(f"Machine: {machine()}")
-    print(f"Versions: rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}, {tess}")
+    try:
+        ov = f"openvino {version('openvino')}"
+    except Exception:  # noqa: BLE001 - not installed
+        ov = "openvino not installed"
+    print(f"Versions: rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}, {ov}, {tess}")
     print(f"Pages: {len(todo)} typeset PDF pages at {DPI} dpi ({', '.join(p[0] for p in todo)}), {args.runs} pass(es); "
           f"load average at end {os.getloadavg()[0]:.2f}")
     print()
@@ -150,9 +162,10 @@ def main() -> None:
     for n in wall:
         if not wall[n]:
             continue
-        params = ", ".join(f"`{k}={v}`" for k, v in VARIANTS.get(n, {}).items())
-        label = "Tesseract 5 CLI" if n == "tesseract" else f"rapidocr {n}" + (f" ({params})" if params else
-                                                                                 " (the engine's defaults)")
+        params = ", ".join(f"`{k}={v}`" for k, v in VARIANTS.get(n, {}).items() if "engine_type" not in k)
+        runtime = "" if n == "tesseract" else f", {engines[n].runtime}"
+        label = "Tesseract 5 CLI" if n == "tesseract" else f"rapidocr {n}{runtime}" + (
+            f" ({params})" if params else " (the engine's defaults)")
         w = statistics.median(wall[n])
         print(f"| {label} | {w:.2f} | {1 / w:.2f} | {statistics.median(cpu[n]):.2f} | "
               f"{statistics.median(errs[n]):.2%} | {max(errs[n]):.2%} |")

@@ -117,7 +117,7 @@ def test_pipeline_sends_the_clients_prefix_and_its_markdown_has_headings_and_par
     assert [b.category for b in page.blocks] == [b.category for b in structured.blocks]
 
 
-SMALL = render_page(["Placeholders never hide a prompt.", "Nor does the second line."], width=900,
+SMALL = render_page(["Placeholders never hide a prompt.", "Nor does the second line."], width=900, line_gap=8,
                     min_height=600)
 
 

@@ -14,7 +14,7 @@ import html
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -169,30 +169,54 @@ class _OCRGeneration(Generation):
 #: Measured on typeset A4 pages at 150 dpi (bench/rapidocr_options.py, results in bench/README.md):
 #: detection on the page scaled to at most 960 px (RapidOCR's default detects at full size: half
 #: of the CPU time, same CER); one recognition crop per batch (batches pad every crop to the
-#: widest: a third more work); one onnxruntime thread per session (a second thread cost more CPU
-#: than it saved on a shared machine). Together 2.3x less CPU per page than the defaults.
+#: widest: a third more work); one thread per model (a second thread cost more CPU than it saved
+#: on a shared machine). Together 2.3x less CPU per page than the defaults on onnxruntime.
 TUNED_PARAMS: dict[str, Any] = {
     "Det.limit_type": "max",
     "Det.limit_side_len": 960,
     "Rec.rec_batch_num": 1,
-    "EngineConfig.onnxruntime.intra_op_num_threads": 1,
 }
+
+Runtime = Literal["auto", "onnxruntime", "openvino"]
+
+
+def pick_runtime(runtime: Runtime = "auto") -> Literal["onnxruntime", "openvino"]:
+    """OpenVINO when installed (the `openvino` extra), else onnxruntime (always installed).
+
+    Both run the same ONNX models from the wheel; OpenVINO needs less than half of onnxruntime's
+    CPU time per page at the same output (bench/README.md).
+    """
+    if runtime != "auto":
+        return runtime
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "onnxruntime"
+    return "openvino"
 
 
 class RapidOCREngine(Engine):
-    """RapidOCR 3.x on onnxruntime; the angle classifier is off (upright pages) unless asked for.
+    """RapidOCR 3.x on OpenVINO or onnxruntime; the angle classifier is off (upright pages) unless asked for.
 
-    `threads` sets onnxruntime's intra-op threads per session (default 1, see TUNED_PARAMS);
-    `params` override any RapidOCR setting (dotted keys as in RapidOCR's config.yaml).
+    `threads` sets the inference threads per model (default 1, see TUNED_PARAMS); `params`
+    override any RapidOCR setting (dotted keys as in RapidOCR's config.yaml).
     """
 
     name = "rapidocr"
     max_model_len = 65536
 
-    def __init__(self, *, use_cls: bool = False, threads: int = 1, params: dict[str, Any] | None = None):
-        self.params: dict[str, Any] = {"Global.use_cls": use_cls, "Global.log_level": "error", **TUNED_PARAMS,
-                                       "EngineConfig.onnxruntime.intra_op_num_threads": threads,
-                                       **(params or {})}
+    def __init__(self, *, use_cls: bool = False, threads: int = 1, runtime: Runtime = "auto",
+                 params: dict[str, Any] | None = None):
+        from rapidocr import EngineType
+
+        self.runtime = pick_runtime(runtime)
+        engine = EngineType(self.runtime)
+        self.params: dict[str, Any] = {
+            "Global.use_cls": use_cls, "Global.log_level": "error", **TUNED_PARAMS,
+            "Det.engine_type": engine, "Rec.engine_type": engine, "Cls.engine_type": engine,
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.openvino.inference_num_threads": threads,
+            **(params or {})}
         self._ocr: Any = None
         self._sleeping = False
 
