@@ -76,6 +76,18 @@ def test_ocr_upload_shows_boxes_markdown_blocks_json_and_downloads(app, gateway,
     assert app.selectbox(key="ocr_pick_0").value == 1
 
 
+def test_ocr_modes_include_dots_mocrs_and_scene_spotting_gives_one_block_per_line(app, gateway, page_png):
+    assert {"Web page layout", "Scene text (lines)", "Image to SVG"} <= set(app.selectbox(key="ocr_mode").options)
+    app.file_uploader(key="ocr_files").set_value(("report.png", page_png, "image/png"))
+    run_ok(app)
+    app.selectbox(key="ocr_model").set_value("ocr-a")
+    app.selectbox(key="ocr_mode").set_value("scene-spotting")
+    run_ok(app.button(key="ocr_run").click())
+    table = app.dataframe[0].value
+    assert len(table) == 3 and all(box for box in table["box"])     # the page's three lines, each boxed
+    assert "Scene text (lines)" in texts(app.caption)
+
+
 def test_pdf_pages_are_read_one_by_one_and_navigable(app, gateway, two_page_pdf):
     app.file_uploader(key="ocr_files").set_value(("report.pdf", two_page_pdf, "application/pdf"))
     run_ok(app)
