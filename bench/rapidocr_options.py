@@ -4,7 +4,7 @@ Pages: TeX-typeset manuals that Debian ships as PDF (libtasn1-doc's libtasn1.pdf
 shared-mime-info's spec), rendered at 150 dpi with pypdfium2; the reference text is the PDF's
 own text layer (soft hyphens as '-', whitespace runs collapsed), so CER needs no hand labels.
 Each variant is one RapidOCR configuration on top of the engine's tuned defaults
-(`rapidocr_engine.TUNED_PARAMS`; "before" restores RapidOCR's own), created once; pages are
+(`rapidocr_engine.tuned_params`; "before" restores RapidOCR's own), created once; pages are
 read in turn, variants interleaved page by page so that load from other processes falls on
 all of them alike.
 Tesseract 5 runs as its CLI is used (`tesseract page.png - --dpi 150 -l eng`, a process per page).
@@ -34,8 +34,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from rapidocr import EngineType  # noqa: E402
-
 from vlmswap.documents.metrics import cer  # noqa: E402
 from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, render  # noqa: E402
 
@@ -43,27 +41,27 @@ DPI = 150
 PDFS = [("/usr/share/doc/libtasn1-doc/libtasn1.pdf", [3, 4, 5]),
         ("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf", [2, 3, 4])]
 
-ORT = {f"{part}.engine_type": EngineType.ONNXRUNTIME for part in ("Det", "Rec", "Cls")}
-#: RapidOCR's own defaults on onnxruntime, as the engine used them before it was tuned.
-BEFORE: dict[str, Any] = {**ORT, "Det.limit_type": "min", "Det.limit_side_len": 736, "Rec.rec_batch_num": 6,
+#: RapidOCR's own defaults, as the engine used them (on onnxruntime) before it was tuned.
+BEFORE: dict[str, Any] = {"Det.limit_type": "min", "Det.limit_side_len": 736, "Rec.rec_batch_num": 6,
                           "EngineConfig.onnxruntime.intra_op_num_threads": -1}
-#: name -> RapidOCR params on top of the engine's defaults (TUNED_PARAMS, OpenVINO when installed);
-#: each "before+" changes one option of "before".
-VARIANTS: dict[str, dict[str, Any]] = {
-    "before": BEFORE,
-    "before+threads-1": {**BEFORE, "EngineConfig.onnxruntime.intra_op_num_threads": 1},
-    "before+det-max-1280": {**BEFORE, "Det.limit_type": "max", "Det.limit_side_len": 1280},
-    "before+det-max-960": {**BEFORE, "Det.limit_type": "max", "Det.limit_side_len": 960},
-    "before+rec-batch-1": {**BEFORE, "Rec.rec_batch_num": 1},
-    "before+rec-batch-24": {**BEFORE, "Rec.rec_batch_num": 24},
-    "after-onnxruntime": ORT,
-    "after": {},
-    "after+det-max-1280": {"Det.limit_side_len": 1280},
-    "after+rec-batch-6": {"Rec.rec_batch_num": 6},
-    "after+threads-2": {"EngineConfig.onnxruntime.intra_op_num_threads": 2,
-                        "EngineConfig.openvino.inference_num_threads": 2},
+#: name -> (runtime, RapidOCR params on top of the engine's defaults for that runtime: rapidocr_engine.tuned_params);
+#: each "before+" changes one option of "before"; "after" is the engine as shipped (OpenVINO when installed).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "before": ("onnxruntime", BEFORE),
+    "before+threads-1": ("onnxruntime", {**BEFORE, "EngineConfig.onnxruntime.intra_op_num_threads": 1}),
+    "before+det-max-1280": ("onnxruntime", {**BEFORE, "Det.limit_type": "max", "Det.limit_side_len": 1280}),
+    "before+det-max-960": ("onnxruntime", {**BEFORE, "Det.limit_type": "max", "Det.limit_side_len": 960}),
+    "before+rec-batch-1": ("onnxruntime", {**BEFORE, "Rec.rec_batch_num": 1}),
+    "before+rec-batch-24": ("onnxruntime", {**BEFORE, "Rec.rec_batch_num": 24}),
+    "after-onnxruntime": ("onnxruntime", {}),
+    "after": ("auto", {}),
+    "after+det-max-1280": ("auto", {"Det.limit_side_len": 1280}),
+    "after+rec-batch-1": ("auto", {"Rec.rec_batch_num": 1}),
+    "after+threads-2": ("auto", {"EngineConfig.onnxruntime.intra_op_num_threads": 2,
+                                 "EngineConfig.openvino.inference_num_threads": 2}),
 }
-DEFAULT_VARIANTS = "before,before+threads-1,before+det-max-960,before+rec-batch-1,after-onnxruntime,after"
+DEFAULT_VARIANTS = ("before,before+threads-1,before+det-max-960,before+rec-batch-1,after-onnxruntime,after,"
+                    "after+det-max-1280")
 
 
 def pages() -> list[tuple[str, Any, str]]:
@@ -114,7 +112,8 @@ def main() -> None:
         ap.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     engines = {}
     for name in names:
-        e = RapidOCREngine(params=VARIANTS[name])
+        runtime, params = VARIANTS[name]
+        e = RapidOCREngine(runtime=runtime, params=params)  # type: ignore[arg-type]
         e.load()
         engines[name] = e
     tesseract = shutil.which("tesseract")
@@ -162,7 +161,7 @@ def main() -> None:
     for n in wall:
         if not wall[n]:
             continue
-        params = ", ".join(f"`{k}={v}`" for k, v in VARIANTS.get(n, {}).items() if "engine_type" not in k)
+        params = ", ".join(f"`{k}={v}`" for k, v in VARIANTS.get(n, ("", {}))[1].items())
         runtime = "" if n == "tesseract" else f", {engines[n].runtime}"
         label = "Tesseract 5 CLI" if n == "tesseract" else f"rapidocr {n}{runtime}" + (
             f" ({params})" if params else " (the engine's defaults)")

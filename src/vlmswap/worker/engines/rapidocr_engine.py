@@ -166,18 +166,18 @@ class _OCRGeneration(Generation):
             yield piece
 
 
-#: Measured on typeset A4 pages at 150 dpi (bench/rapidocr_options.py, results in bench/README.md):
-#: detection on the page scaled to at most 960 px (RapidOCR's default detects at full size: half
-#: of the CPU time, same CER); one recognition crop per batch (batches pad every crop to the
-#: widest: a third more work); one thread per model (a second thread cost more CPU than it saved
-#: on a shared machine). Together 2.3x less CPU per page than the defaults on onnxruntime.
-TUNED_PARAMS: dict[str, Any] = {
-    "Det.limit_type": "max",
-    "Det.limit_side_len": 960,
-    "Rec.rec_batch_num": 1,
-}
-
 Runtime = Literal["auto", "onnxruntime", "openvino"]
+
+
+def tuned_params(runtime: Literal["onnxruntime", "openvino"]) -> dict[str, Any]:
+    """RapidOCR settings measured on typeset A4 pages at 150 dpi (bench/rapidocr_options.py,
+    results in bench/README.md): detection on the page scaled to at most 960 px (RapidOCR's
+    default detects at full size: half of the CPU time, same CER); on onnxruntime one
+    recognition crop per batch (batches pad every crop to the widest), on OpenVINO RapidOCR's
+    six (its kernels gain from the batch). Threads are set apart (one per model by default: a
+    second thread cost more CPU than it saved on a shared machine)."""
+    return {"Det.limit_type": "max", "Det.limit_side_len": 960,
+            "Rec.rec_batch_num": 1 if runtime == "onnxruntime" else 6}
 
 
 def pick_runtime(runtime: Runtime = "auto") -> Literal["onnxruntime", "openvino"]:
@@ -198,7 +198,7 @@ def pick_runtime(runtime: Runtime = "auto") -> Literal["onnxruntime", "openvino"
 class RapidOCREngine(Engine):
     """RapidOCR 3.x on OpenVINO or onnxruntime; the angle classifier is off (upright pages) unless asked for.
 
-    `threads` sets the inference threads per model (default 1, see TUNED_PARAMS); `params`
+    `threads` sets the inference threads per model (default 1, see tuned_params); `params`
     override any RapidOCR setting (dotted keys as in RapidOCR's config.yaml).
     """
 
@@ -212,7 +212,7 @@ class RapidOCREngine(Engine):
         self.runtime = pick_runtime(runtime)
         engine = EngineType(self.runtime)
         self.params: dict[str, Any] = {
-            "Global.use_cls": use_cls, "Global.log_level": "error", **TUNED_PARAMS,
+            "Global.use_cls": use_cls, "Global.log_level": "error", **tuned_params(self.runtime),
             "Det.engine_type": engine, "Rec.engine_type": engine, "Cls.engine_type": engine,
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.openvino.inference_num_threads": threads,
