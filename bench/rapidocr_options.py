@@ -118,6 +118,9 @@ def main() -> None:
         engines[name] = e
     tesseract = shutil.which("tesseract")
     todo = pages()
+    if not todo:
+        sys.exit("rapidocr_options: no pages; install the manuals: scripts/system-deps.sh bench "
+                 "(libtasn1-doc, shared-mime-info)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-ropt-"))
     wall: dict[str, list[float]] = {n: [] for n in [*names, "tesseract"]}
     cpu: dict[str, list[float]] = {n: [] for n in [*names, "tesseract"]}
