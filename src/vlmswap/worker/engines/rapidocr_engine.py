@@ -1,4 +1,4 @@
-"""The embedded CPU engine: RapidOCR (PP-OCR through onnxruntime), models inside the wheel.
+"""The embedded CPU engine: RapidOCR (PP-OCR on OpenVINO or onnxruntime), models inside the wheel.
 
 It runs on any machine, downloads nothing, and answers dots.ocr's (and dots.mocr's) prompts
 in their output format, so everything downstream, dots.ocr's own client included, treats it
@@ -23,6 +23,7 @@ from vlmswap import dots_prompts
 from vlmswap.documents.resize import FAMILY_RULES, smart_resize
 from vlmswap.worker.engines import layout_rules
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest
+
 
 @dataclass
 class TextBox:
