@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from vlmswap.documents.metrics import cer  # noqa: E402
-from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, group_lines  # noqa: E402
+from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, render  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 PARAGRAPHS = [
@@ -157,7 +157,7 @@ def main() -> None:
     engine.load()
 
     def direct() -> str:
-        return "\n".join(line.text for line in group_lines(engine.read(page)))
+        return render(None, engine.read(page), page.size)   # what the worker answers a plain prompt
 
     starts, fresh_loads = [], []
     for _ in range(args.runs):

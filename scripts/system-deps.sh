@@ -2,11 +2,12 @@
 # Installs and starts the system pieces the test suite uses: a Docker engine, Debian's
 # Chromium (driven by Playwright), busybox-static (rootfs for the test images),
 # docker-compose (validates deploy/compose.yaml).
-# With "bench": also Tesseract 5 and nginx-light, the benchmarks' peers.
+# With "bench": also Tesseract 5 and nginx-light, the benchmarks' peers, and libtasn1-doc and
+# shared-mime-info, whose typeset PDF manuals bench/rapidocr_options.py reads.
 # Installs only as root on Debian; elsewhere it says what is missing and goes on.
 set -euo pipefail
 want=(docker.io chromium busybox-static fonts-dejavu-core docker-compose)
-[ "${1:-}" = bench ] && want+=(tesseract-ocr nginx-light)
+[ "${1:-}" = bench ] && want+=(tesseract-ocr nginx-light libtasn1-doc shared-mime-info)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

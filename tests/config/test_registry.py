@@ -45,6 +45,19 @@ def test_default_registry_has_the_seed_models_and_the_embedded_engine():
     assert {"dots_ocr", "qwen3_vl", "qwen2_vl", "phi3_v"} <= {s.family for s in hf}
 
 
+def test_dots_mocr_is_in_the_default_registry_like_dots_ocr():
+    reg = load_registry()
+    assert reg.resolve("rednote-hilab/dots.mocr") == "dots-mocr" and reg.resolve("dots.mocr") == "dots-mocr"
+    mocr, ocr = reg.models["dots-mocr"], reg.models["dots-ocr"]
+    assert (mocr.family, mocr.sleep_mode, mocr.capabilities) == ("dots_ocr", True, ocr.capabilities)
+    assert mocr.cmd[:3] == ["vllm", "serve", "rednote-hilab/dots.mocr"]
+    # dots.mocr's README serves it with a string chat-template content format
+    assert mocr.cmd[mocr.cmd.index("--chat-template-content-format") + 1] == "string"
+    for flag in ("--trust-remote-code", "--enable-sleep-mode", "--gpu-memory-utilization", "--max-model-len"):
+        assert flag in mocr.cmd
+    assert mocr.env == ocr.env and mocr.port not in {s.port for n, s in reg.models.items() if n != "dots-mocr"}
+
+
 def test_names_resolve_served_name_alias_and_registry_name():
     reg = load_registry()
     assert reg.resolve("Qwen/Qwen3-VL-2B-Instruct") == "qwen3-vl-2b"

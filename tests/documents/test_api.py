@@ -58,6 +58,37 @@ def test_several_files_text_mode_and_markdown(gateway, docs_dir: Path, rendered:
     assert rendered.texts[0][0] in body["markdown"] and rendered.texts[1][0] in body["markdown"]
 
 
+def test_dots_ocr_client_through_the_gateway_gets_layout_json(gateway, rendered: Rendered):
+    from tests import dots_client
+    from vlmswap import dots_prompts
+
+    image = rendered.images[0]
+    with dots_client.client(gateway + "/v1") as api:
+        raw = dots_client.ask(api, "rapidocr", image, dots_prompts.layout_all())
+    cells = dots_client.post_process(raw, image.size, image.size)
+    assert [c["category"] for c in cells] == ["Text"] * len(rendered.texts[0]), cells
+    for cell, line, ink in zip(cells, rendered.texts[0], rendered.boxes[0]):
+        assert cer(line, cell["text"]) < 0.03
+        assert all(abs(a - b) <= 16 for a, b in zip(cell["bbox"], ink)), (cell["bbox"], ink)
+
+
+def test_dots_mocr_modes_through_the_ocr_api(gateway, rendered: Rendered):
+    buf = io.BytesIO()
+    rendered.images[2].save(buf, "PNG")
+    png = [("page3.png", buf.getvalue())]
+    scene = post(gateway, png, mode="scene-spotting")
+    assert scene.status_code == 200, scene.text
+    page = Document.from_dict(scene.json()["document"]).pages[0]
+    assert page.mode == "scene-spotting" and len(page.blocks) == len(rendered.texts[2])
+    svg = post(gateway, png, mode="svg")
+    assert svg.status_code == 200, svg.text
+    page = Document.from_dict(svg.json()["document"]).pages[0]
+    assert [b.category for b in page.blocks] == ["Picture"] and page.blocks[0].text.startswith("<svg")
+    assert f'viewBox="0 0 {page.input_width} {page.input_height}"' in page.blocks[0].text
+    assert rendered.texts[2][0] in svg.json()["markdown"]          # the SVG is inlined, its text inside
+    assert post(gateway, png, mode="poetry").json()["error"]["param"] == "mode"
+
+
 BAD = {
     "archive.pdf": (415, "unsupported_file"),
     "empty.png": (400, "empty_file"),

@@ -12,7 +12,7 @@ from vlmswap.config import ModelSpec
 from vlmswap.documents import prompts
 from vlmswap.documents.inputs import PageImage
 from vlmswap.documents.layout import Page
-from vlmswap.documents.parsers import parse_dots, parse_qwen2, parse_qwen_json
+from vlmswap.documents.parsers import parse_dots, parse_output, parse_qwen2, parse_qwen_json
 from vlmswap.documents.pipeline import make_page
 from vlmswap.documents.resize import input_size, rule_for
 
@@ -241,13 +241,46 @@ def test_text_only_family_asked_for_layout_falls_back_to_text_and_says_so(family
     assert any(f.startswith("layout_unsupported") for f in page.flags)
 
 
-def test_dots_prompts_are_sent_verbatim():
+def test_dots_prompts_are_sent_verbatim_behind_the_clients_image_prefix():
     from vlmswap import dots_prompts
 
-    assert prompts.plan("dots_ocr", "layout").prompt == dots_prompts.layout_all()
-    assert prompts.plan("rapidocr", "layout-only").prompt == dots_prompts.layout_only()
-    assert prompts.plan("dots_ocr", "text").prompt == dots_prompts.ocr()
+    prefix = "<|img|><|imgpad|><|endofimg|>"      # dots_ocr/model/inference.py
+    assert prompts.plan("dots_ocr", "layout").prompt == prefix + dots_prompts.layout_all()
+    assert prompts.plan("rapidocr", "layout-only").prompt == prefix + dots_prompts.layout_only()
+    assert prompts.plan("dots_ocr", "text").prompt == prefix + dots_prompts.ocr()
     assert dots_prompts.classify(prompts.plan("rapidocr", "layout").prompt) == "layout_all"
+
+
+def test_dots_mocr_modes_send_its_prompts_and_parse_their_answers():
+    from vlmswap import dots_prompts
+
+    table = dots_prompts.prompts()
+    web, scene = prompts.plan("dots_ocr", "web"), prompts.plan("dots_ocr", "scene-spotting")
+    assert web.prompt.endswith(table["prompt_web_parsing"]) and web.format == "dots_json"
+    assert scene.prompt.endswith(table["prompt_scene_spotting"]) and scene.format == "dots_json"
+    svg = prompts.plan("dots_ocr", "svg", (1232, 1764))
+    assert svg.prompt.endswith('Please generate the SVG code based on the image.viewBox="0 0 1232 1764"')
+    assert dots_prompts.recognise(svg.prompt) == dots_prompts.Recognised("image_to_svg", size=(1232, 1764))
+    raw = 'Here it is:\n```svg\n<svg viewBox="0 0 10 10"><rect width="4" height="4"/></svg>\n```'
+    result = parse_output(svg.format, raw, (10, 10))
+    assert [(b.category, b.bbox, b.text) for b in result.blocks] == [
+        ("Picture", None, '<svg viewBox="0 0 10 10"><rect width="4" height="4"/></svg>')]
+    assert result.flags == ["repair:text_around_svg"]
+    assert parse_output("svg", "no drawing today", (10, 10)).flags[0].startswith("fallback_text")
+    qwen = prompts.plan("qwen3_vl", "svg")
+    assert qwen.mode == "text" and qwen.flags[0].startswith("svg_unsupported")
+    assert prompts.plan("qwen2_vl", "scene-spotting").format == "qwen2_boxes"
+
+
+def test_a_grounding_prompt_without_its_box_is_refused_and_placeholders_anywhere_are_ignored():
+    from vlmswap import dots_prompts
+
+    with pytest.raises(ValueError, match="without a box"):
+        dots_prompts.recognise(dots_prompts.prompts()["prompt_grounding_ocr"])
+    assert dots_prompts.classify("<image>\n" + dots_prompts.ocr() + "\n") == "ocr"
+    assert dots_prompts.classify("<|vision_start|><|image_pad|><|vision_end|>" + dots_prompts.layout_only()) \
+        == "layout_only"
+    assert dots_prompts.classify("What does this say?") is None
 
 
 def test_qwen_families_get_their_native_grounding_request():

@@ -43,7 +43,7 @@ def test_dots_page_is_sent_resized_with_the_verbatim_prompt_and_boxes_come_back_
     result = asyncio.run(ocr_page(page(), model_name="dots", spec=spec, mode="layout", chat=chat))
     body, size, prompt = seen[0]
     assert size == (1232, 1764) == (result.input_width, result.input_height)
-    assert prompt == dots_prompts.layout_all()
+    assert prompt == dots_prompts.IMAGE_PREFIX + dots_prompts.layout_all()   # as dots.ocr's client sends it
     assert body["temperature"] == 0.1 and body["top_p"] == 0.9 and "max_tokens" not in body
     assert body["model"] == "dots"
     assert result.blocks[0].bbox == [620.0, 0.0, 1240.0, 1754.0]

@@ -46,6 +46,19 @@ def test_answer_depends_on_the_image_and_the_text(engine) -> None:
     assert len({base, other_image, other_text, no_image}) == 4
 
 
+@pytest.mark.parametrize("placeholder", ["<|img|><|imgpad|><|endofimg|>",
+                                         "<|vision_start|><|image_pad|><|vision_end|>", "<image>"])
+def test_image_placeholders_a_client_writes_are_dropped_for_the_engines_own(engine, placeholder) -> None:
+    # dots.ocr's client writes its placeholder before the prompt for vLLM; here the engine
+    # places the image itself, so the client's must not become a second, empty image slot
+    plain, _, _ = answer(engine, ask("What is written here?", picture("hello")))
+    prefixed, _, _ = answer(engine, ask(placeholder + "What is written here?", picture("hello")))
+    assert prefixed == plain
+    prompt = engine.build_prompt([Message("user", placeholder + "What is written here?", [picture("hello")])])
+    assert prompt.count("<|vision_start|>") == 1 and placeholder not in prompt.replace(
+        "<|vision_start|><|image_pad|><|vision_end|>", "")
+
+
 def test_several_images_across_turns_all_reach_the_prompt(engine) -> None:
     one = engine.generate(ask(image=picture("one")))
     first_text = "".join(one)

@@ -80,16 +80,18 @@ def test_failed_switch_says_so_with_the_backends_last_log_lines(app, gateway):
     assert gateway.resident() is None
 
 
-def test_ocr_upload_shows_boxes_markdown_blocks_json_and_downloads(app, gateway, page_png):
-    app.file_uploader(key="ocr_files").set_value(("report.png", page_png, "image/png"))
+def test_ocr_upload_shows_boxes_markdown_blocks_json_and_downloads(app, gateway, document_png):
+    app.file_uploader(key="ocr_files").set_value(("report.png", document_png, "image/png"))
     run_ok(app)
     app.selectbox(key="ocr_model").set_value("ocr-a")
     run_ok(app.button(key="ocr_run").click())
     assert gateway.resident() == "ocr-a"  # the page switched to the chosen model first
     md = texts(app.main.markdown).lower()
     assert "quick brown fox" in md and "liquor jugs" in md
+    assert "# harbour office quarterly report" in md and "## outlook" in md   # headings read as headings
     table = app.dataframe[0].value
     assert len(table) >= 3 and {"index", "category", "text", "box"} <= set(table.columns)
+    assert {"Title", "Section-header", "Text"} <= set(table["category"])
     assert all(box for box in table["box"])  # every block came back with its box
     assert "quick brown fox" in " ".join(table["text"]).lower()
     assert len(app.main.get("json")) == 1
@@ -98,6 +100,18 @@ def test_ocr_upload_shows_boxes_markdown_blocks_json_and_downloads(app, gateway,
     # Choosing a block highlights it: the picker holds the block's index and the app redraws.
     run_ok(app.selectbox(key="ocr_pick_0").set_value(1))
     assert app.selectbox(key="ocr_pick_0").value == 1
+
+
+def test_ocr_modes_include_dots_mocrs_and_scene_spotting_gives_one_block_per_line(app, gateway, page_png):
+    assert {"Web page layout", "Scene text (lines)", "Image to SVG"} <= set(app.selectbox(key="ocr_mode").options)
+    app.file_uploader(key="ocr_files").set_value(("report.png", page_png, "image/png"))
+    run_ok(app)
+    app.selectbox(key="ocr_model").set_value("ocr-a")
+    app.selectbox(key="ocr_mode").set_value("scene-spotting")
+    run_ok(app.button(key="ocr_run").click())
+    table = app.dataframe[0].value
+    assert len(table) == 3 and all(box for box in table["box"])     # the page's three lines, each boxed
+    assert "Scene text (lines)" in texts(app.caption)
 
 
 def test_pdf_pages_are_read_one_by_one_and_navigable(app, gateway, two_page_pdf):

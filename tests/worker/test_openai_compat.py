@@ -41,8 +41,9 @@ def test_openai_client_non_streaming(client: openai.OpenAI, image_url: str) -> N
 
 
 def test_openai_client_streaming_matches_non_streaming(client: openai.OpenAI, image_url: str) -> None:
-    whole = client.chat.completions.create(model="rapidocr", messages=messages(image_url, dots_prompts.layout_all()))
-    stream = client.chat.completions.create(model="rapidocr", messages=messages(image_url, dots_prompts.layout_all()),
+    spotting = messages(image_url, dots_prompts.scene_spotting())     # a JSON answer, one element per line
+    whole = client.chat.completions.create(model="rapidocr", messages=spotting)
+    stream = client.chat.completions.create(model="rapidocr", messages=spotting,
                                             stream=True, stream_options={"include_usage": True})
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"

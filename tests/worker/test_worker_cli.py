@@ -23,7 +23,7 @@ def test_help_lists_the_options() -> None:
                        env={"COLUMNS": "200", "TERM": "dumb", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0
     for opt in ("--engine", "--model", "--port", "--host", "--served-model-name", "--device",
-                "--trust-remote-code", "--max-body-mb", "--max-pixels"):
+                "--trust-remote-code", "--max-body-mb", "--max-pixels", "--threads"):
         assert opt in r.stdout, opt
 
 

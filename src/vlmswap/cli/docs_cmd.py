@@ -147,7 +147,10 @@ def register(app: typer.Typer) -> None:
         files: list[str] = typer.Argument(..., help="Images (PNG, JPEG, WebP, TIFF incl. multi-page) and PDFs; "
                                                     "the kind is read from the bytes, not the name."),
         model: str = typer.Option("rapidocr", "--model", "-m", help="Model id (served name, registry name or alias)."),
-        mode: str = typer.Option("layout", "--mode", help="layout (boxes + text), layout-only (boxes), text."),
+        mode: str = typer.Option("layout", "--mode",
+                                 help="layout (boxes + text), layout-only (boxes), text, web-parsing (a web "
+                                      "page's layout), scene-spotting (text lines in photos), svg (image to "
+                                      "SVG; dots.mocr)."),
         pages: Optional[str] = typer.Option(None, "--pages", help="Pages to read, e.g. 1-3,7 (1-based); default all."),
         dpi: float = typer.Option(150.0, "--dpi", help="Resolution PDF pages are rendered at."),
         out: Path = typer.Option(Path("out"), "--out", "-o", help="Directory for the results."),

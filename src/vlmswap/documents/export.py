@@ -1,8 +1,9 @@
 """Document -> Markdown, annotated PNGs, per-page JSON, and a ZIP of all of them.
 
 Markdown rules (dots.ocr's own conventions): tables stay HTML, formulas become `$$...$$`
-blocks, pictures are cropped from the page and linked, page headers and footers are left
-out (they repeat on every page and break the text flow) but stay in the JSON.
+blocks, pictures are cropped from the page and linked (an image-to-SVG answer is inlined),
+page headers and footers are left out (they repeat on every page and break the text flow)
+but stay in the JSON.
 Everything here is a pure function of the Document and the page images, so the CLI, the
 gateway and the UI produce the same files.
 """
@@ -59,6 +60,8 @@ def block_markdown(block: Block, page: int, picture_links: Mapping[tuple[int, in
     if cat in FURNITURE:
         return ""
     if cat == "Picture":
+        if text.startswith("<svg"):
+            return text                               # an image-to-SVG answer: the drawing itself
         link = (picture_links or {}).get((page, block.index), picture_path(stem, page, block.index))
         return f"![Picture {page}.{block.index}]({link})" if block.bbox is not None else ""
     if not text:

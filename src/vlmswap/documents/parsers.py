@@ -359,6 +359,18 @@ def parse_text(text: str) -> ParseResult:
     return ParseResult([RawBlock("Text", None, p) for p in paras], flags)
 
 
+_SVG = re.compile(r"<svg\b.*?</svg>", re.S | re.I)
+
+
+def parse_svg(text: str) -> ParseResult:
+    """An image-to-SVG answer: the SVG code as one block without a location (the whole image)."""
+    m = _SVG.search(text)
+    if m is None:
+        return _fallback(text, [], "the answer held no <svg> element")
+    flags = [] if m.group(0).strip() == text.strip() else ["repair:text_around_svg"]
+    return ParseResult([RawBlock("Picture", None, m.group(0))], flags)
+
+
 def parse_output(fmt: str, text: str, input_size: tuple[int, int]) -> ParseResult:
     """Dispatch on the format a PromptPlan named."""
     if fmt == "dots_json":
@@ -371,4 +383,6 @@ def parse_output(fmt: str, text: str, input_size: tuple[int, int]) -> ParseResul
         return parse_qwen_json(text, input_size, relative=True)
     if fmt == "text":
         return parse_text(text)
+    if fmt == "svg":
+        return parse_svg(text)
     raise ValueError(f"unknown answer format {fmt!r}")

@@ -28,7 +28,7 @@ from vlmswap.documents.prompts import PromptPlan, plan
 from vlmswap.documents.resize import input_size, rule_for, to_model_input
 from vlmswap.errors import APIError
 
-#: dots.ocr's own client settings.
+#: dots.ocr's own client settings (dots_ocr/model/inference.py).
 TEMPERATURE = 0.1
 TOP_P = 0.9
 
@@ -107,9 +107,9 @@ def make_page(page: PageImage, in_size: tuple[int, int], prompt_plan: PromptPlan
 async def ocr_page(page: PageImage, *, model_name: str, spec: SizingSpec, mode: str, chat: ChatFn,
                    max_tokens: int | None = None) -> Page:
     t0 = time.perf_counter()
-    prompt_plan = plan(spec.family, mode)
     rule = rule_for(spec)  # type: ignore[arg-type]
     in_size = input_size(page.size[0], page.size[1], rule)
+    prompt_plan = plan(spec.family, mode, in_size)
     body = await asyncio.to_thread(lambda: chat_request(model_name, to_model_input(page.image, rule),
                                                         prompt_plan.prompt, max_tokens))
     t1 = time.perf_counter()

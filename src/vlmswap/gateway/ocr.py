@@ -1,7 +1,8 @@
 """`POST /api/ocr`: upload documents, get each page's layout JSON and the Markdown.
 
 Multipart form: one or more `file` parts, and the fields `model` (default rapidocr), `mode`
-(layout | layout-only | text), `pages` (e.g. 1-3,7), `dpi` (PDF rendering, default 150).
+(layout | layout-only | text | web-parsing | scene-spotting | svg), `pages` (e.g. 1-3,7), `dpi`
+(PDF rendering, default 150).
 Every upload is opened and checked before any model runs, so a bad file is a 4xx at once
 with the reason. Pages then go one by one through a lease on the model, like any other
 request, so OCR queues and switches with the chat traffic instead of around it.

@@ -22,7 +22,8 @@ from vlmswap.ui.progress import run_switch
 from vlmswap.ui.view import flags_message, resident_name, with_capability
 
 DOC_TYPES = ["pdf", "png", "jpg", "jpeg", "webp", "tif", "tiff"]
-MODES = {"layout": "Layout + text", "layout-only": "Layout only", "text": "Text only"}
+MODES = {"layout": "Layout + text", "layout-only": "Layout only", "text": "Text only",
+         "web-parsing": "Web page layout", "scene-spotting": "Scene text (lines)", "svg": "Image to SVG"}
 MAX_UPLOAD_MB = float(os.environ.get("VLMSWAP_UI_MAX_UPLOAD_MB", "32"))
 RESULT_KEY = "ocr_result"
 _COMMENT = re.compile(r"<!--.*?-->", re.S)  # page markers in the Markdown; Streamlit would show them as text

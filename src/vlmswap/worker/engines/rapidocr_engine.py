@@ -1,23 +1,29 @@
-"""The embedded CPU engine: RapidOCR (PP-OCR through onnxruntime), models inside the wheel.
+"""The embedded CPU engine: RapidOCR (PP-OCR on OpenVINO or onnxruntime), models inside the wheel.
 
-It runs on any machine, downloads nothing, and answers dots.ocr's prompts in dots.ocr's
-output format, so everything downstream treats it exactly like dots.ocr: layout prompts get a
-JSON array of `{"bbox", "category", "text"}` in the pixels of the image received, one element
-per text line in reading order. Any other prompt gets the page text.
+It runs on any machine, downloads nothing, and answers dots.ocr's (and dots.mocr's) prompts
+in their output format, so everything downstream, dots.ocr's own client included, treats it
+exactly like dots.ocr: layout prompts get a JSON array of `{"bbox", "category", "text"}` in
+the pixels of dots.ocr's own input (its smart_resize of the image received), built from the
+detected lines by `layout_rules` (paragraphs, headings, lists, tables, page headers and
+footers, reading order across columns). Any other prompt gets the page text.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from vlmswap import dots_prompts
+from vlmswap.documents.resize import FAMILY_RULES, smart_resize
+from vlmswap.worker.engines import layout_rules
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest
+
 
 @dataclass
 class TextBox:
@@ -35,39 +41,23 @@ class TextBox:
         return max(self.y2 - self.y1, 1.0)
 
 
-@dataclass
-class TextLine:
-    boxes: list[TextBox]
+def dots_frame(size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of the image dots.ocr would see: its smart_resize (factor 28) of `size`.
 
-    @property
-    def bbox(self) -> list[int]:
-        return [int(round(min(b.x1 for b in self.boxes))), int(round(min(b.y1 for b in self.boxes))),
-                int(round(max(b.x2 for b in self.boxes))), int(round(max(b.y2 for b in self.boxes)))]
-
-    @property
-    def text(self) -> str:
-        return " ".join(b.text.strip() for b in sorted(self.boxes, key=lambda b: b.x1) if b.text.strip())
-
-
-def group_lines(boxes: list[TextBox], min_overlap: float = 0.5) -> list[TextLine]:
-    """Boxes -> text lines in reading order (top to bottom, then left to right).
-
-    A box joins a line when its vertical overlap with the line's vertical span is at least
-    `min_overlap` of the smaller height; PP-OCR's detector splits a line at wide gaps, and
-    this puts the pieces back together.
+    dots.ocr under vLLM answers, and is asked (grounding), in the pixels of its resized input;
+    dots.ocr's own client maps boxes back from that size. So does this engine; a client that
+    resizes first (vlmswap's pipeline, dots.ocr's grounding) sends that size and sees no change.
     """
-    lines: list[tuple[float, float, list[TextBox]]] = []  # (top, bottom, boxes)
-    for b in sorted(boxes, key=lambda b: ((b.y1 + b.y2) / 2, b.x1)):
-        for i, (top, bottom, members) in enumerate(lines):
-            overlap = min(bottom, b.y2) - max(top, b.y1)
-            if overlap >= min_overlap * min(bottom - top, b.height):
-                members.append(b)
-                lines[i] = (min(top, b.y1), max(bottom, b.y2), members)
-                break
-        else:
-            lines.append((b.y1, b.y2, [b]))
-    ordered = sorted(lines, key=lambda t: (t[0], min(b.x1 for b in t[2])))
-    return [TextLine(sorted(members, key=lambda b: b.x1)) for _, _, members in ordered]
+    rule = FAMILY_RULES["dots_ocr"]
+    h, w = smart_resize(size[1], size[0], rule.factor, rule.min_pixels, rule.max_pixels)
+    return w, h
+
+
+def to_frame(boxes: list[TextBox], size: tuple[int, int], frame: tuple[int, int]) -> list[TextBox]:
+    if frame == size:
+        return boxes
+    sx, sy = frame[0] / size[0], frame[1] / size[1]
+    return [TextBox(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy, b.text, b.score) for b in boxes]
 
 
 def inside(box: TextBox, region: tuple[float, float, float, float], min_fraction: float = 0.5) -> bool:
@@ -81,18 +71,64 @@ def inside(box: TextBox, region: tuple[float, float, float, float], min_fraction
     return (w * h) / area >= min_fraction
 
 
-_BOX_IN_PROMPT = re.compile(r"\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*"
-                            r"(-?\d+(?:\.\d+)?)\s*\]")
+#: dots.ocr writes an element's text as Markdown, headings with their marks.
+_HEADING_MARKS = {"Title": "# ", "Section-header": "## "}
 
 
-def render(mode: str | None, lines: list[TextLine], prompt: str) -> str:
-    """The answer text for one image, in dots.ocr's format for its prompts."""
-    if mode == "layout_all":
-        return json.dumps([{"bbox": ln.bbox, "category": "Text", "text": ln.text} for ln in lines],
-                          ensure_ascii=False)
+def markdown_text(e: layout_rules.Element) -> str:
+    return _HEADING_MARKS.get(e.category, "") + e.text
+
+
+def _element(e: layout_rules.Element, with_text: bool = True) -> dict[str, Any]:
+    x1, y1, x2, y2 = e.bbox
+    cell: dict[str, Any] = {"bbox": [int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))],
+                            "category": e.category}
+    if with_text:
+        cell["text"] = markdown_text(e)
+    return cell
+
+
+def svg(lines: list[layout_rules.Line], image_size: tuple[int, int], view: tuple[int, int]) -> str:
+    """The page's text as an SVG: one <text> per line at its place, scaled to the asked viewBox.
+
+    A text detector sees no shapes, so this is the honest part of an image-to-SVG answer: it
+    renders, keeps the words where they were, and has nothing invented.
+    """
+    sx, sy = view[0] / max(image_size[0], 1), view[1] / max(image_size[1], 1)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {view[0]} {view[1]}" '
+           f'width="{view[0]}" height="{view[1]}">']
+    for ln in lines:
+        size = round(ln.height * sy * 0.8, 1)
+        out.append(f'<text x="{round(ln.x1 * sx, 1)}" y="{round(ln.y2 * sy - ln.height * sy * 0.2, 1)}" '
+                   f'font-size="{size}" font-family="sans-serif">{html.escape(ln.text, quote=False)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def render(mode: str | None, boxes: list[TextBox], image_size: tuple[int, int],
+           known: dots_prompts.Recognised | None = None) -> str:
+    """The answer text for one image, in dots.ocr's format for its prompts.
+
+    Layout prompts (document and web page) get layout elements (see layout_rules); scene
+    spotting gets one element per text line; OCR gets the elements' text without page headers
+    and footers (as dots.ocr's OCR prompt does); grounding (boxes already cut to its region)
+    and any other prompt get all the text, element by element.
+    """
+    if mode == "scene_spotting":
+        return json.dumps([{"bbox": [int(round(v)) for v in (ln.x1, ln.y1, ln.x2, ln.y2)], "category": "Text",
+                            "text": ln.text} for ln in layout_rules.lines_of(boxes)], ensure_ascii=False)
+    if mode == "image_to_svg":
+        view = known.size if known is not None and known.size is not None else image_size
+        return svg(layout_rules.lines_of(boxes), image_size, view)
+    elements = layout_rules.layout(boxes, image_size)
+    if mode in ("layout_all", "web_parsing"):
+        return json.dumps([_element(e) for e in elements], ensure_ascii=False)
     if mode == "layout_only":
-        return json.dumps([{"bbox": ln.bbox, "category": "Text"} for ln in lines], ensure_ascii=False)
-    return "\n".join(ln.text for ln in lines)
+        return json.dumps([_element(e, with_text=False) for e in elements], ensure_ascii=False)
+    if mode == "ocr":
+        elements = [e for e in elements if e.category not in ("Page-header", "Page-footer")]
+        return "\n\n".join(markdown_text(e) for e in elements)
+    return "\n\n".join(e.text for e in elements)
 
 
 def count_tokens(text: str) -> int:
@@ -131,14 +167,57 @@ class _OCRGeneration(Generation):
             yield piece
 
 
+Runtime = Literal["auto", "onnxruntime", "openvino"]
+
+
+def tuned_params(runtime: Literal["onnxruntime", "openvino"]) -> dict[str, Any]:
+    """RapidOCR settings measured on typeset A4 pages at 150 dpi (bench/rapidocr_options.py,
+    results in bench/README.md): detection on the page scaled to at most 960 px (RapidOCR's
+    default detects at full size: half of the CPU time, same CER); on onnxruntime one
+    recognition crop per batch (batches pad every crop to the widest), on OpenVINO RapidOCR's
+    six (its kernels gain from the batch). Threads are set apart (one per model by default: a
+    second thread cost more CPU than it saved on a shared machine)."""
+    return {"Det.limit_type": "max", "Det.limit_side_len": 960,
+            "Rec.rec_batch_num": 1 if runtime == "onnxruntime" else 6}
+
+
+def pick_runtime(runtime: Runtime = "auto") -> Literal["onnxruntime", "openvino"]:
+    """OpenVINO when installed (the `openvino` extra), else onnxruntime (always installed).
+
+    Both run the same ONNX models from the wheel; OpenVINO needs less than half of onnxruntime's
+    CPU time per page at the same output (bench/README.md).
+    """
+    if runtime != "auto":
+        return runtime
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "onnxruntime"
+    return "openvino"
+
+
 class RapidOCREngine(Engine):
-    """RapidOCR 3.x on onnxruntime; the angle classifier is off (upright pages) unless asked for."""
+    """RapidOCR 3.x on OpenVINO or onnxruntime; the angle classifier is off (upright pages) unless asked for.
+
+    `threads` sets the inference threads per model (default 1, see tuned_params); `params`
+    override any RapidOCR setting (dotted keys as in RapidOCR's config.yaml).
+    """
 
     name = "rapidocr"
     max_model_len = 65536
 
-    def __init__(self, *, use_cls: bool = False, params: dict[str, Any] | None = None):
-        self.params: dict[str, Any] = {"Global.use_cls": use_cls, "Global.log_level": "error", **(params or {})}
+    def __init__(self, *, use_cls: bool = False, threads: int = 1, runtime: Runtime = "auto",
+                 params: dict[str, Any] | None = None):
+        from rapidocr import EngineType
+
+        self.runtime = pick_runtime(runtime)
+        engine = EngineType(self.runtime)
+        self.params: dict[str, Any] = {
+            "Global.use_cls": use_cls, "Global.log_level": "error", **tuned_params(self.runtime),
+            "Det.engine_type": engine, "Rec.engine_type": engine, "Cls.engine_type": engine,
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.openvino.inference_num_threads": threads,
+            **(params or {})}
         self._ocr: Any = None
         self._sleeping = False
 
@@ -188,18 +267,13 @@ class RapidOCREngine(Engine):
         if not images:
             raise ValueError("the rapidocr engine reads images: send at least one image_url part")
         image = images[-1]
-        prompt = request.last_user_text
-        mode = dots_prompts.classify(prompt)
-        region = None
-        if mode == "grounding_ocr":
-            m = _BOX_IN_PROMPT.search(prompt.strip()[len(dots_prompts.prompts()["prompt_grounding_ocr"].strip()):])
-            if m is None:
-                raise ValueError("grounding prompt without a box [x1, y1, x2, y2]")
-            region = tuple(float(v) for v in m.groups())
-        boxes = self.read(image)
-        if region is not None:
-            boxes = [b for b in boxes if inside(b, region)]  # type: ignore[arg-type]
-        text = render(mode, group_lines(boxes), prompt)
+        known = dots_prompts.recognise(request.last_user_text)   # ValueError (400) for a box-less grounding prompt
+        mode = known.mode if known is not None else None
+        frame = dots_frame(image.size)
+        boxes = to_frame(self.read(image), image.size, frame)
+        if known is not None and known.box is not None:
+            boxes = [b for b in boxes if inside(b, known.box)]
+        text = render(mode, boxes, frame, known)
         prompt_tokens = sum(count_tokens(m.text) for m in request.messages) + len(images)
         return _OCRGeneration(text, prompt_tokens, request.max_tokens)
 

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from PIL import Image
 
+from vlmswap import dots_prompts
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest, Message
 
 log = logging.getLogger("vlmswap.worker.transformers")
@@ -243,7 +244,13 @@ class TransformersEngine(Engine):
     # -- prompts -----------------------------------------------------------------------------
 
     def build_prompt(self, messages: list[Message]) -> str:
-        """The prompt text in the model's own chat format, with one image slot per image."""
+        """The prompt text in the model's own chat format, with one image slot per image.
+
+        Placeholders a client wrote into a message that carries images (dots.ocr's client
+        writes `<|img|><|imgpad|><|endofimg|>` for vLLM) are dropped: the slots are placed here.
+        """
+        messages = [Message(m.role, dots_prompts.without_placeholders(m.text), m.images) if m.images else m
+                    for m in messages]
         if getattr(self.processor, "chat_template", None):
             conversation = []
             for m in messages:
