@@ -73,3 +73,15 @@ def registry_yaml(models: dict[str, dict], **gateway: object) -> str:
     import yaml
 
     return yaml.safe_dump({"gateway": dict(gateway), "models": models}, sort_keys=False)
+
+
+def write_section(title: str, section: str) -> None:
+    """Replace the `## title` section of bench/README.md with `section` (appended when missing)."""
+    import re
+
+    readme = ROOT / "bench" / "README.md"
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _m: section + "\n", text) if pattern.search(text) else \
+        text.rstrip("\n") + "\n\n" + section
+    readme.write_text(text)

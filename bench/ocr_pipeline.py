@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import statistics
@@ -200,12 +199,9 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        readme = ROOT / "bench" / "README.md"
-        text = readme.read_text() if readme.exists() else "# Benchmarks\n"
-        pattern = re.compile(r"^## Document pipeline\n.*?(?=^## |\Z)", re.S | re.M)
-        text = pattern.sub(lambda _m: section + "\n", text) if pattern.search(text) else \
-            text.rstrip("\n") + "\n\n" + section
-        readme.write_text(text)
+        from _gateway_common import write_section
+
+        write_section("Document pipeline", section)
 
 
 if __name__ == "__main__":

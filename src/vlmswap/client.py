@@ -23,6 +23,7 @@ from vlmswap.states import ModelState, Phase
 if TYPE_CHECKING:
     from PIL import Image
 
+    from vlmswap.client_jobs import DocumentJob
     from vlmswap.documents.layout import Document
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -330,3 +331,37 @@ class Client:
         files = {"file": (filename, content, mime) if mime else (filename, content)}  # no mime: httpx guesses
         extra = {"timeout": timeout} if timeout is not None else {}
         return self._request("POST", "/api/ocr", files=files, data=data, **extra).json()
+
+    # --- document jobs (/api/jobs) ---------------------------------------------------------
+
+    def submit_job(self, path: "str | os.PathLike[str] | None" = None, *, content: bytes | None = None,
+                   filename: str | None = None, model: str | None = None, mode: str | None = None,
+                   **fields: Any) -> "DocumentJob":
+        """Submit one document as a job (a path, or `content` with a `filename`); returns at once.
+
+        `fields` are the form fields: `pages="1-3,7"`, `dpi=200`, `prompt=...`, `max_tokens=...`.
+        The gateway checks the file before it accepts it (GatewayError with its 4xx otherwise).
+        Then `job.wait()`, `job.events()`, `job.result()`, `job.cancel()`.
+        """
+        from vlmswap.client_jobs import DocumentJob
+
+        if content is None:
+            if path is None:
+                raise ValueError("submit_job needs a path or content=")
+            p = Path(path)
+            content, filename = p.read_bytes(), filename or p.name
+        data = {k: str(v) for k, v in {"model": model, "mode": mode, **fields}.items() if v is not None}
+        body = self._request("POST", "/api/jobs", files={"file": (filename or "upload", content)}, data=data).json()
+        return DocumentJob(self, body["id"], body)
+
+    def job(self, job_id: str) -> "DocumentJob":
+        """A job by id (404 GatewayError when the gateway does not know it)."""
+        from vlmswap.client_jobs import DocumentJob
+
+        job = DocumentJob(self, job_id)
+        job.refresh()
+        return job
+
+    def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The gateway's recent document jobs, newest first (summaries, no pages)."""
+        return self._request("GET", "/api/jobs", params={"limit": limit}).json()["data"]

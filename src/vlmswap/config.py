@@ -144,6 +144,14 @@ class GatewaySettings(_Strict):
                                                             "and the model is stopped.")
     docker_host: str | None = Field(None, description="docker backend: Engine API address; default $DOCKER_HOST, "
                                                      "else unix:///var/run/docker.sock.")
+    jobs_concurrency: int = Field(2, ge=1, le=64, description="Document jobs: pages of one job in flight at once.")
+    jobs_retention_h: float = Field(72.0, gt=0, description="Document jobs: finished jobs and their files are "
+                                                            "removed this many hours after they ended.")
+    jobs_max_pages: int = Field(2000, ge=1, description="Document jobs: pages one job may ask for.")
+    jobs_max_queued: int = Field(100, ge=1, description="Document jobs: unfinished jobs (queued or running) "
+                                                        "beyond which a new one gets 429.")
+    jobs_max_upload_mb: float = Field(32.0, gt=0, description="Document jobs: size of one uploaded file "
+                                                              "(the whole request is also capped by max_body_mb).")
 
 
 class Registry(_Strict):

@@ -146,4 +146,4 @@ def test_cli_through_the_gateway(gateway, docs_dir: Path, rendered: Rendered, tm
     assert not (tmp_path / "state").exists()        # no in-process manager was started
     bad = subprocess.run([PY, "-m", "vlmswap", "ocr", str(docs_dir / "report.pdf"), "--gateway", gateway,
                           "--model", "nope"], env=env, capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown model 'nope'" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "`nope` does not exist" in bad.stderr

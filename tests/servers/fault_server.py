@@ -32,6 +32,8 @@ Flags:
   --response-delay S        wait S seconds before answering each completion request
   --chunk-delay S           wait S seconds between streamed chunks
   --wrong-name              /v1/models lists "NAME-wrong" instead of NAME
+  --fail-requests N,M       completion requests number N, M, ... (1-based, counted in arrival
+                            order) answer 500 with vLLM's error body
   --child                   also start a long-sleeping child process in the same group
 
 Sleep mode (vLLM's dev endpoints, as with VLLM_SERVER_DEV_MODE=1 --enable-sleep-mode):
@@ -64,7 +66,7 @@ from typing import Any
 
 MAX_BODY = 64 * 1024 * 1024
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
-           413: "Payload Too Large", 503: "Service Unavailable"}
+           413: "Payload Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 def log(msg: str) -> None:
@@ -84,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--response-delay", type=float, default=0.0)
     p.add_argument("--chunk-delay", type=float, default=0.0)
     p.add_argument("--wrong-name", action="store_true")
+    p.add_argument("--fail-requests", type=lambda v: {int(x) for x in v.split(",") if x.strip()}, default=set(),
+                   metavar="N,M")
     p.add_argument("--child", action="store_true")
     for flag in ("--sleep-fails", "--sleep-hangs", "--wake-fails", "--wake-hangs", "--die-on-wake", "--sleep-leaks"):
         p.add_argument(flag, action="store_true")
@@ -279,6 +283,11 @@ class Server:
 
     async def complete(self, writer: asyncio.StreamWriter, req: dict[str, Any], chat: bool, keep: bool) -> None:
         self.counter += 1
+        if self.counter in self.args.fail_requests:
+            log(f"failing request {self.counter} with 500 (--fail-requests)")
+            await self.send_json(writer, 500, _error(500, f"simulated failure of request {self.counter}",
+                                                     code="InternalServerError"), keep)
+            return
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{os.getpid()}-{self.counter}"
         tokens, prompt_tokens, finish = self.answer_tokens(req, chat)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),

@@ -96,3 +96,42 @@ def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser
     page.get_by_text(re.compile(r"ocr-b is ready \(switch took")).wait_for(timeout=180_000)
     page.screenshot(path=str(tmp_path / "switch-done.png"))
     assert gateway.resident() == "ocr-b"
+
+
+def test_pdf_job_shows_pages_as_they_arrive_and_cancel_stops_it(ui_server, gateway, browser_page, tmp_path):
+    """One upload is one job: the progress bar and each page appear while it runs; Cancel ends it,
+    the pages read are kept, and the recent jobs list reopens them."""
+    import httpx
+
+    from tests.ui.helpers import PAGE_ONE, render_page
+
+    pages = [render_page([f"Page {n} of the long scan.", *PAGE_ONE[1:]]) for n in range(1, 21)]
+    upload = tmp_path / "long.pdf"
+    pages[0].save(upload, format="PDF", save_all=True, append_images=pages[1:], resolution=150)
+    page = browser_page
+    page.goto(ui_server)
+    page.get_by_role("heading", name="OCR documents").wait_for(timeout=60_000)
+    page.locator("input[type=file]").first.set_input_files(str(upload))
+    page.get_by_text("long.pdf").first.wait_for()
+    page.get_by_role("button", name="Run OCR").click()
+
+    page.get_by_text(re.compile(r"of 20 pages · (queued|running)")).first.wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"✓ long\.pdf page \d+")).first.wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"about \d+ (s|min) left")).first.wait_for(timeout=30_000)
+    page.get_by_text("Latest: long.pdf page").first.wait_for()
+    page.screenshot(path=str(tmp_path / "job-running.png"), full_page=True)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text(re.compile(r"Job cancelled: showing the \d+ pages read")).wait_for(timeout=60_000)
+    page.screenshot(path=str(tmp_path / "job-cancelled.png"), full_page=True)
+
+    jobs = httpx.get(f"{gateway.url}/api/jobs", trust_env=False).json()["data"]
+    job = next(j for j in jobs if j["source"] == "long.pdf")
+    assert job["state"] == "cancelled" and 1 <= job["pages_done"] < 20
+    page.get_by_text(re.compile(r"long\.pdf · page \d+ ·")).wait_for()   # the first page read (two are in flight)
+
+    # Reopen it from the recent jobs list after a reload (a new browser session).
+    page.reload()
+    page.get_by_text(re.compile(r"Recent jobs \(\d+\)")).click()
+    page.locator(f".st-key-ocr_open_{job['id']} button").click()
+    page.get_by_text(re.compile(r"long\.pdf · page \d+ ·")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"Page ?\d+ of the long scan")).first.wait_for()

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import typer
 
-from vlmswap.cli import cluster_cmd, config_cmd, dev_cmd, docs_cmd, gateway_cmd, pull_cmd, ui_cmd, worker_cmd
+from vlmswap.cli import (
+    cluster_cmd,
+    config_cmd,
+    dev_cmd,
+    docs_cmd,
+    gateway_cmd,
+    jobs_cmd,
+    pull_cmd,
+    ui_cmd,
+    worker_cmd,
+)
 
 app = typer.Typer(
     name="vlmswap",
@@ -23,6 +33,7 @@ worker_cmd.register(app)
 gateway_cmd.register(app)
 pull_cmd.register(app)
 docs_cmd.register(app)
+jobs_cmd.register(app)
 ui_cmd.register(app)
 dev_cmd.register(app)
 cluster_cmd.register(app)

@@ -2,7 +2,7 @@
 
 Without --gateway it runs an in-process manager on the registry (default: the shipped one),
 so `vlmswap ocr scan.pdf` works on a laptop without a GPU through the embedded rapidocr
-engine. A bad file costs one line on stderr (`FILE: reason`) and the rest still run; the exit
+engine. With --gateway each file becomes a document job on the gateway (`cli/jobs_cmd.py`). A bad file costs one line on stderr (`FILE: reason`) and the rest still run; the exit
 code is 2 when any file failed.
 """
 
@@ -70,19 +70,19 @@ def _summary(files: int, failed: int, pages: int, blocks: int, seconds: float, f
 
 
 async def _run(files: list[str], *, model: str, mode: str, pages: Optional[str], dpi: float, out: Path,
-               formats: list[str], gateway: Optional[str], registry: Optional[Path], max_tokens: Optional[int]) -> int:
+               formats: list[str], registry: Optional[Path], max_tokens: Optional[int]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vlmswap.config import ConfigError, load_registry
     from vlmswap.documents import export
     from vlmswap.documents.inputs import DocumentError, SourceFile, open_file
-    from vlmswap.documents.pipeline import GatewayRunner, LocalRunner
+    from vlmswap.documents.pipeline import LocalRunner
     from vlmswap.errors import APIError
 
     err = Console(stderr=True)
     try:
-        runner: Any = GatewayRunner(gateway) if gateway else LocalRunner(load_registry(registry))
+        runner = LocalRunner(load_registry(registry))
         model_name, spec = await runner.resolve(model)
     except ConfigError as exc:
         _fail_line(err, f"{exc.source}: {'; '.join(exc.errors)}")
@@ -158,7 +158,8 @@ def register(app: typer.Typer) -> None:
                                 help="Comma-separated: json (document + per page), md (+ picture crops), "
                                      "png (annotated pages), zip (everything)."),
         gateway: Optional[str] = typer.Option(None, "--gateway", "-g",
-                                              help="A running gateway's URL; default: an in-process manager."),
+                                              help="A running gateway's URL: each file becomes a job there, "
+                                                   "followed live (Ctrl-C cancels it); default: an in-process manager."),
         registry: Optional[Path] = typer.Option(None, "--registry",
                                                 help="Registry file for the in-process manager; default: the shipped one."),
         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1,
@@ -179,6 +180,13 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             typer.echo(f"vlmswap ocr: {exc}", err=True)
             raise typer.Exit(2)
-        code = asyncio.run(_run(files, model=model, mode=mode, pages=pages, dpi=dpi, out=out, formats=formats,
-                                gateway=gateway, registry=registry, max_tokens=max_tokens))
+        if gateway:
+            from vlmswap.cli.jobs_cmd import run_ocr_jobs
+
+            out.mkdir(parents=True, exist_ok=True)
+            code = run_ocr_jobs(files, gateway=gateway, model=model, mode=mode, pages=pages, dpi=dpi, out=out,
+                                formats=formats, max_tokens=max_tokens)
+        else:
+            code = asyncio.run(_run(files, model=model, mode=mode, pages=pages, dpi=dpi, out=out, formats=formats,
+                                    registry=registry, max_tokens=max_tokens))
         raise typer.Exit(code)

@@ -2,8 +2,8 @@
 
 The pipeline itself only builds requests and reads answers; *how* a request reaches a model
 is a `chat` callable, so the same code runs in the CLI without a gateway (`LocalRunner`: an
-in-process manager on a registry), through a running gateway (`GatewayRunner`), and inside
-the gateway's own `/api/ocr` (which leases models from its manager).
+in-process manager on a registry) and inside the gateway, for `/api/ocr` and document jobs
+(which lease models from its manager). `vlmswap ocr --gateway` submits jobs instead.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import base64
 import io
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
@@ -105,11 +105,15 @@ def make_page(page: PageImage, in_size: tuple[int, int], prompt_plan: PromptPlan
 
 
 async def ocr_page(page: PageImage, *, model_name: str, spec: SizingSpec, mode: str, chat: ChatFn,
-                   max_tokens: int | None = None) -> Page:
+                   max_tokens: int | None = None, prompt: str | None = None) -> Page:
+    """One page through the model. `prompt` replaces the mode's prompt; the answer is still read
+    in the mode's format (so a custom layout prompt must ask for the family's own format)."""
     t0 = time.perf_counter()
     rule = rule_for(spec)  # type: ignore[arg-type]
     in_size = input_size(page.size[0], page.size[1], rule)
     prompt_plan = plan(spec.family, mode, in_size)
+    if prompt:
+        prompt_plan = replace(prompt_plan, prompt=prompt)
     body = await asyncio.to_thread(lambda: chat_request(model_name, to_model_input(page.image, rule),
                                                         prompt_plan.prompt, max_tokens))
     t1 = time.perf_counter()
@@ -227,49 +231,3 @@ class LocalRunner:
         assert self._manager is not None and self._http is not None, "use `async with LocalRunner(...)`"
         async with self._manager.lease(body["model"]) as lease:
             return await post_chat(self._http, chat_url(lease.base_url), {**body, "model": lease.spec.served_name})
-
-
-class GatewayRunner:
-    """Chat requests through a running gateway's OpenAI API."""
-
-    def __init__(self, url: str, timeout_s: float = 600.0, api_key: str | None = None):
-        self.url = url.rstrip("/")
-        self._timeout = timeout_s
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http: httpx.AsyncClient | None = None
-
-    async def __aenter__(self) -> "GatewayRunner":
-        self._http = httpx.AsyncClient(timeout=self._timeout, trust_env=False, headers=self._headers)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
-    async def resolve(self, model: str) -> tuple[str, SizingSpec]:
-        """The model's family from the gateway's /v1/models, else from the default registry's entry."""
-        try:
-            async with httpx.AsyncClient(timeout=30.0, trust_env=False, headers=self._headers) as http:
-                resp = await http.get(self.url + "/v1/models")
-            resp.raise_for_status()
-            listed = [m for m in resp.json().get("data", []) if isinstance(m, dict)]
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            raise APIError(502, f"gateway {self.url} did not list its models: {exc}", code="gateway_unreachable") from None
-        entry = next((m for m in listed if m.get("id") == model or model in (m.get("aliases") or [])
-                      or model == m.get("name")), None)
-        local = load_registry()
-        name = local.resolve(model)
-        if entry is None and name is not None:
-            entry = next((m for m in listed if m.get("id") == local.models[name].served_name), None)
-        if entry is None:
-            raise unknown_model(model, [str(m.get("id")) for m in listed])
-        meta = entry.get("vlmswap") if isinstance(entry.get("vlmswap"), dict) else entry
-        family = meta.get("family")
-        if family is None and name is not None and local.models[name].served_name == entry.get("id"):
-            return local.models[name].served_name, local.models[name]
-        return str(entry["id"]), RemoteSpec(str(family or "generic"), meta.get("min_pixels"), meta.get("max_pixels"))
-
-    async def chat(self, body: dict[str, Any]) -> str:
-        assert self._http is not None, "use `async with GatewayRunner(...)`"
-        return await post_chat(self._http, self.url + "/v1/chat/completions", body)

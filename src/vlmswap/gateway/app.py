@@ -19,6 +19,8 @@ from vlmswap import __version__
 from vlmswap.errors import error_response, install_handlers
 from vlmswap.gateway import pull
 from vlmswap.gateway.guard import BodyTooLarge, Guard
+from vlmswap.gateway.jobs import JobService
+from vlmswap.gateway.jobs import router as jobs_router
 from vlmswap.gateway.metrics import GatewayMetrics
 from vlmswap.gateway.proxy import Proxy, new_pool
 from vlmswap.manager import Manager
@@ -55,11 +57,13 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
         app.state.orphan_messages = await manager.start()
         for msg in app.state.orphan_messages:
             log.warning("%s", msg)
+        await app.state.jobs.start()     # picks up the document jobs a stopped gateway left unfinished
         if preload is not None:
             await manager.load(preload, wait=False)
         try:
             yield
         finally:
+            await app.state.jobs.stop()  # before the manager: runners leave their pages to the next start
             await manager.shutdown()
             await app.state.pool.aclose()
 
@@ -67,6 +71,7 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.manager = manager
     app.state.metrics = GatewayMetrics(manager)
+    app.state.jobs = JobService(manager)
     install_handlers(app)
 
     @app.exception_handler(BodyTooLarge)
@@ -144,6 +149,7 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
             log.warning("POST /api/ocr disabled: %s", exc)
         else:
             app.include_router(ocr.router)
+    app.include_router(jobs_router)   # /api/jobs: documents as resumable jobs (gateway/jobs.py)
 
     app.include_router(pull.router)  # /api/models/{name}/pull: model files fetched ahead of a switch
 

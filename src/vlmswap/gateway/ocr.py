@@ -11,13 +11,15 @@ request, so OCR queues and switches with the chat traffic instead of around it.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
+from vlmswap.config import ModelSpec
 from vlmswap.documents.export import document_markdown
 from vlmswap.documents.inputs import DEFAULT_DPI, DocumentError, SourceFile, open_bytes
 from vlmswap.documents.pipeline import chat_url, ocr_source, post_chat
@@ -28,9 +30,11 @@ router = APIRouter()
 
 MAX_FILES = 20
 DEFAULT_MODEL = "rapidocr"
+PAGE_TIMEOUT_S = 900.0
 
 
-def _field(form: Any, name: str, default: str | None = None) -> str | None:
+def form_field(form: Any, name: str, default: str | None = None) -> str | None:
+    """A text field of a multipart form, stripped; `default` when absent, empty or a file."""
     value = form.get(name)
     if value is None or isinstance(value, UploadFile):
         return default
@@ -54,8 +58,7 @@ async def _open_uploads(uploads: list[UploadFile], pages: str | None, dpi: float
             try:
                 opened.append(await asyncio.to_thread(open_bytes, data, name, pages=pages, dpi=dpi))
             except DocumentError as exc:
-                raise APIError(exc.status, str(exc), param="pages" if "page range" in exc.reason else "file",
-                               code=exc.code) from None
+                raise document_error(exc) from None
     except BaseException:
         for src in opened:
             src.close()
@@ -63,49 +66,96 @@ async def _open_uploads(uploads: list[UploadFile], pages: str | None, dpi: float
     return opened
 
 
-@router.post("/api/ocr")
-async def api_ocr(request: Request) -> JSONResponse:
-    cap = _cap_bytes(request)    # the gateway's Guard caps the whole body at the same size
+@dataclass(frozen=True)
+class OcrForm:
+    """The fields `/api/ocr` and `/api/jobs` share, checked (the uploads are still unread)."""
+
+    uploads: list[UploadFile]
+    model: str
+    spec: ModelSpec
+    mode: str
+    dpi: float
+    pages: str | None
+
+
+async def read_form(request: Request, *, max_files: int = MAX_FILES, max_fields: int = 20) -> tuple[Any, OcrForm]:
+    """The multipart form and its checked fields (4xx with the reason); the caller closes the form.
+
+    The model is resolved before any upload is read, so an unknown model is a 404 at once.
+    """
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise APIError(415, "send the documents as multipart/form-data with one or more `file` parts",
                        code="unsupported_media_type")
     try:
-        form = await request.form(max_files=MAX_FILES, max_fields=20)
+        form = await request.form(max_files=max_files, max_fields=max_fields)
     except Exception as exc:   # malformed multipart, too many parts
         raise APIError(400, f"could not read the multipart form: {exc}", code="invalid_form") from None
     try:
         uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
         if not uploads:
             raise APIError(400, "no `file` part in the form", param="file", code="missing_file")
-        model = _field(form, "model", DEFAULT_MODEL) or DEFAULT_MODEL
+        model = form_field(form, "model", DEFAULT_MODEL) or DEFAULT_MODEL
         try:
-            mode = normalize_mode(_field(form, "mode", "layout") or "layout")
+            mode = normalize_mode(form_field(form, "mode", "layout") or "layout")
         except ValueError as exc:
             raise APIError(400, str(exc), param="mode", code="invalid_mode") from None
-        dpi_text = _field(form, "dpi")
+        dpi_text = form_field(form, "dpi")
         try:
             dpi = float(dpi_text) if dpi_text is not None else DEFAULT_DPI
         except ValueError:
             raise APIError(400, f"dpi must be a number, not {dpi_text!r}", param="dpi", code="invalid_dpi") from None
         manager = request.app.state.manager
-        registry_name = manager.resolve(model)          # 404 for an unknown model, before reading uploads
-        spec = manager.registry.models[registry_name]
-        opened = await _open_uploads(uploads, _field(form, "pages"), dpi, cap)
+        spec = manager.registry.models[manager.resolve(model)]   # 404 for an unknown model, before reading uploads
+    except BaseException:
+        await form.close()
+        raise
+    return form, OcrForm(uploads, model, spec, mode, dpi, form_field(form, "pages"))
+
+
+def document_error(exc: DocumentError) -> APIError:
+    """A file that cannot be used, as the 4xx that names it."""
+    return APIError(exc.status, str(exc), param="pages" if "page range" in exc.reason else "file", code=exc.code)
+
+
+async def leased_chat(manager: Any, http: httpx.AsyncClient, model: str, body: dict[str, Any],
+                      on_lease: Callable[[Any], None] | None = None) -> str:
+    """One page's chat request through a lease on `model`: queued, grouped and switched like any request.
+
+    `on_lease` is called once the scheduler has granted the lease, before the request is sent.
+    """
+    async with manager.lease(model) as lease:
+        if on_lease is not None:
+            on_lease(lease)
+        return await post_chat(http, chat_url(lease.base_url), {**body, "model": lease.spec.served_name})
+
+
+def page_client() -> httpx.AsyncClient:
+    """The HTTP client page requests go out on (a page can take minutes on a busy GPU)."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(PAGE_TIMEOUT_S, connect=10.0), trust_env=False)
+
+
+@router.post("/api/ocr")
+async def api_ocr(request: Request) -> JSONResponse:
+    cap = _cap_bytes(request)    # the gateway's Guard caps the whole body at the same size
+    form, fields = await read_form(request)
+    try:
+        opened = await _open_uploads(fields.uploads, fields.pages, fields.dpi, cap)
     finally:
         await form.close()
+    manager = request.app.state.manager
 
     async def chat(body: dict[str, Any]) -> str:
         if await request.is_disconnected():   # nobody will read the rest: stop leasing the model for it
             raise APIError(499, "client closed the request", code="client_gone")
-        async with manager.lease(model) as lease:
-            return await post_chat(http, chat_url(lease.base_url), {**body, "model": lease.spec.served_name})
+        return await leased_chat(manager, http, fields.model, body)
 
     docs = []
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(900.0, connect=10.0), trust_env=False) as http:
+        async with page_client() as http:
             for src in opened:
-                docs.append(await ocr_source(src, model_name=spec.served_name, spec=spec, mode=mode, chat=chat))
+                docs.append(await ocr_source(src, model_name=fields.spec.served_name, spec=fields.spec,
+                                             mode=fields.mode, chat=chat))
     except DocumentError as exc:       # a PDF page that fails to render
         raise APIError(exc.status, str(exc), param="file", code=exc.code) from None
     finally:

@@ -1,7 +1,10 @@
-"""OCR page: upload images or a PDF, run a model page by page, see boxes, Markdown and JSON.
+"""OCR page: upload images or PDFs, read them as document jobs, see boxes, Markdown and JSON.
 
-Each page is its own /api/ocr call (the `pages` field), so the progress bar is real and a
-bad page fails alone. Pages are rendered here too, at the same dpi, only to draw the boxes.
+Each upload is one job on the gateway (`/api/jobs`): the gateway checks the file, reads its
+pages through the scheduler and keeps them, so a rerun, a closed tab or a restarted gateway
+loses nothing. While a job runs this page follows it (progress, ETA, each page as it is
+read) and offers Cancel; any click reruns the script, which simply follows again. Recent
+jobs can be reopened. Page images come from the gateway, rendered at the job's dpi.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ import io
 import json
 import os
 import re
+import time
 from typing import Any
 
 import streamlit as st
 
+from vlmswap.client_jobs import DocumentJob
 from vlmswap.documents import export
-from vlmswap.documents.inputs import DocumentError, open_bytes
 from vlmswap.documents.layout import Document, Page
 from vlmswap.ui.api import Gateway, GatewayError, session_gateway
 from vlmswap.ui.progress import run_switch
@@ -25,9 +29,13 @@ DOC_TYPES = ["pdf", "png", "jpg", "jpeg", "webp", "tif", "tiff"]
 MODES = {"layout": "Layout + text", "layout-only": "Layout only", "text": "Text only",
          "web-parsing": "Web page layout", "scene-spotting": "Scene text (lines)", "svg": "Image to SVG"}
 MAX_UPLOAD_MB = float(os.environ.get("VLMSWAP_UI_MAX_UPLOAD_MB", "32"))
+VIEW_KEY = "ocr_view"          # the jobs on screen: {"jobs": [id, ...]}
+CACHE_KEY = "ocr_cache"        # (job id, page) -> entry, so a page is fetched once
 RESULT_KEY = "ocr_result"
 _COMMENT = re.compile(r"<!--.*?-->", re.S)  # page markers in the Markdown; Streamlit would show them as text
 PAGE_KEY = "ocr_page_idx"
+POLL_S = 0.5
+FINISHED = ("done", "failed", "cancelled")
 
 
 def _png(image: Any) -> bytes:
@@ -36,58 +44,147 @@ def _png(image: Any) -> bytes:
     return buf.getvalue()
 
 
-def _open_uploads(files: list[Any], dpi: int) -> list[tuple[Any, Any]] | None:
-    """(upload, SourceFile) for each file, or None after showing why one cannot be used."""
-    opened = []
+def _submit(gw: Gateway, files: list[Any], model: str, mode: str, dpi: int) -> None:
+    """One job per upload; a file the gateway refuses is a message, and starts nothing."""
+    ids = []
     for f in files:
         size_mb = f.size / (1024 * 1024)
         if size_mb > MAX_UPLOAD_MB:
             st.error(f"{f.name} is {size_mb:.1f} MB, over the upload limit of {MAX_UPLOAD_MB:.0f} MB.",
                      icon=":material/block:")
-            return None
+            continue
         try:
-            opened.append((f, open_bytes(f.getvalue(), f.name, dpi=dpi)))
-        except DocumentError as exc:
-            st.error(f"{exc.path} cannot be used: {exc.reason}.", icon=":material/description:")
-            return None
-    return opened
-
-
-def _run(gw: Gateway, files: list[Any], model: str, mode: str, dpi: int) -> None:
-    opened = _open_uploads(files, dpi)
-    if opened is None:
+            ids.append(gw.submit_job(content=f.getvalue(), filename=f.name, model=model, mode=mode, dpi=dpi).id)
+        except GatewayError as exc:
+            if exc.status is None or exc.status >= 500 or exc.code == "gateway_unreachable":
+                raise
+            reason = exc.message[len(f.name) + 2:] if exc.message.startswith(f"{f.name}: ") else exc.message
+            st.error(f"{f.name} cannot be used: {reason}", icon=":material/description:")
+    if not ids:
         return
-    switched = model != resident_name(gw.status())
-    if switched:
+    _open(*ids)
+    if model != resident_name(gw.status()):   # the jobs would start it too; this shows the switch as it goes
         result = run_switch(gw, model)
         if result is None or not result.ok:
             notice = st.session_state.get("switch_notice", {})
             st.error(notice.get("text", f"{model} failed to start"), icon=":material/error:")
             return
-    jobs = [(f, src, n) for f, src in opened for n in src.selected]
-    bar = st.progress(0.0, text=f"0 of {len(jobs)} pages")
-    pages: list[dict[str, Any]] = []
-    for i, (f, src, n) in enumerate(jobs):
-        bar.progress(i / len(jobs), text=f"Page {i + 1} of {len(jobs)} ({f.name}, page {n})…")
-        image = src.page(n).image
-        entry: dict[str, Any] = {"source": f.name, "number": n, "image": _png(image)}
+        st.rerun()   # redraw the sidebar, which still shows the model that was resident before
+
+
+def _entry(gw: Gateway, info: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
+    """One page of a job as the viewer shows it (fetched once, then cached)."""
+    cache = st.session_state.setdefault(CACHE_KEY, {})
+    key = (info["id"], rec["number"], rec["state"])
+    if key not in cache:
+        job = DocumentJob(gw, info["id"])
+        entry: dict[str, Any] = {"source": info["source"], "number": rec["number"], "job": info["id"],
+                                 "image": job.page_image(rec["number"])}
+        if rec["state"] == "done":
+            page = job.page(rec["number"])
+            entry["page"] = page.to_dict()
+            entry["markdown"] = export.document_markdown(Document(info["source"], [page]))
+        else:
+            entry["error"] = rec.get("error") or rec["state"]
+        cache[key] = entry
+    return cache[key]
+
+
+def _result(gw: Gateway, infos: list[dict[str, Any]]) -> dict[str, Any]:
+    pages = [_entry(gw, info, rec) for info in infos for rec in info["pages"] if rec["state"] in ("done", "failed")]
+    first = infos[0]
+    return {"model": first["model"], "mode": first["mode"], "pages": pages, "jobs": [i["id"] for i in infos],
+            "states": [i["state"] for i in infos]}
+
+
+def _cancel(ids: list[str]) -> None:
+    gw = session_gateway()
+    for job_id in ids:
         try:
-            body = gw.ocr_page(f.name, f.getvalue(), f.type, model=model, mode=mode, page=n, dpi=dpi)
-            doc = Document.from_dict(body["document"])
-            entry["page"] = doc.pages[0].to_dict()
-            entry["markdown"] = body.get("markdown") or doc.markdown()
+            DocumentJob(gw, job_id).cancel()
         except GatewayError as exc:
-            entry["error"] = exc.message
-        except (KeyError, IndexError, ValueError) as exc:
-            entry["error"] = f"the gateway's answer could not be read ({type(exc).__name__})"
-        pages.append(entry)
-    for src in opened:
-        src[1].close()
-    bar.progress(1.0, text=f"{len(jobs)} of {len(jobs)} pages done")
-    st.session_state[RESULT_KEY] = {"model": model, "mode": mode, "pages": pages}
+            st.session_state["ocr_cancel_error"] = exc.message
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA after the first page"
+    return f"about {seconds:.0f} s left" if seconds < 120 else f"about {seconds / 60:.0f} min left"
+
+
+def _follow(gw: Gateway, ids: list[str]) -> list[dict[str, Any]]:
+    """Follow the jobs until they end, showing progress and each page as it is read; their final states.
+
+    A click anywhere (Cancel among them) reruns the script, which stops this loop at its next
+    screen update; the new run follows again, so nothing is missed.
+    """
+    infos = [DocumentJob(gw, i).refresh() for i in ids]
+    if all(i["state"] in FINISHED for i in infos):
+        return infos
+    holder = st.empty()      # cleared once the jobs end: the result view takes its place
+    with holder.container():
+        st.button("Cancel", key="ocr_cancel", icon=":material/cancel:", on_click=_cancel, args=(ids,))
+        bar = st.progress(0.0, text="Waiting for the first page…")
+        arrived = st.empty()
+        latest = st.empty()
+    t0 = time.monotonic()
+    while True:
+        total = sum(i["pages_total"] for i in infos)
+        done = sum(i["pages_done"] for i in infos)
+        failed = sum(i["pages_failed"] for i in infos)
+        running = [i for i in infos if i["state"] not in FINISHED]
+        if not running:
+            holder.empty()
+            return infos
+        eta = max((i["eta_s"] for i in running if i.get("eta_s") is not None), default=None)
+        state = "queued" if all(i["state"] == "queued" for i in running) else "running"
+        text = (f"{done + failed} of {total} pages" + (f" ({failed} failed)" if failed else "")
+                + f" · {state} · {_eta(eta)} · {time.monotonic() - t0:.0f} s")
+        bar.progress((done + failed) / max(1, total), text=text)
+        lines = [f"{'✓' if p['state'] == 'done' else '✗'} {i['source']} page {p['number']}"
+                 + (f" ({p['seconds']:.1f} s)" if p.get("seconds") else "")
+                 + (f": {p['error']}" if p["state"] == "failed" else "")
+                 for i in infos for p in sorted(i["pages"], key=_finished_at) if p["state"] in ("done", "failed")]
+        arrived.markdown("  \n".join(lines[-12:]) or "_No page read yet._")
+        newest = max(((i, p) for i in infos for p in i["pages"] if p["state"] == "done"),
+                     key=lambda ip: _finished_at(ip[1]), default=None)
+        if newest is not None:
+            entry = _entry(gw, *newest)
+            latest.markdown(f"**Latest: {newest[0]['source']} page {newest[1]['number']}**\n\n"
+                            + (_COMMENT.sub("", entry.get("markdown") or "").strip() or "_(no text)_"))
+        time.sleep(POLL_S)
+        infos = [DocumentJob(gw, i["id"]).refresh() if i["state"] not in FINISHED else i for i in infos]
+
+
+def _finished_at(page: dict[str, Any]) -> float:
+    return float(page.get("finished_at") or 0.0)
+
+
+def _recent(gw: Gateway) -> None:
+    """The gateway's recent jobs; Open shows one's pages here."""
+    try:
+        jobs = gw.jobs(10)
+    except GatewayError:
+        return
+    if not jobs:
+        return
+    with st.expander(f"Recent jobs ({len(jobs)})", expanded=False):
+        for j in jobs:
+            row = st.columns([5, 2, 2, 1], vertical_alignment="center")
+            row[0].markdown(f"**{j['source']}** · {j['model']} · "
+                            f"{time.strftime('%H:%M:%S', time.localtime(j['created_at']))}")
+            row[1].markdown(f"{j['state']}")
+            row[2].markdown(f"{j['pages_done']}/{j['pages_total']} pages"
+                            + (f", {j['pages_failed']} failed" if j["pages_failed"] else ""))
+            row[3].button("Open", key=f"ocr_open_{j['id']}", on_click=_open, args=(j["id"],))
+
+
+def _open(*job_ids: str) -> None:
+    """Show these jobs (the pages of jobs shown before are dropped from the session)."""
+    st.session_state[VIEW_KEY] = {"jobs": list(job_ids)}
+    for key in (RESULT_KEY, CACHE_KEY):
+        st.session_state.pop(key, None)
     st.session_state[PAGE_KEY] = 0
-    if switched:  # redraw the sidebar, which still shows the model that was resident before
-        st.rerun()
 
 
 def _documents(result: dict[str, Any]) -> list[Document]:
@@ -203,14 +300,27 @@ def main() -> None:
     model = c[0].selectbox("Model", names, index=names.index(resident) if resident in names else 0, key="ocr_model")
     mode = c[1].selectbox("Mode", list(MODES), format_func=MODES.__getitem__, key="ocr_mode")
     dpi = int(c[2].number_input("PDF dpi", 72, 400, 150, step=25, key="ocr_dpi"))
-    if c[3].button("Run OCR", type="primary", key="ocr_run", disabled=not files, width="stretch"):
-        try:
-            _run(gw, list(files or []), model, mode, dpi)
-        except GatewayError as exc:  # e.g. the gateway went away between two calls
-            st.error(exc.message, icon=":material/power_off:")
+    try:
+        if c[3].button("Run OCR", type="primary", key="ocr_run", disabled=not files, width="stretch"):
+            _submit(gw, list(files or []), model, mode, dpi)
+        view = st.session_state.get(VIEW_KEY)
+        if view and RESULT_KEY not in st.session_state:
+            infos = _follow(gw, view["jobs"])
+            st.session_state[RESULT_KEY] = _result(gw, infos)
+        _recent(gw)
+    except GatewayError as exc:  # e.g. the gateway went away between two calls
+        st.error(exc.message, icon=":material/power_off:")
+        return
+    if msg := st.session_state.pop("ocr_cancel_error", None):
+        st.error(msg, icon=":material/error:")
     result = st.session_state.get(RESULT_KEY)
-    if result and result["pages"]:
-        _show(result)
+    if result:
+        ended = [s for s in result.get("states", []) if s != "done"]
+        if ended:
+            st.warning(f"Job {', '.join(ended)}: showing the {len(result['pages'])} pages read.",
+                       icon=":material/cancel:")
+        if result["pages"]:
+            _show(result)
 
 
 main()
