@@ -58,6 +58,17 @@ async def _ocr_file(src: Any, runner: Any, *, model_name: str, spec: Any, mode: 
     return doc, written
 
 
+def _serves_jobs(gateway: str, api_key: Optional[str]) -> bool:
+    """Whether the gateway has /api/jobs (a `vlmswap cluster serve` does not route them yet)."""
+    from vlmswap.client import Client, GatewayError
+
+    try:
+        Client(gateway, api_key=api_key).jobs(1)
+    except GatewayError as exc:
+        return exc.status != 404
+    return True
+
+
 def _summary(files: int, failed: int, pages: int, blocks: int, seconds: float, flagged: list[str]) -> Any:
     from rich.table import Table
 
@@ -70,19 +81,20 @@ def _summary(files: int, failed: int, pages: int, blocks: int, seconds: float, f
 
 
 async def _run(files: list[str], *, model: str, mode: str, pages: Optional[str], dpi: float, out: Path,
-               formats: list[str], registry: Optional[Path], max_tokens: Optional[int]) -> int:
+               formats: list[str], registry: Optional[Path], max_tokens: Optional[int],
+               gateway: Optional[str] = None, api_key: Optional[str] = None) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vlmswap.config import ConfigError, load_registry
     from vlmswap.documents import export
     from vlmswap.documents.inputs import DocumentError, SourceFile, open_file
-    from vlmswap.documents.pipeline import LocalRunner
+    from vlmswap.documents.pipeline import GatewayRunner, LocalRunner
     from vlmswap.errors import APIError
 
     err = Console(stderr=True)
     try:
-        runner = LocalRunner(load_registry(registry))
+        runner: Any = GatewayRunner(gateway, api_key=api_key) if gateway else LocalRunner(load_registry(registry))
         model_name, spec = await runner.resolve(model)
     except ConfigError as exc:
         _fail_line(err, f"{exc.source}: {'; '.join(exc.errors)}")
@@ -160,6 +172,8 @@ def register(app: typer.Typer) -> None:
         gateway: Optional[str] = typer.Option(None, "--gateway", "-g",
                                               help="A running gateway's URL: each file becomes a job there, "
                                                    "followed live (Ctrl-C cancels it); default: an in-process manager."),
+        api_key: Optional[str] = typer.Option(None, "--api-key", envvar="VLMSWAP_API_KEY",
+                                              help="With --gateway: the gateway's API key."),
         registry: Optional[Path] = typer.Option(None, "--registry",
                                                 help="Registry file for the in-process manager; default: the shipped one."),
         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1,
@@ -180,12 +194,17 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             typer.echo(f"vlmswap ocr: {exc}", err=True)
             raise typer.Exit(2)
-        if gateway:
+        if gateway and not _serves_jobs(gateway, api_key):
+            typer.echo(f"vlmswap ocr: {gateway} serves no document jobs (a cluster?); reading page by page "
+                       f"through its OpenAI API", err=True)
+            code = asyncio.run(_run(files, model=model, mode=mode, pages=pages, dpi=dpi, out=out, formats=formats,
+                                    registry=None, max_tokens=max_tokens, gateway=gateway, api_key=api_key))
+        elif gateway:
             from vlmswap.cli.jobs_cmd import run_ocr_jobs
 
             out.mkdir(parents=True, exist_ok=True)
             code = run_ocr_jobs(files, gateway=gateway, model=model, mode=mode, pages=pages, dpi=dpi, out=out,
-                                formats=formats, max_tokens=max_tokens)
+                                formats=formats, max_tokens=max_tokens, api_key=api_key)
         else:
             code = asyncio.run(_run(files, model=model, mode=mode, pages=pages, dpi=dpi, out=out, formats=formats,
                                     registry=registry, max_tokens=max_tokens))

@@ -38,7 +38,7 @@ def _reason(message: str, name: str) -> str:
 
 
 def run_ocr_jobs(files: list[str], *, gateway: str, model: str, mode: str, pages: Optional[str], dpi: float,
-                 out: Path, formats: list[str], max_tokens: Optional[int]) -> int:
+                 out: Path, formats: list[str], max_tokens: Optional[int], api_key: Optional[str] = None) -> int:
     """`vlmswap ocr --gateway`: one job per file, followed live; 2 when any file or page failed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -48,7 +48,7 @@ def run_ocr_jobs(files: list[str], *, gateway: str, model: str, mode: str, pages
     from vlmswap.documents import export
 
     err = Console(stderr=True)
-    client = _client(gateway, None)
+    client = _client(gateway, api_key)
     failed = 0
     used: set[str] = set()
     submitted: list[tuple[str, str, Any]] = []     # (file as given, stem, job)

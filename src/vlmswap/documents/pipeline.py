@@ -231,3 +231,50 @@ class LocalRunner:
         assert self._manager is not None and self._http is not None, "use `async with LocalRunner(...)`"
         async with self._manager.lease(body["model"]) as lease:
             return await post_chat(self._http, chat_url(lease.base_url), {**body, "model": lease.spec.served_name})
+
+
+class GatewayRunner:
+    """Chat requests through a running gateway's OpenAI API: `vlmswap ocr --gateway` against a gateway
+    that serves no document jobs (a `vlmswap cluster serve`), page by page with local rendering."""
+
+    def __init__(self, url: str, timeout_s: float = 600.0, api_key: str | None = None):
+        self.url = url.rstrip("/")
+        self._timeout = timeout_s
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> "GatewayRunner":
+        self._http = httpx.AsyncClient(timeout=self._timeout, trust_env=False, headers=self._headers)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def resolve(self, model: str) -> tuple[str, SizingSpec]:
+        """The model's family from the gateway's /v1/models, else from the default registry's entry."""
+        try:
+            async with httpx.AsyncClient(timeout=30.0, trust_env=False, headers=self._headers) as http:
+                resp = await http.get(self.url + "/v1/models")
+            resp.raise_for_status()
+            listed = [m for m in resp.json().get("data", []) if isinstance(m, dict)]
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise APIError(502, f"gateway {self.url} did not list its models: {exc}", code="gateway_unreachable") from None
+        entry = next((m for m in listed if m.get("id") == model or model in (m.get("aliases") or [])
+                      or model == m.get("name")), None)
+        local = load_registry()
+        name = local.resolve(model)
+        if entry is None and name is not None:
+            entry = next((m for m in listed if m.get("id") == local.models[name].served_name), None)
+        if entry is None:
+            raise unknown_model(model, [str(m.get("id")) for m in listed])
+        meta = entry.get("vlmswap") if isinstance(entry.get("vlmswap"), dict) else entry
+        family = meta.get("family")
+        if family is None and name is not None and local.models[name].served_name == entry.get("id"):
+            return local.models[name].served_name, local.models[name]
+        return str(entry["id"]), RemoteSpec(str(family or "generic"), meta.get("min_pixels"), meta.get("max_pixels"))
+
+    async def chat(self, body: dict[str, Any]) -> str:
+        assert self._http is not None, "use `async with GatewayRunner(...)`"
+        return await post_chat(self._http, self.url + "/v1/chat/completions", body)
