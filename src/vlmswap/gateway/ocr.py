@@ -22,6 +22,8 @@ from vlmswap.documents.inputs import DEFAULT_DPI, DocumentError, SourceFile, ope
 from vlmswap.documents.pipeline import chat_url, ocr_source, post_chat
 from vlmswap.documents.prompts import normalize_mode
 from vlmswap.errors import APIError
+from vlmswap.gateway.schemas import OCR_FORM, OcrResult
+from vlmswap.openapi import error_responses
 
 router = APIRouter()
 
@@ -62,7 +64,11 @@ async def _open_uploads(uploads: list[UploadFile], pages: str | None, dpi: float
     return opened
 
 
-@router.post("/api/ocr")
+@router.post("/api/ocr", response_model=OcrResult, openapi_extra={"requestBody": {
+    "required": True, "content": {"multipart/form-data": {"schema": OCR_FORM}}}}, responses=error_responses({
+        400: "bad form, mode, dpi or page range; a file that is no image or PDF", 404: "unknown model",
+        413: "a file or the body over gateway.max_body_mb", 415: "not multipart/form-data",
+        502: "the model's backend failed", 503: "the model is unavailable or the queue is full"}))
 async def api_ocr(request: Request) -> JSONResponse:
     cap = _cap_bytes(request)    # the gateway's Guard caps the whole body at the same size
     ctype = request.headers.get("content-type", "")
