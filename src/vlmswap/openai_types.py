@@ -54,7 +54,7 @@ class ChatMessage(_Open):
 
 
 class SamplingParams(_Open):
-    model: str | None = Field(None, description="An id from GET /v1/models (served name, alias or registry name).")
+    model: str = Field(description="An id from GET /v1/models (served name, alias or registry name).")
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -171,16 +171,22 @@ def completion_route_doc(kind: Literal["chat", "completion"], *, errors: dict[in
     `errors`: the statuses this app answers with, each with why.
     """
     request, answer, chunk = _KINDS[kind]
-    sse = (f"`stream: true`: Server-Sent Events, each `data: ` line one {chunk.__name__} as JSON; "
-           "an error after the stream began comes as one `data: ` line holding an error body; "
-           "the stream ends with `data: [DONE]`.")
+    event = {  # OpenAPI 3.1: an event stream's `schema` describes one event
+        "type": "object", "required": ["data"],
+        "properties": {"data": {"anyOf": [
+            {"const": "[DONE]", "description": "the last event"},
+            {"type": "string", "contentMediaType": "application/json",
+             "contentSchema": {"anyOf": [{"$ref": REF.format(model=chunk.__name__)},
+                                         {"$ref": REF.format(model="ErrorBody")}]},
+             "description": f"one {chunk.__name__}; an error after the stream began comes as one error body"},
+        ]}},
+    }
     return {
         "openapi_extra": {"requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(model=request.__name__)}}}}},
         "responses": {
             200: {"model": answer, "description": f"{answer.__name__}, or with `stream: true` an SSE stream",
-                  "content": {"text/event-stream": {"schema": {"type": "string", "description": sse},
-                                                    "x-sse-data": {"$ref": REF.format(model=chunk.__name__)}}}},
+                  "content": {"text/event-stream": {"schema": event}}},
             **error_responses(errors),
         },
         "response_model": None,

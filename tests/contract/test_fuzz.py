@@ -1,0 +1,151 @@
+"""Schemathesis against both documents, with real processes: a rapidocr worker, and a gateway
+in front of one.
+
+Every documented operation is called with generated requests (valid and invalid); each answer
+must match the document (status, content type, body schema), and the only 5xx allowed are
+the documented 502/503 with an error body. Left out of generation, and why:
+- GET /api/events: an endless SSE stream (its framing is tested in tests/gateway).
+- POST /api/models/{name}/load, /unload, /api/unload: each valid call stops or starts the
+  backend (seconds of process work, and every later request then waits on it); they are
+  called with chosen inputs in test_gateway_load_and_unload_answer_as_documented instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from tests.contract.conftest import gateway_fastapi, worker_fastapi
+from tests.gateway.conftest import Gateway, rapidocr_model, start_gateway
+from tests.support import free_port, running, worker_argv
+from tests.worker.conftest import png_data_url, render_page
+
+# Per operation (the two completion routes get twice as many); about a minute for both documents
+# on 2 idle cores. The same cases every run; VLMSWAP_FUZZ_EXAMPLES=N explores: N each, random.
+EXPLORE = int(os.environ.get("VLMSWAP_FUZZ_EXAMPLES", "0"))
+MAX_EXAMPLES = EXPLORE or 10
+FUZZ: dict[str, Any] = {"deadline": None, "derandomize": not EXPLORE, "database": None,
+                        "suppress_health_check": list(HealthCheck)}
+MODEL = "rapidocr"
+PAGE = png_data_url(render_page(["Fuzzing reads this line."], min_height=200).image)
+NOT_FUZZED = r"^/api/(events|unload|models/\{name\}/(load|unload))$"
+
+
+@schemathesis.check
+def only_documented_server_errors(ctx: Any, response: Any, case: Any) -> None:
+    """A 5xx only as a documented 502/503 of this operation, with an OpenAI error body."""
+    if response.status_code < 500:
+        return
+    documented = case.operation.definition.raw.get("responses", {})
+    assert response.status_code in (502, 503) and str(response.status_code) in documented, \
+        f"{case.operation.label}: {response.status_code} {response.text[:300]}"
+    err = json.loads(response.text)["error"]
+    assert isinstance(err["message"], str) and err["message"], err
+
+
+CHECKS: dict[str, Any] = {"additional_checks": [only_documented_server_errors],
+                          "excluded_checks": [not_a_server_error,
+                                              # valid by the schema is not always servable: an image
+                                              # URL must hold a decodable image, OCR needs an image
+                                              positive_data_acceptance]}
+
+
+@pytest.fixture(scope="module")
+def worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("fuzz-worker") / "worker.log"
+    url = f"http://127.0.0.1:{port}"
+    with running(worker_argv("rapidocr", port), url + "/health", log_path=log):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("fuzz-gateway")
+    with start_gateway(tmp, {"rapidocr": rapidocr_model()}, "--preload", "rapidocr") as gw:
+        gw.wait_for(lambda st: st["resident"] == "rapidocr", timeout=120)
+        yield gw
+
+
+def _operations(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document's operations by label, NOT_FUZZED left out.
+
+    Built from the apps in-process at collection (the served documents are the same, checked
+    below): schemathesis's own pytest plugin does not run under pytest 9.
+    """
+    schema = schemathesis.openapi.from_dict(doc)
+    ops = (result.ok() for result in schema.get_all_operations())
+    return {op.label: op for op in ops if not re.match(NOT_FUZZED, op.path)}
+
+
+WORKER_OPS = _operations(worker_fastapi().openapi())
+GATEWAY_OPS = _operations(gateway_fastapi(Path(tempfile.mkdtemp(prefix="vlmswap-fuzz-"))).openapi())
+
+
+def _aim(case: Any, aim: str) -> Any:
+    """Point a valid case at what is there: the served model, and for chat a readable page.
+
+    Random model ids and image bytes would stop nearly every request at the first check; aimed
+    ones reach the queue, the backend and the engine (answers, streams, stop strings, usage).
+    """
+    if aim == "as generated":
+        return case
+    if isinstance(case.body, dict):
+        case.body["model"] = MODEL
+        if aim == "with a page" and isinstance(case.body.get("messages"), list):
+            for message in case.body["messages"]:
+                for part in message["content"] if isinstance(message.get("content"), list) else []:
+                    if part.get("type") == "image_url":
+                        part["image_url"] = {"url": PAGE}
+            case.body["messages"].append({"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": PAGE}}, {"type": "text", "text": "read"}]})
+    if case.path_parameters and "name" in case.path_parameters:
+        case.path_parameters["name"] = MODEL
+    return case
+
+
+def fuzz(operation: Any, base_url: str, timeout: float) -> None:
+    """Generated valid and invalid requests to `operation`, each answer checked against the document."""
+    valid = st.builds(_aim, operation.as_strategy(GenerationMode.POSITIVE),
+                      st.sampled_from(["as generated", "known model", "with a page"]))
+    cases = st.one_of(valid, operation.as_strategy(GenerationMode.NEGATIVE))
+    examples = MAX_EXAMPLES * (2 if operation.path in ("/v1/chat/completions", "/v1/completions") else 1)
+
+    @settings(max_examples=examples, **FUZZ)
+    @given(case=cases)
+    def run(case: Any) -> None:
+        r = case.call_and_validate(base_url=base_url, timeout=timeout, **CHECKS)
+        if EXPLORE:
+            print("FUZZ", case.operation.label, r.status_code, r.text[:150].replace("\n", " "))
+
+    run()
+
+
+def test_served_documents_are_the_ones_fuzzed(worker_url: str, gateway: Gateway) -> None:
+    assert httpx.get(worker_url + "/openapi.json", trust_env=False).json() == worker_fastapi().openapi()
+    served = gateway.get("/openapi.json").json()
+    assert served["paths"] == gateway_fastapi(gateway.state_dir.parent / "doc").openapi()["paths"]
+
+
+@pytest.mark.parametrize("label", sorted(WORKER_OPS))
+def test_worker_answers_generated_requests_as_documented(label: str, worker_url: str) -> None:
+    httpx.post(worker_url + "/wake_up", trust_env=False).raise_for_status()  # fuzzing /sleep put it to sleep
+    fuzz(WORKER_OPS[label], worker_url, timeout=60)
+
+
+@pytest.mark.parametrize("label", sorted(GATEWAY_OPS))
+def test_gateway_answers_generated_requests_as_documented(label: str, gateway: Gateway) -> None:
+    fuzz(GATEWAY_OPS[label], gateway.url, timeout=120)
