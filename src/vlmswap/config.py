@@ -110,6 +110,8 @@ class GatewaySettings(_Strict):
     backoff_initial_s: float = Field(2.0, ge=0, description="After a failed start; doubles per failure.")
     backoff_max_s: float = Field(120.0, ge=0)
     log_tail_lines: int = Field(2000, ge=10)
+    log_max_mb: float = Field(20.0, gt=0, description="Each model's log file is rotated past this size.")
+    log_keep: int = Field(3, ge=1, description="Rotated log files kept per model (NAME.log.1 .. NAME.log.N).")
     docker_host: str | None = Field(None, description="docker backend: Engine API address; default $DOCKER_HOST, "
                                                      "else unix:///var/run/docker.sock.")
 

@@ -13,6 +13,9 @@ from typing import Any, Optional
 
 import typer
 
+from vlmswap import logformat
+from vlmswap.logformat import LogFormat
+
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 GATEWAY_HELP = "Gateway URL (env VLMSWAP_GATEWAY)."
 
@@ -49,6 +52,9 @@ def register(app: typer.Typer) -> None:
         insecure: bool = typer.Option(False, help="Allow a non-loopback address without an API key."),
         grouping: bool = typer.Option(True, help="Group queued requests by model (off: first come, first served)."),
         log_level: str = typer.Option("warning", help="uvicorn log level."),
+        log_format: LogFormat = typer.Option(LogFormat.text, "--log-format",
+                                             help="text, or json: one JSON object a line on stderr (time, level, "
+                                                  "logger, message) for log collectors."),
     ) -> None:
         """Run the gateway: one resident model at a time, switched on demand, OpenAI API in front.
 
@@ -71,11 +77,16 @@ def register(app: typer.Typer) -> None:
         from vlmswap.gateway import create_app
         from vlmswap.manager import Manager
 
-        logging.basicConfig(level=logging.WARNING, format="vlmswap: %(message)s", stream=sys.stderr)
+        uvicorn_log_config = logformat.configure(log_format)
         manager = Manager(registry, grouping=grouping)
         app_ = create_app(manager, api_key=api_key, preload=preload)
-        typer.echo(f"vlmswap gateway on http://{host}:{port} ({len(registry.models)} models; "
-                   f"state in {manager.state_dir})", err=True)
+        started = (f"vlmswap gateway on http://{host}:{port} ({len(registry.models)} models; "
+                   f"state in {manager.state_dir})")
+        if log_format is LogFormat.json:
+            logging.getLogger("vlmswap.gateway").info(started, extra={
+                "url": f"http://{host}:{port}", "models": len(registry.models), "state_dir": str(manager.state_dir)})
+        else:
+            typer.echo(started, err=True)
         class _Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
                 # Answer queued requests (503) before uvicorn's graceful wait, which then
@@ -85,7 +96,7 @@ def register(app: typer.Typer) -> None:
                 super().handle_exit(sig, frame)
 
         _Server(uvicorn.Config(app_, host=host, port=port, log_level=log_level, access_log=False,
-                               timeout_graceful_shutdown=5, lifespan="on")).run()
+                               log_config=uvicorn_log_config, timeout_graceful_shutdown=5, lifespan="on")).run()
 
     @app.command("status")
     def status(
