@@ -11,8 +11,9 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from httpx_sse import connect_sse
@@ -86,7 +87,7 @@ def _raise_for(resp: httpx.Response) -> None:
     raise GatewayError(msg, status=resp.status_code, code=code)
 
 
-def image_data_url(image: "str | os.PathLike[str] | bytes | Image.Image") -> str:
+def image_data_url(image: str | os.PathLike[str] | bytes | Image.Image) -> str:
     """Any image as a base64 PNG data URL (what the models' chat templates expect)."""
     from PIL import Image as PILImage
 
@@ -121,7 +122,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -257,7 +258,7 @@ class Client:
         except httpx.TransportError as exc:
             raise GatewayError(f"The connection to the gateway broke: {type(exc).__name__}") from None
 
-    def process_image(self, image: "str | os.PathLike[str] | bytes | Image.Image", prompt: str, model: str,
+    def process_image(self, image: str | os.PathLike[str] | bytes | Image.Image, prompt: str, model: str,
                       max_tokens: int = 4096) -> str:
         """The seed's call: one image and a prompt, sampled as dots.ocr expects (0.1 / 0.9)."""
         messages = [{"role": "user", "content": [
@@ -266,8 +267,8 @@ class Client:
         ]}]
         return self.chat(model, messages, max_tokens=max_tokens, temperature=0.1, top_p=0.9)
 
-    def ocr(self, path: "str | os.PathLike[str]", model: str | None = None, mode: str | None = None,
-            **fields: Any) -> "Document":
+    def ocr(self, path: str | os.PathLike[str], model: str | None = None, mode: str | None = None,
+            **fields: Any) -> Document:
         """A file (image or PDF) through the gateway's document pipeline (/api/ocr)."""
         from vlmswap.documents.layout import Document
 

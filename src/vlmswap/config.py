@@ -79,7 +79,7 @@ class ModelSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _backend_fields(self) -> "ModelSpec":
+    def _backend_fields(self) -> ModelSpec:
         if self.backend == "process":
             if not self.cmd:
                 raise ValueError("a process backend needs `cmd`, an argv list")
@@ -121,7 +121,7 @@ class Registry(_Strict):
     models: dict[str, ModelSpec]
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "Registry":
+    def _unique_names(self) -> Registry:
         seen: dict[str, str] = {}
         for name, spec in self.models.items():
             for n in spec.names(name):
@@ -208,7 +208,8 @@ def _has_module(name: str) -> bool:
 def _in_hf_cache(model_id: str) -> bool:
     if Path(model_id).exists():
         return True
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")) / "hub")
+    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface"))
+    hub = Path(os.environ.get("HF_HUB_CACHE") or hf_home / "hub")
     return (hub / ("models--" + model_id.replace("/", "--"))).is_dir()
 
 
@@ -240,6 +241,7 @@ def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str 
                 return "weights not in the local HF cache"
         if "cuda" in argv and not gpu_present:
             return "no NVIDIA GPU"
-    elif exe not in ("vllm", "${PYTHON}", "python", "python3") and shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+    elif (exe not in ("vllm", "${PYTHON}", "python", "python3") and shutil.which(argv[0]) is None
+          and not Path(argv[0]).exists()):
         return f"{argv[0]} not found"
     return None

@@ -7,6 +7,7 @@ whose cmdline names the fault server and contains TOKEN; on SIGTERM it writes
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -56,7 +57,7 @@ def main() -> None:
             time.sleep(delay)
         else:
             next_t = time.monotonic()
-    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
     with open(out, "w") as f:
         json.dump({"samples": len(times), "median_gap_s": gaps[len(gaps) // 2] if gaps else None,
                    "max": seen_max, "worst_pids": worst}, f)

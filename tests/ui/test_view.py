@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from vlmswap.ui.view import (activity_line, badges, flags_message, host_line, memory_bar_html, memory_line,
-                             memory_segments, models, phase_fraction, phase_label, resident_name)
+from vlmswap.ui.view import (
+    activity_line,
+    badges,
+    flags_message,
+    host_line,
+    memory_bar_html,
+    memory_line,
+    memory_segments,
+    models,
+    phase_fraction,
+    phase_label,
+    resident_name,
+)
 
 GPU = {"available": True, "name": "RTX 5070 Ti", "total_bytes": 12_000_000_000, "used_bytes": 7_500_000_000,
        "free_bytes": 4_500_000_000, "per_backend": {"dots-ocr": 7_000_000_000}}

@@ -7,12 +7,13 @@ import io
 import json
 import os
 import socket
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from PIL import Image
 
 from tests.worker.conftest import MAX_BODY_MB, Worker, chat_body, png_data_url
+
 
 def _png(im: Image.Image) -> bytes:
     buf = io.BytesIO()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
+from tests.worker.conftest import Page, Worker, chat_body, png_data_url, render_page
 from vlmswap import dots_prompts
 from vlmswap.documents.metrics import cer
 from vlmswap.worker.engines.rapidocr_engine import TextBox, group_lines, split_tokens
-
-from tests.worker.conftest import Page, Worker, chat_body, png_data_url, render_page
 
 TOL = 6  # pixels a returned box may miss the drawn ink by
 

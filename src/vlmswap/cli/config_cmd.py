@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -33,7 +32,7 @@ def check(files: list[Path] = typer.Argument(..., help="Registry YAML files to v
 
 
 @config_app.command("show")
-def show(file: Optional[Path] = typer.Argument(None, help="Registry file; default: the one shipped."),
+def show(file: Path | None = typer.Argument(None, help="Registry file; default: the one shipped."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Print the effective registry, marking each model that cannot run on this machine and why."""
     try:
@@ -41,7 +40,7 @@ def show(file: Optional[Path] = typer.Argument(None, help="Registry file; defaul
     except ConfigError as exc:
         for line in exc.errors:
             typer.echo(f"{exc.source}: {line}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     from vlmswap import gpu
 
     gpu_present = gpu.probe().available

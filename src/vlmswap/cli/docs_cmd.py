@@ -12,7 +12,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -34,7 +34,7 @@ def _unique_stem(stem: str, used: set[str]) -> str:
 
 
 async def _ocr_file(src: Any, runner: Any, *, model_name: str, spec: Any, mode: str, formats: list[str], out: Path,
-                    stem: str, max_tokens: Optional[int], advance: Any) -> tuple[Any, list[Path]]:
+                    stem: str, max_tokens: int | None, advance: Any) -> tuple[Any, list[Path]]:
     """One opened file through the model; its outputs written under `out`."""
     from vlmswap.documents import export
     from vlmswap.documents.pipeline import ocr_source
@@ -64,13 +64,14 @@ def _summary(files: int, failed: int, pages: int, blocks: int, seconds: float, f
     table = Table(title="vlmswap ocr", show_header=True)
     for col in ("files ok", "files failed", "pages", "blocks", "seconds", "pages flagged"):
         table.add_column(col)
-    shown = f"{len(flagged)}" + (f" ({', '.join(flagged[:10])}{', ...' if len(flagged) > 10 else ''})" if flagged else "")
+    more = ", ..." if len(flagged) > 10 else ""
+    shown = f"{len(flagged)}" + (f" ({', '.join(flagged[:10])}{more})" if flagged else "")
     table.add_row(str(files - failed), str(failed), str(pages), str(blocks), f"{seconds:.1f}", shown)
     return table
 
 
-async def _run(files: list[str], *, model: str, mode: str, pages: Optional[str], dpi: float, out: Path,
-               formats: list[str], gateway: Optional[str], registry: Optional[Path], max_tokens: Optional[int]) -> int:
+async def _run(files: list[str], *, model: str, mode: str, pages: str | None, dpi: float, out: Path,
+               formats: list[str], gateway: str | None, registry: Path | None, max_tokens: int | None) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -109,7 +110,7 @@ async def _run(files: list[str], *, model: str, mode: str, pages: Optional[str],
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
                TimeElapsedColumn())
     if opened:
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any page is read
         with Progress(*columns, console=err) as progress:
             task = progress.add_task(model_name, total=sum(len(s.selected) for s in opened))
             async with runner:
@@ -148,17 +149,18 @@ def register(app: typer.Typer) -> None:
                                                     "the kind is read from the bytes, not the name."),
         model: str = typer.Option("rapidocr", "--model", "-m", help="Model id (served name, registry name or alias)."),
         mode: str = typer.Option("layout", "--mode", help="layout (boxes + text), layout-only (boxes), text."),
-        pages: Optional[str] = typer.Option(None, "--pages", help="Pages to read, e.g. 1-3,7 (1-based); default all."),
+        pages: str | None = typer.Option(None, "--pages", help="Pages to read, e.g. 1-3,7 (1-based); default all."),
         dpi: float = typer.Option(150.0, "--dpi", help="Resolution PDF pages are rendered at."),
         out: Path = typer.Option(Path("out"), "--out", "-o", help="Directory for the results."),
         fmt: str = typer.Option(DEFAULT_FORMATS, "--format", "-f",
                                 help="Comma-separated: json (document + per page), md (+ picture crops), "
                                      "png (annotated pages), zip (everything)."),
-        gateway: Optional[str] = typer.Option(None, "--gateway", "-g",
+        gateway: str | None = typer.Option(None, "--gateway", "-g",
                                               help="A running gateway's URL; default: an in-process manager."),
-        registry: Optional[Path] = typer.Option(None, "--registry",
-                                                help="Registry file for the in-process manager; default: the shipped one."),
-        max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1,
+        registry: Path | None = typer.Option(None, "--registry",
+                                                help="Registry file for the in-process manager; "
+                                                     "default: the shipped one."),
+        max_tokens: int | None = typer.Option(None, "--max-tokens", min=1,
                                                  help="Per page; default: what is left of the model's context."),
     ) -> None:
         """OCR documents page by page into layout JSON, Markdown and annotated PNGs (exit 2 if any file failed)."""
@@ -175,7 +177,7 @@ def register(app: typer.Typer) -> None:
             mode = normalize_mode(mode)
         except ValueError as exc:
             typer.echo(f"vlmswap ocr: {exc}", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         code = asyncio.run(_run(files, model=model, mode=mode, pages=pages, dpi=dpi, out=out, formats=formats,
                                 gateway=gateway, registry=registry, max_tokens=max_tokens))
         raise typer.Exit(code)

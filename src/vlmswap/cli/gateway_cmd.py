@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -43,11 +43,11 @@ def _fail(message: str, code: int = 1) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one)."),
+        config: Path | None = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one)."),
         host: str = typer.Option("127.0.0.1", help="Address to bind; non-loopback needs --api-key or --insecure."),
         port: int = typer.Option(8080, help="Port to bind."),
-        preload: Optional[str] = typer.Option(None, help="Model to load at start (registry name, served name or alias)."),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY",
+        preload: str | None = typer.Option(None, help="Model to load at start (registry name, served name or alias)."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY",
                                               help="Require `Authorization: Bearer KEY` on every route but /health."),
         insecure: bool = typer.Option(False, help="Allow a non-loopback address without an API key."),
         grouping: bool = typer.Option(True, help="Group queued requests by model (off: first come, first served)."),
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(
         gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
         as_json: bool = typer.Option(False, "--json", help="Print /api/status as JSON."),
     ) -> None:
         """Show the resident model, every model's state, the queue and the GPU."""
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
     def switch(
         name: str = typer.Argument(..., help="Model to make resident."),
         gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
         timeout: float = typer.Option(900.0, help="Give up after this many seconds."),
     ) -> None:
         """Switch to NAME, showing each phase; exit 1 with the backend's last log lines if it fails."""
@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
                     console.print("--- last log lines ---")
                     for line in exc.log_tail:
                         console.print(line, markup=False, highlight=False)
-                raise typer.Exit(1)
+                raise typer.Exit(1) from None
             except GatewayError as exc:
                 bar.stop()
                 _fail(exc.message)
@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
     @app.command("unload")
     def unload(
         gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
     ) -> None:
         """Stop the resident model (after its requests in flight), freeing the GPU."""
         from vlmswap.client import GatewayError
@@ -214,4 +214,4 @@ def _print_status(st: dict[str, Any]) -> None:
     console.print(t)
 
 
-__all__ = ["register", "DEFAULT_GATEWAY"]
+__all__ = ["DEFAULT_GATEWAY", "register"]

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -81,13 +80,13 @@ def register(app: typer.Typer) -> None:
             import streamlit  # noqa: F401
         except ImportError:
             typer.echo("vlmswap ui: streamlit is not installed (pip install 'vlmswap[ui]')", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         typer.echo(f"vlmswap ui: http://{host}:{port} (gateway {gateway})")
         argv = streamlit_argv(port, host)
         os.execve(argv[0], argv, _ui_env(gateway))
 
     @app.command("up")
-    def up(config: Optional[Path] = typer.Option(None, "--config", help="Registry YAML; default: the one shipped."),
+    def up(config: Path | None = typer.Option(None, "--config", help="Registry YAML; default: the one shipped."),
            port: int = typer.Option(8080, "--port", help="Port of the gateway."),
            ui_port: int = typer.Option(8501, "--ui-port", help="Port of the web UI."),
            timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for both to answer."),

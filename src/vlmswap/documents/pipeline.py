@@ -176,7 +176,8 @@ async def post_chat(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> 
     try:
         resp = await http.post(url, json=body)
     except httpx.TransportError as exc:
-        raise APIError(502, f"model backend unreachable: {type(exc).__name__}: {exc}", code="backend_unreachable") from None
+        raise APIError(502, f"model backend unreachable: {type(exc).__name__}: {exc}",
+                       code="backend_unreachable") from None
     if resp.status_code != 200:
         status = resp.status_code if 400 <= resp.status_code < 500 else 502
         raise APIError(status, f"model answered {resp.status_code}: {_error_message(resp)}", code="backend_error",
@@ -209,7 +210,7 @@ class LocalRunner:
             raise unknown_model(model, self.registry.known_ids())
         return self.registry.models[name].served_name, self.registry.models[name]
 
-    async def __aenter__(self) -> "LocalRunner":
+    async def __aenter__(self) -> LocalRunner:
         from vlmswap.manager import Manager
 
         self._manager = Manager(self.registry, state_dir=self._state_dir)
@@ -238,7 +239,7 @@ class GatewayRunner:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http: httpx.AsyncClient | None = None
 
-    async def __aenter__(self) -> "GatewayRunner":
+    async def __aenter__(self) -> GatewayRunner:
         self._http = httpx.AsyncClient(timeout=self._timeout, trust_env=False, headers=self._headers)
         return self
 
@@ -255,7 +256,8 @@ class GatewayRunner:
             resp.raise_for_status()
             listed = [m for m in resp.json().get("data", []) if isinstance(m, dict)]
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            raise APIError(502, f"gateway {self.url} did not list its models: {exc}", code="gateway_unreachable") from None
+            raise APIError(502, f"gateway {self.url} did not list its models: {exc}",
+                           code="gateway_unreachable") from None
         entry = next((m for m in listed if m.get("id") == model or model in (m.get("aliases") or [])
                       or model == m.get("name")), None)
         local = load_registry()

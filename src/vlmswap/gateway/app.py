@@ -9,7 +9,8 @@ import contextlib
 import importlib.util
 import json
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -23,8 +24,8 @@ from vlmswap.gateway.metrics import GatewayMetrics
 from vlmswap.gateway.proxy import Proxy, new_pool
 from vlmswap.gateway.schemas import Health, Logs, ModelState, Status, UnloadResult
 from vlmswap.manager import Manager
-from vlmswap.openapi import error_responses
 from vlmswap.openai_types import BODY_MODELS, ModelList
+from vlmswap.openapi import error_responses
 
 SSE_PING_S = 15
 log = logging.getLogger("vlmswap.gateway")

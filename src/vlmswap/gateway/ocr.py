@@ -51,7 +51,8 @@ async def _open_uploads(uploads: list[UploadFile], pages: str | None, dpi: float
             name = up.filename or "upload"
             data = await up.read(cap + 1)
             if len(data) > cap:
-                raise APIError(413, f"{name}: file is over the limit of {cap} bytes", param="file", code="file_too_large")
+                raise APIError(413, f"{name}: file is over the limit of {cap} bytes", param="file",
+                               code="file_too_large")
             try:
                 opened.append(await asyncio.to_thread(open_bytes, data, name, pages=pages, dpi=dpi))
             except DocumentError as exc:

@@ -81,4 +81,4 @@ OCR_FORM: dict[str, Any] = {
     },
 }
 
-__all__ = ["Health", "Logs", "ModelState", "OCR_FORM", "OcrResult", "Status", "Switch", "UnloadResult"]
+__all__ = ["OCR_FORM", "Health", "Logs", "ModelState", "OcrResult", "Status", "Switch", "UnloadResult"]

@@ -14,8 +14,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
@@ -51,7 +52,7 @@ class SwitchResult:
 ProgressCallback = Callable[[str, float, str], None]
 
 
-def session_gateway() -> "Gateway":
+def session_gateway() -> Gateway:
     """The browser session's client: one connection pool per session, not one per rerun."""
     import streamlit as st
 
@@ -73,7 +74,7 @@ class Gateway(Client):
         return self._request("GET", "/api/status", timeout=5.0).json()
 
     # --- switching, followed live -------------------------------------------------------
-    def _events_reader(self, out: "queue.Queue[dict[str, Any] | BaseException]", ready: threading.Event,
+    def _events_reader(self, out: queue.Queue[dict[str, Any] | BaseException], ready: threading.Event,
                        holder: dict[str, httpx.Client]) -> None:
         """Thread: push every /api/events event into `out` until the follower closes the client."""
         try:

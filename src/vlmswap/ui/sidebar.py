@@ -12,8 +12,16 @@ import streamlit as st
 
 from vlmswap.ui.api import Gateway, GatewayError
 from vlmswap.ui.progress import NOTICE_KEY, run_switch, show_notice
-from vlmswap.ui.view import (STATE_ICONS, activity_line, badges, host_line, memory_bar_html, memory_line, models,
-                             resident_name)
+from vlmswap.ui.view import (
+    STATE_ICONS,
+    activity_line,
+    badges,
+    host_line,
+    memory_bar_html,
+    memory_line,
+    models,
+    resident_name,
+)
 
 REFRESH_S = 3.0
 PENDING_KEY = "pending_switch"

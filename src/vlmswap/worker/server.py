@@ -16,15 +16,16 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from vlmswap.errors import APIError, ErrorBody, error_response, install_handlers, invalid_request
 from vlmswap import openapi
+from vlmswap.errors import APIError, ErrorBody, error_response, install_handlers, invalid_request
 from vlmswap.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, decode_data_url, open_image
 from vlmswap.openai_types import (
     BODY_MODELS,
@@ -203,7 +204,7 @@ class _Job:
         try:
             try:
                 gen = self.engine.generate(self.request)
-            except BaseException as exc:  # noqa: BLE001 - handed to the request handler
+            except BaseException as exc:
                 self._call(self._resolve, None, exc)
                 return
             self.generation = gen
@@ -215,7 +216,7 @@ class _Job:
                         break
                     if piece:
                         self._call(self.queue.put_nowait, piece)
-            except Exception as exc:  # noqa: BLE001 - reported in-band
+            except Exception as exc:
                 log.exception("engine failed while generating")
                 self._call(self.queue.put_nowait, _Failed(exc))
             finally:
@@ -304,7 +305,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                 try:
                     await asyncio.to_thread(engine.load)
                     state.loaded = True
-                except Exception as exc:  # noqa: BLE001 - reported on /health
+                except Exception as exc:
                     log.exception("engine failed to load")
                     state.load_error = f"{type(exc).__name__}: {exc}"
             task = asyncio.create_task(load())
@@ -357,7 +358,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
             raise
         except ValueError as exc:
             raise APIError(400, str(exc), code="invalid_request") from None
-        except Exception as exc:  # noqa: BLE001 - the worker keeps serving
+        except Exception as exc:
             log.exception("engine failed to start a generation")
             raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
         return job
@@ -405,7 +406,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                     if stopper.stopped:
                         job.cancelled.set()
                         break
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
             finally:
                 watcher.cancel()
@@ -456,7 +457,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                         rest = stopper.flush()
                         if rest:
                             yield chunk(rest)
-                except Exception as exc:  # noqa: BLE001 - in-band, as vLLM does once streaming began
+                except Exception as exc:
                     err = {"error": {"message": f"engine error: {type(exc).__name__}: {exc}",
                                      "type": "server_error", "param": None, "code": "engine_error"}}
                     yield f"data: {_dumps(err)}\n\n"
@@ -465,7 +466,9 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                     return
                 yield chunk(None if kind == "chat" else "", finish())
                 if include_usage:
-                    yield f"data: {_dumps({'id': rid, 'object': chunk_obj, 'created': created, 'model': served_name, 'choices': [], 'usage': usage()})}\n\n"
+                    last = {"id": rid, "object": chunk_obj, "created": created, "model": served_name, "choices": [],
+                            "usage": usage()}
+                    yield f"data: {_dumps(last)}\n\n"
                 yield "data: [DONE]\n\n"
                 completed = True
             finally:

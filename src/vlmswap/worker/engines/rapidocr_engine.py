@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from vlmswap import dots_prompts
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest
+
 
 @dataclass
 class TextBox:
@@ -41,8 +43,8 @@ class TextLine:
 
     @property
     def bbox(self) -> list[int]:
-        return [int(round(min(b.x1 for b in self.boxes))), int(round(min(b.y1 for b in self.boxes))),
-                int(round(max(b.x2 for b in self.boxes))), int(round(max(b.y2 for b in self.boxes)))]
+        return [round(min(b.x1 for b in self.boxes)), round(min(b.y1 for b in self.boxes)),
+                round(max(b.x2 for b in self.boxes)), round(max(b.y2 for b in self.boxes))]
 
     @property
     def text(self) -> str:
@@ -148,7 +150,8 @@ class RapidOCREngine(Engine):
         ocr = RapidOCR(params=self.params)
         # rapidocr >= 3.10 creates its onnx sessions on first use; create them now so that
         # "loaded" (/health 200) is true and the first request does not pay for it.
-        loaders = ["_load_det_model", "_load_rec_model"] + (["_load_cls_model"] if self.params["Global.use_cls"] else [])
+        cls = ["_load_cls_model"] if self.params["Global.use_cls"] else []
+        loaders = ["_load_det_model", "_load_rec_model", *cls]
         if all(hasattr(ocr, name) for name in loaders):
             for name in loaders:
                 getattr(ocr, name)()
