@@ -87,12 +87,21 @@ def _raise_for(resp: httpx.Response) -> None:
     raise GatewayError(msg, status=resp.status_code, code=code)
 
 
+def _json_object(resp: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object (every admin route answers one)."""
+    body = resp.json()
+    if not isinstance(body, dict):
+        raise GatewayError(f"{resp.request.url}: expected a JSON object, got {type(body).__name__}",
+                           status=resp.status_code)
+    return body
+
+
 def image_data_url(image: str | os.PathLike[str] | bytes | Image.Image) -> str:
     """Any image as a base64 PNG data URL (what the models' chat templates expect)."""
     from PIL import Image as PILImage
 
     if isinstance(image, (str, os.PathLike)):
-        img = PILImage.open(image)
+        img: PILImage.Image = PILImage.open(image)
     elif isinstance(image, bytes):
         img = PILImage.open(io.BytesIO(image))
     else:
@@ -153,17 +162,20 @@ class Client:
     # --- admin -----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return self._request("GET", "/api/status").json()
+        return _json_object(self._request("GET", "/api/status"))
 
     def active_model(self) -> str | None:
         """The registry name of the model that is resident and ready, or None."""
-        return self.status()["resident"]
+        resident: str | None = self.status()["resident"]
+        return resident
 
     def models(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/v1/models").json()["data"]
+        data: list[dict[str, Any]] = _json_object(self._request("GET", "/v1/models"))["data"]
+        return data
 
     def load(self, name: str, wait: bool = False) -> dict[str, Any]:
-        return self._request("POST", f"/api/models/{name}/load", params={"wait": "true"} if wait else None).json()
+        return _json_object(self._request("POST", f"/api/models/{name}/load",
+                                          params={"wait": "true"} if wait else None))
 
     def switch(self, name: str, on_progress: Callable[[dict[str, Any]], None] | None = None,
                timeout: float = 900.0) -> dict[str, Any]:
@@ -283,4 +295,4 @@ class Client:
         data = {k: str(v) for k, v in {"model": model, "mode": mode, **fields}.items() if v is not None}
         files = {"file": (filename, content, mime) if mime else (filename, content)}  # no mime: httpx guesses
         extra = {"timeout": timeout} if timeout is not None else {}
-        return self._request("POST", "/api/ocr", files=files, data=data, **extra).json()
+        return _json_object(self._request("POST", "/api/ocr", files=files, data=data, **extra))

@@ -51,7 +51,7 @@ class ModelSpec(_Strict):
     host: str = Field("127.0.0.1", description="Where the backend listens; keep it on loopback.")
     health: str = Field("/health", description="Path that answers 200 once the backend is up.")
     family: Family = "generic"
-    capabilities: list[Capability] = Field(default_factory=lambda: ["chat"])
+    capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["chat"]))
     vram_gb: float = Field(0.0, ge=0, description="GPU memory the backend is expected to take.")
     startup_timeout_s: float = Field(300.0, gt=0)
     stop_grace_s: float | None = Field(None, ge=0, description="SIGTERM/stop grace; default from gateway.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -96,7 +97,7 @@ def invalid_request(errors: Sequence[Any]) -> APIError:
     return APIError(400, f"{loc}: {msg}" if loc else msg, param=loc or None, code="invalid_request")
 
 
-def install_handlers(app: Any) -> None:
+def install_handlers(app: FastAPI) -> None:
     """Make APIError, FastAPI's validation errors and HTTP errors answer in OpenAI's shape."""
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException

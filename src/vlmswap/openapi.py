@@ -59,7 +59,8 @@ def install(app: Any, body_models: tuple[type[BaseModel], ...] = (), *,
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = generate()
-            _, top = models_json_schema([(m, "validation") for m in (ErrorBody, *body_models)], ref_template=REF)
+            models: list[type[BaseModel]] = [ErrorBody, *body_models]
+            _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
             for name in _FASTAPI_422:
                 schemas.pop(name, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -44,7 +45,7 @@ def show(file: Path | None = typer.Argument(None, help="Registry file; default: 
     from vlmswap import gpu
 
     gpu_present = gpu.probe().available
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, spec in reg.models.items():
         rows.append({"name": name, "served_name": spec.served_name, "backend": spec.backend,
                      "family": spec.family, "capabilities": spec.capabilities, "vram_gb": spec.vram_gb,

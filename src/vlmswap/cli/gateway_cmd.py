@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -35,7 +35,7 @@ def _client(gateway: str, api_key: str | None) -> Any:
     return Client(gateway, api_key=api_key)
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"vlmswap: {message}", err=True)
     raise typer.Exit(code)
 
@@ -140,8 +140,7 @@ def register(app: typer.Typer) -> None:
                 phase = ev.get("phase") or ev.get("state") or ""
                 done = phases.index(phase) + 1 if phase in phases else None
                 msg = str(ev.get("message") or "").splitlines()[0][:100] if ev.get("message") else ""
-                bar.update(task, phase=phase, description=msg or f"switching to {name}",
-                           **({"completed": done} if done else {}))
+                bar.update(task, phase=phase, description=msg or f"switching to {name}", completed=done)
                 if not console.is_terminal:  # a log, not a live bar: one line per event
                     elapsed = ev.get("elapsed_s")
                     console.print(f"{phase:<13} {f'{elapsed:6.2f} s' if elapsed is not None else '':>8}  {msg}",

@@ -49,7 +49,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _stop(procs: list[subprocess.Popen], grace: float) -> None:
+def _stop(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
     """SIGTERM each child's process group, wait up to `grace`, then SIGKILL what is left."""
     for p in procs:
         if p.poll() is None:
@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
             raise _Stop()
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        procs: list[subprocess.Popen] = []
+        procs: list[subprocess.Popen[bytes]] = []
         code = 0
         try:
             procs.append(subprocess.Popen(gw_argv, start_new_session=True))

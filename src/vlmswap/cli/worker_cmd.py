@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -22,7 +22,7 @@ class Device(enum.StrEnum):
     cuda = "cuda"
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"vlmswap worker: {message}", err=True)
     raise typer.Exit(code)
 

@@ -121,7 +121,7 @@ def _salvage_object(chunk: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
 
 def _unescape(raw: str) -> str:
     try:
-        return json.loads('"' + raw + '"')
+        return str(json.loads('"' + raw + '"'))
     except ValueError:
         # Invalid escapes mean the model wrote raw backslashes (LaTeX: \alpha, \neq): keep them.
         return raw.replace('\\"', '"')

@@ -14,7 +14,8 @@ import io
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 import httpx
 from PIL import Image
@@ -25,7 +26,7 @@ from vlmswap.documents.inputs import PageImage, SourceFile
 from vlmswap.documents.layout import Block, Document, Page
 from vlmswap.documents.parsers import parse_output
 from vlmswap.documents.prompts import PromptPlan, plan
-from vlmswap.documents.resize import input_size, rule_for, to_model_input
+from vlmswap.documents.resize import SizingSpec, input_size, rule_for, to_model_input
 from vlmswap.errors import APIError
 
 #: dots.ocr's own client settings.
@@ -33,14 +34,6 @@ TEMPERATURE = 0.1
 TOP_P = 0.9
 
 ChatFn = Callable[[dict[str, Any]], Awaitable[str]]
-
-
-class SizingSpec(Protocol):
-    """What the pipeline needs of a model: its family and its resize bounds (ModelSpec has them)."""
-
-    family: str
-    min_pixels: int | None
-    max_pixels: int | None
 
 
 @dataclass
@@ -108,7 +101,7 @@ async def ocr_page(page: PageImage, *, model_name: str, spec: SizingSpec, mode: 
                    max_tokens: int | None = None) -> Page:
     t0 = time.perf_counter()
     prompt_plan = plan(spec.family, mode)
-    rule = rule_for(spec)  # type: ignore[arg-type]
+    rule = rule_for(spec)
     in_size = input_size(page.size[0], page.size[1], rule)
     body = await asyncio.to_thread(lambda: chat_request(model_name, to_model_input(page.image, rule),
                                                         prompt_plan.prompt, max_tokens))
@@ -213,7 +206,7 @@ class LocalRunner:
     async def __aenter__(self) -> LocalRunner:
         from vlmswap.manager import Manager
 
-        self._manager = Manager(self.registry, state_dir=self._state_dir)
+        self._manager = Manager(self.registry, state_dir=None if self._state_dir is None else Path(self._state_dir))
         await self._manager.start()
         self._http = httpx.AsyncClient(timeout=self._timeout, trust_env=False)
         return self
@@ -266,7 +259,7 @@ class GatewayRunner:
             entry = next((m for m in listed if m.get("id") == local.models[name].served_name), None)
         if entry is None:
             raise unknown_model(model, [str(m.get("id")) for m in listed])
-        meta = entry.get("vlmswap") if isinstance(entry.get("vlmswap"), dict) else entry
+        meta: dict[str, Any] = entry["vlmswap"] if isinstance(entry.get("vlmswap"), dict) else entry
         family = meta.get("family")
         if family is None and name is not None and local.models[name].served_name == entry.get("id"):
             return local.models[name].served_name, local.models[name]

@@ -16,16 +16,18 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
 
 from vlmswap import openapi
-from vlmswap.errors import APIError, ErrorBody, error_response, install_handlers, invalid_request
+from vlmswap.errors import APIError, error_response, install_handlers, invalid_request
 from vlmswap.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, decode_data_url, open_image
 from vlmswap.openai_types import (
     BODY_MODELS,
@@ -58,12 +60,11 @@ class BodyTooLarge(APIError):
 class BodySizeLimit:
     """ASGI middleware: refuse HTTP request bodies over `max_bytes` with an OpenAI 413 body."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]],
-                       send: Callable[[dict], Awaitable[None]]) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -80,7 +81,7 @@ class BodySizeLimit:
                     return
         seen = 0
 
-        async def counting_receive() -> dict:
+        async def counting_receive() -> ASGIMessage:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -481,7 +482,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
 
     # -- routes ---------------------------------------------------------------------------------
 
-    not_ready = {503: {"model": ErrorBody, "description": "the model is loading or failed to load"}}
+    not_ready = openapi.error_responses({503: "the model is loading or failed to load"})
 
     @app.get("/health", responses={200: {"description": "ready (empty body)", "content": None}, **not_ready},
              response_class=Response)
@@ -533,7 +534,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
         job = await start_job(sampling(body, [Message(role="user", text=prompt)]))
         return await run(job, _stops(body.stop), "completion", body, request)
 
-    empty = {200: {"description": "done (empty body)", "content": None}}
+    empty: dict[int | str, dict[str, Any]] = {200: {"description": "done (empty body)", "content": None}}
 
     @app.post("/sleep", response_class=Response, responses={**empty, **not_ready})
     async def sleep(level: int = Query(1, ge=1, le=2, description="vLLM's sleep level: 1 or 2")) -> Response:
