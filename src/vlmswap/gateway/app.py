@@ -110,7 +110,7 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
         result = await manager.load(name, wait=wait)
         return JSONResponse(result, status_code=200 if wait or result["state"] == "ready" else 202)
 
-    unloaded = {200: {"model": UnloadResult, "description": "nothing to unload"},
+    unloaded: dict[int | str, dict[str, Any]] = {200: {"model": UnloadResult, "description": "nothing to unload"},
                 202: {"model": UnloadResult, "description": "unloading"}}
 
     @app.post("/api/models/{name:path}/unload", responses={**unloaded, **error_responses({404: "unknown model"})})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from vlmswap.errors import error_body
@@ -27,7 +27,7 @@ class BodyTooLarge(Exception):
 
 
 async def _send_error(send: Send, status: int, message: str, code: str,
-                      headers: list[tuple[bytes, bytes]] = ()) -> None:
+                      headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(error_body(status, message, code=code)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
