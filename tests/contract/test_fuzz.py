@@ -202,3 +202,33 @@ def test_ocr_modes_the_gateway_accepts_are_valid_by_its_document(mode: str, gate
     r = httpx.post(gateway.url + "/api/ocr", files={"file": ("page.png", png, "image/png")}, data={"mode": mode},
                    trust_env=False, timeout=120)
     assert r.status_code == 200, r.text
+
+
+def _documented(doc: dict[str, Any], path: str, method: str, r: httpx.Response) -> None:
+    """`r` has a status the document lists for the operation, and a body its schema accepts."""
+    responses = doc["paths"][path][method]["responses"]
+    assert str(r.status_code) in responses, (path, r.status_code, r.text)
+    schema = responses[str(r.status_code)]["content"]["application/json"]["schema"]
+    _validator({**doc, "x-here": schema}, "/x-here").validate(r.json())
+
+
+def test_gateway_load_and_unload_answer_as_documented(gateway: Gateway) -> None:
+    """The operations left out of generation (they start and stop the backend), called with chosen inputs."""
+    doc = gateway_fastapi(gateway.state_dir.parent / "d").openapi()
+    load, unload_one = "/api/models/{name}/load", "/api/models/{name}/unload"
+    calls = [
+        (load, "/api/models/no-such-model/load", {}),
+        (unload_one, "/api/models/no-such-model/unload", {}),
+        (load, f"/api/models/{MODEL}/load", {"wait": "true"}),
+        (load, f"/api/models/{MODEL}/load", {}),             # already resident: 200
+        (unload_one, f"/api/models/{MODEL}/unload", {}),    # 202, unloading
+        ("/api/unload", "/api/unload", {}),                  # nothing (more) to unload, or 202
+        (load, f"/api/models/{MODEL}/load", {}),             # 202: switch requested
+        (load, f"/api/models/{MODEL}/load", {"wait": "true"}),
+    ]
+    statuses = []
+    for path, url, params in calls:
+        r = gateway.post(url, params=params, timeout=120)
+        _documented(doc, path, "post", r)
+        statuses.append(r.status_code)
+    assert statuses[:3] == [404, 404, 200] and statuses[4] == 202 and statuses[-1] == 200, statuses
