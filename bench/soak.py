@@ -99,6 +99,7 @@ class Soak:
     fault_notes: list[str] = field(default_factory=list)
     gateway_down: bool = False
     refusals: int = 0
+    restarted_footprint: dict[str, float] = field(default_factory=dict)
     kill_t: float | None = None
     up_t: float | None = None
     done: int = 0
@@ -377,6 +378,7 @@ def restart_gateway(soak: Soak) -> None:
     soak.start_gateway()
     soak.up_t = time.monotonic()
     soak.gateway_down = False
+    soak.restarted_footprint = gateway_footprint(soak)
     soak.fault_notes.append(f"gateway_sigkill_restart: SIGKILLed with {left} backend(s) alive; restarted in "
                             f"{soak.up_t - soak.kill_t:.2f} s")
 
@@ -470,7 +472,7 @@ def run(requests: int, clients: int, seed: int, tmp: Path, latency_probes: int =
         "faults": dict(soak.faults), "fault_notes": soak.fault_notes,
         "invariant": {"samples": samples["samples"], "max_backends": samples["max"]},
         "processes_left": len(left),
-        "gateway_before": before, "gateway_after": after,
+        "gateway_before": before, "gateway_after_restart": soak.restarted_footprint, "gateway_after": after,
         "added_latency": latency,
         "answer_s": {"p50": round(statistics.median(answered_s), 3) if answered_s else None,
                      "p99": round(answered_s[int(0.99 * (len(answered_s) - 1))], 3) if answered_s else None},
