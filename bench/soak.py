@@ -41,14 +41,13 @@ from typing import Any
 
 import httpx
 import psutil
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.gateway_e2e.conftest import Gateway  # noqa: E402
 from tests.servers import fault_cmd  # noqa: E402
-from tests.support import free_port  # noqa: E402
 
 PY = sys.executable
 MODELS = ("alpha", "beta", "gamma")
@@ -87,13 +86,12 @@ class Outcome:
 
 @dataclass
 class Soak:
-    """One run: the gateway process, its URL, and what every request and fault came to."""
+    """One run: the gateway (tests.gateway_e2e's `Gateway`), and what every request and fault came to."""
 
     tmp: Path
     seed: int
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+    gw: Gateway = field(init=False)
     outcomes: list[Outcome] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     fault_notes: list[str] = field(default_factory=list)
@@ -104,49 +102,19 @@ class Soak:
     up_t: float | None = None
     done: int = 0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def served(self, model: str) -> str:
-        return f"soak-{self.token}-{model}"
-
-    def registry(self) -> Path:
+    def __post_init__(self) -> None:
         models = {m: {"served_name": self.served(m), "cmd": fault_cmd(*flags), "startup_timeout_s": 30}
                   for m, flags in zip(MODELS, (["--response-delay", "0.05"], ["--chunk-delay", "0.02"],
                                                ["--startup-delay", "0.3"]))}
-        path = self.tmp / "registry.yaml"
-        path.write_text(yaml.safe_dump({"gateway": {
-            "max_wait_s": 0.5, "drain_timeout_s": 2, "stop_grace_s": 1, "backoff_initial_s": 0.5,
-            "backoff_max_s": 2, "max_body_mb": 1, "max_queue": 512}, "models": models}))
-        return path
+        self.gw = Gateway(self.tmp, models, max_wait_s=0.5, drain_timeout_s=2, stop_grace_s=1,
+                          backoff_initial_s=0.5, backoff_max_s=2, max_body_mb=1, max_queue=512)
 
-    def start_gateway(self) -> None:
-        env = {**os.environ, "VLMSWAP_STATE_DIR": str(self.tmp / "state"), "PYTHONPATH": str(ROOT)}
-        env.pop("VLMSWAP_API_KEY", None)
-        log = open(self.tmp / "gateway.log", "ab")  # noqa: SIM115 - the child writes it; closed with the run
-        self.proc = subprocess.Popen([PY, "-m", "vlmswap", "serve", "--config", str(self.registry()),
-                                      "--port", str(self.port)], env=env, cwd=ROOT, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {(self.tmp / 'gateway.log').read_text()[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.url + "/health", timeout=2, trust_env=False).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError("gateway not up")
+    @property
+    def url(self) -> str:
+        return self.gw.url
 
-    def stop_gateway(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+    def served(self, model: str) -> str:
+        return f"soak-{self.token}-{model}"
 
     def backends(self) -> list[psutil.Process]:
         """Live fault-server processes of this run (their cmdline holds the token)."""
@@ -368,14 +336,14 @@ async def chaos(soak: Soak, total: int, rng: random.Random, fault_every: int) ->
 
 
 def restart_gateway(soak: Soak) -> None:
-    assert soak.proc is not None
+    assert soak.gw.proc is not None
     soak.gateway_down = True
     soak.kill_t = time.monotonic()
-    soak.proc.send_signal(signal.SIGKILL)
-    soak.proc.wait(10)
+    soak.gw.signal(signal.SIGKILL)
+    soak.gw.proc.wait(10)
     soak.faults["gateway_sigkill_restart"] += 1
     left = len(soak.backends())
-    soak.start_gateway()
+    soak.gw.start()
     soak.up_t = time.monotonic()
     soak.gateway_down = False
     soak.restarted_footprint = gateway_footprint(soak)
@@ -386,8 +354,8 @@ def restart_gateway(soak: Soak) -> None:
 # --- measurements ----------------------------------------------------------------------------
 
 def gateway_footprint(soak: Soak) -> dict[str, float]:
-    assert soak.proc is not None
-    p = psutil.Process(soak.proc.pid)
+    assert soak.gw.proc is not None
+    p = psutil.Process(soak.gw.proc.pid)
     return {"rss_mib": round(p.memory_info().rss / 2**20, 1), "fds": p.num_fds()}
 
 
@@ -428,7 +396,7 @@ def run(requests: int, clients: int, seed: int, tmp: Path, latency_probes: int =
     sampler.stdout.readline()  # "sampling"
     t0 = time.monotonic()
     try:
-        soak.start_gateway()
+        soak.gw.start()
         latency = asyncio.run(added_latency(soak, latency_probes))
         before = gateway_footprint(soak)
 
@@ -446,7 +414,7 @@ def run(requests: int, clients: int, seed: int, tmp: Path, latency_probes: int =
         time.sleep(1.0)  # the clients' closed connections reach the gateway
         after = gateway_footprint(soak)
     finally:
-        soak.stop_gateway()
+        soak.gw.stop()
         sampler.send_signal(signal.SIGTERM)
         sampler.wait(30)
     time.sleep(0.5)

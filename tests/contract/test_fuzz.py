@@ -94,7 +94,8 @@ def _operations(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 WORKER_OPS = _operations(worker_fastapi().openapi())
-GATEWAY_OPS = _operations(gateway_fastapi(Path(tempfile.mkdtemp(prefix="vlmswap-fuzz-"))).openapi())
+with tempfile.TemporaryDirectory(prefix="vlmswap-fuzz-") as _tmp:
+    GATEWAY_OPS = _operations(gateway_fastapi(Path(_tmp)).openapi())
 
 
 def _aim(case: Any, aim: str) -> Any:
