@@ -35,7 +35,7 @@ from tests.gateway.conftest import Gateway, rapidocr_model, start_gateway
 from tests.support import free_port, running, worker_argv
 from tests.worker.conftest import png_data_url, render_page
 
-# Per operation (the two completion routes get twice as many); about a minute for both documents
+# Per operation (the two completion routes get twice as many); under a minute for both documents
 # on 2 idle cores. The same cases every run; VLMSWAP_FUZZ_EXAMPLES=N explores: N each, random.
 EXPLORE = int(os.environ.get("VLMSWAP_FUZZ_EXAMPLES", "0"))
 MAX_EXAMPLES = EXPLORE or 10
