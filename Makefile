@@ -7,11 +7,12 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 # torch and torchvision: these exact releases install from this machine kind's local disk.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test system-deps bench clean help
+.PHONY: run test lint system-deps bench clean help
 
 help:
 	@echo "make run    - set up .venv and start the gateway (embedded rapidocr by default) and the web UI"
-	@echo "make test   - set up .venv with the test extras, system test deps, and run the whole suite"
+	@echo "make test   - set up .venv with the test extras, system test deps, lint, and run the whole suite"
+	@echo "make lint   - ruff check (src, tests) and mypy (the modules listed in pyproject.toml, strict)"
 	@echo "make bench  - run the benchmarks under bench/ (results in bench/README.md)"
 
 $(VENV)/bin/python:
@@ -37,7 +38,12 @@ run: $(VENV)/.run-installed
 system-deps:
 	@bash scripts/system-deps.sh
 
-test: $(VENV)/.test-installed system-deps
+# Static checks: ruff's lint rules and mypy, both configured in pyproject.toml.
+lint: $(VENV)/.test-installed
+	$(PY) -m ruff check src tests
+	$(PY) -m mypy
+
+test: $(VENV)/.test-installed system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-installed
@@ -45,4 +51,4 @@ bench: $(VENV)/.test-installed
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

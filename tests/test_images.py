@@ -48,7 +48,7 @@ def test_pixel_cap_is_checked_before_decoding():
 
 def test_truncated_png_is_refused():
     data = _png((300, 300))
-    with pytest.raises(ImageError, match="truncated|corrupt|readable"):
+    with pytest.raises(ImageError, match=r"truncated|corrupt|readable"):
         open_image(data[: len(data) // 2])
 
 

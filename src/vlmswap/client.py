@@ -12,8 +12,9 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from httpx_sse import connect_sse
@@ -90,12 +91,21 @@ def _raise_for(resp: httpx.Response) -> None:
     raise GatewayError(msg, status=resp.status_code, code=code)
 
 
-def image_data_url(image: "str | os.PathLike[str] | bytes | Image.Image") -> str:
+def _json_object(resp: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object (every admin route answers one)."""
+    body = resp.json()
+    if not isinstance(body, dict):
+        raise GatewayError(f"{resp.request.url}: expected a JSON object, got {type(body).__name__}",
+                           status=resp.status_code)
+    return body
+
+
+def image_data_url(image: str | os.PathLike[str] | bytes | Image.Image) -> str:
     """Any image as a base64 PNG data URL (what the models' chat templates expect)."""
     from PIL import Image as PILImage
 
     if isinstance(image, (str, os.PathLike)):
-        img = PILImage.open(image)
+        img: PILImage.Image = PILImage.open(image)
     elif isinstance(image, bytes):
         img = PILImage.open(io.BytesIO(image))
     else:
@@ -125,7 +135,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -156,17 +166,20 @@ class Client:
     # --- admin -----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return self._request("GET", "/api/status").json()
+        return _json_object(self._request("GET", "/api/status"))
 
     def active_model(self) -> str | None:
         """The registry name of the model that is resident and ready, or None."""
-        return self.status()["resident"]
+        resident: str | None = self.status()["resident"]
+        return resident
 
     def models(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/v1/models").json()["data"]
+        data: list[dict[str, Any]] = _json_object(self._request("GET", "/v1/models"))["data"]
+        return data
 
     def load(self, name: str, wait: bool = False) -> dict[str, Any]:
-        return self._request("POST", f"/api/models/{name}/load", params={"wait": "true"} if wait else None).json()
+        return _json_object(self._request("POST", f"/api/models/{name}/load",
+                                          params={"wait": "true"} if wait else None))
 
     @contextlib.contextmanager
     def _events(self) -> Iterator[Iterator[dict[str, Any]]]:
@@ -225,7 +238,7 @@ class Client:
         pull fails (409 when one of the same files is already under way).
         """
         if not wait:
-            return self._request("POST", f"/api/models/{name}/pull").json()
+            return _json_object(self._request("POST", f"/api/models/{name}/pull"))
         deadline = time.monotonic() + timeout
         with self._events() as events:
             real = self._request("POST", f"/api/models/{name}/pull").json()["model"]
@@ -244,7 +257,7 @@ class Client:
 
     def pull_status(self, name: str) -> dict[str, Any]:
         """The gateway's latest pull of `name` (`pulling`, `downloaded_bytes`, `total_bytes`, `ok`, ...)."""
-        return self._request("GET", f"/api/models/{name}/pull").json()
+        return _json_object(self._request("GET", f"/api/models/{name}/pull"))
 
     def unload(self, name: str | None = None, timeout: float | None = None) -> dict[str, Any]:
         """Stop the awake model and every sleeper, or only `name` if given (after its requests in flight)."""
@@ -305,7 +318,7 @@ class Client:
         except httpx.TransportError as exc:
             raise GatewayError(f"The connection to the gateway broke: {type(exc).__name__}") from None
 
-    def process_image(self, image: "str | os.PathLike[str] | bytes | Image.Image", prompt: str, model: str,
+    def process_image(self, image: str | os.PathLike[str] | bytes | Image.Image, prompt: str, model: str,
                       max_tokens: int = 4096) -> str:
         """The seed's call: one image and a prompt, sampled as dots.ocr expects (0.1 / 0.9)."""
         messages = [{"role": "user", "content": [
@@ -314,8 +327,8 @@ class Client:
         ]}]
         return self.chat(model, messages, max_tokens=max_tokens, temperature=0.1, top_p=0.9)
 
-    def ocr(self, path: "str | os.PathLike[str]", model: str | None = None, mode: str | None = None,
-            **fields: Any) -> "Document":
+    def ocr(self, path: str | os.PathLike[str], model: str | None = None, mode: str | None = None,
+            **fields: Any) -> Document:
         """A file (image or PDF) through the gateway's document pipeline (/api/ocr)."""
         from vlmswap.documents.layout import Document
 
@@ -330,13 +343,13 @@ class Client:
         data = {k: str(v) for k, v in {"model": model, "mode": mode, **fields}.items() if v is not None}
         files = {"file": (filename, content, mime) if mime else (filename, content)}  # no mime: httpx guesses
         extra = {"timeout": timeout} if timeout is not None else {}
-        return self._request("POST", "/api/ocr", files=files, data=data, **extra).json()
+        return _json_object(self._request("POST", "/api/ocr", files=files, data=data, **extra))
 
     # --- document jobs (/api/jobs) ---------------------------------------------------------
 
-    def submit_job(self, path: "str | os.PathLike[str] | None" = None, *, content: bytes | None = None,
+    def submit_job(self, path: str | os.PathLike[str] | None = None, *, content: bytes | None = None,
                    filename: str | None = None, model: str | None = None, mode: str | None = None,
-                   **fields: Any) -> "DocumentJob":
+                   **fields: Any) -> DocumentJob:
         """Submit one document as a job (a path, or `content` with a `filename`); returns at once.
 
         `fields` are the form fields: `pages="1-3,7"`, `dpi=200`, `prompt=...`, `max_tokens=...`.
@@ -354,7 +367,7 @@ class Client:
         body = self._request("POST", "/api/jobs", files={"file": (filename or "upload", content)}, data=data).json()
         return DocumentJob(self, body["id"], body)
 
-    def job(self, job_id: str) -> "DocumentJob":
+    def job(self, job_id: str) -> DocumentJob:
         """A job by id (404 GatewayError when the gateway does not know it)."""
         from vlmswap.client_jobs import DocumentJob
 
@@ -364,4 +377,5 @@ class Client:
 
     def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The gateway's recent document jobs, newest first (summaries, no pages)."""
-        return self._request("GET", "/api/jobs", params={"limit": limit}).json()["data"]
+        data: list[dict[str, Any]] = _json_object(self._request("GET", "/api/jobs", params={"limit": limit}))["data"]
+        return data

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from httpx_sse import connect_sse
@@ -26,7 +27,7 @@ RECONNECT_S = 1.0
 class DocumentJob:
     """One job by id. `info` is the last state seen (a dict as `GET /api/jobs/{id}` gives)."""
 
-    def __init__(self, client: "Client", job_id: str, info: dict[str, Any] | None = None):
+    def __init__(self, client: Client, job_id: str, info: dict[str, Any] | None = None):
         self.client = client
         self.id = job_id
         self.info: dict[str, Any] = info or {"id": job_id}
@@ -118,7 +119,7 @@ class DocumentJob:
                 raise GatewayError(f"job {self.id} was still {self.state} after {timeout:.0f} s", code="timeout")
             time.sleep(RECONNECT_S)
 
-    def result(self, format: Literal["json", "md", "zip"] = "json") -> "Document | str | bytes":  # noqa: A002
+    def result(self, format: Literal["json", "md", "zip"] = "json") -> Document | str | bytes:
         """The pages read so far: a Document (json), Markdown text (md) or the ZIP's bytes (zip)."""
         from vlmswap.documents.layout import Document
 
@@ -127,7 +128,7 @@ class DocumentJob:
             return Document.from_dict(resp.json())
         return resp.text if format == "md" else resp.content
 
-    def page(self, number: int) -> "Page":
+    def page(self, number: int) -> Page:
         from vlmswap.documents.layout import Page
 
         return Page.from_dict(self.client._request("GET", f"/api/jobs/{self.id}/pages/{number}").json())
@@ -144,4 +145,4 @@ class DocumentJob:
         return body
 
 
-__all__ = ["DocumentJob", "FINISHED"]
+__all__ = ["FINISHED", "DocumentJob"]

@@ -53,7 +53,7 @@ class ModelSpec(_Strict):
     host: str = Field("127.0.0.1", description="Where the backend listens; keep it on loopback.")
     health: str = Field("/health", description="Path that answers 200 once the backend is up.")
     family: Family = "generic"
-    capabilities: list[Capability] = Field(default_factory=lambda: ["chat"])
+    capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["chat"]))
     vram_gb: float = Field(0.0, ge=0, description="GPU memory the backend is expected to take.")
     startup_timeout_s: float = Field(300.0, gt=0)
     stop_grace_s: float | None = Field(None, ge=0, description="SIGTERM/stop grace; default from gateway.")
@@ -93,7 +93,7 @@ class ModelSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _backend_fields(self) -> "ModelSpec":
+    def _backend_fields(self) -> ModelSpec:
         if self.backend == "process":
             if not self.cmd:
                 raise ValueError("a process backend needs `cmd`, an argv list")
@@ -142,6 +142,8 @@ class GatewaySettings(_Strict):
     sleep_residual_gb: float = Field(1.5, ge=0, description="Most GPU memory a sleeping backend may keep (its CUDA "
                                                             "context, ~0.8 GB on vLLM); more means the sleep leaked "
                                                             "and the model is stopped.")
+    log_max_mb: float = Field(20.0, gt=0, description="Each model's log file is rotated past this size.")
+    log_keep: int = Field(3, ge=1, description="Rotated log files kept per model (NAME.log.1 .. NAME.log.N).")
     docker_host: str | None = Field(None, description="docker backend: Engine API address; default $DOCKER_HOST, "
                                                      "else unix:///var/run/docker.sock.")
     jobs_concurrency: int = Field(2, ge=1, le=64, description="Document jobs: pages of one job in flight at once.")
@@ -159,7 +161,7 @@ class Registry(_Strict):
     models: dict[str, ModelSpec]
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "Registry":
+    def _unique_names(self) -> Registry:
         seen: dict[str, str] = {}
         for name, spec in self.models.items():
             for n in spec.names(name):
@@ -271,6 +273,7 @@ def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str 
         if "cuda" in argv and not gpu_present:
             return "no NVIDIA GPU"
         return missing_weights(spec)  # the worker never downloads, whatever download_on_start says
-    elif exe not in ("vllm", "${PYTHON}", "python", "python3") and shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+    elif (exe not in ("vllm", "${PYTHON}", "python", "python3") and shutil.which(argv[0]) is None
+          and not Path(argv[0]).exists()):
         return f"{argv[0]} not found"
     return None if spec.download_on_start else missing_weights(spec)

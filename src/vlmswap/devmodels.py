@@ -70,11 +70,12 @@ _CORPUS = [
 
 # Small enough to run on any CPU in milliseconds, shaped like the real thing: head_dim 16,
 # so mrope sections sum to 8; vision hidden_size == text hidden_size, as the merger needs.
-_TEXT = dict(hidden_size=64, initializer_range=0.3, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-6,
-             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]})
-_VISION = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, in_channels=3,
-               patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+_TEXT = {"hidden_size": 64, "initializer_range": 0.3, "intermediate_size": 128, "num_hidden_layers": 2,
+         "num_attention_heads": 4,
+             "num_key_value_heads": 2, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
+             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}}
+_VISION = {"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2, "in_channels": 3,
+               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
 # At most 64 image tokens per picture keeps CPU generation quick.
 _MIN_PIXELS = 4 * 28 * 28
 _MAX_PIXELS = 64 * 28 * 28
@@ -113,7 +114,8 @@ def _mute_unreadable_tokens(model, tokenizer, end_of_turn: str = "<|im_end|>") -
             text = tokenizer.decode([token_id])
             if token_id in keep:
                 continue
-            if token_id in tokenizer.all_special_ids or not text or not (text.isascii() and (text.isprintable() or text == "\n")):
+            printable = text.isascii() and (text.isprintable() or text == "\n")
+            if token_id in tokenizer.all_special_ids or not text or not printable:
                 weight[token_id].zero_()
 
 
@@ -204,11 +206,11 @@ SMOLVLM_CHAT_TEMPLATE = (
 # Tiles of 32 px in 8 px patches, pixel-shuffled by 2: 4 <image> tokens a tile; at most 2x2 tiles
 # and the global view, so a picture costs at most 20 tokens.
 _SMOL_TILE = 32
-_SMOL_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                    image_size=_SMOL_TILE, patch_size=8)
-_SMOL_TEXT = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5,
-                  initializer_range=0.3, tie_word_embeddings=False)
+_SMOL_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "image_size": _SMOL_TILE, "patch_size": 8}
+_SMOL_TEXT = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+              "rms_norm_eps": 1e-5, "initializer_range": 0.3, "tie_word_embeddings": False}
 
 
 def make_tiny_idefics3(out_dir: Path, seed: int = 0) -> Path:
@@ -218,7 +220,8 @@ def make_tiny_idefics3(out_dir: Path, seed: int = 0) -> Path:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer, ids = _fast_tokenizer(SMOLVLM_SPECIAL_TOKENS, SMOLVLM_CHAT_TEMPLATE, _SMOL_TEXT["max_position_embeddings"],
+    tokenizer, ids = _fast_tokenizer(SMOLVLM_SPECIAL_TOKENS, SMOLVLM_CHAT_TEMPLATE,
+                                     _SMOL_TEXT["max_position_embeddings"],
                                      eos="<end_of_utterance>", pad="<|im_end|>", bos="<|im_start|>",
                                      unk="<|endoftext|>")
     scale = 2

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from vlmswap.hub import PullError, Source, is_cached, local_snapshot, remote_files
 
@@ -50,7 +50,7 @@ class _FileBar:
         if initial:
             on_bytes(initial)
 
-    def __enter__(self) -> "_FileBar":
+    def __enter__(self) -> _FileBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -68,7 +68,8 @@ def _one_line(exc: BaseException) -> str:
 def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: float = 0.2,
          should_stop: Callable[[], bool] | None = None) -> Path:
     """Download what `src` needs into the hub cache (files already there are skipped); returns the
-    snapshot folder. With the hub out of reach, a complete cached copy is the answer. `on_progress` is called from this thread at most every `min_interval_s`, at
+    snapshot folder. With the hub out of reach, a complete cached copy is the answer.
+    `on_progress` is called from this thread at most every `min_interval_s`, at
     each file's end, and once with done=True. Raises PullError with one line on any failure, and
     PullCancelled soon after `should_stop()` turns true (checked between chunks of the transfer)."""
     from huggingface_hub import hf_hub_download, snapshot_download

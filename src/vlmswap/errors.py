@@ -6,9 +6,12 @@ see one shape whatever answered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 _TYPES = {
     400: "invalid_request_error",
@@ -24,6 +27,22 @@ _TYPES = {
     503: "service_unavailable",
     504: "timeout_error",
 }
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong; some errors add fields (e.g. `available` model ids)."""
+
+    model_config = ConfigDict(extra="allow")
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the gateway and the worker, as the `openai` client parses it."""
+
+    error: ErrorDetail
 
 
 class APIError(Exception):
@@ -59,7 +78,26 @@ def error_response(status: int, message: str, *, param: str | None = None, code:
                         headers=headers)
 
 
-def install_handlers(app: Any) -> None:
+def _readable(part: Any) -> bool:
+    """False for the union-branch labels pydantic puts in a location (`str`, `list[...]`)."""
+    return not (isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none")))
+
+
+def invalid_request(errors: Sequence[Any]) -> APIError:
+    """A 400 naming the most specific of pydantic's (or FastAPI's) validation errors.
+
+    The deepest location wins: for a value that fits no branch of a union, pydantic reports
+    one error per branch, and the deepest says what is wrong inside the branch that was meant.
+    """
+    if not errors:
+        return APIError(400, "invalid request", code="invalid_request")
+    first = max(errors, key=lambda e: len(e.get("loc", ())))
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body" and _readable(p))
+    msg = first.get("msg", "invalid value")
+    return APIError(400, f"{loc}: {msg}" if loc else msg, param=loc or None, code="invalid_request")
+
+
+def install_handlers(app: FastAPI) -> None:
     """Make APIError, FastAPI's validation errors and HTTP errors answer in OpenAI's shape."""
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -73,12 +111,11 @@ def install_handlers(app: Any) -> None:
     async def _validation(_request: Any, exc: RequestValidationError) -> JSONResponse:
         errs = exc.errors()
         first = errs[0] if errs else {}
-        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        msg = first.get("msg", "invalid request")
         if first.get("type") == "json_invalid":
-            return error_response(400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', msg)}",
-                                  code="invalid_json")
-        return error_response(400, f"{loc}: {msg}" if loc else msg, param=loc or None, code="invalid_request")
+            why = first.get("ctx", {}).get("error", first.get("msg"))
+            return error_response(400, f"request body is not valid JSON: {why}", code="invalid_json")
+        err = invalid_request(errs)
+        return error_response(err.status, err.message, param=err.param, code=err.code)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Any, exc: StarletteHTTPException) -> JSONResponse:

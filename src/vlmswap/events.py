@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Event = dict[str, Any]
 
@@ -44,7 +45,7 @@ class EventBus:
                 fn(ev)
         return ev
 
-    def subscribe(self, maxsize: int = 1000) -> "Subscription":
+    def subscribe(self, maxsize: int = 1000) -> Subscription:
         """Every event from now on (registered before this returns, so nothing is missed)."""
         return Subscription(self, maxsize)
 
@@ -61,7 +62,7 @@ class Subscription:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
         bus._subscribers.add(self._queue)
 
-    def __aiter__(self) -> "Subscription":
+    def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Event:

@@ -46,7 +46,7 @@ class FitScheduler(Scheduler):
         self.unloads: dict[str, bool] = {}  # operator: model -> to the sleeping pool (True) or stopped
 
     @classmethod
-    def from_registry_fit(cls, registry: "Registry", placement: Placement) -> "FitScheduler":
+    def from_registry_fit(cls, registry: Registry, placement: Placement) -> FitScheduler:
         base = Scheduler.from_registry(registry)
         return cls(base.policies, placement, base.settings)
 

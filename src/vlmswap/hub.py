@@ -14,6 +14,7 @@ or README images. The download itself is `vlmswap.download`.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import re
 import threading
@@ -73,7 +74,7 @@ def repo_from_argv(argv: list[str]) -> str | None:
     return candidate
 
 
-def _cache_dir(spec: "ModelSpec") -> str | None:
+def _cache_dir(spec: ModelSpec) -> str | None:
     """The hub cache the backend reads: the spec's own HF_HUB_CACHE / HF_HOME, else the default."""
     if spec.env.get("HF_HUB_CACHE"):
         return spec.env["HF_HUB_CACHE"]
@@ -82,7 +83,7 @@ def _cache_dir(spec: "ModelSpec") -> str | None:
     return None
 
 
-def _container_cache(spec: "ModelSpec") -> str | None:
+def _container_cache(spec: ModelSpec) -> str | None:
     """A docker model's hub cache as a host folder: a bind mount onto the container's HF cache."""
     for host, inside in spec.volumes.items():
         inside = inside.split(":")[0].rstrip("/")
@@ -95,7 +96,7 @@ def _container_cache(spec: "ModelSpec") -> str | None:
     return None
 
 
-def source(spec: "ModelSpec") -> Source | None:
+def source(spec: ModelSpec) -> Source | None:
     """Where `spec`'s files come from, or None when it needs no download (the embedded engine,
     a local folder). `hf_repo` in the registry wins over the command line."""
     argv = (spec.cmd if spec.backend == "process" else spec.command) or []
@@ -108,7 +109,7 @@ def source(spec: "ModelSpec") -> Source | None:
     return Source(repo, revision, _cache_dir(spec) if spec.backend == "process" else _container_cache(spec))
 
 
-def pullable(spec: "ModelSpec") -> Source:
+def pullable(spec: ModelSpec) -> Source:
     """The source of a model that `vlmswap pull` can fetch, or PullError saying why not."""
     src = source(spec)
     if src is None:
@@ -224,10 +225,8 @@ def _remote_size(src: Source, endpoint: str) -> int | None:
     out: dict[str, int] = {}
 
     def ask() -> None:
-        try:
+        with contextlib.suppress(Exception):  # offline, unknown repo, gated: the size stays unknown
             out["size"] = sum(s or 0 for s in remote_files(src, timeout=SIZE_LOOKUP_TIMEOUT_S)[1].values())
-        except Exception:  # offline, unknown repo, gated: the size stays unknown
-            pass
 
     t = threading.Thread(target=ask, name="vlmswap-hub-size", daemon=True)
     t.start()
@@ -253,7 +252,7 @@ def fmt_size(n: int | None) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
 
-def missing_weights(spec: "ModelSpec") -> str | None:
+def missing_weights(spec: ModelSpec) -> str | None:
     """"not downloaded (N GB)" when `spec` needs hub files that are not in the local cache, else None.
 
     Reads the cache; asks the hub only for the size when nothing of the model is cached (once

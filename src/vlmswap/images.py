@@ -54,7 +54,7 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int 
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
             raise ImageError(f"image over the pixel cap: {exc}", code="image_too_large") from None
         except Image.DecompressionBombWarning as exc:

@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -154,7 +155,9 @@ class Lifecycle:
 
     def log(self, name: str) -> LogBuffer:
         if name not in self._logs:
-            self._logs[name] = LogBuffer(self.log_path(name), self.settings.log_tail_lines)
+            s = self.settings
+            self._logs[name] = LogBuffer(self.log_path(name), s.log_tail_lines, max_bytes=int(s.log_max_mb * 2**20),
+                                         keep=s.log_keep)
         return self._logs[name]
 
     def log_path(self, name: str) -> Path:

@@ -21,10 +21,11 @@ import math
 import os
 import socket
 import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import psutil
 
@@ -73,7 +74,7 @@ class Lease:
 class Ticket:
     """A request's place in the queue; `wait()` returns the lease or raises APIError."""
 
-    def __init__(self, manager: "Manager", id: int, name: str, future: asyncio.Future[Lease]):
+    def __init__(self, manager: Manager, id: int, name: str, future: asyncio.Future[Lease]):
         self.manager = manager
         self.id = id
         self.name = name
@@ -490,7 +491,7 @@ class Manager:
             timeout = None if nd is None else max(0.0, nd - now) + 0.002
             try:
                 await asyncio.wait_for(self._timer_wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._timer_deadline = None
                 self._apply_all(self.scheduler.tick(self.clock()))
 

@@ -33,7 +33,7 @@ class Placement:
     need: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def for_card(cls, total_bytes: int | None, budget_gb: float | None, need: dict[str, int]) -> "Placement":
+    def for_card(cls, total_bytes: int | None, budget_gb: float | None, need: dict[str, int]) -> Placement:
         if budget_gb is not None:
             return cls(int(budget_gb * GIB), dict(need))
         if total_bytes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from vlmswap.config import Registry
@@ -83,7 +83,7 @@ class FailInFlight:
     ids: tuple[int, ...] = ()
 
 
-Action = Union[Grant, Reject, Drain, StartSwitch, StopResident, FailInFlight]
+Action = Grant | Reject | Drain | StartSwitch | StopResident | FailInFlight
 
 # --- settings -----------------------------------------------------------------------------
 
@@ -160,7 +160,7 @@ class Scheduler:
         self._just_ready = False
 
     @classmethod
-    def from_registry(cls, registry: "Registry", *, grouping: bool = True) -> "Scheduler":
+    def from_registry(cls, registry: Registry, *, grouping: bool = True) -> Scheduler:
         g = registry.gateway
         policies = {
             name: ModelPolicy(
@@ -227,7 +227,7 @@ class Scheduler:
         if model not in self.models:
             return [Reject(id, 404, f"unknown model {model!r}")]
         left = self.backoff_left(model, now)
-        if left > 0 and not (self.resident == model):
+        if left > 0 and self.resident != model:
             err = self.models[model].last_error
             msg = f"{model} failed recently; retrying after a backoff"
             if err:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.servers import fault_cmd
 from vlmswap.backends.base import LogBuffer
 from vlmswap.backends.process import ProcessBackend, group_members
 from vlmswap.config import GatewaySettings, ModelSpec
-from tests.servers import fault_cmd
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
+from tests.servers import fault_cmd
 from vlmswap.backends.base import LogBuffer
 from vlmswap.backends.process import ProcessBackend
 from vlmswap.config import GatewaySettings, ModelSpec
-from tests.servers import fault_cmd
 
 
 async def main() -> None:

@@ -29,3 +29,18 @@ def test_ring_buffer_keeps_the_last_lines():
     logs.feed(b"".join(b"line %d\n" % i for i in range(10)))
     assert logs.tail(10) == ["line 7", "line 8", "line 9"]
     assert logs.tail(0) == []
+
+
+def test_a_models_log_file_is_rotated_past_its_cap_and_keeps_n_files(tmp_path):
+    from vlmswap.backends.base import LogBuffer
+
+    path = tmp_path / "logs" / "m.log"
+    buf = LogBuffer(path, 50, max_bytes=1000, keep=2)
+    for i in range(200):
+        buf.append(f"line {i:04d} " + "x" * 40)
+    buf.close()
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["m.log", "m.log.1", "m.log.2"]
+    assert all(p.stat().st_size <= 1000 for p in path.parent.iterdir())
+    assert path.read_text().splitlines()[-1].startswith("line 0199")
+    assert buf.tail(1)[0].startswith("line 0199")  # the in-memory tail is unaffected

@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import psutil
@@ -59,7 +60,7 @@ class Cluster:
              str(replicas), "--port", str(self.port), "--gpus-per-replica", "0", "--no-dashboard"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_up(self, replicas: int) -> "Cluster":
+    def wait_up(self, replicas: int) -> Cluster:
         self.wait_for(lambda: len(self.status_or_none()["replicas"]) >= replicas, UP_TIMEOUT_S,
                       f"{replicas} replicas reporting")
         return self

@@ -7,8 +7,9 @@ a skipped container test would look like a passing one.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ FAULT_SERVER = ROOT / "tests" / "servers" / "fault_server.py"
 def engine() -> Iterator[Any]:
     try:
         client = dk.connect()
-    except Exception as exc:  # noqa: BLE001 - any reason is the same failure
+    except Exception as exc:
         pytest.fail(f"the docker tests need a running Docker engine ({exc}); start it with "
                     f"`dockerd >/tmp/dockerd.log 2>&1 &` or `make system-deps`", pytrace=False)
     yield client

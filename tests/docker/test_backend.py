@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import docker
 import psutil
 import pytest
 
+import docker
 from tests.docker.conftest import failing_spec, httpd_spec, spec_of
 from tests.support import free_port
 from vlmswap.backends import docker as dk

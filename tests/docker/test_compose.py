@@ -93,7 +93,7 @@ def _mounts(volumes: list[Any]) -> list[tuple[str, str, bool]]:
         if isinstance(v, dict):
             out.append((v["source"], v["target"], bool(v.get("read_only"))))
         else:
-            src, dst, mode = (v.split(":") + ["rw"])[:3]
+            src, dst, mode = ([*v.split(":"), "rw"])[:3]
             out.append((src, dst, mode == "ro"))
     return out
 

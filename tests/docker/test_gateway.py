@@ -13,17 +13,17 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import docker
 import httpx
 import openai
 import pytest
 import yaml
 
-from tests.docker.conftest import (failing_spec, fault_process_spec, fault_server_spec, httpd_spec,
-                                   worker_spec)
+import docker
+from tests.docker.conftest import failing_spec, fault_process_spec, fault_server_spec, httpd_spec, worker_spec
 from tests.support import FONT, free_port, wait_http
 from vlmswap.backends import docker as dk
 

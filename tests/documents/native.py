@@ -10,7 +10,7 @@ FAMILIES = ("dots_ocr", "rapidocr", "qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 
 
 def rel(v: float, size: int) -> int:
-    return int(round(v / size * 1000))
+    return round(v / size * 1000)
 
 
 def answer(family: str, elements: list[tuple[str, list[float], str]], input_size: tuple[int, int],
@@ -18,7 +18,7 @@ def answer(family: str, elements: list[tuple[str, list[float], str]], input_size
     """`elements` are (category, box in model-input pixels, text); the answer as `family` writes it."""
     iw, ih = input_size
     if family in ("dots_ocr", "rapidocr"):
-        return json.dumps([{"bbox": [int(round(v)) for v in box], "category": cat, "text": text}
+        return json.dumps([{"bbox": [round(v) for v in box], "category": cat, "text": text}
                            for cat, box, text in elements], ensure_ascii=False)
     if family == "qwen2_vl":
         parts = []
@@ -28,7 +28,7 @@ def answer(family: str, elements: list[tuple[str, list[float], str]], input_size
                          f"<|object_ref_start|>{text}<|object_ref_end|><|box_start|>{coords}<|box_end|>")
         return "\n".join(parts)
     if family == "qwen2_5_vl":
-        return json.dumps([{"bbox_2d": [int(round(v)) for v in box], "text_content": text}
+        return json.dumps([{"bbox_2d": [round(v) for v in box], "text_content": text}
                            for _cat, box, text in elements], ensure_ascii=False, indent=2)
     if family == "qwen3_vl":
         return json.dumps([{"bbox_2d": [rel(box[0], iw), rel(box[1], ih), rel(box[2], iw), rel(box[3], ih)],

@@ -116,7 +116,8 @@ def test_bad_fields_and_unknown_model(gateway, docs_dir: Path):
         (post(gateway, pdf, dpi="lots"), 400, "invalid_dpi", "dpi must be a number"),
         (post(gateway, pdf, dpi="5000"), 400, "invalid_dpi", "outside 1..1200"),
         (post(gateway, [], model="rapidocr"), 415, "unsupported_media_type", "multipart"),
-        (httpx.post(f"{gateway}/api/ocr", files={"other": ("x", b"1")}, trust_env=False), 400, "missing_file", "no `file`"),
+        (httpx.post(f"{gateway}/api/ocr", files={"other": ("x", b"1")}, trust_env=False), 400, "missing_file",
+         "no `file`"),
     ]
     for resp, status, code, text in cases:
         assert resp.status_code == status, resp.text

@@ -7,7 +7,6 @@ accuracy (CER) and box placement against what the test drew.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.documents.conftest import DPI, Rendered
-from tests.support import PY, ROOT
+from tests.support import PY
 from vlmswap.documents.layout import Document
 from vlmswap.documents.metrics import cer
 

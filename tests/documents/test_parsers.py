@@ -94,7 +94,7 @@ def test_answer_cut_off_mid_element_keeps_what_was_complete(family):
     raw = native(family)
     cut = raw[: raw.rindex("He said") + 7]          # max_tokens hit inside the last text
     page = run(family, cut)
-    assert_blocks(page, family, ELEMENTS[:3] + [(ELEMENTS[3][0], ELEMENTS[3][1], "He said")])
+    assert_blocks(page, family, [*ELEMENTS[:3], (ELEMENTS[3][0], ELEMENTS[3][1], "He said")])
     assert "repair:truncated_last_element" in page.flags
 
 
@@ -125,10 +125,9 @@ def test_repeated_elements_are_removed_and_flagged(family):
 def test_boxes_outside_the_image_are_clamped_or_dropped(family):
     iw, ih = in_size(family)
     size = (iw, ih)
-    elements_in = page_elements_to_input(ELEMENTS[:2], PAGE, size) + [
-        ("Text", [iw - 60.0, 500.0, iw + 300.0, 560.0], "runs off the right edge"),
-        ("Picture", [iw + 20.0, ih + 20.0, iw + 200.0, ih + 200.0], ""),
-    ]
+    elements_in = [*page_elements_to_input(ELEMENTS[:2], PAGE, size),
+                   ("Text", [iw - 60.0, 500.0, iw + 300.0, 560.0], "runs off the right edge"),
+                   ("Picture", [iw + 20.0, ih + 20.0, iw + 200.0, ih + 200.0], "")]
     page = run(family, answer(family, elements_in, size))
     texts = [b.text for b in page.blocks]
     assert texts[:3] == [ELEMENTS[0][2], ELEMENTS[1][2], "runs off the right edge"]

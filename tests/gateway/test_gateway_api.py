@@ -297,7 +297,8 @@ def test_switch_waits_for_requests_in_flight(two_models: Gateway):
     # its request takes 3 s; stopping it early would show up seconds before the answer arrived
     assert stopping["time"] >= result["done"] - 1.0
     phases = [e["phase"] for e in events if e["type"] == "phase" and e["model"] == "beta"]
-    assert phases[0] == "draining" and "1 in flight" in next(e["message"] for e in events if e.get("phase") == "draining")
+    draining = next(e["message"] for e in events if e.get("phase") == "draining")
+    assert phases[0] == "draining" and "1 in flight" in draining
 
 
 def test_client_leaving_mid_stream_releases_the_model(two_models: Gateway):

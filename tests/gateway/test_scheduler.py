@@ -472,9 +472,8 @@ class World:
                 return
             i = ids[arg % len(ids)]
             if kind == "gone":
-                if self.answers.get(i):
-                    if i not in self.in_flight:
-                        return
+                if self.answers.get(i) and i not in self.in_flight:
+                    return
                 self.gone.add(i)
             self.in_flight.discard(i)
             self.apply(h.do("client_gone" if kind == "gone" else "request_finished", i))

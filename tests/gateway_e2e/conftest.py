@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import psutil
@@ -57,7 +58,7 @@ class Gateway:
         self.proc: subprocess.Popen | None = None
         self.http = httpx.Client(base_url=self.url, timeout=60, trust_env=False)
 
-    def start(self, timeout: float = 60.0) -> "Gateway":
+    def start(self, timeout: float = 60.0) -> Gateway:
         env = {**os.environ, "VLMSWAP_STATE_DIR": str(self.state_dir), "PYTHONUNBUFFERED": "1"}
         env.pop("VLMSWAP_API_KEY", None)
         self._log = open(self.log_path, "ab")

@@ -18,6 +18,7 @@ backends alive at once (a backend is model `m` when its cmdline names TOKEN-m), 
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -85,7 +86,7 @@ def main() -> None:
     period = float(sys.argv[3]) if len(sys.argv) > 3 else 0.010
     mode = sys.argv[4] if len(sys.argv) > 4 else "all"
     counter = count_awake if mode == "awake" else count
-    sizes = dict((k, float(v)) for k, v in (kv.split(":") for kv in mode[6:].split(","))) \
+    sizes = {k: float(v) for k, v in (kv.split(":") for kv in mode[6:].split(","))} \
         if mode.startswith("sizes=") else None
     stop = False
 
@@ -111,7 +112,7 @@ def main() -> None:
             time.sleep(delay)
         else:
             next_t = time.monotonic()
-    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
     with open(out, "w") as f:
         json.dump({"samples": len(times), "median_gap_s": gaps[len(gaps) // 2] if gaps else None,
                    "max": seen_max, "worst_pids": worst}, f)

@@ -19,6 +19,7 @@ prints how many requests exceeded the two-model reading.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -100,7 +101,8 @@ def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path, sl
                 next_index += 1
                 model = order[i]
                 sent_order.append(model)
-                raw = post("/v1/chat/completions", chat_body(f"stress-{token}-{model}", f"request {i}"), host, int(port))
+                body = chat_body(f"stress-{token}-{model}", f"request {i}")
+                raw = post("/v1/chat/completions", body, host, int(port))
                 t0 = time.time()  # wall clock, as the gateway's events
                 status, body, _, _ = await conn.request(raw)
                 results.append({"i": i, "model": model, "status": status, "t0": t0, "took": time.time() - t0,
@@ -151,7 +153,7 @@ def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path, sl
     assert ok >= REQUESTS * 0.9, f"only {ok} of {REQUESTS} answered 200"
 
     # 3. grouping: far fewer switches than first come, first served for the same arrivals
-    fcfs = 1 + sum(1 for x, y in zip(sent_order, sent_order[1:]) if x != y)
+    fcfs = 1 + sum(1 for x, y in itertools.pairwise(sent_order) if x != y)
     switches = status["switches"]
     assert 3 <= switches <= fcfs // 4, f"{switches} switches with grouping; FCFS would need {fcfs}"
 

@@ -146,7 +146,8 @@ def test_network_errors_and_tokens(start_hub, registry, monkeypatch):
     hub = start_hub("--token", "s3cret")
     out = vlmswap("pull", "--config", str(registry), "tiny")
     assert out.returncode == 1
-    assert out.stderr.strip() == f"vlmswap: tiny: {TINY}: no such repository on the hub (or it is private: set HF_TOKEN)"
+    assert out.stderr.strip() == \
+        f"vlmswap: tiny: {TINY}: no such repository on the hub (or it is private: set HF_TOKEN)"
 
     monkeypatch.setenv("HF_TOKEN", "s3cret")
     out = vlmswap("pull", "--config", str(registry), "tiny")

@@ -32,8 +32,9 @@ def test_hf_repo_wins_and_revision_and_cache_come_from_the_spec():
 
 
 def test_docker_models_pull_into_a_bind_mounted_cache_only():
-    base = dict(backend="docker", image="vllm/vllm-openai", port=8000, command=["--model", "org/m"])
-    assert source(_spec(**base, volumes={"/srv/hf": "/root/.cache/huggingface"})) == Source("org/m", "main", "/srv/hf/hub")
+    base = {"backend": "docker", "image": "vllm/vllm-openai", "port": 8000, "command": ["--model", "org/m"]}
+    mounted = _spec(**base, volumes={"/srv/hf": "/root/.cache/huggingface"})
+    assert source(mounted) == Source("org/m", "main", "/srv/hf/hub")
     with pytest.raises(PullError, match="own Hugging Face cache"):
         pullable(_spec(**base, volumes={"vlmswap-hf-cache": "/root/.cache/huggingface"}))
 

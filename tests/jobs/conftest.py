@@ -59,4 +59,4 @@ def wait_job(gw: Any, job_id: str, cond: Any, timeout: float = 180.0, what: str 
         time.sleep(0.1)
 
 
-__all__ = ["fault_model", "rapidocr_model", "submit", "job", "wait_job", "DPI"]
+__all__ = ["DPI", "fault_model", "job", "rapidocr_model", "submit", "wait_job"]

@@ -317,7 +317,6 @@ class Server:
             writer.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
             await writer.drain()
 
-        sent = 0
         crash_after = self.args.crash_mid_stream
         for i, tok in enumerate(tokens):
             if chat:
@@ -329,9 +328,8 @@ class Server:
                 choice = {"index": 0, "text": tok, "logprobs": None, "finish_reason": None}
             await event(json.dumps({"id": rid, "object": obj, "created": created, "model": self.name,
                                     "choices": [choice]}))
-            sent += 1
-            if crash_after is not None and sent >= crash_after:
-                log(f"crashing mid-stream after {sent} chunks (--crash-mid-stream)")
+            if crash_after is not None and i + 1 >= crash_after:
+                log(f"crashing mid-stream after {i + 1} chunks (--crash-mid-stream)")
                 os._exit(4)
             if self.args.chunk_delay:
                 await asyncio.sleep(self.args.chunk_delay)
@@ -399,7 +397,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.wait_for(stop.wait(), args.startup_delay)
             log("stopped during startup")
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     server = Server(args)
     srv = await asyncio.start_server(server.handle, args.host, args.port, limit=1 << 16, backlog=1024)

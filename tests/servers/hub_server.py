@@ -30,6 +30,7 @@ Flags:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -124,7 +125,7 @@ TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)(?:/(?
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "HubServer"
+    server: HubServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the JSON log is the record
         pass
@@ -268,10 +269,8 @@ class Handler(BaseHTTPRequestHandler):
         self._record(status, sent, cut=cut is not None)
         if cut is not None or sent < size - start:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class HubServer(ThreadingHTTPServer):

@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 
-def post(path: str, body: bytes, host: str = "127.0.0.1", port: int = 0, headers: dict[str, str] | None = None) -> bytes:
+def post(path: str, body: bytes, host: str = "127.0.0.1", port: int = 0,
+         headers: dict[str, str] | None = None) -> bytes:
     """The bytes of a POST request with a JSON body."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     return (f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
@@ -38,7 +39,7 @@ class Conn:
         self.w: asyncio.StreamWriter | None = None
         self.headers: dict[str, str] = {}  # of the last response
 
-    async def open(self) -> "Conn":
+    async def open(self) -> Conn:
         self.r, self.w = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
         return self
 

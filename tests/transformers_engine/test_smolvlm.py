@@ -47,7 +47,8 @@ def test_a_worker_serves_it_to_the_openai_client_with_images_tiled(smol_dir: Pat
         usage = {}
         for size in ((224, 112), (224, 224)):  # resized to 64x32 (2x1 tiles), then 64x64 (2x2), each + global view
             r = client.chat.completions.create(model="smol", max_tokens=6, temperature=0, messages=[
-                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(picture("hi", size=size))}},
+                {"role": "user", "content": [{"type": "image_url",
+                                              "image_url": {"url": data_url(picture("hi", size=size))}},
                                              {"type": "text", "text": "What is written here?"}]}])
             assert r.choices[0].message.content and r.usage.completion_tokens == 6
             usage[size] = r.usage.prompt_tokens

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest

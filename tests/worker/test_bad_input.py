@@ -7,12 +7,13 @@ import io
 import json
 import os
 import socket
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from PIL import Image
 
 from tests.worker.conftest import MAX_BODY_MB, Worker, chat_body, png_data_url
+
 
 def _png(im: Image.Image) -> bytes:
     buf = io.BytesIO()
@@ -42,6 +43,7 @@ CASES: dict[str, tuple[int, Callable[[], bytes | Iterator[bytes]], str]] = {
     # name: (status, body factory, a word the error message must contain)
     "malformed_json": (400, lambda: b'{"model": "rapidocr", "messages": [', "JSON"),
     "body_not_an_object": (400, lambda: b'["rapidocr"]', "object"),
+    "json_nested_too_deeply": (400, lambda: b'{"model": "rapidocr", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", "JSON"),
     "missing_model": (400, lambda: _json({"messages": [{"role": "user", "content": "hi"}]}), "model"),
     "unknown_model": (404, lambda: _json(chat_body(None, "hi", model="no-such-model")), "rapidocr"),
     "no_messages": (400, lambda: _json({"model": "rapidocr", "messages": []}), "messages"),

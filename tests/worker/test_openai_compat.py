@@ -8,10 +8,9 @@ import httpx
 import openai
 import pytest
 
+from tests.worker.conftest import Worker, chat_body, png_data_url, render_page
 from vlmswap import dots_prompts
 from vlmswap.documents.metrics import cer
-
-from tests.worker.conftest import Worker, chat_body, png_data_url, render_page
 
 LINES = ["Streaming sends text as it comes.", "The final chunk carries the reason."]
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
+from tests.worker.conftest import PAGE_LINES, Page, Worker, chat_body, png_data_url, render_page
 from vlmswap import dots_prompts
 from vlmswap.documents.metrics import cer
 from vlmswap.worker.engines.layout_rules import Line, rows_of
 from vlmswap.worker.engines.rapidocr_engine import split_tokens
-
-from tests.worker.conftest import PAGE_LINES, Page, Worker, chat_body, png_data_url, render_page
 
 TOL = 6  # pixels a returned box may miss the drawn ink by
 

@@ -11,20 +11,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import uvicorn
 
+from tests.support import free_port, wait_http
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest
 from vlmswap.worker.server import create_app
 
-from tests.support import free_port, wait_http
-
 
 class ScriptedGeneration(Generation):
-    def __init__(self, engine: "ScriptedEngine", pieces: list[str]):
+    def __init__(self, engine: ScriptedEngine, pieces: list[str]):
         self.engine = engine
         self.pieces = pieces
         self.prompt_tokens = 1

@@ -7,7 +7,7 @@ from pathlib import Path
 from vlmswap.backends.base import Backend, BackendError, LogBuffer
 from vlmswap.config import GatewaySettings, ModelSpec, Registry
 
-__all__ = ["Backend", "BackendError", "LogBuffer", "create", "cleanup_orphans"]
+__all__ = ["Backend", "BackendError", "LogBuffer", "cleanup_orphans", "create"]
 
 
 def create(name: str, spec: ModelSpec, settings: GatewaySettings, logs: LogBuffer, state_dir: Path) -> Backend:

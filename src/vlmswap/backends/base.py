@@ -13,13 +13,14 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import psutil
 
 from vlmswap.config import GatewaySettings, ModelSpec
+from vlmswap.logfiles import RotatingLog
 
 _HTTP_TIMEOUT = httpx.Timeout(2.0, connect=1.0)
 
@@ -43,23 +44,20 @@ class LogBuffer:
 
     MAX_LINE = 16384  # a child that never prints a newline is cut into lines of this many bytes
 
-    def __init__(self, path: Path | None, maxlen: int = 2000):
+    def __init__(self, path: Path | None, maxlen: int = 2000, *, max_bytes: int = 20 << 20, keep: int = 3):
         self.path = path
         self._partial = b""
         self._lines: collections.deque[str] = collections.deque(maxlen=maxlen)
         self._lock = threading.Lock()
-        self._file = None
+        self._file = RotatingLog(path, max_bytes=max_bytes, keep=keep) if path is not None else None
         self.listeners: list[Callable[[str], None]] = []  # called with each line (the loading phases)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8", errors="replace", buffering=1)
 
     def append(self, line: str) -> None:
         line = line.rstrip("\r\n")
         with self._lock:
             self._lines.append(line)
             if self._file is not None:
-                self._file.write(line + "\n")
+                self._file.write(line)
         for fn in list(self.listeners):
             fn(line)
 
@@ -272,7 +270,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

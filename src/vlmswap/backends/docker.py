@@ -196,11 +196,11 @@ class DockerBackend(Backend):
         self.argv = argv
         labels = {LABEL_MODEL: self.name, LABEL_SERVED: spec.served_name, LABEL_GATEWAY: self.gateway,
                   LABEL_GATEWAY_PID: str(os.getpid()), LABEL_GATEWAY_START: _self_start_time()}
-        kwargs: dict[str, Any] = dict(
-            image=image, name=self.container_name, labels=labels, detach=True, environment=env,
-            ports={f"{c}/tcp": (bind, h) for c, h in ports.items()},
-            volumes=[f"{_host_path(src)}:{dst}" for src, dst in spec.volumes.items()],
-        )
+        kwargs: dict[str, Any] = {
+            "image": image, "name": self.container_name, "labels": labels, "detach": True, "environment": env,
+            "ports": {f"{c}/tcp": (bind, h) for c, h in ports.items()},
+            "volumes": [f"{_host_path(src)}:{dst}" for src, dst in spec.volumes.items()],
+        }
         if spec.command is not None:
             kwargs["command"] = argv
         if spec.gpus:
@@ -295,7 +295,7 @@ class DockerBackend(Backend):
     def _start_error(self, exc: Exception, image: str, ports: dict[int, int], bind: str) -> BackendError:
         reason = _reason(exc)
         low = reason.lower()
-        if "could not select device driver" in low or "nvidia" in low and "runtime" in low:
+        if "could not select device driver" in low or ("nvidia" in low and "runtime" in low):
             return BackendError(f"{self.name}: GPU requested (gpus: {self.spec.gpus}) but the Docker engine has no "
                                 f"GPU runtime (the 'nvidia' runtime / NVIDIA Container Toolkit is missing): {reason}")
         if "port is already allocated" in low or "address already in use" in low:
@@ -432,7 +432,7 @@ def _host_path(src: str) -> str:
     """Volume sources: absolute/home paths are bind mounts, bare names are named volumes."""
     if src.startswith("~"):
         return os.path.expanduser(src)
-    if src.startswith("./") or src.startswith("../"):
+    if src.startswith(("./", "../")):
         return str(Path(src).resolve())
     return src
 
@@ -473,7 +473,7 @@ def _gateway_alive(labels: dict[str, str]) -> bool:
     if pid == os.getpid():
         return False
     try:
-        return abs(psutil.Process(pid).create_time() - start) < 0.05
+        return bool(abs(psutil.Process(pid).create_time() - start) < 0.05)
     except psutil.Error:
         return False
 

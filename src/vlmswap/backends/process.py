@@ -122,7 +122,7 @@ async def _port_accepts(host: str, port: int) -> bool:
 def _alive(p: psutil.Process) -> bool:
     """Running and not a zombie: a zombie holds no memory and only waits for its parent to reap it."""
     try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -200,7 +200,8 @@ class ProcessBackend(Backend):
         self.argv = argv
         self.logs.mark(f"starting {self.name} on port {self.port}: {shlex.join(argv)}")
         try:
-            proc = subprocess.Popen(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+            # Popen, not asyncio's subprocess: it spawns with vfork in about a millisecond (see _ExitWatch).
+            proc = subprocess.Popen(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL,  # noqa: ASYNC220
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             msg = f"{self.name}: cannot run {argv[0]!r}: {exc.strerror or exc}"
@@ -378,7 +379,8 @@ class _ExitWatch:
             self._fd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
             async def poll() -> None:
-                while proc.poll() is None:
+                # No pidfd on this kernel: nothing to await but time.
+                while proc.poll() is None:  # noqa: ASYNC110
                     await asyncio.sleep(POLL_S)
                 exited.set()
 
@@ -498,6 +500,6 @@ def cleanup_orphans(state_dir: Path, grace_s: float = 5.0) -> list[str]:
 
 def _create_time(p: psutil.Process) -> float:
     try:
-        return p.create_time()
+        return float(p.create_time())
     except psutil.Error:
         return 0.0

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -33,29 +33,29 @@ def _fail(message: str, code: int = 2) -> None:
 
 @cluster_app.command("serve")
 def serve_cmd(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one); "
+    config: Path | None = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one); "
                                           "every replica runs it."),
     replicas: int = typer.Option(1, min=1, help="Model host replicas (one GPU each, see --gpus-per-replica)."),
     port: int = typer.Option(8080, help="Port of the cluster's HTTP entry (Ray Serve's proxy)."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; non-loopback needs --api-key or --insecure."),
-    address: Optional[str] = typer.Option(None, help="Join this Ray cluster (e.g. 10.0.0.1:6379 or auto) instead "
+    address: str | None = typer.Option(None, help="Join this Ray cluster (e.g. 10.0.0.1:6379 or auto) instead "
                                           "of starting a local one."),
     gpus_per_replica: float = typer.Option(1.0, min=0.0, help="GPUs each replica holds (0: the embedded engine, "
                                            "tests)."),
-    num_gpus: Optional[int] = typer.Option(None, min=0, help="Local Ray only: GPUs it declares (default: those it "
+    num_gpus: int | None = typer.Option(None, min=0, help="Local Ray only: GPUs it declares (default: those it "
                                            "detects)."),
     models_per_replica: int = typer.Option(1, min=1, help="Models Ray routes to one replica before it evicts the "
                                            "least recently used (awake plus asleep)."),
-    api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY",
+    api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY",
                                           help="Require `Authorization: Bearer KEY` on every route but /health."),
     insecure: bool = typer.Option(False, help="Allow a non-loopback address without an API key."),
-    min_replicas: Optional[int] = typer.Option(None, min=0, help="Autoscaling: fewest replicas (with "
+    min_replicas: int | None = typer.Option(None, min=0, help="Autoscaling: fewest replicas (with "
                                                "--max-replicas)."),
-    max_replicas: Optional[int] = typer.Option(None, min=1, help="Autoscaling on queue length, up to this many "
+    max_replicas: int | None = typer.Option(None, min=1, help="Autoscaling on queue length, up to this many "
                                                "replicas (each new one cold-starts its model)."),
     target_ongoing_requests: float = typer.Option(2.0, min=0.1, help="Autoscaling: requests in flight or queued "
                                                   "per replica that Ray aims for."),
-    state_dir: Optional[Path] = typer.Option(None, envvar="VLMSWAP_STATE_DIR",
+    state_dir: Path | None = typer.Option(None, envvar="VLMSWAP_STATE_DIR",
                                              help="Base of the replicas' state dirs (pid files, per replica slot)."),
     dashboard: bool = typer.Option(True, help="Local Ray only: start Ray's dashboard (port 8265)."),
 ) -> None:

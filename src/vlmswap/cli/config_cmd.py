@@ -6,7 +6,7 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -34,7 +34,7 @@ def check(files: list[Path] = typer.Argument(..., help="Registry YAML files to v
 
 
 @config_app.command("show")
-def show(file: Optional[Path] = typer.Argument(None, help="Registry file; default: the one shipped."),
+def show(file: Path | None = typer.Argument(None, help="Registry file; default: the one shipped."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Print the effective registry, marking each model that cannot run on this machine and why."""
     try:
@@ -42,14 +42,14 @@ def show(file: Optional[Path] = typer.Argument(None, help="Registry file; defaul
     except ConfigError as exc:
         for line in exc.errors:
             typer.echo(f"{exc.source}: {line}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     from vlmswap import gpu
 
     gpu_present = gpu.probe().available
     # Side by side: a model whose files are missing asks the hub for its size (bounded wait each).
     with ThreadPoolExecutor(max_workers=8) as pool:
         reasons = list(pool.map(lambda spec: unavailable_reason(spec, gpu_present), reg.models.values()))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (name, spec), reason in zip(reg.models.items(), reasons):
         rows.append({"name": name, "served_name": spec.served_name, "backend": spec.backend,
                      "family": spec.family, "capabilities": spec.capabilities, "vram_gb": spec.vram_gb,

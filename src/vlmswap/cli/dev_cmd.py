@@ -29,7 +29,7 @@ def make_tiny_model(
         from vlmswap.devmodels import make_tiny_idefics3, make_tiny_qwen2vl
     except ImportError as exc:  # pragma: no cover - depends on the install
         typer.echo(f"{out_dir}: needs the transformers extra (pip install 'vlmswap[transformers]'): {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if arch == "smolvlm":
         path = make_tiny_idefics3(out_dir, seed=seed)
         typer.echo(f"tiny Idefics3 (SmolVLM) written to {path}")

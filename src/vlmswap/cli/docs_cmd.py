@@ -2,7 +2,8 @@
 
 Without --gateway it runs an in-process manager on the registry (default: the shipped one),
 so `vlmswap ocr scan.pdf` works on a laptop without a GPU through the embedded rapidocr
-engine. With --gateway each file becomes a document job on the gateway (`cli/jobs_cmd.py`). A bad file costs one line on stderr (`FILE: reason`) and the rest still run; the exit
+engine. With --gateway each file becomes a document job on the gateway (`cli/jobs_cmd.py`).
+A bad file costs one line on stderr (`FILE: reason`) and the rest still run; the exit
 code is 2 when any file failed.
 """
 
@@ -12,7 +13,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -34,7 +35,7 @@ def _unique_stem(stem: str, used: set[str]) -> str:
 
 
 async def _ocr_file(src: Any, runner: Any, *, model_name: str, spec: Any, mode: str, formats: list[str], out: Path,
-                    stem: str, max_tokens: Optional[int], advance: Any) -> tuple[Any, list[Path]]:
+                    stem: str, max_tokens: int | None, advance: Any) -> tuple[Any, list[Path]]:
     """One opened file through the model; its outputs written under `out`."""
     from vlmswap.documents import export
     from vlmswap.documents.pipeline import ocr_source
@@ -58,7 +59,7 @@ async def _ocr_file(src: Any, runner: Any, *, model_name: str, spec: Any, mode: 
     return doc, written
 
 
-def _serves_jobs(gateway: str, api_key: Optional[str]) -> bool:
+def _serves_jobs(gateway: str, api_key: str | None) -> bool:
     """Whether the gateway has /api/jobs (a `vlmswap cluster serve` does not route them yet)."""
     from vlmswap.client import Client, GatewayError
 
@@ -75,14 +76,15 @@ def _summary(files: int, failed: int, pages: int, blocks: int, seconds: float, f
     table = Table(title="vlmswap ocr", show_header=True)
     for col in ("files ok", "files failed", "pages", "blocks", "seconds", "pages flagged"):
         table.add_column(col)
-    shown = f"{len(flagged)}" + (f" ({', '.join(flagged[:10])}{', ...' if len(flagged) > 10 else ''})" if flagged else "")
+    more = ", ..." if len(flagged) > 10 else ""
+    shown = f"{len(flagged)}" + (f" ({', '.join(flagged[:10])}{more})" if flagged else "")
     table.add_row(str(files - failed), str(failed), str(pages), str(blocks), f"{seconds:.1f}", shown)
     return table
 
 
-async def _run(files: list[str], *, model: str, mode: str, pages: Optional[str], dpi: float, out: Path,
-               formats: list[str], registry: Optional[Path], max_tokens: Optional[int],
-               gateway: Optional[str] = None, api_key: Optional[str] = None) -> int:
+async def _run(files: list[str], *, model: str, mode: str, pages: str | None, dpi: float, out: Path,
+               formats: list[str], registry: Path | None, max_tokens: int | None,
+               gateway: str | None = None, api_key: str | None = None) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -121,7 +123,7 @@ async def _run(files: list[str], *, model: str, mode: str, pages: Optional[str],
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
                TimeElapsedColumn())
     if opened:
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any page is read
         with Progress(*columns, console=err) as progress:
             task = progress.add_task(model_name, total=sum(len(s.selected) for s in opened))
             async with runner:
@@ -163,20 +165,22 @@ def register(app: typer.Typer) -> None:
                                  help="layout (boxes + text), layout-only (boxes), text, web-parsing (a web "
                                       "page's layout), scene-spotting (text lines in photos), svg (image to "
                                       "SVG; dots.mocr)."),
-        pages: Optional[str] = typer.Option(None, "--pages", help="Pages to read, e.g. 1-3,7 (1-based); default all."),
+        pages: str | None = typer.Option(None, "--pages", help="Pages to read, e.g. 1-3,7 (1-based); default all."),
         dpi: float = typer.Option(150.0, "--dpi", help="Resolution PDF pages are rendered at."),
         out: Path = typer.Option(Path("out"), "--out", "-o", help="Directory for the results."),
         fmt: str = typer.Option(DEFAULT_FORMATS, "--format", "-f",
                                 help="Comma-separated: json (document + per page), md (+ picture crops), "
                                      "png (annotated pages), zip (everything)."),
-        gateway: Optional[str] = typer.Option(None, "--gateway", "-g",
-                                              help="A running gateway's URL: each file becomes a job there, "
-                                                   "followed live (Ctrl-C cancels it); default: an in-process manager."),
-        api_key: Optional[str] = typer.Option(None, "--api-key", envvar="VLMSWAP_API_KEY",
+        gateway: str | None = typer.Option(None, "--gateway", "-g",
+                                           help="A running gateway's URL: each file becomes a job there, "
+                                                "followed live (Ctrl-C cancels it); default: an in-process "
+                                                "manager."),
+        api_key: str | None = typer.Option(None, "--api-key", envvar="VLMSWAP_API_KEY",
                                               help="With --gateway: the gateway's API key."),
-        registry: Optional[Path] = typer.Option(None, "--registry",
-                                                help="Registry file for the in-process manager; default: the shipped one."),
-        max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1,
+        registry: Path | None = typer.Option(None, "--registry",
+                                             help="Registry file for the in-process manager; default: the "
+                                                  "shipped one."),
+        max_tokens: int | None = typer.Option(None, "--max-tokens", min=1,
                                                  help="Per page; default: what is left of the model's context."),
     ) -> None:
         """OCR documents page by page into layout JSON, Markdown and annotated PNGs (exit 2 if any file failed)."""
@@ -193,7 +197,7 @@ def register(app: typer.Typer) -> None:
             mode = normalize_mode(mode)
         except ValueError as exc:
             typer.echo(f"vlmswap ocr: {exc}", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         if gateway and not _serves_jobs(gateway, api_key):
             typer.echo(f"vlmswap ocr: {gateway} serves no document jobs (a cluster?); reading page by page "
                        f"through its OpenAI API", err=True)

@@ -9,10 +9,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn
 
 import typer
 
+from vlmswap import logformat
+from vlmswap.logformat import LogFormat
 from vlmswap.states import ModelState, Phase
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
@@ -34,7 +36,7 @@ def _client(gateway: str, api_key: str | None) -> Any:
     return Client(gateway, api_key=api_key)
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"vlmswap: {message}", err=True)
     raise typer.Exit(code)
 
@@ -42,15 +44,18 @@ def _fail(message: str, code: int = 1) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one)."),
+        config: Path | None = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one)."),
         host: str = typer.Option("127.0.0.1", help="Address to bind; non-loopback needs --api-key or --insecure."),
         port: int = typer.Option(8080, help="Port to bind."),
-        preload: Optional[str] = typer.Option(None, help="Model to load at start (registry name, served name or alias)."),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY",
+        preload: str | None = typer.Option(None, help="Model to load at start (registry name, served name or alias)."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY",
                                               help="Require `Authorization: Bearer KEY` on every route but /health."),
         insecure: bool = typer.Option(False, help="Allow a non-loopback address without an API key."),
         grouping: bool = typer.Option(True, help="Group queued requests by model (off: first come, first served)."),
         log_level: str = typer.Option("warning", help="uvicorn log level."),
+        log_format: LogFormat = typer.Option(LogFormat.text, "--log-format",
+                                             help="text, or json: one JSON object a line on stderr (time, level, "
+                                                  "logger, message) for log collectors."),
     ) -> None:
         """Run the gateway: one resident model at a time, switched on demand, OpenAI API in front.
 
@@ -73,11 +78,16 @@ def register(app: typer.Typer) -> None:
         from vlmswap.gateway import create_app
         from vlmswap.manager import Manager
 
-        logging.basicConfig(level=logging.WARNING, format="vlmswap: %(message)s", stream=sys.stderr)
+        uvicorn_log_config = logformat.configure(log_format)
         manager = Manager(registry, grouping=grouping)
         app_ = create_app(manager, api_key=api_key, preload=preload)
-        typer.echo(f"vlmswap gateway on http://{host}:{port} ({len(registry.models)} models; "
-                   f"state in {manager.state_dir})", err=True)
+        started = (f"vlmswap gateway on http://{host}:{port} ({len(registry.models)} models; "
+                   f"state in {manager.state_dir})")
+        if log_format is LogFormat.json:
+            logging.getLogger("vlmswap.gateway").info(started, extra={
+                "url": f"http://{host}:{port}", "models": len(registry.models), "state_dir": str(manager.state_dir)})
+        else:
+            typer.echo(started, err=True)
         class _Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
                 # Answer queued requests (503) before uvicorn's graceful wait, which then
@@ -87,12 +97,12 @@ def register(app: typer.Typer) -> None:
                 super().handle_exit(sig, frame)
 
         _Server(uvicorn.Config(app_, host=host, port=port, log_level=log_level, access_log=False,
-                               timeout_graceful_shutdown=5, lifespan="on")).run()
+                               log_config=uvicorn_log_config, timeout_graceful_shutdown=5, lifespan="on")).run()
 
     @app.command("status")
     def status(
         gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
         as_json: bool = typer.Option(False, "--json", help="Print /api/status as JSON."),
     ) -> None:
         """Show the resident model, every model's state, the queue and the GPU."""
@@ -110,7 +120,7 @@ def register(app: typer.Typer) -> None:
     @app.command("stats")
     def stats(
         gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
         as_json: bool = typer.Option(False, "--json", help="Print each model's stats as JSON."),
     ) -> None:
         """What the gateway has learned per model: cold start, wake, peak VRAM, RAM asleep (medians)."""
@@ -130,7 +140,7 @@ def register(app: typer.Typer) -> None:
     def switch(
         name: str = typer.Argument(..., help="Model to make resident."),
         gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
         timeout: float = typer.Option(900.0, help="Give up after this many seconds."),
     ) -> None:
         """Switch to NAME, showing each phase; exit 1 with the backend's last log lines if it fails."""
@@ -171,7 +181,7 @@ def register(app: typer.Typer) -> None:
                     console.print("--- last log lines ---")
                     for line in exc.log_tail:
                         console.print(line, markup=False, highlight=False)
-                raise typer.Exit(1)
+                raise typer.Exit(1) from None
             except GatewayError as exc:
                 bar.stop()
                 _fail(exc.message)
@@ -187,7 +197,7 @@ def register(app: typer.Typer) -> None:
     def sleep(
         name: str = typer.Argument(..., help="The awake model to put to sleep."),
         gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
     ) -> None:
         """Put NAME to sleep (weights to host RAM), freeing the GPU; the next request wakes it."""
         from vlmswap.client import GatewayError
@@ -202,7 +212,7 @@ def register(app: typer.Typer) -> None:
     @app.command("unload")
     def unload(
         gateway: str = typer.Option(DEFAULT_GATEWAY, envvar="VLMSWAP_GATEWAY", help=GATEWAY_HELP),
-        api_key: Optional[str] = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
+        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY", help="API key of the gateway."),
     ) -> None:
         """Stop the awake model (after its requests in flight) and every sleeper, freeing the GPU and
         the host RAM they hold."""
@@ -283,4 +293,4 @@ def _print_status(st: dict[str, Any]) -> None:
     console.print(t)
 
 
-__all__ = ["register", "DEFAULT_GATEWAY", "is_loopback"]
+__all__ = ["DEFAULT_GATEWAY", "is_loopback", "register"]

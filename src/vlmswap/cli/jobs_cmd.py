@@ -13,7 +13,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -37,8 +37,8 @@ def _reason(message: str, name: str) -> str:
     return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
 
 
-def run_ocr_jobs(files: list[str], *, gateway: str, model: str, mode: str, pages: Optional[str], dpi: float,
-                 out: Path, formats: list[str], max_tokens: Optional[int], api_key: Optional[str] = None) -> int:
+def run_ocr_jobs(files: list[str], *, gateway: str, model: str, mode: str, pages: str | None, dpi: float,
+                 out: Path, formats: list[str], max_tokens: int | None, api_key: str | None = None) -> int:
     """`vlmswap ocr --gateway`: one job per file, followed live; 2 when any file or page failed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -86,7 +86,7 @@ def run_ocr_jobs(files: list[str], *, gateway: str, model: str, mode: str, pages
             for f, stem, job in submitted:
                 task = progress.add_task(Path(f).name, total=job.info.get("pages_total"), eta="-")
 
-                def on_event(ev: dict[str, Any], task: Any = task) -> None:
+                def on_event(ev: dict[str, Any], task: Any = task, f: str = f) -> None:
                     progress.update(task, completed=(ev.get("pages_done") or 0) + (ev.get("pages_failed") or 0),
                                     eta=_eta(ev.get("eta_s")))
                     if ev.get("step") == "page" and ev.get("page_state") == "failed":
@@ -147,7 +147,7 @@ def register(app: typer.Typer) -> None:
     key_opt = typer.Option(None, "--api-key", envvar="VLMSWAP_API_KEY", help="API key of the gateway.")
 
     @jobs.command("list")
-    def list_(gateway: str = gw_opt, api_key: Optional[str] = key_opt,
+    def list_(gateway: str = gw_opt, api_key: str | None = key_opt,
               limit: int = typer.Option(20, min=1, max=1000, help="How many, newest first."),
               as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
         """The gateway's recent document jobs, newest first."""
@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
 
     @jobs.command("show")
     def show(job_id: str = typer.Argument(..., help="The job's id."), gateway: str = gw_opt,
-             api_key: Optional[str] = key_opt,
+             api_key: str | None = key_opt,
              as_json: bool = typer.Option(False, "--json", help="Print GET /api/jobs/ID as JSON.")) -> None:
         """One job: its state, progress, ETA and every page's state, tries, time and error."""
         from rich.console import Console
@@ -209,7 +209,7 @@ def register(app: typer.Typer) -> None:
 
     @jobs.command("cancel")
     def cancel(job_id: str = typer.Argument(..., help="The job's id."), gateway: str = gw_opt,
-               api_key: Optional[str] = key_opt,
+               api_key: str | None = key_opt,
                purge: bool = typer.Option(False, help="Also remove the job and its files from the gateway.")) -> None:
         """Cancel a job; the pages done are kept (unless --purge)."""
         from vlmswap.client import GatewayError
@@ -224,9 +224,9 @@ def register(app: typer.Typer) -> None:
 
     @jobs.command("result")
     def result(job_id: str = typer.Argument(..., help="The job's id."), gateway: str = gw_opt,
-               api_key: Optional[str] = key_opt,
+               api_key: str | None = key_opt,
                fmt: str = typer.Option("md", "--format", "-f", help="json (the Document), md, or zip (everything)."),
-               out: Optional[Path] = typer.Option(None, "--out", "-o",
+               out: Path | None = typer.Option(None, "--out", "-o",
                                                   help="File to write; default stdout (zip: <source>.zip).")) -> None:
         """The pages read so far; a job still running gives what it has (and says so on stderr)."""
         from vlmswap.client import GatewayError
@@ -236,19 +236,19 @@ def register(app: typer.Typer) -> None:
             _fail(f"unknown --format {fmt}; choose from json, md, zip", 2)
         try:
             job = _client(gateway, api_key).job(job_id)
-            data = job.result(fmt)  # type: ignore[arg-type]
+            data = job.result(fmt)
         except GatewayError as exc:
             _fail(exc.message)
         if not job.finished:
             typer.echo(f"job {job_id} is {job.state}: {job.info['pages_done']} of {job.info['pages_total']} "
                        f"pages so far", err=True)
         if fmt == "json":
-            doc = data.to_dict()  # type: ignore[union-attr]
+            doc = data.to_dict()
             payload = json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
         elif fmt == "md":
             payload = str(data).encode("utf-8")
         else:
-            payload = data  # type: ignore[assignment]
+            payload = data
             out = out or Path(f"{export.source_stem(job.info['source'])}.zip")
         if out is None:
             sys.stdout.buffer.write(payload)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
     @app.command("pull")
     def pull(
         names: list[str] = typer.Argument(..., help="Models to fetch (registry name, served name or alias)."),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one)."),
+        config: Path | None = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one)."),
     ) -> None:
         """Download models' files from the Hugging Face Hub into the local cache, with progress.
 
@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
             except KeyboardInterrupt:
                 typer.echo(f"vlmswap: {real}: interrupted; the files finished so far are kept, "
                            f"`vlmswap pull {real}` fetches the rest", err=True)
-                raise typer.Exit(130)
+                raise typer.Exit(130) from None
         raise typer.Exit(1 if failed else 0)
 
 

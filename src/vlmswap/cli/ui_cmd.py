@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -50,7 +49,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _stop(procs: list[subprocess.Popen], grace: float) -> None:
+def _stop(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
     """SIGTERM each child's process group, wait up to `grace`, then SIGKILL what is left."""
     for p in procs:
         if p.poll() is None:
@@ -81,13 +80,13 @@ def register(app: typer.Typer) -> None:
             import streamlit  # noqa: F401
         except ImportError:
             typer.echo("vlmswap ui: streamlit is not installed (pip install 'vlmswap[ui]')", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         typer.echo(f"vlmswap ui: http://{host}:{port} (gateway {gateway})")
         argv = streamlit_argv(port, host)
         os.execve(argv[0], argv, _ui_env(gateway))
 
     @app.command("up")
-    def up(config: Optional[Path] = typer.Option(None, "--config", help="Registry YAML; default: the one shipped."),
+    def up(config: Path | None = typer.Option(None, "--config", help="Registry YAML; default: the one shipped."),
            port: int = typer.Option(8080, "--port", help="Port of the gateway."),
            ui_port: int = typer.Option(8501, "--ui-port", help="Port of the web UI."),
            timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for both to answer."),
@@ -110,7 +109,7 @@ def register(app: typer.Typer) -> None:
             raise _Stop()
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        procs: list[subprocess.Popen] = []
+        procs: list[subprocess.Popen[bytes]] = []
         code = 0
         try:
             procs.append(subprocess.Popen(gw_argv, start_new_session=True))

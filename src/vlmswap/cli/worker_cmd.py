@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import enum
 import sys
-from typing import Any, Optional
+from typing import Any, NoReturn
 
 import typer
 
 from vlmswap.images import DEFAULT_MAX_PIXELS
 
 
-class EngineKind(str, enum.Enum):
+class EngineKind(enum.StrEnum):
     rapidocr = "rapidocr"
     transformers = "transformers"
 
 
-class Device(str, enum.Enum):
+class Device(enum.StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"vlmswap worker: {message}", err=True)
     raise typer.Exit(code)
 
 
-def build_engine(engine: EngineKind, model: Optional[str], device: Device, trust_remote_code: bool,
+def build_engine(engine: EngineKind, model: str | None, device: Device, trust_remote_code: bool,
                  threads: int = 1) -> Any:
     if engine is EngineKind.rapidocr:
         from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine
@@ -44,11 +44,11 @@ def build_engine(engine: EngineKind, model: Optional[str], device: Device, trust
 
 def worker(
     engine: EngineKind = typer.Option(..., "--engine", help="Engine to serve."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model folder or cached hub id (transformers)."),
+    model: str | None = typer.Option(None, "--model", help="Model folder or cached hub id (transformers)."),
     port: int = typer.Option(..., "--port", min=1, max=65535, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default: the sleep "
                              "endpoints must not be reachable from outside)."),
-    served_model_name: Optional[str] = typer.Option(None, "--served-model-name",
+    served_model_name: str | None = typer.Option(None, "--served-model-name",
                                                     help="Name clients send as `model`; default: the model path "
                                                          "or id, or `rapidocr`."),
     device: Device = typer.Option(Device.auto, "--device", help="Where the transformers engine runs."),
@@ -65,7 +65,7 @@ def worker(
     name = served_model_name or (model if engine is EngineKind.transformers else "rapidocr") or "rapidocr"
     try:
         eng.load()  # before binding, as vLLM does: the port opens once the model is ready
-    except Exception as exc:  # noqa: BLE001 - one line, then exit
+    except Exception as exc:
         _fail(f"cannot load {engine.value} engine{f' from {model}' if model else ''}: "
               f"{type(exc).__name__}: {exc}", code=1)
 

@@ -7,7 +7,8 @@ per replica: node, GPU, resident model, queue) and `residents` (one model per re
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from vlmswap.errors import error_body
 
@@ -67,9 +68,8 @@ async def call(app: ASGIApp, req: Call) -> AsyncIterator[Head | bytes]:
     async def send(msg: dict[str, Any]) -> None:
         if msg["type"] == "http.response.start":
             await out.put(Head(int(msg["status"]), tuple((bytes(k), bytes(v)) for k, v in msg.get("headers", ()))))
-        elif msg["type"] == "http.response.body":
-            if msg.get("body"):
-                await out.put(bytes(msg["body"]))
+        elif msg["type"] == "http.response.body" and msg.get("body"):
+            await out.put(bytes(msg["body"]))
 
     async def run() -> None:
         try:

@@ -8,7 +8,8 @@ and `/api/events` from here (`aggregate.py` does the merging).
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from ray import serve
 

@@ -16,8 +16,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from ray import serve
 

@@ -8,6 +8,7 @@ its manager stops what the dead one left running, on start, as `vlmswap serve` d
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from dataclasses import dataclass
@@ -23,10 +24,8 @@ class Slot:
     fd: int
 
     def release(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.fd)  # closing drops the flock
-        except OSError:
-            pass
 
 
 def claim(base: Path) -> Slot:

@@ -163,7 +163,8 @@ def page_json(page: Page, source: str) -> bytes:
 
 def page_files(page: Page, image: Image.Image, stem: str) -> dict[str, bytes]:
     """The files one page image gives: its annotated PNG and its pictures' crops."""
-    files = {f"{stem}.page{page.number:04d}.png": _png(annotate(image, page.blocks, page_size=(page.width, page.height)))}
+    drawn = annotate(image, page.blocks, page_size=(page.width, page.height))
+    files = {f"{stem}.page{page.number:04d}.png": _png(drawn)}
     for b in page.blocks:
         if b.category == "Picture":
             crop = crop_picture(image, b)
@@ -207,13 +208,9 @@ def select(files: Mapping[str, bytes], formats: Iterable[str], stem: str) -> dic
         raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
     out: dict[str, bytes] = {}
     for name, data in files.items():
-        if name.endswith(".json") and "json" in wanted:
-            out[name] = data
-        elif name.endswith(".md") and "md" in wanted:
-            out[name] = data
-        elif name.startswith("images/") and "md" in wanted:
-            out[name] = data
-        elif name.endswith(".png") and not name.startswith("images/") and "png" in wanted:
+        if ((name.endswith(".json") and "json" in wanted) or (name.endswith(".md") and "md" in wanted)
+                or (name.startswith("images/") and "md" in wanted)
+                or (name.endswith(".png") and not name.startswith("images/") and "png" in wanted)):
             out[name] = data
     if "zip" in wanted:
         out[f"{stem}.zip"] = zip_bytes(files)

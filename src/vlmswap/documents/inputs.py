@@ -127,7 +127,7 @@ class SourceFile:
             self._pdf = None
         self._images.clear()
 
-    def __enter__(self) -> "SourceFile":
+    def __enter__(self) -> SourceFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -179,15 +179,16 @@ def _open_image(data: bytes, path: str, kind: str, pages: str | None, max_pixels
         raise _image_error(path, exc) from None
     count = 1
     if kind == "tiff":
-        with Image.open(io.BytesIO(data)) as im:
-            count = max(1, int(getattr(im, "n_frames", 1)))
+        with Image.open(io.BytesIO(data)) as probe:
+            count = max(1, int(getattr(probe, "n_frames", 1)))
     selected = parse_page_ranges(pages, count, path)
     images: dict[int, PageImage] = {}
     for n in selected:
         try:
-            im = first if n == 1 else open_image(data, max_pixels=max_pixels, frame=n - 1)
+            im: Image.Image = first if n == 1 else open_image(data, max_pixels=max_pixels, frame=n - 1)
         except ImageError as exc:
-            raise DocumentError(path, f"page {n}: {exc}", exc.code, 413 if exc.code == "image_too_large" else 400) from None
+            status = 413 if exc.code == "image_too_large" else 400
+            raise DocumentError(path, f"page {n}: {exc}", exc.code, status) from None
         if im.width * im.height > max_pixels:
             raise DocumentError(path, f"page {n} is {im.width}x{im.height} = {im.width * im.height} pixels, "
                                       f"over the cap of {max_pixels}", "image_too_large", 413)

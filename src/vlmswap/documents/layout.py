@@ -31,7 +31,7 @@ class Block:
                 "bbox": None if self.bbox is None else [float(v) for v in self.bbox], "text": self.text}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Block":
+    def from_dict(cls, d: dict[str, Any]) -> Block:
         bbox = d.get("bbox")
         return cls(index=int(d.get("index", 0)), category=str(d.get("category") or "Text"),
                    bbox=None if bbox is None else [float(v) for v in bbox], text=str(d.get("text") or ""))
@@ -69,11 +69,13 @@ class Page:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Page":
+    def from_dict(cls, d: dict[str, Any]) -> Page:
         return cls(number=int(d["number"]), width=int(d["width"]), height=int(d["height"]),
-                   input_width=int(d.get("input_width", d["width"])), input_height=int(d.get("input_height", d["height"])),
+                   input_width=int(d.get("input_width", d["width"])),
+                   input_height=int(d.get("input_height", d["height"])),
                    blocks=[Block.from_dict(b) for b in d.get("blocks", [])], model=str(d.get("model", "")),
-                   mode=str(d.get("mode", "layout")), timings={k: float(v) for k, v in (d.get("timings") or {}).items()},
+                   mode=str(d.get("mode", "layout")),
+                   timings={k: float(v) for k, v in (d.get("timings") or {}).items()},
                    flags=[str(f) for f in d.get("flags", [])], raw_output=str(d.get("raw_output", "")))
 
 
@@ -93,7 +95,7 @@ class Document:
                 "pages": [p.to_dict() for p in self.pages]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Document":
+    def from_dict(cls, d: dict[str, Any]) -> Document:
         return cls(source=str(d.get("source", "")), model=str(d.get("model", "")), mode=str(d.get("mode", "layout")),
                    pages=[Page.from_dict(p) for p in d.get("pages", [])])
 

@@ -121,7 +121,7 @@ def _salvage_object(chunk: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
 
 def _unescape(raw: str) -> str:
     try:
-        return json.loads('"' + raw + '"')
+        return str(json.loads('"' + raw + '"'))
     except ValueError:
         # Invalid escapes mean the model wrote raw backslashes (LaTeX: \alpha, \neq): keep them.
         return raw.replace('\\"', '"')
@@ -242,8 +242,8 @@ def _box(value: Any) -> tuple[list[float] | None, bool]:
 def _fallback(text: str, flags: list[str], why: str) -> ParseResult:
     text = text.strip()
     if not text:
-        return ParseResult([], flags + ["empty_output"])
-    return ParseResult([RawBlock("Text", None, text)], flags + [f"fallback_text: {why}"])
+        return ParseResult([], [*flags, "empty_output"])
+    return ParseResult([RawBlock("Text", None, text)], [*flags, f"fallback_text: {why}"])
 
 
 # --- per format ----------------------------------------------------------------------------------
@@ -301,7 +301,8 @@ def parse_qwen_json(text: str, input_size: tuple[int, int], *, relative: bool) -
     return ParseResult(_dedupe(blocks, flags), flags)
 
 
-_SPECIAL = re.compile(r"<\|(?:object_ref_start|object_ref_end|box_start|box_end|quad_start|quad_end|im_end|endoftext)\|>")
+_SPECIAL = re.compile(
+    r"<\|(?:object_ref_start|object_ref_end|box_start|box_end|quad_start|quad_end|im_end|endoftext)\|>")
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _QWEN2_BOX = re.compile(r"\(" + _NUM + "," + _NUM + r"\)\s*,\s*\(" + _NUM + "," + _NUM + r"\)")
 _LIST_MARK = re.compile(r"^(?:[-*•]\s+|\d+[.)]\s+)")

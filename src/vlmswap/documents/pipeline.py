@@ -14,7 +14,8 @@ import io
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 import httpx
 from PIL import Image
@@ -25,7 +26,7 @@ from vlmswap.documents.inputs import PageImage, SourceFile
 from vlmswap.documents.layout import Block, Document, Page
 from vlmswap.documents.parsers import parse_output
 from vlmswap.documents.prompts import PromptPlan, plan
-from vlmswap.documents.resize import input_size, rule_for, to_model_input
+from vlmswap.documents.resize import SizingSpec, input_size, rule_for, to_model_input
 from vlmswap.errors import APIError
 
 #: dots.ocr's own client settings (dots_ocr/model/inference.py).
@@ -33,14 +34,6 @@ TEMPERATURE = 0.1
 TOP_P = 0.9
 
 ChatFn = Callable[[dict[str, Any]], Awaitable[str]]
-
-
-class SizingSpec(Protocol):
-    """What the pipeline needs of a model: its family and its resize bounds (ModelSpec has them)."""
-
-    family: str
-    min_pixels: int | None
-    max_pixels: int | None
 
 
 @dataclass
@@ -109,7 +102,7 @@ async def ocr_page(page: PageImage, *, model_name: str, spec: SizingSpec, mode: 
     """One page through the model. `prompt` replaces the mode's prompt; the answer is still read
     in the mode's format (so a custom layout prompt must ask for the family's own format)."""
     t0 = time.perf_counter()
-    rule = rule_for(spec)  # type: ignore[arg-type]
+    rule = rule_for(spec)
     in_size = input_size(page.size[0], page.size[1], rule)
     prompt_plan = plan(spec.family, mode, in_size)
     if prompt:
@@ -180,7 +173,8 @@ async def post_chat(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> 
     try:
         resp = await http.post(url, json=body)
     except httpx.TransportError as exc:
-        raise APIError(502, f"model backend unreachable: {type(exc).__name__}: {exc}", code="backend_unreachable") from None
+        raise APIError(502, f"model backend unreachable: {type(exc).__name__}: {exc}",
+                       code="backend_unreachable") from None
     if resp.status_code != 200:
         status = resp.status_code if 400 <= resp.status_code < 500 else 502
         raise APIError(status, f"model answered {resp.status_code}: {_error_message(resp)}", code="backend_error",
@@ -213,10 +207,10 @@ class LocalRunner:
             raise unknown_model(model, self.registry.known_ids())
         return self.registry.models[name].served_name, self.registry.models[name]
 
-    async def __aenter__(self) -> "LocalRunner":
+    async def __aenter__(self) -> LocalRunner:
         from vlmswap.manager import Manager
 
-        self._manager = Manager(self.registry, state_dir=self._state_dir)
+        self._manager = Manager(self.registry, state_dir=None if self._state_dir is None else Path(self._state_dir))
         await self._manager.start()
         self._http = httpx.AsyncClient(timeout=self._timeout, trust_env=False)
         return self
@@ -243,7 +237,7 @@ class GatewayRunner:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http: httpx.AsyncClient | None = None
 
-    async def __aenter__(self) -> "GatewayRunner":
+    async def __aenter__(self) -> GatewayRunner:
         self._http = httpx.AsyncClient(timeout=self._timeout, trust_env=False, headers=self._headers)
         return self
 
@@ -260,7 +254,8 @@ class GatewayRunner:
             resp.raise_for_status()
             listed = [m for m in resp.json().get("data", []) if isinstance(m, dict)]
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            raise APIError(502, f"gateway {self.url} did not list its models: {exc}", code="gateway_unreachable") from None
+            raise APIError(502, f"gateway {self.url} did not list its models: {exc}",
+                           code="gateway_unreachable") from None
         entry = next((m for m in listed if m.get("id") == model or model in (m.get("aliases") or [])
                       or model == m.get("name")), None)
         local = load_registry()
@@ -269,7 +264,7 @@ class GatewayRunner:
             entry = next((m for m in listed if m.get("id") == local.models[name].served_name), None)
         if entry is None:
             raise unknown_model(model, [str(m.get("id")) for m in listed])
-        meta = entry.get("vlmswap") if isinstance(entry.get("vlmswap"), dict) else entry
+        meta: dict[str, Any] = entry["vlmswap"] if isinstance(entry.get("vlmswap"), dict) else entry
         family = meta.get("family")
         if family is None and name is not None and local.models[name].served_name == entry.get("id"):
             return local.models[name].served_name, local.models[name]

@@ -3,9 +3,10 @@
 dots.ocr / dots.mocr (and the embedded rapidocr engine, which answers their prompts) get
 their own prompts, verbatim from `vlmswap.dots_prompts`, behind the image placeholders their
 own client writes (`<|img|><|imgpad|><|endofimg|>`; without them vLLM v1 puts a newline
-before the prompt, which the model was not trained on). The Qwen families get a grounding request in the form their training used, so their
-boxes come back in their native format. Families without grounding get the text request; when
-a layout was asked of them the page says so in its flags instead of inventing boxes.
+before the prompt, which the model was not trained on). The Qwen families get a grounding
+request in the form their training used, so their boxes come back in their native format.
+Families without grounding get the text request; when a layout was asked of them the page
+says so in its flags instead of inventing boxes.
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ def plan(family: str, mode: str, input_size: tuple[int, int] = (0, 0)) -> Prompt
         return PromptPlan(prefix + dots_prompts.ocr(), "text", mode)
     if family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
         if mode in ("text", "svg"):
-            flags = (f"svg_unsupported: family {family} has no image-to-SVG prompt; ran in text mode",) \
+            qwen_flags = (f"svg_unsupported: family {family} has no image-to-SVG prompt; ran in text mode",) \
                 if mode == "svg" else ()
-            return PromptPlan(TEXT_PROMPT, "text", "text", flags)
+            return PromptPlan(TEXT_PROMPT, "text", "text", qwen_flags)
         only = mode == "layout-only"      # web pages and scene text: their line-level spotting, like layout
         if family == "qwen2_vl":
             return PromptPlan(_QWEN2_LAYOUT_ONLY if only else _QWEN2_LAYOUT, "qwen2_boxes", mode)

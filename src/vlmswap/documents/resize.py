@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL import Image
-
-from vlmswap.config import ModelSpec
 
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
                  max_pixels: int = 14 * 14 * 4 * 1280) -> tuple[int, int]:
     """(height, width) as transformers' Qwen2-VL image processor computes it (same rounding)."""
     if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width)}")
+        ratio = max(height, width) / min(height, width)
+        raise ValueError(f"absolute aspect ratio must be smaller than 200, got {ratio}")
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
@@ -56,7 +56,18 @@ FAMILY_RULES: dict[str, ResizeRule] = {
 }
 
 
-def rule_for(spec: ModelSpec) -> ResizeRule:
+class SizingSpec(Protocol):
+    """What resizing needs of a model: its family and its resize bounds (ModelSpec has them)."""
+
+    @property
+    def family(self) -> str: ...
+    @property
+    def min_pixels(self) -> int | None: ...
+    @property
+    def max_pixels(self) -> int | None: ...
+
+
+def rule_for(spec: SizingSpec) -> ResizeRule:
     """The family's rule with the model's own min_pixels/max_pixels from the registry, if set."""
     base = FAMILY_RULES.get(spec.family, FAMILY_RULES["generic"])
     return ResizeRule(base.factor, spec.min_pixels or base.min_pixels, spec.max_pixels or base.max_pixels)

@@ -9,21 +9,25 @@ import contextlib
 import importlib.util
 import json
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sse_starlette.sse import EventSourceResponse
 
-from vlmswap import __version__
+from vlmswap import __version__, openapi
 from vlmswap.errors import error_response, install_handlers
-from vlmswap.gateway import pull
-from vlmswap.gateway.guard import BodyTooLarge, Guard
+from vlmswap.gateway import proxied_routes, pull
+from vlmswap.gateway.guard import OPEN_PATHS, BodyTooLarge, Guard
 from vlmswap.gateway.jobs import JobService
 from vlmswap.gateway.jobs import router as jobs_router
 from vlmswap.gateway.metrics import GatewayMetrics
 from vlmswap.gateway.proxy import Proxy, new_pool
+from vlmswap.gateway.schemas import Health, Logs, ModelState, Status, UnloadResult
 from vlmswap.manager import Manager
+from vlmswap.openai_types import BODY_MODELS, ModelList
+from vlmswap.openapi import error_responses
 
 SSE_PING_S = 15
 log = logging.getLogger("vlmswap.gateway")
@@ -67,12 +71,14 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
             await manager.shutdown()
             await app.state.pool.aclose()
 
-    app = FastAPI(title="vlmswap gateway", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="vlmswap gateway", version=__version__, lifespan=lifespan, redoc_url=None,
+                  description="OpenAI-compatible API over several models on one GPU, one resident at a time; "
+                              "the admin API; switch progress as Server-Sent Events; document OCR.")
     app.state.manager = manager
     app.state.metrics = GatewayMetrics(manager)
     app.state.jobs = JobService(manager)
     install_handlers(app)
+    openapi.install(app, BODY_MODELS, bearer_except=OPEN_PATHS if api_key else None)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_request: Request, _exc: BodyTooLarge) -> JSONResponse:
@@ -81,28 +87,38 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
 
     # --- OpenAI ----------------------------------------------------------------------------
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelList, tags=["OpenAI"])
     async def list_models() -> dict[str, Any]:
         return _models_list(manager)
 
-    # POST /v1/chat/completions and /v1/completions: served by the Proxy middleware (proxy.py).
+    # POST /v1/chat/completions and /v1/completions: served by the Proxy middleware (proxy.py),
+    # described by never-reached declarations.
+    app.include_router(proxied_routes.router)
 
     # --- admin -----------------------------------------------------------------------------
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "resident": manager.resident()}
 
-    @app.get("/api/status")
+    @app.get("/api/status", response_model=Status)
     async def status() -> dict[str, Any]:
         return manager.status()
 
-    @app.post("/api/models/{name:path}/load")
+    @app.post("/api/models/{name:path}/load", responses={
+        200: {"model": ModelState, "description": "ready (or, without wait, already resident)"},
+        202: {"model": ModelState, "description": "switch requested"},
+        **error_responses({404: "unknown model", 409: "a later load superseded this one (wait=true)",
+                   502: "the model failed to start (wait=true)", 503: "the gateway is not running",
+                   504: "not ready within the model's bounds (wait=true)"})})
     async def load(name: str, wait: bool = False) -> JSONResponse:
         result = await manager.load(name, wait=wait)
         return JSONResponse(result, status_code=200 if wait or result["state"] == "ready" else 202)
 
-    @app.post("/api/models/{name:path}/unload")
+    unloaded: dict[int | str, dict[str, Any]] = {200: {"model": UnloadResult, "description": "nothing to unload"},
+                202: {"model": UnloadResult, "description": "unloading"}}
+
+    @app.post("/api/models/{name:path}/unload", responses={**unloaded, **error_responses({404: "unknown model"})})
     async def unload_model(name: str) -> JSONResponse:
         result = await manager.unload(name)
         return JSONResponse(result, status_code=202 if result["unloading"] else 200)
@@ -112,17 +128,20 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
         result = await manager.sleep(name)
         return JSONResponse(result, status_code=202 if result["sleeping"] else 200)
 
-    @app.post("/api/unload")
+    @app.post("/api/unload", responses=unloaded)
     async def unload() -> JSONResponse:
         result = await manager.unload()
         return JSONResponse(result, status_code=202 if result["unloading"] else 200)
 
-    @app.get("/api/models/{name:path}/logs")
+    @app.get("/api/models/{name:path}/logs", response_model=Logs, responses=error_responses({404: "unknown model"}))
     async def logs(name: str, tail: int = Query(100, ge=0, le=100_000)) -> dict[str, Any]:
         real = manager.resolve(name)
         return {"model": real, "lines": manager.logs(real, tail)}
 
-    @app.get("/api/events")
+    @app.get("/api/events", response_class=EventSourceResponse, responses={200: {
+        "description": "Server-Sent Events, endless: first `hello` (seq, resident), then every event the manager "
+                       "publishes (`state`, `switch` phases, ...), its type as the SSE event name, JSON as data",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
     async def events(request: Request) -> EventSourceResponse:
         sub = manager.subscribe()  # registered now, before the response starts: nothing is missed
 
@@ -137,7 +156,8 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
 
         return EventSourceResponse(stream(), ping=SSE_PING_S)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses={200: {
+        "description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         return Response(app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

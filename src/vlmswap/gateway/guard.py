@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vlmswap.errors import error_body
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -25,7 +21,8 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _send_error(send: Send, status: int, message: str, code: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def _send_error(send: Send, status: int, message: str, code: str,
+                      headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(error_body(status, message, code=code)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -55,11 +52,11 @@ class Guard:
                     length = int(v)
                 except ValueError:
                     length = None
-        if self.expected is not None and scope["path"] not in OPEN_PATHS:
-            if not hmac.compare_digest(auth, self.expected):
-                await _send_error(send, 401, "missing or wrong API key (send `Authorization: Bearer KEY`)",
-                                  "invalid_api_key", [(b"www-authenticate", b"Bearer")])
-                return
+        if (self.expected is not None and scope["path"] not in OPEN_PATHS
+                and not hmac.compare_digest(auth, self.expected)):
+            await _send_error(send, 401, "missing or wrong API key (send `Authorization: Bearer KEY`)",
+                              "invalid_api_key", [(b"www-authenticate", b"Bearer")])
+            return
         if length is not None and length > self.max_body:
             await _send_error(send, 413, f"request body of {length} bytes is over the limit of "
                                          f"{self.max_body} bytes (gateway.max_body_mb)", "body_too_large")

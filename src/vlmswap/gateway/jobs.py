@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from typing import Any, AsyncIterator, Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -23,7 +24,7 @@ from vlmswap.documents.jobs import Job, JobSpec, PageState
 from vlmswap.documents.layout import Document
 from vlmswap.errors import APIError
 from vlmswap.gateway.jobs_runner import EVENT_TYPE, JobService
-from vlmswap.gateway.ocr import form_field, document_error, read_form
+from vlmswap.gateway.ocr import document_error, form_field, read_form
 
 router = APIRouter()
 
@@ -32,7 +33,8 @@ MB = 1024 * 1024
 
 
 def _service(request: Request) -> JobService:
-    return request.app.state.jobs
+    service: JobService = request.app.state.jobs
+    return service
 
 
 def _int_field(form: Any, name: str) -> int | None:
@@ -159,7 +161,7 @@ def _zip(service: JobService, job: Job, doc: Document) -> bytes:
 
 @router.get("/api/jobs/{job_id}/result")
 async def result(request: Request, job_id: str,
-                 format: Literal["json", "md", "zip"] = Query("json")) -> Response:  # noqa: A002
+                 format: Literal["json", "md", "zip"] = Query("json")) -> Response:
     """The pages read so far as a Document (json), Markdown (md) or everything zipped (zip).
 
     200 once the job has ended; 206 while it runs (the pages done so far). `X-Job-State` says which.
@@ -225,4 +227,4 @@ async def cancel(request: Request, job_id: str, purge: bool = False) -> dict[str
     return {**job.summary(service.concurrency()), "purged": purge}
 
 
-__all__ = ["router", "JobService"]
+__all__ = ["JobService", "router"]

@@ -127,7 +127,7 @@ class JobService:
         return job
 
     def concurrency(self) -> int:
-        return self.settings.jobs_concurrency
+        return int(self.settings.jobs_concurrency)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -208,9 +208,13 @@ class JobService:
 
         async def chat(body: dict[str, Any]) -> str:
             lease_granted: list[bool] = []
+
+            def on_lease(lease: Any) -> None:
+                lease_granted.append(True)
+                granted(lease)
+
             try:
-                return await leased_chat(self.manager, http, model, body,
-                                         on_lease=lambda lease: (lease_granted.append(True), granted(lease)))
+                return await leased_chat(self.manager, http, model, body, on_lease=on_lease)
             except APIError as exc:
                 if exc.status == 503 and not lease_granted:
                     raise NotServed(exc) from None
@@ -261,4 +265,4 @@ class JobService:
                 await asyncio.to_thread(self._sweep)
 
 
-__all__ = ["JobService", "NotServed", "RETRY_DELAY_S"]
+__all__ = ["RETRY_DELAY_S", "JobService", "NotServed"]

@@ -103,7 +103,7 @@ class JobStore:
             return None
         pages = self._tx("SELECT number, state, tries, error, seconds, finished_at FROM pages WHERE job_id = ? "
                          "ORDER BY seq", job_id)
-        return _job(rows[0], [PageRecord(r[0], PageState(r[1]), r[2], r[3], r[4], r[5]) for r in pages])
+        return _job(tuple(rows[0]), [PageRecord(r[0], PageState(r[1]), r[2], r[3], r[4], r[5]) for r in pages])
 
     def recent(self, limit: int = 50) -> list[Job]:
         """The newest jobs first, with their page rows (a list shows counts, not pages)."""

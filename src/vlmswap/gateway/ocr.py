@@ -11,8 +11,9 @@ request, so OCR queues and switches with the chat traffic instead of around it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, Request
@@ -25,6 +26,8 @@ from vlmswap.documents.inputs import DEFAULT_DPI, DocumentError, SourceFile, ope
 from vlmswap.documents.pipeline import chat_url, ocr_source, post_chat
 from vlmswap.documents.prompts import normalize_mode
 from vlmswap.errors import APIError
+from vlmswap.gateway.schemas import OCR_FORM, OcrResult
+from vlmswap.openapi import error_responses
 
 router = APIRouter()
 
@@ -54,7 +57,8 @@ async def _open_uploads(uploads: list[UploadFile], pages: str | None, dpi: float
             name = up.filename or "upload"
             data = await up.read(cap + 1)
             if len(data) > cap:
-                raise APIError(413, f"{name}: file is over the limit of {cap} bytes", param="file", code="file_too_large")
+                raise APIError(413, f"{name}: file is over the limit of {cap} bytes", param="file",
+                               code="file_too_large")
             try:
                 opened.append(await asyncio.to_thread(open_bytes, data, name, pages=pages, dpi=dpi))
             except DocumentError as exc:
@@ -135,7 +139,11 @@ def page_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(PAGE_TIMEOUT_S, connect=10.0), trust_env=False)
 
 
-@router.post("/api/ocr")
+@router.post("/api/ocr", response_model=OcrResult, openapi_extra={"requestBody": {
+    "required": True, "content": {"multipart/form-data": {"schema": OCR_FORM}}}}, responses=error_responses({
+        400: "bad form, mode, dpi or page range; a file that is no image or PDF", 404: "unknown model",
+        413: "a file or the body over gateway.max_body_mb", 415: "not multipart/form-data",
+        502: "the model's backend failed", 503: "the model is unavailable or the queue is full"}))
 async def api_ocr(request: Request) -> JSONResponse:
     cap = _cap_bytes(request)    # the gateway's Guard caps the whole body at the same size
     form, fields = await read_form(request)

@@ -11,9 +11,12 @@ per request, see bench/README.md, Gateway).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vlmswap.errors import APIError, error_body
 from vlmswap.gateway.guard import BodyTooLarge
@@ -21,12 +24,6 @@ from vlmswap.gateway.loading import LoadingStream
 from vlmswap.gateway.upstream import Response as UpstreamResponse
 from vlmswap.gateway.upstream import Upstream
 from vlmswap.manager import Lease, Manager, Ticket
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 PASS_RESPONSE_HEADERS = (b"content-type", b"cache-control")
@@ -99,8 +96,9 @@ class Proxy:
         body = b"".join(chunks)
         try:
             payload = json.loads(body)
-        except ValueError as exc:
-            raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise APIError(400, f"request body is not valid JSON: {why}", code="invalid_json") from None
         if not isinstance(payload, dict):
             raise APIError(400, "request body must be a JSON object", code="invalid_request")
         model_id = payload.get("model")
@@ -174,10 +172,8 @@ class Proxy:
                     task.cancel()
         if waiter.done() and not waiter.cancelled():
             return waiter.result()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, APIError):
             await waiter  # its cancellation releases the ticket
-        except (asyncio.CancelledError, APIError):
-            pass
         raise ClientGone()
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send, body: bytes, stream: bool, lease: Lease,

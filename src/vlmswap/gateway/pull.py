@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -97,7 +98,7 @@ class Pulls:
             result, message = False, str(exc)
         except PullError as exc:
             result, message = False, str(exc)
-        except Exception as exc:  # noqa: BLE001 - reported as the pull's outcome, never lost in a thread
+        except Exception as exc:
             result, message = False, f"{job.source.repo}: pull failed: {type(exc).__name__}: {exc}"
 
         def finish() -> None:
@@ -107,11 +108,11 @@ class Pulls:
             loop.call_soon_threadsafe(finish)
         self._threads.discard(threading.current_thread())
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Ask every running pull to stop and give them `timeout` seconds to do so."""
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Ask every running pull to stop and give them `grace_s` seconds to do so."""
         for job in self._latest.values():
             job.stop.set()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + grace_s
         for thread in list(self._threads):
             await asyncio.to_thread(thread.join, max(0.0, deadline - time.monotonic()))
 
@@ -145,5 +146,7 @@ async def pull_status(name: str, request: Request) -> dict[str, Any]:
     real = request.app.state.manager.resolve(name)
     job = request.app.state.pulls.get(real)
     if job is None:
-        return {"model": real, "pulling": False, "done": False, "ok": None, "message": "no pull since the gateway started"}
-    return job.to_dict()
+        return {"model": real, "pulling": False, "done": False, "ok": None,
+                "message": "no pull since the gateway started"}
+    state: dict[str, Any] = job.to_dict()
+    return state

@@ -11,7 +11,7 @@ streams per backend, one write per request and a small response parser do the wh
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 CONNECT_TIMEOUT_S = 10.0
 MAX_IDLE_PER_BACKEND = 64
@@ -29,7 +29,7 @@ class Response:
     closes it otherwise (a half-read body leaves the connection in an unknown state).
     """
 
-    def __init__(self, pool: "Upstream", key: tuple[str, int], reader: asyncio.StreamReader,
+    def __init__(self, pool: Upstream, key: tuple[str, int], reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, status: int, headers: list[tuple[bytes, bytes]],
                  length: int | None, chunked: bool, keep_alive: bool):
         self.status = status

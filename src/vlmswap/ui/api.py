@@ -14,8 +14,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
@@ -53,7 +54,7 @@ ProgressCallback = Callable[[str, float, str, "float | None"], None]
 """(phase, seconds since the switch began, message, expected total seconds (learned) or None)."""
 
 
-def session_gateway() -> "Gateway":
+def session_gateway() -> Gateway:
     """The browser session's client: one connection pool per session, not one per rerun."""
     import streamlit as st
 
@@ -75,7 +76,7 @@ class Gateway(Client):
         return self._request("GET", "/api/status", timeout=5.0).json()
 
     # --- switching, followed live -------------------------------------------------------
-    def _events_reader(self, out: "queue.Queue[dict[str, Any] | BaseException]", ready: threading.Event,
+    def _events_reader(self, out: queue.Queue[dict[str, Any] | BaseException], ready: threading.Event,
                        holder: dict[str, httpx.Client]) -> None:
         """Thread: push every /api/events event into `out` until the follower closes the client."""
         try:
@@ -190,7 +191,8 @@ def _settled(model: dict[str, Any] | None, since: float) -> bool:
     """Ready, or failed *after* `since` (an earlier failure of the same model does not count)."""
     if not model:
         return False
-    return model.get("state") == ModelState.READY or (model.get("state") == ModelState.FAILED and float(model.get("since") or 0) >= since)
+    state = model.get("state")
+    return state == ModelState.READY or (state == ModelState.FAILED and float(model.get("since") or 0) >= since)
 
 
 def find_model(status: dict[str, Any], name: str) -> dict[str, Any] | None:

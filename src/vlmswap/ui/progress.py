@@ -87,10 +87,9 @@ def show_notice(where: Any = None) -> None:
         where.error(notice["text"], icon=":material/error:")
     if notice.get("steps"):
         where.caption("Switch: " + " → ".join(notice["steps"]))
-    if not notice["ok"]:
-        if notice.get("log_tail"):
-            where.caption("Last log lines of the backend:")
-            where.code("\n".join(notice["log_tail"][-15:]), language=None)
+    if not notice["ok"] and notice.get("log_tail"):
+        where.caption("Last log lines of the backend:")
+        where.code("\n".join(notice["log_tail"][-15:]), language=None)
     if where.button("Dismiss", key="dismiss_notice"):
         st.session_state.pop(NOTICE_KEY, None)
         st.rerun()

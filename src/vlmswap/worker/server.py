@@ -16,20 +16,34 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
 
-from vlmswap.errors import APIError, error_response, install_handlers
+from vlmswap import openapi
+from vlmswap.errors import APIError, error_response, install_handlers, invalid_request
 from vlmswap.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, decode_data_url, open_image
+from vlmswap.openai_types import (
+    BODY_MODELS,
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    ImageURL,
+    ModelList,
+    SamplingParams,
+    TextPart,
+    completion_route_doc,
+)
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest, Message
 
 log = logging.getLogger("vlmswap.worker")
 
-_ROLES = {"system", "developer", "user", "assistant", "tool"}
 DEFAULT_MAX_MODEL_LEN = 32768
 
 
@@ -46,12 +60,11 @@ class BodyTooLarge(APIError):
 class BodySizeLimit:
     """ASGI middleware: refuse HTTP request bodies over `max_bytes` with an OpenAI 413 body."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]],
-                       send: Callable[[dict], Awaitable[None]]) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -68,7 +81,7 @@ class BodySizeLimit:
                     return
         seen = 0
 
-        async def counting_receive() -> dict:
+        async def counting_receive() -> ASGIMessage:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -81,42 +94,9 @@ class BodySizeLimit:
 
 
 # ---------------------------------------------------------------------------------------------
-# Request bodies. Unknown fields are accepted and ignored, as OpenAI clients send many.
-
-class _StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
-
-
-class _SamplingBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    model: str | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: _StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="only n=1 is served")
-
-
-class ChatBody(_SamplingBody):
-    messages: list[Any] = Field(..., min_length=1)
-
-
-class CompletionBody(_SamplingBody):
-    prompt: str | list[str]
-
+# Request bodies: the models live in vlmswap.openai_types (the gateway documents them too).
 
 _B = TypeVar("_B", bound=BaseModel)
-
-
-def _validation_error(exc: ValidationError) -> APIError:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()))
-    return APIError(400, f"{loc}: {first.get('msg', 'invalid value')}" if loc else first.get("msg", "invalid request"),
-                    param=loc or None, code="invalid_request")
 
 
 def _validated(model: type[_B], data: dict[str, Any]) -> _B:
@@ -124,7 +104,7 @@ def _validated(model: type[_B], data: dict[str, Any]) -> _B:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise invalid_request(exc.errors()) from None
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -133,14 +113,16 @@ async def _json_body(request: Request) -> dict[str, Any]:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # json's C parser recurses per level: a body of 5000 `[` ends here, not in a 500
+        raise APIError(400, "request body is not valid JSON: nested too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_json")
     return data
 
 
-def parse_messages(raw: list[Any], *, max_bytes: int, max_pixels: int,
+def parse_messages(messages: list[ChatMessage], *, max_bytes: int, max_pixels: int,
                    max_total_pixels: int | None = None) -> list[Message]:
-    """OpenAI messages -> engine messages, decoding data-URL images under the caps.
+    """Validated OpenAI messages -> engine messages, decoding data-URL images under the caps.
 
     Each image is capped at `max_pixels`, and all images of the request together at
     `max_total_pixels` (default twice that): a body of many tiny, highly compressed PNGs would
@@ -149,51 +131,26 @@ def parse_messages(raw: list[Any], *, max_bytes: int, max_pixels: int,
     budget = 2 * max_pixels if max_total_pixels is None else max_total_pixels
     total = 0
     out: list[Message] = []
-    for i, m in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise APIError(400, f"{where} must be an object", param=where)
-        role = m.get("role")
-        if role not in _ROLES:
-            raise APIError(400, f"{where}.role must be one of {sorted(_ROLES)}", param=f"{where}.role")
-        content = m.get("content")
-        texts: list[str] = []
+    for i, m in enumerate(messages):
+        texts: list[str] = [m.content] if isinstance(m.content, str) else []
         images = []
-        if content is None:
-            pass
-        elif isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                pwhere = f"{where}.content[{j}]"
-                if not isinstance(part, dict):
-                    raise APIError(400, f"{pwhere} must be an object", param=pwhere)
-                kind = part.get("type")
-                if kind == "text":
-                    text = part.get("text")
-                    if not isinstance(text, str):
-                        raise APIError(400, f"{pwhere}.text must be a string", param=f"{pwhere}.text")
-                    texts.append(text)
-                elif kind == "image_url":
-                    ref = part.get("image_url")
-                    url = ref.get("url") if isinstance(ref, dict) else ref
-                    try:
-                        im = open_image(decode_data_url(url, max_bytes=max_bytes), max_pixels=max_pixels)
-                    except ImageError as exc:
-                        raise APIError(400, f"{pwhere}.image_url: {exc}", param=f"{pwhere}.image_url",
-                                       code=exc.code) from None
-                    total += im.width * im.height
-                    if total > budget:
-                        raise APIError(400, f"{pwhere}.image_url: the request's images hold {total} pixels "
-                                       f"together, over the cap of {budget}", param=f"{pwhere}.image_url",
-                                       code="image_too_large")
-                    images.append(im)
-                else:
-                    raise APIError(400, f"{pwhere}.type {kind!r} is not supported (text, image_url)",
-                                   param=f"{pwhere}.type")
-        else:
-            raise APIError(400, f"{where}.content must be a string or a list of parts", param=f"{where}.content")
-        out.append(Message(role="system" if role == "developer" else role, text="\n".join(texts), images=images))
+        for j, part in enumerate(m.content if isinstance(m.content, list) else []):
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+            else:
+                pwhere = f"messages[{i}].content[{j}].image_url"
+                url = part.image_url.url if isinstance(part.image_url, ImageURL) else part.image_url
+                try:
+                    im = open_image(decode_data_url(url, max_bytes=max_bytes), max_pixels=max_pixels)
+                except ImageError as exc:
+                    raise APIError(400, f"{pwhere}: {exc}", param=pwhere, code=exc.code) from None
+                total += im.width * im.height
+                if total > budget:
+                    raise APIError(400, f"{pwhere}: the request's images hold {total} pixels together, "
+                                   f"over the cap of {budget}", param=pwhere, code="image_too_large")
+                images.append(im)
+        role = "system" if m.role == "developer" else m.role
+        out.append(Message(role=role, text="\n".join(texts), images=images))
     return out
 
 
@@ -250,7 +207,7 @@ class _Job:
         try:
             try:
                 gen = self.engine.generate(self.request)
-            except BaseException as exc:  # noqa: BLE001 - handed to the request handler
+            except BaseException as exc:
                 self._call(self._resolve, None, exc)
                 return
             self.generation = gen
@@ -262,7 +219,7 @@ class _Job:
                         break
                     if piece:
                         self._call(self.queue.put_nowait, piece)
-            except Exception as exc:  # noqa: BLE001 - reported in-band
+            except Exception as exc:
                 log.exception("engine failed while generating")
                 self._call(self.queue.put_nowait, _Failed(exc))
             finally:
@@ -351,7 +308,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                 try:
                     await asyncio.to_thread(engine.load)
                     state.loaded = True
-                except Exception as exc:  # noqa: BLE001 - reported on /health
+                except Exception as exc:
                     log.exception("engine failed to load")
                     state.load_error = f"{type(exc).__name__}: {exc}"
             task = asyncio.create_task(load())
@@ -359,8 +316,12 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
         if task is not None and not task.done():
             task.cancel()
 
-    app = FastAPI(title="vlmswap worker", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    from vlmswap import __version__
+
+    app = FastAPI(title="vlmswap worker", version=__version__, lifespan=lifespan, redoc_url=None,
+                  description="vLLM's OpenAI-compatible API (the part vlmswap relies on) over an embedded engine.")
     install_handlers(app)
+    openapi.install(app, BODY_MODELS)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.state.worker = state
 
@@ -400,12 +361,12 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
             raise
         except ValueError as exc:
             raise APIError(400, str(exc), code="invalid_request") from None
-        except Exception as exc:  # noqa: BLE001 - the worker keeps serving
+        except Exception as exc:
             log.exception("engine failed to start a generation")
             raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
         return job
 
-    def sampling(body: _SamplingBody, messages: list[Message]) -> GenerationRequest:
+    def sampling(body: SamplingParams, messages: list[Message]) -> GenerationRequest:
         return GenerationRequest(
             messages=messages,
             max_tokens=body.max_completion_tokens or body.max_tokens,
@@ -423,7 +384,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                 return
             await asyncio.sleep(0.25)
 
-    async def run(job: _Job, stops: list[str], kind: str, body: _SamplingBody, request: Request) -> Response:
+    async def run(job: _Job, stops: list[str], kind: str, body: SamplingParams, request: Request) -> Response:
         rid = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
         created = int(time.time())
         obj = "chat.completion" if kind == "chat" else "text_completion"
@@ -448,7 +409,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                     if stopper.stopped:
                         job.cancelled.set()
                         break
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
             finally:
                 watcher.cancel()
@@ -499,7 +460,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                         rest = stopper.flush()
                         if rest:
                             yield chunk(rest)
-                except Exception as exc:  # noqa: BLE001 - in-band, as vLLM does once streaming began
+                except Exception as exc:
                     err = {"error": {"message": f"engine error: {type(exc).__name__}: {exc}",
                                      "type": "server_error", "param": None, "code": "engine_error"}}
                     yield f"data: {_dumps(err)}\n\n"
@@ -508,7 +469,9 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                     return
                 yield chunk(None if kind == "chat" else "", finish())
                 if include_usage:
-                    yield f"data: {_dumps({'id': rid, 'object': chunk_obj, 'created': created, 'model': served_name, 'choices': [], 'usage': usage()})}\n\n"
+                    last = {"id": rid, "object": chunk_obj, "created": created, "model": served_name, "choices": [],
+                            "usage": usage()}
+                    yield f"data: {_dumps(last)}\n\n"
                 yield "data: [DONE]\n\n"
                 completed = True
             finally:
@@ -521,7 +484,10 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
 
     # -- routes ---------------------------------------------------------------------------------
 
-    @app.get("/health")
+    not_ready = openapi.error_responses({503: "the model is loading or failed to load"})
+
+    @app.get("/health", responses={200: {"description": "ready (empty body)", "content": None}, **not_ready},
+             response_class=Response)
     async def health() -> Response:
         if state.loaded:
             return Response(status_code=200)
@@ -530,10 +496,9 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
 
     @app.get("/version")
     async def version() -> dict[str, str]:
-        from vlmswap import __version__
         return {"version": __version__, "engine": engine.name}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelList)
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{
             "id": served_name, "object": "model", "created": state.created, "owned_by": "vlmswap",
@@ -541,22 +506,26 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
             "max_model_len": int(getattr(engine, "max_model_len", DEFAULT_MAX_MODEL_LEN)),
         }]}
 
-    @app.post("/v1/chat/completions")
+    errors = {400: "invalid request: bad JSON, a bad field, an image that cannot be read or is over the caps",
+              404: "`model` is not the model this worker serves", 413: "request body over the size cap",
+              503: "the model is loading, failed to load, or is sleeping"}
+
+    @app.post("/v1/chat/completions", **completion_route_doc("chat", errors=errors))
     async def chat_completions(request: Request) -> Response:
         data = await _json_body(request)
         check_model(data.get("model"))
-        body = _validated(ChatBody, data)
+        body = _validated(ChatCompletionRequest, data)
         check_ready()
         messages = await run_in_threadpool(parse_messages, body.messages, max_bytes=max_body_bytes,
                                            max_pixels=max_pixels)
         job = await start_job(sampling(body, messages))
         return await run(job, _stops(body.stop), "chat", body, request)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", **completion_route_doc("completion", errors=errors))
     async def completions(request: Request) -> Response:
         data = await _json_body(request)
         check_model(data.get("model"))
-        body = _validated(CompletionBody, data)
+        body = _validated(CompletionRequest, data)
         check_ready()
         if isinstance(body.prompt, list):
             if len(body.prompt) != 1:
@@ -567,10 +536,10 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
         job = await start_job(sampling(body, [Message(role="user", text=prompt)]))
         return await run(job, _stops(body.stop), "completion", body, request)
 
-    @app.post("/sleep")
-    async def sleep(level: int = 1) -> Response:
-        if level not in (1, 2):
-            raise APIError(400, "level must be 1 or 2", param="level")
+    empty: dict[int | str, dict[str, Any]] = {200: {"description": "done (empty body)", "content": None}}
+
+    @app.post("/sleep", response_class=Response, responses={**empty, **not_ready})
+    async def sleep(level: int = Query(1, ge=1, le=2, description="vLLM's sleep level: 1 or 2")) -> Response:
         if not state.loaded:
             check_ready()
         async with state.lock:  # in-flight generations finish first
@@ -578,7 +547,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                 await run_in_threadpool(engine.sleep, level)
         return Response(status_code=200)
 
-    @app.post("/wake_up")
+    @app.post("/wake_up", response_class=Response, responses={**empty, **not_ready})
     async def wake_up(tags: str | None = None) -> Response:
         """vLLM's wake: all at once, or (after level 2) `tags=weights`, reload_weights, `tags=kv_cache`."""
         if tags not in (None, "weights", "kv_cache"):

@@ -9,8 +9,8 @@ are plain blocking code.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from PIL import Image
 
@@ -72,7 +72,9 @@ class Engine(ABC):
         self._sleeping = False
 
     def reload_weights(self) -> None:
-        """Level 2 dropped the weights: load them again from the checkpoint (vLLM's collective_rpc)."""
+        """Level 2 dropped the weights: load them again from the checkpoint (vLLM's collective_rpc).
+        Engines that keep their weights asleep have nothing to do."""
+        return None
 
     @property
     def is_sleeping(self) -> bool:

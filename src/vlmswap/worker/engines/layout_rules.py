@@ -25,10 +25,12 @@ Pure functions on coordinates: no image, no engine, so each rule is tested on ge
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 Category = Literal["Title", "Section-header", "Text", "List-item", "Table", "Page-header", "Page-footer"]
 
@@ -100,7 +102,7 @@ class Body:
         and whether the words have descenders, move it by a fifth)."""
         h = statistics.median(ln.height for ln in lines) / self.height
         a = statistics.median(ln.advance for ln in lines) / self.advance
-        return (h * a) ** 0.5
+        return float((h * a) ** 0.5)
 
 
 @dataclass
@@ -241,7 +243,7 @@ def tables(lines: Sequence[Line], h: float, rules: Rules = Rules()) -> list[list
 
     def cell_row(row: list[Line]) -> bool:
         return (len(row) >= rules.table_cols and all(c.width < rules.cell_width * text_width for c in row)
-                and all(b.x1 - a.x2 >= rules.gutter * h for a, b in zip(row, row[1:])))
+                and all(b.x1 - a.x2 >= rules.gutter * h for a, b in itertools.pairwise(row)))
 
     found: list[list[list[Line]]] = []
     run: list[list[Line]] = []
@@ -285,7 +287,7 @@ def size_ratio(a: Line, b: Line) -> float:
     """How much larger the larger of two lines is set (>= 1; heights and widths per character, as Body.scale)."""
     h = max(a.height, b.height) / min(a.height, b.height)
     w = max(a.advance, b.advance) / min(a.advance, b.advance)
-    return (h * w) ** 0.5
+    return float((h * w) ** 0.5)
 
 
 def _below(upper: Line, lower: Line) -> float:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -227,7 +228,8 @@ class RapidOCREngine(Engine):
         ocr = RapidOCR(params=self.params)
         # rapidocr >= 3.10 creates its onnx sessions on first use; create them now so that
         # "loaded" (/health 200) is true and the first request does not pay for it.
-        loaders = ["_load_det_model", "_load_rec_model"] + (["_load_cls_model"] if self.params["Global.use_cls"] else [])
+        cls = ["_load_cls_model"] if self.params["Global.use_cls"] else []
+        loaders = ["_load_det_model", "_load_rec_model", *cls]
         if all(hasattr(ocr, name) for name in loaders):
             for name in loaders:
                 getattr(ocr, name)()

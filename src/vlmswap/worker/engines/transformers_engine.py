@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from PIL import Image
 
@@ -137,7 +138,7 @@ class TransformersGeneration(Generation):
                     result["sequences"] = engine.model.generate(
                         **inputs, **self._kwargs, streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([flag]))
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                except BaseException as exc:
                     result["error"] = exc
                     streamer.end()  # unblock the consumer
 
