@@ -181,6 +181,16 @@ class Registry(_Strict):
         """Registry name for a client's `model` (served name, alias or registry name)."""
         return self._index.get(model_id)
 
+    def require(self, model_id: str) -> str:
+        """Registry name for a client's model id, or the 404 (OpenAI's wording) listing the known ids."""
+        name = self.resolve(model_id)
+        if name is None:
+            from vlmswap.errors import APIError
+
+            raise APIError(404, f"The model `{model_id}` does not exist. Known models: {', '.join(self.known_ids())}",
+                           param="model", code="model_not_found")
+        return name
+
     def known_ids(self) -> list[str]:
         return sorted(self._index)
 

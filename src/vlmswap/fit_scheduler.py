@@ -20,7 +20,6 @@ from vlmswap.scheduler import (
     Drain,
     FailInFlight,
     ModelPolicy,
-    Reject,
     Scheduler,
     SchedulerSettings,
     StartSwitch,
@@ -95,10 +94,7 @@ class FitScheduler(Scheduler):
         self.switch = None
         if self.pending_load == model:
             self.pending_load = None
-        actions = self._fail(model, error, now)
-        for w in [w for w in self.queue.values() if w.model == model]:
-            del self.queue[w.id]
-            actions.append(Reject(w.id, 502, f"{model} failed to start: {error}"))
+        actions = self._fail(model, error, now) + self._reject_queued(model, 502, f"{model} failed to start: {error}")
         self._refresh_resident(None)
         return actions + self._decide(now)
 
@@ -119,10 +115,8 @@ class FitScheduler(Scheduler):
             self.models[model].in_flight.clear()
         actions += self._fail(model, error, now)
         left = self.backoff_left(model, now)
-        for w in [w for w in self.queue.values() if w.model == model]:
-            del self.queue[w.id]
-            actions.append(Reject(w.id, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}",
-                                  retry_after=max(1, int(left + 0.999))))
+        actions += self._reject_queued(model, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}",
+                                       retry_after=max(1, int(left + 0.999)))
         self._retired((model,))
         if model in self.victims and self.switch is not None and self.switch.phase == "draining":
             # A victim died while draining: call the switch off and decide again, counting its memory
@@ -225,12 +219,8 @@ class FitScheduler(Scheduler):
         victims = self.placement.victims(target, candidates, fixed)
         if victims is None:
             need, cap = self.placement.need.get(target, 0), self.placement.capacity_bytes or 0
-            actions: list[Action] = []
-            for w in [w for w in self.queue.values() if w.model == target]:
-                del self.queue[w.id]
-                actions.append(Reject(w.id, 503, f"{target} needs {need / 2**30:.1f} GiB of GPU memory, more than "
-                                                  f"the budget of {cap / 2**30:.1f} GiB (gateway.gpu_budget_gb)"))
-            return actions
+            return self._reject_queued(target, 503, f"{target} needs {need / 2**30:.1f} GiB of GPU memory, more than "
+                                                    f"the budget of {cap / 2**30:.1f} GiB (gateway.gpu_budget_gb)")
         left = {c.name for c in candidates} - set(victims)
         if not self.placement.fits(fixed | left | {target}):
             return None  # what is stopping must finish first; its stop_done decides again

@@ -208,12 +208,7 @@ class Manager:
 
     def resolve(self, model_id: str) -> str:
         """Registry name for a client's model id, or APIError 404 listing the known ids."""
-        name = self.registry.resolve(model_id)
-        if name is None:
-            known = ", ".join(self.registry.known_ids())
-            raise APIError(404, f"The model `{model_id}` does not exist. Known models: {known}",
-                           param="model", code="model_not_found")
-        return name
+        return self.registry.require(model_id)
 
     def stop_admitting(self) -> None:
         """The process is exiting: refuse new requests, answer the queued ones with 503 now.

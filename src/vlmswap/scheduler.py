@@ -277,10 +277,7 @@ class Scheduler:
         self.ready = False
         if self.pending_load == model:
             self.pending_load = None
-        actions = self._fail(model, error, now)
-        for w in [w for w in self.queue.values() if w.model == model]:
-            del self.queue[w.id]
-            actions.append(Reject(w.id, 502, f"{model} failed to start: {error}"))
+        actions = self._fail(model, error, now) + self._reject_queued(model, 502, f"{model} failed to start: {error}")
         return actions + self._decide(now)
 
     def stop_done(self, model: str, now: float) -> list[Action]:
@@ -302,10 +299,8 @@ class Scheduler:
         actions += self._fail(model, error, now)
         # Requests that were waiting for it (a drain under way) meet the backoff.
         left = self.backoff_left(model, now)
-        for w in [w for w in self.queue.values() if w.model == model]:
-            del self.queue[w.id]
-            actions.append(Reject(w.id, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}",
-                                  retry_after=math.ceil(left) or 1))
+        actions += self._reject_queued(model, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}",
+                                       retry_after=math.ceil(left) or 1)
         sw = self.switch
         self.ready = False
         if sw is not None and sw.phase == "draining" and sw.from_model == model:
@@ -358,6 +353,14 @@ class Scheduler:
             if w.model != model:
                 return now - w.arrived < self.settings.max_wait_s
         return True
+
+    def _reject_queued(self, model: str, status: int, message: str, retry_after: float | None = None) -> list[Action]:
+        """Every queued request for `model` leaves the queue with this answer."""
+        out: list[Action] = []
+        for w in [w for w in self.queue.values() if w.model == model]:
+            del self.queue[w.id]
+            out.append(Reject(w.id, status, message, retry_after=retry_after))
+        return out
 
     def _grant(self, id: int, model: str, now: float) -> list[Action]:
         self.granted[id] = model

@@ -25,6 +25,7 @@ from vlmswap.cluster.asgi_call import Call, Head
 from vlmswap.cluster.options import ClusterOptions, registry_of
 from vlmswap.errors import APIError, error_body, install_handlers
 from vlmswap.gateway.guard import Guard
+from vlmswap.gateway.proxy import read_openai_body
 
 SSE_PING_S = 15
 FORWARD_HEADERS = frozenset({b"content-type", b"accept"})
@@ -39,20 +40,6 @@ def _forward_headers(request: Request) -> tuple[tuple[bytes, bytes], ...]:
 def _replica_failed(exc: BaseException) -> dict[str, Any]:
     return error_body(502, f"the replica serving the request failed: {type(exc).__name__}: {str(exc)[:300]}",
                       code="replica_failed")
-
-
-def _openai_model(body: bytes) -> str:
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(payload, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_request")
-    model = payload.get("model")
-    if not isinstance(model, str) or not model:
-        raise APIError(400, "`model` is required: one of the ids GET /v1/models lists", param="model",
-                       code="invalid_request")
-    return model
 
 
 async def _form_model(request: Request, body: bytes) -> str:
@@ -106,12 +93,7 @@ def ingress_deployment(opts: ClusterOptions) -> Any:
             self.registry = registry_of(opts.registry)
 
         def resolve(self, model_id: str) -> str:
-            name = self.registry.resolve(model_id)
-            if name is None:
-                known = ", ".join(self.registry.known_ids())
-                raise APIError(404, f"The model `{model_id}` does not exist. Known models: {known}",
-                               param="model", code="model_not_found")
-            return name
+            return self.registry.require(model_id)
 
         async def forward(self, request: Request, name: str, body: bytes = b"") -> Response:
             return await self.send(Call(request.method, request.url.path, request.url.query.encode(),
@@ -155,12 +137,12 @@ def ingress_deployment(opts: ClusterOptions) -> Any:
         @fastapi_app.post("/v1/chat/completions")
         async def chat_completions(self, request: Request) -> Response:
             body = await request.body()
-            return await self.forward(request, self.resolve(_openai_model(body)), body)
+            return await self.forward(request, self.resolve(read_openai_body(body)[1]), body)
 
         @fastapi_app.post("/v1/completions")
         async def completions(self, request: Request) -> Response:
             body = await request.body()
-            return await self.forward(request, self.resolve(_openai_model(body)), body)
+            return await self.forward(request, self.resolve(read_openai_body(body)[1]), body)
 
         @fastapi_app.get("/v1/models")
         async def list_models(self) -> dict[str, Any]:

@@ -29,6 +29,22 @@ PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 PASS_RESPONSE_HEADERS = (b"content-type", b"cache-control")
 
 
+def read_openai_body(body: bytes) -> tuple[dict[str, Any], str]:
+    """An OpenAI request body and its `model`, or the 400 that says what is wrong with it."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise APIError(400, f"request body is not valid JSON: {why}", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_request")
+    model_id = payload.get("model")
+    if not isinstance(model_id, str) or not model_id:
+        raise APIError(400, "`model` is required: one of the ids GET /v1/models lists", param="model",
+                       code="invalid_request")
+    return payload, model_id
+
+
 class ClientGone(Exception):
     """The client disconnected while its request waited in the queue."""
 
@@ -94,17 +110,7 @@ class Proxy:
             if not msg.get("more_body"):
                 break
         body = b"".join(chunks)
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
-            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise APIError(400, f"request body is not valid JSON: {why}", code="invalid_json") from None
-        if not isinstance(payload, dict):
-            raise APIError(400, "request body must be a JSON object", code="invalid_request")
-        model_id = payload.get("model")
-        if not isinstance(model_id, str) or not model_id:
-            raise APIError(400, "`model` is required: one of the ids GET /v1/models lists", param="model",
-                           code="invalid_request")
+        payload, model_id = read_openai_body(body)
         try:
             ticket = self.manager.request(model_id)
         except APIError as exc:
