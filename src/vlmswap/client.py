@@ -168,6 +168,14 @@ class Client:
     def status(self) -> dict[str, Any]:
         return _json_object(self._request("GET", "/api/status"))
 
+    def me(self) -> dict[str, Any]:
+        """The profile this client's key signs in as: `profile`, `admin`, the `models` it may use."""
+        return _json_object(self._request("GET", "/api/me"))
+
+    def usage(self) -> dict[str, Any]:
+        """Requests, tokens and GPU seconds per profile (an admin's key sees every profile)."""
+        return _json_object(self._request("GET", "/api/usage"))
+
     def active_model(self) -> str | None:
         """The registry name of the model that is resident and ready, or None."""
         resident: str | None = self.status()["resident"]

@@ -156,9 +156,33 @@ class GatewaySettings(_Strict):
                                                               "(the whole request is also capped by max_body_mb).")
 
 
+class ProfileSpec(_Strict):
+    """A named client: its key (never in the file itself), what it may use, how it is served."""
+
+    key_env: str | None = Field(None, description="Environment variable that holds the profile's API key.")
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
+                                   description="SHA-256 (hex) of the key, when the key itself must not be on "
+                                               "this machine's environment: `printf %s KEY | sha256sum`.")
+    models: list[str] = Field(default_factory=lambda: ["*"], description="Models it may use (ids or registry "
+                                                                         "names); `*`: all.")
+    priority: int = Field(0, description="Served first when several models wait (within the starvation bound).")
+    max_concurrent: int | None = Field(None, ge=1, description="Requests at once; more get 429.")
+    requests_per_minute: int | None = Field(None, ge=1, description="Requests in any minute; more get 429 with "
+                                                                    "Retry-After.")
+    admin: bool = Field(False, description="May use the admin API (load, unload, sleep, pull, logs).")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ProfileSpec:
+        if (self.key_env is None) == (self.key_sha256 is None):
+            raise ValueError("a profile needs exactly one of `key_env` and `key_sha256`")
+        return self
+
+
 class Registry(_Strict):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     models: dict[str, ModelSpec]
+    profiles: dict[str, ProfileSpec] = Field(default_factory=dict, description="Named clients with their keys, "
+                                                                                "models, priority and limits.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Registry:
@@ -171,6 +195,10 @@ class Registry(_Strict):
         for n in self.gateway.preload:
             if n not in seen:
                 raise ValueError(f"gateway.preload: unknown model {n!r}")
+        for name, p in self.profiles.items():
+            for m in p.models:
+                if m != "*" and m not in seen:
+                    raise ValueError(f"profiles.{name}.models: unknown model {m!r}")
         return self
 
     @cached_property

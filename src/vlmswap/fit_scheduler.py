@@ -166,7 +166,7 @@ class FitScheduler(Scheduler):
         sw = self.switch
         if sw is not None:
             return self._step_switch(sw, now) if sw.phase == "draining" else None
-        target = self._next_fit_target()
+        target = self._next_fit_target(now)
         if target is None:
             return self._step_ttl(now)
         return self._begin(target, now)
@@ -193,20 +193,21 @@ class FitScheduler(Scheduler):
             return [StopResident(m, "sleep" if sleep else "unload", sleep=sleep)]
         return None
 
-    def _next_fit_target(self) -> str | None:
+    def _next_fit_target(self, now: float) -> str | None:
         p = self.pending_load
         if p is not None and p not in self.awake and p not in self.stopping:
             return p
-        w = self._target_waiting()
+        w = self._target_waiting(now)
         return w.model if w is not None else None
 
-    def _target_waiting(self) -> Waiting | None:
-        """The oldest request for a model that is neither awake nor still being stopped (its old
-        backend must be gone before a new one starts)."""
-        for w in self.queue.values():
-            if w.model not in self.awake and w.model not in self.stopping:
-                return w
-        return None
+    def _target_waiting(self, now: float | None = None) -> Waiting | None:
+        """The request whose model is started next (`_pick`: overdue, then priority, then age) among
+        those for a model that is neither awake nor still being stopped (its old backend must be
+        gone before a new one starts); without `now`, the oldest of them."""
+        waiting = [w for w in self.queue.values() if w.model not in self.awake and w.model not in self.stopping]
+        if not waiting:
+            return None
+        return self._pick(waiting, now) if now is not None else waiting[0]
 
     def _begin(self, target: str, now: float) -> list[Action] | None:
         kind = "load" if self.pending_load == target else "queue"

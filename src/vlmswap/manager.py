@@ -223,8 +223,10 @@ class Manager:
                 ticket.future.set_exception(APIError(503, "the gateway is shutting down",
                                                      headers={"Retry-After": "5"}))
 
-    def request(self, model_id: str) -> Ticket:
-        """Join the queue for a model (raises APIError 404/503 at once when that is the answer)."""
+    def request(self, model_id: str, priority: int = 0) -> Ticket:
+        """Join the queue for a model (raises APIError 404/503 at once when that is the answer).
+
+        `priority`: the client profile's; higher is served first, within the starvation bound."""
         name = self.resolve(model_id)
         if self._exiting:
             raise APIError(503, "the gateway is shutting down", headers={"Retry-After": "5"})
@@ -233,7 +235,7 @@ class Manager:
         id = next(self._ids)
         ticket = Ticket(self, id, name, asyncio.get_running_loop().create_future())
         self._tickets[id] = ticket
-        self._apply_all(self.scheduler.request_arrived(id, name, self.clock()))
+        self._apply_all(self.scheduler.request_arrived(id, name, self.clock(), priority))
         if ticket.future.done() and ticket.future.exception() is not None:
             ticket._released = True
             raise ticket.future.exception()  # type: ignore[misc]

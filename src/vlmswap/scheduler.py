@@ -113,6 +113,7 @@ class Waiting:
     id: int
     model: str
     arrived: float
+    priority: int = 0  # the client profile's: higher is served first, within the starvation bound
 
 
 @dataclass
@@ -223,7 +224,7 @@ class Scheduler:
 
     # --- events ----------------------------------------------------------------------------
 
-    def request_arrived(self, id: int, model: str, now: float) -> list[Action]:
+    def request_arrived(self, id: int, model: str, now: float, priority: int = 0) -> list[Action]:
         if model not in self.models:
             return [Reject(id, 404, f"unknown model {model!r}")]
         left = self.backoff_left(model, now)
@@ -238,7 +239,7 @@ class Scheduler:
         if len(self.queue) >= self.settings.max_queue:
             return [Reject(id, 503, f"queue full ({self.settings.max_queue} requests waiting)",
                           retry_after=self.settings.queue_full_retry_after_s)]
-        self.queue[id] = Waiting(id, model, now)
+        self.queue[id] = Waiting(id, model, now, priority)
         return self._decide(now)
 
     def request_finished(self, id: int, now: float) -> list[Action]:
@@ -410,7 +411,7 @@ class Scheduler:
                 return self._begin_drain(self.resident, None, "sleep" if self.pending_sleep else "unload", now)
             return []
         if self.resident is None:
-            target = self._next_target()
+            target = self._next_target(now)
             if target is None:
                 return None
             kind = "load" if self.pending_load == target else "queue"
@@ -438,9 +439,9 @@ class Scheduler:
                 return granted
         if others:
             if not s.grouping or not self.models[resident].in_flight:
-                return self._begin_drain(resident, others[0].model, "queue", now)
+                return self._begin_drain(resident, self._pick(others, now).model, "queue", now)
             if overdue:
-                return self._begin_drain(resident, others[0].model, "starvation", now)
+                return self._begin_drain(resident, self._pick(others, now).model, "starvation", now)
             return None
         ttl = self.policies[resident].ttl_s
         if ttl is not None and not self.models[resident].in_flight and now - self.last_activity >= ttl:
@@ -467,7 +468,7 @@ class Scheduler:
             self.resident = None
             self.ready = False
             return [StopResident(model, sw.kind, sleep=sw.kind == "sleep")]
-        target = self._next_target()
+        target = self._next_target(now)
         if target is None or target == model:
             if self.ready:  # everyone waiting for another model left: keep serving
                 self.switch = None
@@ -500,9 +501,16 @@ class Scheduler:
             out += self._grant(id, resident, now)  # type: ignore[arg-type]
         return out
 
-    def _next_target(self) -> str | None:
+    def _next_target(self, now: float) -> str | None:
         if self.pending_load is not None:
             return self.pending_load
-        for w in self.queue.values():
-            return w.model
-        return None
+        waiting = list(self.queue.values())
+        return self._pick(waiting, now).model if waiting else None
+
+    def _pick(self, waiting: list[Waiting], now: float) -> Waiting:
+        """Whose model goes next: a request past the starvation bound (the oldest), else the highest
+        priority, else the oldest. Without profiles every priority is 0: arrival order."""
+        overdue = [w for w in waiting if now - w.arrived >= self.settings.max_wait_s]
+        if overdue or not self.settings.grouping:
+            return (overdue or waiting)[0]
+        return max(waiting, key=lambda w: (w.priority, -w.arrived))

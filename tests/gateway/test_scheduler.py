@@ -526,3 +526,24 @@ def test_random_events_never_two_backends_never_lose_a_request(events, grouping,
         assert len(answers) <= 1, f"request {i} answered twice: {answers}"
         if i not in w.gone:
             assert len(answers) == 1, f"request {i} never answered"
+
+
+def test_priority_picks_the_next_model_within_the_starvation_bound():
+    h = Harness(max_wait_s=10)
+    i, out = h.arrive("a")
+    h.ready("a")
+    j, _ = h.arrive("b")  # priority 0, first
+    h.s.request_arrived(next(h.ids), "c", h.now, priority=5)  # a higher-priority client, later
+    out = h.do("request_finished", i)
+    assert [x.to_model for x in out if isinstance(x, Drain)] == ["c"]
+
+
+def test_a_request_past_the_starvation_bound_goes_first_whatever_its_priority():
+    h = Harness(max_wait_s=10)
+    i, _ = h.arrive("a")
+    h.ready("a")
+    j, _ = h.arrive("b")  # priority 0
+    h.now += 11  # b has now waited past max_wait_s
+    out = h.s.request_arrived(next(h.ids), "c", h.now, priority=5)  # the overdue b starts the drain now
+    out += h.do("request_finished", i)
+    assert [x.to_model for x in out if isinstance(x, Drain)] == ["b"]

@@ -70,9 +70,9 @@ def register(app: typer.Typer) -> None:
             _fail(str(exc), 2)
         if preload is not None and registry.resolve(preload) is None:
             _fail(f"--preload {preload}: unknown model (known: {', '.join(registry.known_ids())})", 2)
-        if not is_loopback(host) and not api_key and not insecure:
+        if not is_loopback(host) and not api_key and not registry.profiles and not insecure:
             _fail(f"refusing to bind {host} without an API key: pass --api-key (or VLMSWAP_API_KEY), "
-                  f"or --insecure to accept anyone on the network", 2)
+                  f"define `profiles:` in the registry, or --insecure to accept anyone on the network", 2)
         import uvicorn
 
         from vlmswap.gateway import create_app

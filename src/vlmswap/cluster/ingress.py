@@ -26,6 +26,7 @@ from vlmswap.cluster.options import ClusterOptions, registry_of
 from vlmswap.errors import APIError, error_body, install_handlers
 from vlmswap.gateway.guard import Guard
 from vlmswap.gateway.proxy import read_openai_body
+from vlmswap.profiles import Profiles
 
 SSE_PING_S = 15
 FORWARD_HEADERS = frozenset({b"content-type", b"accept"})
@@ -76,7 +77,8 @@ def ingress_app(opts: ClusterOptions) -> FastAPI:
     registry = registry_of(opts.registry)
     app = FastAPI(title="vlmswap cluster", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     install_handlers(app)
-    app.add_middleware(Guard, api_key=opts.api_key, max_body_bytes=int(registry.gateway.max_body_mb * 1024 * 1024))
+    app.add_middleware(Guard, profiles=Profiles(registry, opts.api_key),
+                       max_body_bytes=int(registry.gateway.max_body_mb * 1024 * 1024))
     return app
 
 

@@ -19,7 +19,7 @@ from sse_starlette.sse import EventSourceResponse
 from vlmswap import __version__, openapi
 from vlmswap.errors import error_response, install_handlers
 from vlmswap.gateway import proxied_routes, pull
-from vlmswap.gateway.guard import OPEN_PATHS, BodyTooLarge, Guard
+from vlmswap.gateway.guard import OPEN_PATHS, BodyTooLarge, Guard, identity
 from vlmswap.gateway.jobs import JobService
 from vlmswap.gateway.jobs import router as jobs_router
 from vlmswap.gateway.metrics import GatewayMetrics
@@ -28,14 +28,17 @@ from vlmswap.gateway.schemas import Health, Logs, ModelState, Status, UnloadResu
 from vlmswap.manager import Manager
 from vlmswap.openai_types import BODY_MODELS, ModelList
 from vlmswap.openapi import error_responses
+from vlmswap.profiles import OPEN, Identity, Profiles, Usage
 
 SSE_PING_S = 15
 log = logging.getLogger("vlmswap.gateway")
 
 
-def _models_list(manager: Manager) -> dict[str, Any]:
+def _models_list(manager: Manager, who: Identity | None = None) -> dict[str, Any]:
     data = []
     for name, spec in manager.registry.models.items():
+        if who is not None and not who.may_use(name):
+            continue  # a profile sees the models it may use
         st = manager.models[name]
         data.append({
             "id": spec.served_name, "object": "model", "created": 0, "owned_by": "vlmswap",
@@ -51,9 +54,11 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
     backend) down.
 
     `preload`: a model to load once started (not waited for; requests queue meanwhile).
+    `api_key`: a shorthand for one admin profile, beside the registry's `profiles:`.
     """
     if max_body_bytes is None:
         max_body_bytes = int(manager.settings.max_body_mb * 1024 * 1024)
+    profiles = Profiles(manager.registry, api_key)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,8 +82,10 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
     app.state.manager = manager
     app.state.metrics = GatewayMetrics(manager)
     app.state.jobs = JobService(manager)
+    app.state.usage = Usage()
+    app.state.metrics.watch_usage(app.state.usage)
     install_handlers(app)
-    openapi.install(app, BODY_MODELS, bearer_except=OPEN_PATHS if api_key else None)
+    openapi.install(app, BODY_MODELS, bearer_except=OPEN_PATHS if profiles.enabled else None)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_request: Request, _exc: BodyTooLarge) -> JSONResponse:
@@ -88,8 +95,8 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
     # --- OpenAI ----------------------------------------------------------------------------
 
     @app.get("/v1/models", response_model=ModelList, tags=["OpenAI"])
-    async def list_models() -> dict[str, Any]:
-        return _models_list(manager)
+    async def list_models(request: Request) -> dict[str, Any]:
+        return _models_list(manager, identity(request.scope))
 
     # POST /v1/chat/completions and /v1/completions: served by the Proxy middleware (proxy.py),
     # described by never-reached declarations.
@@ -100,6 +107,21 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
     @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "resident": manager.resident()}
+
+    @app.get("/api/me")
+    async def me(request: Request) -> dict[str, Any]:
+        """The signed-in profile: its name, whether it is an admin, the models it may use."""
+        who = identity(request.scope) or OPEN
+        models = [n for n in manager.registry.models if who.may_use(n)]
+        return {"profile": who.name, "admin": who.admin, "models": models, "priority": who.priority,
+                "max_concurrent": who.max_concurrent, "requests_per_minute": who.requests_per_minute}
+
+    @app.get("/api/usage")
+    async def usage(request: Request) -> dict[str, Any]:
+        """Requests, tokens and GPU seconds per profile (an admin sees every profile, others their own)."""
+        who = identity(request.scope) or OPEN
+        data = app.state.usage.to_dict()
+        return {"profiles": data if who.admin else {k: v for k, v in data.items() if k == who.name}}
 
     @app.get("/api/status", response_model=Status)
     async def status() -> dict[str, Any]:
@@ -176,8 +198,8 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
     # Proxy and Guard wrap the FastAPI app rather than sit in its middleware stack: proxied
     # requests then skip Starlette's ServerErrorMiddleware and FastAPI's layers (CPU per request,
     # see bench/README.md, Gateway). Everything else, lifespan included, passes through to `app`.
-    proxy = Proxy(app, manager=manager, metrics=app.state.metrics)
-    return Guard(proxy, api_key=api_key, max_body_bytes=max_body_bytes)
+    proxy = Proxy(app, manager=manager, metrics=app.state.metrics, usage=app.state.usage)
+    return Guard(proxy, profiles=profiles, max_body_bytes=max_body_bytes)
 
 
 __all__ = ["create_app"]

@@ -1,4 +1,4 @@
-"""Bearer auth and the request body cap, as plain ASGI middleware.
+"""Bearer auth (profiles), the admin API's gate and the request body cap, as plain ASGI middleware.
 
 Plain ASGI (not BaseHTTPMiddleware) because it wraps every proxied request and stream:
 it must add no buffering and next to no time.
@@ -6,15 +6,33 @@ it must add no buffering and next to no time.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vlmswap.errors import error_body
+from vlmswap.profiles import Identity, Profiles
 
 OPEN_PATHS = frozenset({"/health"})
+ADMIN_ACTIONS = frozenset({"load", "unload", "sleep", "pull"})
+
+
+def is_admin_route(method: str, path: str) -> bool:
+    """The admin API: what changes which models run, and the backends' logs."""
+    if path == "/api/unload":
+        return True
+    if path.startswith("/api/models/"):
+        action = path.rsplit("/", 1)[-1]
+        return (method == "POST" and action in ADMIN_ACTIONS) or action == "logs"
+    return False
+
+
+def identity(scope: Scope) -> Identity | None:
+    """The profile the Guard signed this request in as (None outside the Guard)."""
+    state = scope.get("state")
+    who = state.get("profile") if isinstance(state, dict) else None
+    return who if isinstance(who, Identity) else None
 
 
 class BodyTooLarge(Exception):
@@ -31,11 +49,12 @@ async def _send_error(send: Send, status: int, message: str, code: str,
 
 
 class Guard:
-    """401 without the right `Authorization: Bearer KEY` (except /health); 413 above max_body_bytes."""
+    """401 without a profile's `Authorization: Bearer KEY` (except /health), 403 for the admin API
+    without `admin`, 413 above max_body_bytes. The profile rides on in `scope["state"]["profile"]`."""
 
-    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, *, profiles: Profiles, max_body_bytes: int):
         self.app = app
-        self.expected = f"Bearer {api_key}".encode() if api_key else None
+        self.profiles = profiles
         self.max_body = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -52,11 +71,17 @@ class Guard:
                     length = int(v)
                 except ValueError:
                     length = None
-        if (self.expected is not None and scope["path"] not in OPEN_PATHS
-                and not hmac.compare_digest(auth, self.expected)):
-            await _send_error(send, 401, "missing or wrong API key (send `Authorization: Bearer KEY`)",
-                              "invalid_api_key", [(b"www-authenticate", b"Bearer")])
-            return
+        who = self.profiles.identify(auth)
+        if scope["path"] not in OPEN_PATHS:
+            if who is None:
+                await _send_error(send, 401, "missing or wrong API key (send `Authorization: Bearer KEY`)",
+                                  "invalid_api_key", [(b"www-authenticate", b"Bearer")])
+                return
+            if not who.admin and is_admin_route(scope["method"], scope["path"]):
+                await _send_error(send, 403, f"profile {who.name} may not use the admin API", "admin_only")
+                return
+        if who is not None:
+            scope.setdefault("state", {})["profile"] = who
         if length is not None and length > self.max_body:
             await _send_error(send, 413, f"request body of {length} bytes is over the limit of "
                                          f"{self.max_body} bytes (gateway.max_body_mb)", "body_too_large")

@@ -26,6 +26,7 @@ from vlmswap.documents.inputs import DEFAULT_DPI, DocumentError, SourceFile, ope
 from vlmswap.documents.pipeline import chat_url, ocr_source, post_chat
 from vlmswap.documents.prompts import normalize_mode
 from vlmswap.errors import APIError
+from vlmswap.gateway.guard import identity
 from vlmswap.gateway.schemas import OCR_FORM, OcrResult
 from vlmswap.openapi import error_responses
 
@@ -110,7 +111,11 @@ async def read_form(request: Request, *, max_files: int = MAX_FILES, max_fields:
         except ValueError:
             raise APIError(400, f"dpi must be a number, not {dpi_text!r}", param="dpi", code="invalid_dpi") from None
         manager = request.app.state.manager
-        spec = manager.registry.models[manager.resolve(model)]   # 404 for an unknown model, before reading uploads
+        name = manager.resolve(model)   # 404 for an unknown model, before reading uploads
+        who = identity(request.scope)
+        if who is not None and not who.may_use(name):
+            raise APIError(403, f"profile {who.name} may not use {name}", param="model", code="model_not_allowed")
+        spec = manager.registry.models[name]
     except BaseException:
         await form.close()
         raise

@@ -14,16 +14,18 @@ import asyncio
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vlmswap.errors import APIError, error_body
-from vlmswap.gateway.guard import BodyTooLarge
+from vlmswap.gateway.guard import BodyTooLarge, identity
 from vlmswap.gateway.loading import LoadingStream
 from vlmswap.gateway.upstream import Response as UpstreamResponse
 from vlmswap.gateway.upstream import Upstream
 from vlmswap.manager import Lease, Manager, Ticket
+from vlmswap.profiles import OPEN, Identity, Limiter, Usage
 
 PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 PASS_RESPONSE_HEADERS = (b"content-type", b"cache-control")
@@ -43,6 +45,25 @@ def read_openai_body(body: bytes) -> tuple[dict[str, Any], str]:
         raise APIError(400, "`model` is required: one of the ids GET /v1/models lists", param="model",
                        code="invalid_request")
     return payload, model_id
+
+
+@dataclass
+class Tally:
+    """What one request cost its profile: tokens (from the answer's `usage`) and seconds the model was held."""
+
+    tokens: int = 0
+    held_s: float = 0.0
+
+    def count(self, content: bytes) -> None:
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            self.tokens += int(json.loads(content).get("usage", {}).get("total_tokens") or 0)
+
+    def count_events(self, chunk: bytes) -> None:
+        for line in chunk.split(b"\n"):
+            if line.startswith(b"data: {") and b'"usage"' in line:
+                with contextlib.suppress(ValueError, AttributeError, TypeError):
+                    usage = json.loads(line[6:]).get("usage") or {}
+                    self.tokens += int(usage.get("total_tokens") or 0)
 
 
 class ClientGone(Exception):
@@ -76,10 +97,12 @@ async def _wait_disconnect(receive: Receive) -> None:
 class Proxy:
     """ASGI middleware: serves POST /v1/chat/completions and /v1/completions, passes the rest to `app`."""
 
-    def __init__(self, app: ASGIApp, manager: Manager, metrics: Any = None):
+    def __init__(self, app: ASGIApp, manager: Manager, metrics: Any = None, usage: Usage | None = None):
         self.app = app
         self.manager = manager
         self.metrics = metrics
+        self.usage = usage
+        self.limiter = Limiter()
         self.pool: Upstream | None = None
 
     async def aclose(self) -> None:
@@ -111,8 +134,29 @@ class Proxy:
                 break
         body = b"".join(chunks)
         payload, model_id = read_openai_body(body)
+        who = identity(scope) or OPEN
+        if who is not OPEN:
+            name = self.manager.resolve(model_id)
+            if not who.may_use(name):
+                raise APIError(403, f"profile {who.name} may not use {name}", param="model", code="model_not_allowed")
+            wait = self.limiter.admit(who, time.monotonic())
+            if wait is not None:
+                raise APIError(429, f"profile {who.name} is over its limit (requests_per_minute "
+                                    f"{who.requests_per_minute}, max_concurrent {who.max_concurrent})",
+                               code="rate_limited", headers={"Retry-After": str(int(wait))})
+        tally = Tally()
         try:
-            ticket = self.manager.request(model_id)
+            await self._serve(scope, receive, send, t0, body, payload, model_id, who, tally)
+        finally:
+            if who is not OPEN:
+                self.limiter.release(who)
+            if self.usage is not None:
+                self.usage.record(who.name, tokens=tally.tokens, gpu_seconds=tally.held_s)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, t0: float, body: bytes,
+                     payload: dict[str, Any], model_id: str, who: Identity, tally: Tally) -> None:
+        try:
+            ticket = self.manager.request(model_id, who.priority)
         except APIError as exc:
             self._observe(self.manager.registry.resolve(model_id) or "unknown", exc.status, t0)
             raise
@@ -139,14 +183,16 @@ class Proxy:
                 await _error(send, exc)  # inside the stream already open: an error event
                 return
             raise
+        granted = time.monotonic()
         try:
-            await self._exchange(scope, receive, send, body, stream, lease, t0)
+            await self._exchange(scope, receive, send, body, stream, lease, t0, tally)
         except APIError as exc:
             if loading is not None and loading.started:
                 await _error(send, exc)
                 return
             raise
         finally:
+            tally.held_s = time.monotonic() - granted
             ticket.release()
 
     async def _wait(self, ticket: Ticket, receive: Receive, loading: LoadingStream | None = None) -> Lease:
@@ -183,7 +229,7 @@ class Proxy:
         raise ClientGone()
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send, body: bytes, stream: bool, lease: Lease,
-                        t0: float) -> None:
+                        t0: float, tally: Tally) -> None:
         pool = getattr(scope["app"].state, "pool", None) if "app" in scope else None
         if pool is None:
             if self.pool is None:
@@ -200,7 +246,7 @@ class Proxy:
         out = [(k, v) for k, v in resp.headers if k in PASS_RESPONSE_HEADERS]  # names come lower-cased
         ctype = next((v for k, v in out if k == b"content-type"), b"")
         if stream and resp.status == 200 and ctype.startswith(b"text/event-stream"):
-            await self._relay(receive, send, resp, out, lease, t0)
+            await self._relay(receive, send, resp, out, lease, t0, tally)
             return
         try:
             content = b"".join([c async for c in resp.aiter_stream()])
@@ -210,12 +256,14 @@ class Proxy:
         finally:
             await resp.aclose()
         self._observe(lease.name, resp.status, t0)
+        if self.usage is not None:
+            tally.count(content)
         out.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         await send({"type": "http.response.body", "body": content})
 
     async def _relay(self, receive: Receive, send: Send, resp: UpstreamResponse, headers: list[tuple[bytes, bytes]],
-                     lease: Lease, t0: float) -> None:
+                     lease: Lease, t0: float, tally: Tally) -> None:
         """Chunk by chunk; a client that leaves stops the relay, a backend that dies ends it with an error event."""
         self._observe(lease.name, 200, t0)
 
@@ -223,6 +271,8 @@ class Proxy:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
                 async for chunk in resp.aiter_stream():
+                    if b'"usage"' in chunk and self.usage is not None:  # a stream's usage chunk, when asked for
+                        tally.count_events(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except Exception as exc:
                 err = error_body(502, self._failure(lease, exc), code="backend_died")

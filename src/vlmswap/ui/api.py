@@ -69,11 +69,20 @@ def session_gateway() -> Gateway:
 class Gateway(Client):
     """A `vlmswap.Client` for the pages, with short timeouts (see `session_gateway`)."""
 
-    def __init__(self, url: str | None = None, timeout: float = 10.0):
-        super().__init__(url or gateway_url(), timeout=timeout)
+    def __init__(self, url: str | None = None, timeout: float = 10.0, api_key: str | None = None):
+        super().__init__(url or gateway_url(), timeout=timeout, api_key=api_key)
+        self._me: dict[str, Any] | None = None
 
     def status(self) -> dict[str, Any]:
-        return self._request("GET", "/api/status", timeout=5.0).json()
+        """/api/status as the signed-in profile sees it: only the models it may use, and `profile`."""
+        st: dict[str, Any] = self._request("GET", "/api/status", timeout=5.0).json()
+        if self._me is None:
+            self._me = self.me()
+        st["profile"] = self._me["profile"]
+        if not self._me["admin"]:
+            allowed = set(self._me["models"])
+            st["models"] = {k: v for k, v in st["models"].items() if k in allowed}
+        return st
 
     # --- switching, followed live -------------------------------------------------------
     def _events_reader(self, out: queue.Queue[dict[str, Any] | BaseException], ready: threading.Event,

@@ -72,6 +72,8 @@ def _live(gw: Gateway) -> None:
     resident = resident_name(status)
     sw = status.get("switch")
     line = f"Gateway `{gw.url}` · resident: **{resident or 'none'}** · queued: {status.get('queue_length', 0)}"
+    if status.get("profile") not in (None, "anonymous"):
+        line += f" · signed in as **{status['profile']}**"
     if sw:
         line += f"  \nswitching to **{sw.get('target')}**: {sw.get('phase')} ({float(sw.get('elapsed_s') or 0):.1f} s)"
     st.markdown(line)
