@@ -24,7 +24,7 @@ from vlmswap.gateway.jobs import JobService
 from vlmswap.gateway.jobs import router as jobs_router
 from vlmswap.gateway.metrics import GatewayMetrics
 from vlmswap.gateway.proxy import Proxy, new_pool
-from vlmswap.gateway.schemas import Health, Logs, ModelState, Status, UnloadResult
+from vlmswap.gateway.schemas import Health, Logs, ModelState, SleepResult, Status, UnloadResult
 from vlmswap.manager import Manager
 from vlmswap.openai_types import BODY_MODELS, ModelList
 from vlmswap.openapi import error_responses
@@ -145,7 +145,10 @@ def create_app(manager: Manager, *, api_key: str | None = None, max_body_bytes: 
         result = await manager.unload(name)
         return JSONResponse(result, status_code=202 if result["unloading"] else 200)
 
-    @app.post("/api/models/{name:path}/sleep")
+    @app.post("/api/models/{name:path}/sleep", responses={
+        200: {"model": SleepResult, "description": "already asleep"},
+        202: {"model": SleepResult, "description": "going to sleep after its requests in flight"},
+        **error_responses({404: "unknown model", 409: "the model has no sleep mode, or is not awake"})})
     async def sleep_model(name: str) -> JSONResponse:
         result = await manager.sleep(name)
         return JSONResponse(result, status_code=202 if result["sleeping"] else 200)

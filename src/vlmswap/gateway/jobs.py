@@ -25,6 +25,7 @@ from vlmswap.documents.layout import Document
 from vlmswap.errors import APIError
 from vlmswap.gateway.jobs_runner import EVENT_TYPE, JobService
 from vlmswap.gateway.ocr import document_error, form_field, read_form
+from vlmswap.openapi import error_responses
 
 router = APIRouter()
 
@@ -51,7 +52,19 @@ def _int_field(form: Any, name: str) -> int | None:
     return value
 
 
-@router.post("/api/jobs", status_code=202)
+NO_JOB = "no such job (or past jobs_retention_h)"
+JOB_ERRORS = error_responses({404: NO_JOB})
+SUBMIT_ERRORS = error_responses({
+    400: "bad form, mode, dpi, pages or file", 403: "the profile may not use the model", 404: "unknown model",
+    413: "the file or its pages over the limits", 415: "not multipart/form-data", 429: "too many jobs queued",
+    503: "document jobs are not running"})
+RESULT_ERRORS = error_responses({400: "unknown format", 404: NO_JOB})
+PAGE_ERRORS = error_responses({404: NO_JOB + ", or no such page", 409: "the page is not done (queued, running, failed)",
+                               500: "the page's result file is missing"})
+IMAGE_ERRORS = error_responses({400: "the page cannot be rendered", 404: NO_JOB + ", or no such page"})
+
+
+@router.post("/api/jobs", status_code=202, responses=SUBMIT_ERRORS)
 async def submit(request: Request) -> JSONResponse:
     """Multipart: one `file`, and `model`, `mode`, `pages`, `dpi`, `prompt`, `max_tokens` -> 202 with the job's id."""
     service = _service(request)
@@ -96,13 +109,13 @@ async def list_jobs(request: Request, limit: int = Query(50, ge=1, le=1000)) -> 
     return {"object": "list", "data": [j.summary(service.concurrency()) for j in service.recent(limit)]}
 
 
-@router.get("/api/jobs/{job_id}")
+@router.get("/api/jobs/{job_id}", responses=JOB_ERRORS)
 async def get_job(request: Request, job_id: str) -> dict[str, Any]:
     service = _service(request)
     return service.get(job_id).to_dict(service.concurrency())
 
 
-@router.get("/api/jobs/{job_id}/events")
+@router.get("/api/jobs/{job_id}/events", responses=JOB_ERRORS)
 async def job_events(request: Request, job_id: str) -> EventSourceResponse:
     """One SSE event per page read or failed and one when the job ends; first a `snapshot` of the job so far."""
     service = _service(request)
@@ -159,7 +172,7 @@ def _zip(service: JobService, job: Job, doc: Document) -> bytes:
     return export.zip_bytes(export.bundle(doc, images, stem))
 
 
-@router.get("/api/jobs/{job_id}/result")
+@router.get("/api/jobs/{job_id}/result", responses=RESULT_ERRORS)
 async def result(request: Request, job_id: str,
                  format: Literal["json", "md", "zip"] = Query("json")) -> Response:
     """The pages read so far as a Document (json), Markdown (md) or everything zipped (zip).
@@ -183,7 +196,7 @@ async def result(request: Request, job_id: str,
     return JSONResponse(doc.to_dict(), status_code=status, headers=headers)
 
 
-@router.get("/api/jobs/{job_id}/pages/{number}")
+@router.get("/api/jobs/{job_id}/pages/{number}", responses=PAGE_ERRORS)
 async def page(request: Request, job_id: str, number: int) -> dict[str, Any]:
     """One page's JSON once it is read (409 while it is still to come or failed)."""
     service = _service(request)
@@ -201,7 +214,7 @@ async def page(request: Request, job_id: str, number: int) -> dict[str, Any]:
     return {"source": job.spec.source, **got.to_dict()}
 
 
-@router.get("/api/jobs/{job_id}/pages/{number}/image")
+@router.get("/api/jobs/{job_id}/pages/{number}/image", responses=IMAGE_ERRORS)
 async def page_image(request: Request, job_id: str, number: int) -> Response:
     """The page as the job read it (PNG, rendered again at the job's dpi): the image its boxes refer to."""
     service = _service(request)
@@ -219,7 +232,7 @@ async def page_image(request: Request, job_id: str, number: int) -> Response:
     return Response(await asyncio.to_thread(render), media_type="image/png")
 
 
-@router.delete("/api/jobs/{job_id}")
+@router.delete("/api/jobs/{job_id}", responses=JOB_ERRORS)
 async def cancel(request: Request, job_id: str, purge: bool = False) -> dict[str, Any]:
     """Cancel (pages done are kept); `?purge=true` also removes the job and its files."""
     service = _service(request)

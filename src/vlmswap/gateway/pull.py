@@ -24,6 +24,7 @@ from vlmswap.download import Progress, PullCancelled, pull
 from vlmswap.errors import APIError
 from vlmswap.events import EventBus
 from vlmswap.hub import PullError, Source, pullable
+from vlmswap.openapi import error_responses
 
 PROGRESS_INTERVAL_S = 0.5
 
@@ -129,7 +130,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(lifespan=lifespan)
 
 
-@router.post("/api/models/{name:path}/pull")
+@router.post("/api/models/{name:path}/pull", status_code=202, responses=error_responses({
+    400: "the model has no hub files to pull", 404: "unknown model", 409: "its files are being pulled already"}))
 async def start_pull(name: str, request: Request) -> JSONResponse:
     manager = request.app.state.manager
     real = manager.resolve(name)
@@ -141,7 +143,7 @@ async def start_pull(name: str, request: Request) -> JSONResponse:
     return JSONResponse(job.to_dict(), status_code=202)
 
 
-@router.get("/api/models/{name:path}/pull")
+@router.get("/api/models/{name:path}/pull", responses=error_responses({404: "unknown model"}))
 async def pull_status(name: str, request: Request) -> dict[str, Any]:
     real = request.app.state.manager.resolve(name)
     job = request.app.state.pulls.get(real)

@@ -33,8 +33,9 @@ class ModelState(_Open):
 
 class Switch(_Open):
     target: str
-    phase: str
+    phase: str | None  # None for the moment between a switch's start and its first phase
     elapsed_s: float
+    eta_s: float | None = None
 
 
 class Status(_Open):
@@ -50,6 +51,13 @@ class Status(_Open):
 class UnloadResult(_Open):
     model: str | None
     unloading: bool
+    state: str | None = None
+    message: str | None = None
+
+
+class SleepResult(_Open):
+    model: str | None
+    sleeping: bool
     state: str | None = None
     message: str | None = None
 

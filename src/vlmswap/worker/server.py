@@ -561,7 +561,8 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                 await run_in_threadpool(engine.wake_up)
         return Response(status_code=200)
 
-    @app.post("/collective_rpc")
+    @app.post("/collective_rpc", responses={**not_ready, **openapi.error_responses({400: "a method other than "
+                                                                                        "reload_weights"})})
     async def collective_rpc(request: Request) -> dict[str, Any]:
         data = await _json_body(request)
         if data.get("method") != "reload_weights":
