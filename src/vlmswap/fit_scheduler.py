@@ -18,7 +18,6 @@ from vlmswap.placement import Candidate, Placement
 from vlmswap.scheduler import (
     Action,
     Drain,
-    FailInFlight,
     ModelPolicy,
     Scheduler,
     SchedulerSettings,
@@ -107,13 +106,7 @@ class FitScheduler(Scheduler):
     def backend_crashed(self, model: str, error: str, now: float) -> list[Action]:
         if not self.awake.get(model):
             return []
-        ids = tuple(sorted(self.models[model].in_flight))
-        actions: list[Action] = []
-        if ids:
-            actions.append(FailInFlight(model, error, ids))
-            self.failed_ids.update(ids)
-            self.models[model].in_flight.clear()
-        actions += self._fail(model, error, now)
+        actions = self._fail_in_flight(model, error) + self._fail(model, error, now)
         left = self.backoff_left(model, now)
         actions += self._reject_queued(model, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}",
                                        retry_after=max(1, int(left + 0.999)))

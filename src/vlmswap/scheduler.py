@@ -291,13 +291,7 @@ class Scheduler:
     def backend_crashed(self, model: str, error: str, now: float) -> list[Action]:
         if self.resident != model or not self.ready:
             return []
-        ids = tuple(sorted(self.models[model].in_flight))
-        actions: list[Action] = []
-        if ids:
-            actions.append(FailInFlight(model, error, ids))
-            self.failed_ids.update(ids)
-            self.models[model].in_flight.clear()  # they end with the 502; late finishes are harmless
-        actions += self._fail(model, error, now)
+        actions = self._fail_in_flight(model, error) + self._fail(model, error, now)
         # Requests that were waiting for it (a drain under way) meet the backoff.
         left = self.backoff_left(model, now)
         actions += self._reject_queued(model, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}",
@@ -354,6 +348,15 @@ class Scheduler:
             if w.model != model:
                 return now - w.arrived < self.settings.max_wait_s
         return True
+
+    def _fail_in_flight(self, model: str, error: str) -> list[Action]:
+        """`model`'s backend died: its requests in flight end with a 502 (late finishes are harmless)."""
+        ids = tuple(sorted(self.models[model].in_flight))
+        if not ids:
+            return []
+        self.failed_ids.update(ids)
+        self.models[model].in_flight.clear()
+        return [FailInFlight(model, error, ids)]
 
     def _reject_queued(self, model: str, status: int, message: str, retry_after: float | None = None) -> list[Action]:
         """Every queued request for `model` leaves the queue with this answer."""
