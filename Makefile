@@ -12,7 +12,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 help:
 	@echo "make run    - set up .venv and start the gateway (embedded rapidocr by default) and the web UI"
 	@echo "make test   - set up .venv with the test extras, system test deps, lint, and run the whole suite"
-	@echo "make lint   - ruff check (src, tests) and mypy (the modules listed in pyproject.toml, strict)"
+	@echo "make lint   - ruff check and ruff format --check (src, tests, bench) and mypy (the modules listed in pyproject.toml, strict)"
 	@echo "make bench  - run the benchmarks under bench/ (results in bench/README.md)"
 
 $(VENV)/bin/python:
@@ -38,9 +38,10 @@ run: $(VENV)/.run-installed
 system-deps:
 	@bash scripts/system-deps.sh
 
-# Static checks: ruff's lint rules and mypy, both configured in pyproject.toml.
+# Static checks: ruff's lint rules, ruff's formatting and mypy, all configured in pyproject.toml.
 lint: $(VENV)/.test-installed
 	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests bench
 	$(PY) -m mypy
 
 test: $(VENV)/.test-installed system-deps lint

@@ -24,8 +24,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.servers import FAULT_SERVER  # noqa: E402
-from tests.support import free_port, running  # noqa: E402,F401  (free_port re-exported for the benches)
 from tests.servers.rawhttp import Conn, chat_body, post  # noqa: E402,F401  (re-exported for the benches)
+from tests.support import free_port, running  # noqa: E402,F401  (free_port re-exported for the benches)
 
 PY = sys.executable
 
@@ -45,8 +45,9 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def wait_http(url_host: str, port: int, path: str = "/health", timeout: float = 30.0,
-              proc: subprocess.Popen | None = None) -> None:
+def wait_http(
+    url_host: str, port: int, path: str = "/health", timeout: float = 30.0, proc: subprocess.Popen | None = None
+) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -82,6 +83,7 @@ def write_section(title: str, section: str) -> None:
     readme = ROOT / "bench" / "README.md"
     text = readme.read_text() if readme.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _m: section + "\n", text) if pattern.search(text) else \
-        text.rstrip("\n") + "\n\n" + section
+    text = (
+        pattern.sub(lambda _m: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    )
     readme.write_text(text)

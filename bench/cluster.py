@@ -22,11 +22,11 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
-
 from _gateway_common import PY, ROOT, free_port, machine, median, registry_yaml, spawned
 
 from tests.servers import fault_cmd
@@ -60,8 +60,22 @@ def _target(kind: str, config: Path, state: Path, log: Path) -> Iterator[str]:
     port = free_port()
     argv = [PY, "-m", "vlmswap", "serve", "--config", str(config), "--port", str(port)]
     if kind == "cluster":
-        argv = [PY, "-m", "vlmswap", "cluster", "serve", "--config", str(config), "--replicas", "2", "--port",
-                str(port), "--gpus-per-replica", "0", "--no-dashboard"]
+        argv = [
+            PY,
+            "-m",
+            "vlmswap",
+            "cluster",
+            "serve",
+            "--config",
+            str(config),
+            "--replicas",
+            "2",
+            "--port",
+            str(port),
+            "--gpus-per-replica",
+            "0",
+            "--no-dashboard",
+        ]
     env = {"VLMSWAP_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1"}
     with spawned(argv, env=env, log=log) as proc:
         url = f"http://127.0.0.1:{port}"
@@ -84,15 +98,21 @@ def _pass(url: str, requests: int) -> dict[str, float]:
         for i in range(requests):
             model = "AB"[i % 2]
             s = time.perf_counter()
-            r = c.post("/v1/chat/completions", json={"model": model, "max_tokens": 4,
-                                                     "messages": [{"role": "user", "content": f"req {i}"}]})
+            r = c.post(
+                "/v1/chat/completions",
+                json={"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": f"req {i}"}]},
+            )
             r.raise_for_status()
             lat.append(time.perf_counter() - s)
         makespan = time.perf_counter() - t0
         after = c.get("/api/status").json()
     starts = sum(m["starts"] for m in after["models"].values()) - sum(m["starts"] for m in before["models"].values())
-    return {"makespan": makespan, "median_latency": median(lat), "switches": after["switches"] - before["switches"],
-            "starts": starts}
+    return {
+        "makespan": makespan,
+        "median_latency": median(lat),
+        "switches": after["switches"] - before["switches"],
+        "starts": starts,
+    }
 
 
 def main() -> None:
@@ -103,8 +123,10 @@ def main() -> None:
     ap.add_argument("--answer-s", type=float, default=0.2, help="each request's answer time")
     args = ap.parse_args()
     print(f"Machine: {machine()}; load average at start {os.getloadavg()[0]:.2f}")
-    print(f"Workload: {args.requests} sequential requests alternating A, B; model load {args.load_s} s, answer "
-          f"{args.answer_s} s; {args.passes} passes (pass 1 cold)")
+    print(
+        f"Workload: {args.requests} sequential requests alternating A, B; model load {args.load_s} s, answer "
+        f"{args.answer_s} s; {args.passes} passes (pass 1 cold)"
+    )
     results: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="vlmswap-bench-cluster-") as tmp_s:
         tmp = Path(tmp_s)
@@ -117,15 +139,19 @@ def main() -> None:
                 results[kind] = [_pass(url, args.requests) for _ in range(args.passes)]
             print(f"{kind}: up in {up:.1f} s")
     print()
-    print("| target | switches (cold pass) | switches per warm pass | worker starts (all passes) "
-          "| makespan s (cold) | makespan s (warm, median) | request latency s (warm, median) |")
+    print(
+        "| target | switches (cold pass) | switches per warm pass | worker starts (all passes) "
+        "| makespan s (cold) | makespan s (warm, median) | request latency s (warm, median) |"
+    )
     print("|---|---|---|---|---|---|---|")
     labels = {"gateway": "one gateway (`vlmswap serve`)", "cluster": "cluster, 2 replicas (`vlmswap cluster serve`)"}
     for kind, runs in results.items():
         warm = runs[1:] or runs
-        print(f"| {labels[kind]} | {runs[0]['switches']:.0f} | {median([r['switches'] for r in warm]):.0f} "
-              f"| {sum(r['starts'] for r in runs):.0f} | {runs[0]['makespan']:.2f} "
-              f"| {median([r['makespan'] for r in warm]):.2f} | {median([r['median_latency'] for r in warm]):.3f} |")
+        print(
+            f"| {labels[kind]} | {runs[0]['switches']:.0f} | {median([r['switches'] for r in warm]):.0f} "
+            f"| {sum(r['starts'] for r in runs):.0f} | {runs[0]['makespan']:.2f} "
+            f"| {median([r['makespan'] for r in warm]):.2f} | {median([r['median_latency'] for r in warm]):.3f} |"
+        )
 
 
 if __name__ == "__main__":

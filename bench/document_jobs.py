@@ -31,9 +31,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _gateway_common import PY, free_port, machine, registry_yaml, spawned, wait_http, write_section  # noqa: E402
+from _gateway_common import PY, free_port, machine, registry_yaml, spawned, wait_http, write_section
 
-from tests.documents.conftest import pdf_bytes, render_pages  # noqa: E402
+from tests.documents.conftest import pdf_bytes, render_pages
 
 DPI = 100
 
@@ -49,8 +49,13 @@ def worker_pid(url: str) -> int:
 
 
 def as_job(url: str, pdf: bytes) -> int:
-    r = httpx.post(f"{url}/api/jobs", files={"file": ("doc.pdf", pdf)}, data={"model": "ocr", "dpi": str(DPI)},
-                   trust_env=False, timeout=120)
+    r = httpx.post(
+        f"{url}/api/jobs",
+        files={"file": ("doc.pdf", pdf)},
+        data={"model": "ocr", "dpi": str(DPI)},
+        trust_env=False,
+        timeout=120,
+    )
     r.raise_for_status()
     jid = r.json()["id"]
     with httpx.stream("GET", f"{url}/api/jobs/{jid}/events", trust_env=False, timeout=600) as s:
@@ -66,8 +71,11 @@ def page_by_page(url: str, pdf: bytes, pages: int) -> int:
     done = 0
     with httpx.Client(trust_env=False, timeout=600) as c:
         for n in range(1, pages + 1):
-            r = c.post(f"{url}/api/ocr", files={"file": ("doc.pdf", pdf)},
-                       data={"model": "ocr", "dpi": str(DPI), "pages": str(n)})
+            r = c.post(
+                f"{url}/api/ocr",
+                files={"file": ("doc.pdf", pdf)},
+                data={"model": "ocr", "dpi": str(DPI), "pages": str(n)},
+            )
             r.raise_for_status()
             done += len(r.json()["document"]["pages"])
     return done
@@ -80,16 +88,36 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="update the section in bench/README.md")
     args = ap.parse_args()
 
-    texts = [[f"Page {i} of the benchmark document.", "The quick brown fox jumps over the lazy dog.",
-              f"Invoice number {4700 + i}, total amount due {i * 12.5:.2f} EUR."] for i in range(1, args.pages + 1)]
+    texts = [
+        [
+            f"Page {i} of the benchmark document.",
+            "The quick brown fox jumps over the lazy dog.",
+            f"Invoice number {4700 + i}, total amount due {i * 12.5:.2f} EUR.",
+        ]
+        for i in range(1, args.pages + 1)
+    ]
     pdf = pdf_bytes(render_pages(texts).images, dpi=DPI)
     about = machine()
     load_start = os.getloadavg()[0]
-    model = {"served_name": "ocr", "cmd": [PY, "-m", "vlmswap", "worker", "--engine", "rapidocr", "--port", "${PORT}",
-                     "--served-model-name", "${SERVED_NAME}"], "family": "rapidocr", "capabilities": ["ocr"],
-             "startup_timeout_s": 180}
-    rows: dict[str, dict[str, list[float]]] = {k: {"wall": [], "gw": [], "worker": []}
-                                               for k in ("job1", "job2", "ocr")}
+    model = {
+        "served_name": "ocr",
+        "cmd": [
+            PY,
+            "-m",
+            "vlmswap",
+            "worker",
+            "--engine",
+            "rapidocr",
+            "--port",
+            "${PORT}",
+            "--served-model-name",
+            "${SERVED_NAME}",
+        ],
+        "family": "rapidocr",
+        "capabilities": ["ocr"],
+        "startup_timeout_s": 180,
+    }
+    rows: dict[str, dict[str, list[float]]] = {k: {"wall": [], "gw": [], "worker": []} for k in ("job1", "job2", "ocr")}
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         gws = {}
@@ -97,9 +125,11 @@ def main() -> None:
             reg = tmp / f"registry{conc}.yaml"
             reg.write_text(registry_yaml({"ocr": model}, jobs_concurrency=conc))
             gws[conc] = port = free_port()
-            gws[f"cm{conc}"] = spawned([PY, "-m", "vlmswap", "serve", "--config", str(reg), "--port", str(port),
-                                        "--preload", "ocr"], env={"VLMSWAP_STATE_DIR": str(tmp / f"state{conc}")},
-                                       log=tmp / f"gateway{conc}.log")
+            gws[f"cm{conc}"] = spawned(
+                [PY, "-m", "vlmswap", "serve", "--config", str(reg), "--port", str(port), "--preload", "ocr"],
+                env={"VLMSWAP_STATE_DIR": str(tmp / f"state{conc}")},
+                log=tmp / f"gateway{conc}.log",
+            )
         with gws["cm1"] as p1, gws["cm2"] as p2:
             procs = {1: p1, 2: p2}
             for conc in (1, 2):
@@ -109,10 +139,10 @@ def main() -> None:
                 while httpx.get(f"{url}/api/status", trust_env=False).json()["resident"] != "ocr":
                     assert time.monotonic() < deadline, "the worker did not start"
                     time.sleep(0.2)
-                page_by_page(url, pdf, 1)                 # warm: the first page pays the engine's sessions
+                page_by_page(url, pdf, 1)  # warm: the first page pays the engine's sessions
             methods = [("job1", 1), ("ocr", 1), ("job2", 2)]
             for r in range(args.runs):
-                for key, conc in methods[r % 3:] + methods[:r % 3]:   # each method goes first once in 3 runs
+                for key, conc in methods[r % 3 :] + methods[: r % 3]:  # each method goes first once in 3 runs
                     url = f"http://127.0.0.1:{gws[conc]}"
                     gpid, wpid = procs[conc].pid, worker_pid(url)
                     g0, w0, t0 = cpu_s(gpid), cpu_s(wpid), time.perf_counter()
@@ -121,8 +151,11 @@ def main() -> None:
                     rows[key]["gw"].append(cpu_s(gpid) - g0)
                     rows[key]["worker"].append(cpu_s(wpid) - w0)
                     assert done == args.pages
-                    print(f"run {r + 1}/{args.runs} {key}: {rows[key]['wall'][-1]:.1f} s wall, "
-                          f"gateway {rows[key]['gw'][-1]:.2f} CPU s", file=sys.stderr)
+                    print(
+                        f"run {r + 1}/{args.runs} {key}: {rows[key]['wall'][-1]:.1f} s wall, "
+                        f"gateway {rows[key]['gw'][-1]:.2f} CPU s",
+                        file=sys.stderr,
+                    )
     names = {
         "job1": "one job (`POST /api/jobs` + its events), `jobs_concurrency` 1",
         "job2": "one job, `jobs_concurrency` 2",
@@ -143,10 +176,17 @@ def main() -> None:
     ]
     for key, label in names.items():
         m = med[key]
-        lines.append(f"| {label} | {m['wall']:.1f} | {m['gw']:.2f} | {1000 * m['gw'] / args.pages:.0f} | "
-                     f"{m['worker']:.1f} |")
-    lines += ["", "Per run (wall s / gateway CPU s): " + "; ".join(
-        f"{k} " + ", ".join(f"{w:.1f}/{g:.2f}" for w, g in zip(rows[k]["wall"], rows[k]["gw"])) for k in rows), ""]
+        lines.append(
+            f"| {label} | {m['wall']:.1f} | {m['gw']:.2f} | {1000 * m['gw'] / args.pages:.0f} | {m['worker']:.1f} |"
+        )
+    lines += [
+        "",
+        "Per run (wall s / gateway CPU s): "
+        + "; ".join(
+            f"{k} " + ", ".join(f"{w:.1f}/{g:.2f}" for w, g in zip(rows[k]["wall"], rows[k]["gw"])) for k in rows
+        ),
+        "",
+    ]
     section = "\n".join(lines)
     print(section)
     if args.write:

@@ -25,28 +25,46 @@ from typing import Any
 import httpx
 from _gateway_common import machine
 
-from vlmswap.config import parse_registry
-from vlmswap.manager import Manager
+from vlmswap.registry.config import parse_registry
+from vlmswap.swap.manager import Manager
 
 SIZES = {"a": 6, "b": 7, "c": 8}
 
 
 async def workload(policy: str, order: list[str], load_s: float, work_s: float, state: Path) -> dict[str, Any]:
-    fault = ["${PYTHON}", "-m", "tests.servers.fault_server", "--port", "${PORT}", "--served-model-name",
-             "${SERVED_NAME}", "--startup-delay", str(load_s), "--response-delay", str(work_s)]
-    reg = parse_registry({"gateway": {"policy": policy, "gpu_memory_gb": 24, "max_wait_s": 5, "stop_grace_s": 5},
-                          "models": {m: {"served_name": m, "cmd": fault, "vram_gb": g} for m, g in SIZES.items()}})
+    fault = [
+        "${PYTHON}",
+        "-m",
+        "tests.servers.fault_server",
+        "--port",
+        "${PORT}",
+        "--served-model-name",
+        "${SERVED_NAME}",
+        "--startup-delay",
+        str(load_s),
+        "--response-delay",
+        str(work_s),
+    ]
+    reg = parse_registry(
+        {
+            "gateway": {"policy": policy, "gpu_memory_gb": 24, "max_wait_s": 5, "stop_grace_s": 5},
+            "models": {m: {"served_name": m, "cmd": fault, "vram_gb": g} for m, g in SIZES.items()},
+        }
+    )
     m = Manager(reg, state_dir=state)
     await m.start()
     todo = list(enumerate(order))
     t0 = time.perf_counter()
     async with httpx.AsyncClient(trust_env=False, timeout=120) as http:
+
         async def client() -> None:
             while todo:
                 i, model = todo.pop(0)
                 async with m.lease(model) as lease:
-                    r = await http.post(lease.base_url + "/v1/chat/completions", json={
-                        "model": model, "messages": [{"role": "user", "content": f"r{i}"}], "max_tokens": 4})
+                    r = await http.post(
+                        lease.base_url + "/v1/chat/completions",
+                        json={"model": model, "messages": [{"role": "user", "content": f"r{i}"}], "max_tokens": 4},
+                    )
                     r.raise_for_status()
 
         try:
@@ -66,8 +84,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     print(f"machine: {machine()}")
-    print(f"{args.requests} requests, 20 clients, models of {SIZES} GB on a declared 24 GB card, "
-          f"load {args.load_s} s, {args.work_s * 1e3:.0f} ms per request; {args.runs} runs (seeds 1..{args.runs})\n")
+    print(
+        f"{args.requests} requests, 20 clients, models of {SIZES} GB on a declared 24 GB card, "
+        f"load {args.load_s} s, {args.work_s * 1e3:.0f} ms per request; {args.runs} runs (seeds 1..{args.runs})\n"
+    )
     print("| run | single: switches | single: makespan | fit: switches | fit: makespan |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,8 +96,9 @@ def main() -> int:
             order = [rng.choice(list(SIZES)) for _ in range(args.requests)]
             row = {}
             for policy in ("single", "fit"):
-                row[policy] = asyncio.run(workload(policy, order, args.load_s, args.work_s,
-                                                   Path(tmp) / f"{policy}-{seed}"))
+                row[policy] = asyncio.run(
+                    workload(policy, order, args.load_s, args.work_s, Path(tmp) / f"{policy}-{seed}")
+                )
             s, f = row["single"], row["fit"]
             print(f"| {seed} | {s['switches']} | {s['makespan']:.2f} s | {f['switches']} | {f['makespan']:.2f} s |")
     return 0

@@ -30,8 +30,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from _gateway_common import (PY, Conn, chat_body, fault_argv, free_port, machine, median, post,
-                             registry_yaml, spawned, wait_http)
+from _gateway_common import (
+    PY,
+    Conn,
+    chat_body,
+    fault_argv,
+    free_port,
+    machine,
+    median,
+    post,
+    registry_yaml,
+    spawned,
+    wait_http,
+)
 
 MODEL = "echo"
 
@@ -115,13 +126,16 @@ async def throughput(port: int, raw: bytes, concurrency: int, seconds: float) ->
 
 async def measure(targets: dict[str, int], args: argparse.Namespace) -> dict:
     plain = {t: post("/v1/chat/completions", chat_body(MODEL), port=p) for t, p in targets.items()}
-    streamed = {t: post("/v1/chat/completions", chat_body(MODEL, stream=True, max_tokens=args.chunks), port=p)
-                for t, p in targets.items()}
-    res: dict = {t: {"lat": [], "stream": [], "rps": [], "errors": 0, "lat_round": [], "stream_round": []}
-                 for t in targets}
+    streamed = {
+        t: post("/v1/chat/completions", chat_body(MODEL, stream=True, max_tokens=args.chunks), port=p)
+        for t, p in targets.items()
+    }
+    res: dict = {
+        t: {"lat": [], "stream": [], "rps": [], "errors": 0, "lat_round": [], "stream_round": []} for t in targets
+    }
     names = list(targets)
     for rnd in range(args.rounds):
-        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        order = names[rnd % len(names) :] + names[: rnd % len(names)]
         for t in order:
             lat, _, _ = await latency(targets[t], plain[t], args.requests)
             res[t]["lat"] += lat
@@ -161,8 +175,10 @@ def report(res: dict, args: argparse.Namespace) -> str:
         n = max(1, r.get("chunks", args.chunks))
         per_chunk = ((s - d_stream) - added) / n * 1e3 if t != "direct" else 0.0
         rps = median(r["rps"])
-        lines.append(f"| {t} | {m:.3f} | {added:+.3f} | {p90:.3f} | {s:.3f} | {per_chunk:+.1f} | {rps:,.0f} | "
-                     f"{rps / nginx_rps:.2f}x |")
+        lines.append(
+            f"| {t} | {m:.3f} | {added:+.3f} | {p90:.3f} | {s:.3f} | {per_chunk:+.1f} | {rps:,.0f} | "
+            f"{rps / nginx_rps:.2f}x |"
+        )
         if r["errors"]:
             lines.append(f"|   ({t}: {r['errors']} non-200 answers) |||||||")
     return "\n".join(lines)
@@ -175,8 +191,12 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=64, help="answer tokens (SSE events) of the streamed request")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=3.0, help="throughput window per target and round")
-    ap.add_argument("--response-delay", type=float, default=0.0,
-                    help="the backend's own time per request (s); 0: a zero-work backend, the proxy-bound worst case")
+    ap.add_argument(
+        "--response-delay",
+        type=float,
+        default=0.0,
+        help="the backend's own time per request (s); 0: a zero-work backend, the proxy-bound worst case",
+    )
     ap.add_argument("--no-gateway", action="store_true", help="only direct vs nginx (the gateway is missing)")
     ap.add_argument("--json", type=Path, help="also write raw numbers here")
     args = ap.parse_args()
@@ -199,12 +219,19 @@ def main() -> None:
                 from tests.servers import fault_cmd
 
                 cfg = tmp / "registry.yaml"
-                cfg.write_text(registry_yaml({MODEL: {"served_name": MODEL, "cmd": fault_cmd(*flags), "port": backend_port}},
-                                             stop_grace_s=5))
+                cfg.write_text(
+                    registry_yaml(
+                        {MODEL: {"served_name": MODEL, "cmd": fault_cmd(*flags), "port": backend_port}}, stop_grace_s=5
+                    )
+                )
                 serve = os.environ.get("VLMSWAP_BENCH_SERVE", "-m vlmswap serve").split()  # A/B a prototype
-                gw = stack.enter_context(spawned(
-                    [PY, *serve, "--config", str(cfg), "--port", str(gw_port)],
-                    env={"VLMSWAP_STATE_DIR": str(tmp / "state")}, log=tmp / "gateway.log"))
+                gw = stack.enter_context(
+                    spawned(
+                        [PY, *serve, "--config", str(cfg), "--port", str(gw_port)],
+                        env={"VLMSWAP_STATE_DIR": str(tmp / "state")},
+                        log=tmp / "gateway.log",
+                    )
+                )
                 try:
                     wait_http("127.0.0.1", gw_port, "/health", proc=gw)
                 except Exception:
@@ -212,8 +239,13 @@ def main() -> None:
                     raise
                 import httpx
 
-                r = httpx.post(f"http://127.0.0.1:{gw_port}/v1/chat/completions", content=chat_body(MODEL),
-                               headers={"content-type": "application/json"}, timeout=60, trust_env=False)
+                r = httpx.post(
+                    f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+                    content=chat_body(MODEL),
+                    headers={"content-type": "application/json"},
+                    timeout=60,
+                    trust_env=False,
+                )
                 r.raise_for_status()  # the gateway has started the backend on backend_port
                 targets["gateway"] = gw_port
             conf = tmp / "nginx.conf"

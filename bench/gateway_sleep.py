@@ -31,22 +31,38 @@ from typing import Any
 
 from _gateway_common import PY, machine, median
 
-from vlmswap.config import parse_registry
-from vlmswap.manager import Manager
+from vlmswap.registry.config import parse_registry
+from vlmswap.swap.manager import Manager
 
 
 def worker(engine: str, *args: str) -> dict[str, Any]:
-    cmd = ["${PYTHON}", "-m", "vlmswap", "worker", "--engine", engine, "--port", "${PORT}",
-           "--served-model-name", "${SERVED_NAME}", *args]
+    cmd = [
+        "${PYTHON}",
+        "-m",
+        "vlmswap",
+        "worker",
+        "--engine",
+        engine,
+        "--port",
+        "${PORT}",
+        "--served-model-name",
+        "${SERVED_NAME}",
+        *args,
+    ]
     return {"cmd": cmd, "startup_timeout_s": 300}
 
 
-async def alternate(models: dict[str, Any], sleep_mode: bool, switches: int, state: Path,
-                    gateway: dict[str, Any] | None = None) -> dict[str, Any]:
+async def alternate(
+    models: dict[str, Any], sleep_mode: bool, switches: int, state: Path, gateway: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Switch A, B, A, ... through a manager; returns each switch's time (the first loads of A and
     B excluded), the events, and the GPU residual of the model left asleep after each switch."""
-    reg = parse_registry({"gateway": {"stop_grace_s": 5, **(gateway or {})}, "models": {
-        name: {**spec, "served_name": name, "sleep_mode": sleep_mode} for name, spec in models.items()}})
+    reg = parse_registry(
+        {
+            "gateway": {"stop_grace_s": 5, **(gateway or {})},
+            "models": {name: {**spec, "served_name": name, "sleep_mode": sleep_mode} for name, spec in models.items()},
+        }
+    )
     m = Manager(reg, state_dir=state)
     events: list[dict[str, Any]] = []
     m.add_listener(events.append)
@@ -92,12 +108,14 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tiny = Path(tmp) / "tiny"
-        subprocess.run([PY, "-m", "vlmswap", "dev", "make-tiny-model", str(tiny)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [PY, "-m", "vlmswap", "dev", "make-tiny-model", str(tiny)], check=True, stdout=subprocess.DEVNULL
+        )
         pairs = {
             "tiny Qwen2-VL (transformers, CPU)": {
                 "tiny-a": worker("transformers", "--model", str(tiny), "--device", "cpu"),
-                "tiny-b": worker("transformers", "--model", str(tiny), "--device", "cpu")},
+                "tiny-b": worker("transformers", "--model", str(tiny), "--device", "cpu"),
+            },
             "rapidocr": {"ocr-a": worker("rapidocr"), "ocr-b": worker("rapidocr")},
         }
         print(f"machine: {machine()}")
@@ -112,9 +130,11 @@ def main() -> int:
             share = gateway_share(warm["events"])
             ratio = median(w) / median(c)
             ok &= ratio <= 1 / 20 and median(share) <= 0.020
-            print(f"| {label} | {median(c):.3f} s ({min(c):.3f}-{max(c):.3f}) | "
-                  f"{median(w) * 1e3:.1f} ms ({min(w) * 1e3:.1f}-{max(w) * 1e3:.1f}) | 1/{1 / ratio:.0f} | "
-                  f"{median(share) * 1e3:.1f} ms ({min(share) * 1e3:.1f}-{max(share) * 1e3:.1f}) |")
+            print(
+                f"| {label} | {median(c):.3f} s ({min(c):.3f}-{max(c):.3f}) | "
+                f"{median(w) * 1e3:.1f} ms ({min(w) * 1e3:.1f}-{max(w) * 1e3:.1f}) | 1/{1 / ratio:.0f} | "
+                f"{median(share) * 1e3:.1f} ms ({min(share) * 1e3:.1f}-{max(share) * 1e3:.1f}) |"
+            )
         print("\ngoals (warm <= cold/20, gateway share <= 20 ms):", "met" if ok else "MISSED")
     return 0
 

@@ -29,8 +29,19 @@ import threading
 import time
 from pathlib import Path
 
-from _gateway_common import (PY, Conn, chat_body, fault_argv, free_port, machine, median, post, registry_yaml,
-                             spawned, wait_http)
+from _gateway_common import (
+    PY,
+    Conn,
+    chat_body,
+    fault_argv,
+    free_port,
+    machine,
+    median,
+    post,
+    registry_yaml,
+    spawned,
+    wait_http,
+)
 
 GET_MODELS = b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
 
@@ -53,9 +64,11 @@ def start_to_ready(name: str, flags: list[str]) -> float:
     """Spawn the server and poll (2 ms) until /v1/models lists `name`; the server is stopped after."""
     port = free_port()
     t0 = time.perf_counter()
-    p = subprocess.Popen(fault_argv(port, name, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        fault_argv(port, name, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
+
         async def poll() -> float:
             while True:
                 if p.poll() is not None:
@@ -63,6 +76,7 @@ def start_to_ready(name: str, flags: list[str]) -> float:
                 if await _ready_once(port, name):
                     return time.perf_counter() - t0
                 await asyncio.sleep(0.002)
+
         return asyncio.run(poll())
     finally:
         os.killpg(p.pid, signal.SIGKILL)
@@ -72,8 +86,9 @@ def start_to_ready(name: str, flags: list[str]) -> float:
 def stop_time(name: str, flags: list[str]) -> float:
     """Start the server, serve one request, then time SIGTERM to the group until the process is reaped."""
     port = free_port()
-    p = subprocess.Popen(fault_argv(port, name, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        fault_argv(port, name, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_http("127.0.0.1", port, "/v1/models", proc=p)
         # As in the gateway, A has served a request over a connection that stays open (kept alive).
@@ -139,6 +154,7 @@ class Events(threading.Thread):
 
 def breakdown(events: list[dict], sent: float, first_byte: float) -> dict[str, float]:
     """Where one switch's time went, from the gateway's own event timestamps (seconds)."""
+
     def at(pred) -> float:
         for e in events:
             if e.get("time", 0) >= sent - 1e-3 and pred(e):
@@ -179,11 +195,21 @@ def main() -> None:
         from tests.servers import fault_cmd
 
         cfg = tmp / "registry.yaml"
-        cfg.write_text(registry_yaml({"A": {"served_name": "A", "cmd": fault_cmd(*a_flags)},
-                                      "B": {"served_name": "B", "cmd": fault_cmd(*b_flags)}}, stop_grace_s=5))
+        cfg.write_text(
+            registry_yaml(
+                {
+                    "A": {"served_name": "A", "cmd": fault_cmd(*a_flags)},
+                    "B": {"served_name": "B", "cmd": fault_cmd(*b_flags)},
+                },
+                stop_grace_s=5,
+            )
+        )
         gw_port = free_port()
-        with spawned([PY, "-m", "vlmswap", "serve", "--config", str(cfg), "--port", str(gw_port)],
-                     env={"VLMSWAP_STATE_DIR": str(tmp / "state")}, log=tmp / "gateway.log") as gw:
+        with spawned(
+            [PY, "-m", "vlmswap", "serve", "--config", str(cfg), "--port", str(gw_port)],
+            env={"VLMSWAP_STATE_DIR": str(tmp / "state")},
+            log=tmp / "gateway.log",
+        ) as gw:
             try:
                 wait_http("127.0.0.1", gw_port, "/health", proc=gw)
                 events = Events(gw_port)
@@ -208,8 +234,10 @@ def main() -> None:
     per_run = sorted(s - r - t for s, r, t in zip(switch, ready_b, stop_a))
     ms = lambda xs: ", ".join(f"{x * 1e3:.0f}" for x in sorted(xs))  # noqa: E731
     print(f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}")
-    print(f"A, B: fault servers; B load delay {args.b_delay:g} s; {args.runs} runs, standalone and gateway "
-          f"measurements interleaved.\n")
+    print(
+        f"A, B: fault servers; B load delay {args.b_delay:g} s; {args.runs} runs, standalone and gateway "
+        f"measurements interleaved.\n"
+    )
     print("| measure | median (ms) | runs (ms) |")
     print("|---|---|---|")
     print(f"| request for B -> B's first byte, through the gateway, A resident | {m_switch * 1e3:.1f} | {ms(switch)} |")
@@ -224,9 +252,13 @@ def main() -> None:
         print(f"| {key} | {median(xs) * 1e3:.1f} | {ms(xs)} |")
     process_bound = ("A stopping (its exit)", "spawn (fork/exec, pid file)", "B loading (its start)")
     own = [sum(v for k, v in p.items() if k not in process_bound) for p in parts]
-    print(f"| **gateway's own share** (all but A's exit, B's spawn and start) | **{median(own) * 1e3:.1f}** | {ms(own)} |")
-    print(f"\ngoal <= 50 ms: {'met' if overhead <= 0.050 else 'MISSED'} (definition of issue 3); "
-          f"gateway's own share {median(own) * 1e3:.1f} ms")
+    print(
+        f"| **gateway's own share** (all but A's exit, B's spawn and start) | **{median(own) * 1e3:.1f}** | {ms(own)} |"
+    )
+    print(
+        f"\ngoal <= 50 ms: {'met' if overhead <= 0.050 else 'MISSED'} (definition of issue 3); "
+        f"gateway's own share {median(own) * 1e3:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,52 @@ from vlmswap.documents.metrics import cer  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 DPI = 150
-WORDS = ("model gateway switch memory page layout text box engine request queue answer image document "
-         "reading order table figure caption formula header footer result invoice total amount due date "
-         "number quick brown fox jumps over lazy dog pack my box with five dozen liquor jugs").split()
+WORDS = [
+    "model",
+    "gateway",
+    "switch",
+    "memory",
+    "page",
+    "layout",
+    "text",
+    "box",
+    "engine",
+    "request",
+    "queue",
+    "answer",
+    "image",
+    "document",
+    "reading",
+    "order",
+    "table",
+    "figure",
+    "caption",
+    "formula",
+    "header",
+    "footer",
+    "result",
+    "invoice",
+    "total",
+    "amount",
+    "due",
+    "date",
+    "number",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "pack",
+    "my",
+    "box",
+    "with",
+    "five",
+    "dozen",
+    "liquor",
+    "jugs",
+]
 
 
 def page_text(seed: int, lines: int = 40) -> list[str]:
@@ -62,7 +105,7 @@ def page_text(seed: int, lines: int = 40) -> list[str]:
 
 
 def render_page(lines: list[str]) -> Image.Image:
-    w, h, margin, size = 1240, 1754, 118, 23          # A4 at 150 dpi, 11 pt
+    w, h, margin, size = 1240, 1754, 118, 23  # A4 at 150 dpi, 11 pt
     font = ImageFont.truetype(FONT, size)
     im = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(im)
@@ -80,13 +123,18 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    tess = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[0] \
-        if shutil.which("tesseract") else "tesseract missing"
+    tess = (
+        subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        if shutil.which("tesseract")
+        else "tesseract missing"
+    )
     from importlib.metadata import version
 
-    return (f"{cpu}, {os.cpu_count()} cores visible, Python {platform.python_version()}, "
-            f"rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}, {tess}, load average at start "
-            f"{os.getloadavg()[0]:.1f}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores visible, Python {platform.python_version()}, "
+        f"rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}, {tess}, load average at start "
+        f"{os.getloadavg()[0]:.1f}"
+    )
 
 
 def children_cpu() -> float:
@@ -100,15 +148,25 @@ def run_cli(pdf: Path, out: Path) -> tuple[float, float, list[float], list[str]]
     env = {**os.environ, "VLMSWAP_STATE_DIR": str(out / "state")}
     c0 = children_cpu()
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "vlmswap", "ocr", str(pdf), "--dpi", str(DPI), "--out", str(out),
-                           "--format", "json"], env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vlmswap", "ocr", str(pdf), "--dpi", str(DPI), "--out", str(out), "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     wall = time.perf_counter() - t0
     cpu = children_cpu() - c0
     if proc.returncode != 0:
         raise SystemExit(f"vlmswap ocr failed:\n{proc.stderr}")
     doc = json.loads((out / f"{pdf.stem}.json").read_text())
     pages = doc["pages"]
-    return wall, cpu, [p["timings"]["total_s"] for p in pages], ["\n".join(b["text"] for b in p["blocks"]) for p in pages]
+    return (
+        wall,
+        cpu,
+        [p["timings"]["total_s"] for p in pages],
+        ["\n".join(b["text"] for b in p["blocks"]) for p in pages],
+    )
 
 
 def run_direct(ocr, images: list[Image.Image]) -> tuple[float, float, list[str]]:
@@ -124,8 +182,9 @@ def run_tesseract(pngs: list[Path]) -> tuple[float, float, list[str]]:
     texts = []
     c0, t0 = children_cpu(), time.perf_counter()
     for png in pngs:
-        proc = subprocess.run(["tesseract", str(png), "-", "--dpi", str(DPI)], capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            ["tesseract", str(png), "-", "--dpi", str(DPI)], capture_output=True, text=True, timeout=600
+        )
         texts.append(proc.stdout)
     return time.perf_counter() - t0, children_cpu() - c0, texts
 
@@ -152,9 +211,10 @@ def main() -> None:
             pngs.append(tmp / f"page{i + 1}.png")
             im.save(pngs[-1])
         ocr = RapidOCR(params={"Global.use_cls": False, "Global.log_level": "error"})
-        run_direct(ocr, images[:1])                      # sessions created before timing
-        rows: dict[str, dict[str, list[float]]] = {k: {"pps": [], "cer": [], "cpu": []} for k in
-                                                   ("cli_wall", "cli_steady", "direct", "tesseract")}
+        run_direct(ocr, images[:1])  # sessions created before timing
+        rows: dict[str, dict[str, list[float]]] = {
+            k: {"pps": [], "cer": [], "cpu": []} for k in ("cli_wall", "cli_steady", "direct", "tesseract")
+        }
         for r in range(args.runs):
             wall, cpu, per_page, texts = run_cli(pdf, tmp / f"out{r}")
             rows["cli_wall"]["pps"].append(args.pages / wall)
@@ -170,8 +230,10 @@ def main() -> None:
             rows["tesseract"]["pps"].append(args.pages / secs)
             rows["tesseract"]["cpu"].append(cpu / args.pages)
             rows["tesseract"]["cer"] += [cer(a, b) for a, b in zip(ref_texts, texts)]
-            print(f"run {r + 1}/{args.runs}: " + ", ".join(f"{k} {v['pps'][-1]:.3f} pages/s" for k, v in rows.items()),
-                  file=sys.stderr)
+            print(
+                f"run {r + 1}/{args.runs}: " + ", ".join(f"{k} {v['pps'][-1]:.3f} pages/s" for k, v in rows.items()),
+                file=sys.stderr,
+            )
     rows["cli_steady"]["cer"] = rows["cli_wall"]["cer"]
     names = {
         "cli_wall": "`vlmswap ocr pages.pdf`, whole command (process + engine start included)",
@@ -192,10 +254,16 @@ def main() -> None:
     for key, label in names.items():
         pps = statistics.median(rows[key]["pps"])
         cpu = f"{statistics.median(rows[key]['cpu']):.1f}" if rows[key]["cpu"] else "-"
-        lines.append(f"| {label} | {pps:.3f} | {1 / pps:.1f} | {cpu} | "
-                     f"{100 * statistics.median(rows[key]['cer']):.2f} % | {100 * max(rows[key]['cer']):.2f} % |")
-    lines += ["", f"Load average at the end: {os.getloadavg()[0]:.1f} (the machine is shared; the methods are "
-              "interleaved so they see the same load).", ""]
+        lines.append(
+            f"| {label} | {pps:.3f} | {1 / pps:.1f} | {cpu} | "
+            f"{100 * statistics.median(rows[key]['cer']):.2f} % | {100 * max(rows[key]['cer']):.2f} % |"
+        )
+    lines += [
+        "",
+        f"Load average at the end: {os.getloadavg()[0]:.1f} (the machine is shared; the methods are "
+        "interleaved so they see the same load).",
+        "",
+    ]
     section = "\n".join(lines)
     print(section)
     if args.write:

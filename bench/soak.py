@@ -76,12 +76,12 @@ BAD_INPUTS: list[tuple[str, bytes, str]] = [
 class Outcome:
     kind: str
     model: str
-    status: int | None          # HTTP status, None: no response
-    result: str                 # answered | error_body | left | gave_up | cut_by_gateway_kill | refused | lost | hung
+    status: int | None  # HTTP status, None: no response
+    result: str  # answered | error_body | left | gave_up | cut_by_gateway_kill | refused | lost | hung
     seconds: float
     detail: str = ""
-    code: str = ""              # the error body's `code`, if any
-    bad_input: str = ""         # the BAD_INPUTS name, for malformed requests
+    code: str = ""  # the error body's `code`, if any
+    bad_input: str = ""  # the BAD_INPUTS name, for malformed requests
 
 
 @dataclass
@@ -103,11 +103,23 @@ class Soak:
     done: int = 0
 
     def __post_init__(self) -> None:
-        models = {m: {"served_name": self.served(m), "cmd": fault_cmd(*flags), "startup_timeout_s": 30}
-                  for m, flags in zip(MODELS, (["--response-delay", "0.05"], ["--chunk-delay", "0.02"],
-                                               ["--startup-delay", "0.3"]))}
-        self.gw = Gateway(self.tmp, models, max_wait_s=0.5, drain_timeout_s=2, stop_grace_s=1,
-                          backoff_initial_s=0.5, backoff_max_s=2, max_body_mb=1, max_queue=512)
+        models = {
+            m: {"served_name": self.served(m), "cmd": fault_cmd(*flags), "startup_timeout_s": 30}
+            for m, flags in zip(
+                MODELS, (["--response-delay", "0.05"], ["--chunk-delay", "0.02"], ["--startup-delay", "0.3"])
+            )
+        }
+        self.gw = Gateway(
+            self.tmp,
+            models,
+            max_wait_s=0.5,
+            drain_timeout_s=2,
+            stop_grace_s=1,
+            backoff_initial_s=0.5,
+            backoff_max_s=2,
+            max_body_mb=1,
+            max_queue=512,
+        )
 
     @property
     def url(self) -> str:
@@ -122,13 +134,17 @@ class Soak:
         for p in psutil.process_iter(["cmdline", "status"]):
             with contextlib.suppress(psutil.Error):
                 cmd = p.info["cmdline"] or []
-                if p.info["status"] != psutil.STATUS_ZOMBIE and any(self.token in c for c in cmd) \
-                        and any(c.endswith("fault_server.py") for c in cmd[:3]):
+                if (
+                    p.info["status"] != psutil.STATUS_ZOMBIE
+                    and any(self.token in c for c in cmd)
+                    and any(c.endswith("fault_server.py") for c in cmd[:3])
+                ):
                     out.append(p)
         return out
 
 
 # --- clients ---------------------------------------------------------------------------------
+
 
 def _body(soak: Soak, model: str, text: str, **extra: Any) -> dict[str, Any]:
     return {"model": soak.served(model), "messages": [{"role": "user", "content": text}], **extra}
@@ -149,8 +165,9 @@ async def one_request(soak: Soak, http: httpx.AsyncClient, rng: random.Random, i
     started_down = soak.gateway_down
 
     def done(status: int | None, result: str, detail: str = "", code: str = "") -> Outcome:
-        return Outcome(kind, model, status, result, time.monotonic() - t0, detail, code,
-                       bad_name if kind == "malformed" else "")
+        return Outcome(
+            kind, model, status, result, time.monotonic() - t0, detail, code, bad_name if kind == "malformed" else ""
+        )
 
     try:
         async with asyncio.timeout(PATIENCE_S):
@@ -161,8 +178,9 @@ async def one_request(soak: Soak, http: httpx.AsyncClient, rng: random.Random, i
                 return done(r.status_code, "error_body" if ok else "lost", r.text[:100], code)
             if kind == "impatient":
                 try:
-                    r = await http.post(soak.url + "/v1/chat/completions", json=_body(soak, model, f"r{i}"),
-                                        timeout=IMPATIENT_S)
+                    r = await http.post(
+                        soak.url + "/v1/chat/completions", json=_body(soak, model, f"r{i}"), timeout=IMPATIENT_S
+                    )
                 except httpx.TimeoutException:
                     return done(None, "gave_up")
                 return done(r.status_code, _classify(r.status_code, r.content))
@@ -218,6 +236,7 @@ async def client(soak: Soak, http: httpx.AsyncClient, rng: random.Random, todo: 
 
 # --- faults ----------------------------------------------------------------------------------
 
+
 async def _status(http: httpx.AsyncClient, soak: Soak) -> dict[str, Any]:
     r = await http.get(soak.url + "/api/status", timeout=10)
     r.raise_for_status()
@@ -236,14 +255,18 @@ async def kill_while_serving(soak: Soak, http: httpx.AsyncClient, rng: random.Ra
     pid = await _resident_pid(http, soak, model)
     if pid is None:
         return "no backend to kill"
-    burst = [asyncio.ensure_future(http.post(soak.url + "/v1/chat/completions", json=_body(soak, model, "x")))
-             for _ in range(5)]
+    burst = [
+        asyncio.ensure_future(http.post(soak.url + "/v1/chat/completions", json=_body(soak, model, "x")))
+        for _ in range(5)
+    ]
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not (await _status(http, soak))["models"][model]["in_flight"]:  # noqa: ASYNC110
         await asyncio.sleep(0.002)
     os.kill(pid, signal.SIGKILL)
-    statuses = [r.status_code if isinstance(r, httpx.Response) else type(r).__name__
-                for r in await asyncio.gather(*burst, return_exceptions=True)]
+    statuses = [
+        r.status_code if isinstance(r, httpx.Response) else type(r).__name__
+        for r in await asyncio.gather(*burst, return_exceptions=True)
+    ]
     return f"{model} pid {pid} killed while serving; a burst of 5 got {sorted(map(str, statuses))}"
 
 
@@ -271,8 +294,7 @@ async def kill_while_starting(soak: Soak, http: httpx.AsyncClient, rng: random.R
     if st["resident"] == model:
         await http.post(soak.url + "/api/unload")
         await asyncio.sleep(0.5)
-    load = asyncio.ensure_future(http.post(soak.url + f"/api/models/{model}/load", params={"wait": "true"},
-                                           timeout=60))
+    load = asyncio.ensure_future(http.post(soak.url + f"/api/models/{model}/load", params={"wait": "true"}, timeout=60))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         m = (await _status(http, soak))["models"][model]
@@ -347,11 +369,13 @@ def restart_gateway(soak: Soak) -> None:
     soak.up_t = time.monotonic()
     soak.gateway_down = False
     soak.restarted_footprint = gateway_footprint(soak)
-    soak.fault_notes.append(f"gateway_sigkill_restart: SIGKILLed with {left} backend(s) alive; restarted in "
-                            f"{soak.up_t - soak.kill_t:.2f} s")
+    soak.fault_notes.append(
+        f"gateway_sigkill_restart: SIGKILLed with {left} backend(s) alive; restarted in {soak.up_t - soak.kill_t:.2f} s"
+    )
 
 
 # --- measurements ----------------------------------------------------------------------------
+
 
 def gateway_footprint(soak: Soak) -> dict[str, float]:
     assert soak.gw.proc is not None
@@ -378,19 +402,27 @@ async def added_latency(soak: Soak, n: int) -> dict[str, float]:
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000
 
-    return {"direct_p50_ms": round(q(direct, 0.5), 2), "direct_p99_ms": round(q(direct, 0.99), 2),
-            "gateway_p50_ms": round(q(proxied, 0.5), 2), "gateway_p99_ms": round(q(proxied, 0.99), 2),
-            "p50_ms": round(q(proxied, 0.5) - q(direct, 0.5), 2),
-            "p99_ms": round(q(proxied, 0.99) - q(direct, 0.99), 2)}
+    return {
+        "direct_p50_ms": round(q(direct, 0.5), 2),
+        "direct_p99_ms": round(q(direct, 0.99), 2),
+        "gateway_p50_ms": round(q(proxied, 0.5), 2),
+        "gateway_p99_ms": round(q(proxied, 0.99), 2),
+        "p50_ms": round(q(proxied, 0.5) - q(direct, 0.5), 2),
+        "p99_ms": round(q(proxied, 0.99) - q(direct, 0.99), 2),
+    }
 
 
-def run(requests: int, clients: int, seed: int, tmp: Path, latency_probes: int = 500,
-        fault_every: int = FAULT_EVERY) -> dict[str, Any]:
+def run(
+    requests: int, clients: int, seed: int, tmp: Path, latency_probes: int = 500, fault_every: int = FAULT_EVERY
+) -> dict[str, Any]:
     """The whole soak; returns its figures (see docs/reliability.md)."""
     soak = Soak(tmp, seed)
     sample_out = tmp / "sampler.json"
-    sampler = subprocess.Popen([PY, str(ROOT / "tests" / "gateway_e2e" / "sampler.py"), soak.token, str(sample_out)],
-                               stdout=subprocess.PIPE, start_new_session=True)
+    sampler = subprocess.Popen(
+        [PY, str(ROOT / "tests" / "gateway_e2e" / "sampler.py"), soak.token, str(sample_out)],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert sampler.stdout is not None
     sampler.stdout.readline()  # "sampling"
     t0 = time.monotonic()
@@ -403,11 +435,14 @@ def run(requests: int, clients: int, seed: int, tmp: Path, latency_probes: int =
             rng = random.Random(seed)
             todo = list(range(requests))[::-1]
             limits = httpx.Limits(max_connections=clients + 5, max_keepalive_connections=clients)
-            async with httpx.AsyncClient(timeout=httpx.Timeout(PATIENCE_S, connect=5), limits=limits,
-                                         trust_env=False) as http:
+            async with httpx.AsyncClient(
+                timeout=httpx.Timeout(PATIENCE_S, connect=5), limits=limits, trust_env=False
+            ) as http:
                 rngs = [random.Random(rng.getrandbits(64)) for _ in range(clients)]
-                await asyncio.gather(chaos(soak, requests, random.Random(rng.getrandbits(64)), fault_every),
-                                     *(client(soak, http, r, todo) for r in rngs))
+                await asyncio.gather(
+                    chaos(soak, requests, random.Random(rng.getrandbits(64)), fault_every),
+                    *(client(soak, http, r, todo) for r in rngs),
+                )
 
         asyncio.run(main())
         time.sleep(1.0)  # the clients' closed connections reach the gateway
@@ -430,22 +465,36 @@ def run(requests: int, clients: int, seed: int, tmp: Path, latency_probes: int =
             bad[o.bad_input][f"{o.status} {o.code}".strip() if o.status is not None else o.result] += 1
     answered_s = sorted(o.seconds for o in soak.outcomes if o.result == "answered")
     return {
-        "requests": requests, "clients": clients, "seed": seed, "seconds": round(time.monotonic() - t0, 1),
-        "results": dict(results), "accepted": accepted, "refused_while_down_and_resent": soak.refusals,
+        "requests": requests,
+        "clients": clients,
+        "seed": seed,
+        "seconds": round(time.monotonic() - t0, 1),
+        "results": dict(results),
+        "accepted": accepted,
+        "refused_while_down_and_resent": soak.refusals,
         "answered_or_error": results["answered"] + results["error_body"],
-        "lost": results["lost"], "hung": results["hung"],
+        "lost": results["lost"],
+        "hung": results["hung"],
         "kinds": dict(Counter(o.kind for o in soak.outcomes)),
         "statuses": dict(Counter(str(o.status) for o in soak.outcomes)),
-        "faults": dict(soak.faults), "fault_notes": soak.fault_notes,
+        "faults": dict(soak.faults),
+        "fault_notes": soak.fault_notes,
         "invariant": {"samples": samples["samples"], "max_backends": samples["max"]},
         "processes_left": len(left),
-        "gateway_before": before, "gateway_after_restart": soak.restarted_footprint, "gateway_after": after,
+        "gateway_before": before,
+        "gateway_after_restart": soak.restarted_footprint,
+        "gateway_after": after,
         "added_latency": latency,
-        "answer_s": {"p50": round(statistics.median(answered_s), 3) if answered_s else None,
-                     "p99": round(answered_s[int(0.99 * (len(answered_s) - 1))], 3) if answered_s else None},
+        "answer_s": {
+            "p50": round(statistics.median(answered_s), 3) if answered_s else None,
+            "p99": round(answered_s[int(0.99 * (len(answered_s) - 1))], 3) if answered_s else None,
+        },
         "bad_inputs": {name: dict(c) for name, c in bad.items()},
-        "lost_details": [f"{o.kind} {o.bad_input or o.model}: {o.status} {o.detail}"
-                         for o in soak.outcomes if o.result in ("lost", "hung")][:20],
+        "lost_details": [
+            f"{o.kind} {o.bad_input or o.model}: {o.status} {o.detail}"
+            for o in soak.outcomes
+            if o.result in ("lost", "hung")
+        ][:20],
     }
 
 

@@ -92,16 +92,22 @@ def machine() -> str:
     with open("/proc/meminfo") as f:
         mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
     load = os.getloadavg()[0]
-    return (f"{os.cpu_count()} CPUs (`nproc`), {model}, {mem_kb / 1024 / 1024:.1f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
-            f"load average at start {load:.2f}")
+    return (
+        f"{os.cpu_count()} CPUs (`nproc`), {model}, {mem_kb / 1024 / 1024:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
+        f"load average at start {load:.2f}"
+    )
 
 
 def start_worker(port: int) -> tuple[subprocess.Popen, float]:
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "vlmswap", "worker", "--engine", "rapidocr", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlmswap", "worker", "--engine", "rapidocr", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=ROOT,
+    )
     url = f"http://127.0.0.1:{port}/health"
     while True:
         if proc.poll() is not None:
@@ -127,12 +133,19 @@ def stop(proc: subprocess.Popen) -> None:
 
 def fresh_direct_load() -> float:
     """A fresh process importing RapidOCR and creating its sessions: the floor for start-to-ready."""
-    code = ("import time; t=time.perf_counter(); "
-            "from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine; RapidOCREngine().load(); "
-            "print(time.perf_counter()-t)")
+    code = (
+        "import time; t=time.perf_counter(); "
+        "from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine; RapidOCREngine().load(); "
+        "print(time.perf_counter()-t)"
+    )
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=ROOT,
-                   env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     return time.perf_counter() - t0
 
 
@@ -146,9 +159,23 @@ def main() -> None:
     buf = io.BytesIO()
     page.save(buf, format="PNG")
     png = buf.getvalue()
-    body = json.dumps({"model": "rapidocr", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}},
-        {"type": "text", "text": "Read this page."}]}]}).encode()
+    body = json.dumps(
+        {
+            "model": "rapidocr",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()},
+                        },
+                        {"type": "text", "text": "Read this page."},
+                    ],
+                }
+            ],
+        }
+    ).encode()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
     (tmp / "page.png").write_bytes(png)
     tesseract = shutil.which("tesseract")
@@ -157,7 +184,7 @@ def main() -> None:
     engine.load()
 
     def direct() -> str:
-        return render(None, engine.read(page), page.size)   # what the worker answers a plain prompt
+        return render(None, engine.read(page), page.size)  # what the worker answers a plain prompt
 
     starts, fresh_loads = [], []
     for _ in range(args.runs):
@@ -177,6 +204,7 @@ def main() -> None:
     def worker_cpu() -> float:
         t = wproc.cpu_times()
         return t.user + t.system
+
     texts: dict[str, str] = {}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300, trust_env=False) as client:
@@ -198,8 +226,9 @@ def main() -> None:
 
                 if tesseract:
                     t = time.perf_counter()
-                    out = subprocess.run([tesseract, str(tmp / "page.png"), "-", "-l", "eng"], check=True,
-                                         capture_output=True, text=True)
+                    out = subprocess.run(
+                        [tesseract, str(tmp / "page.png"), "-", "-l", "eng"], check=True, capture_output=True, text=True
+                    )
                     times["tesseract"].append(time.perf_counter() - t)
                     texts["tesseract"] = out.stdout
     finally:
@@ -207,38 +236,64 @@ def main() -> None:
 
     med = {k: statistics.median(v) for k, v in times.items() if v}
     versions = {"rapidocr": _version("rapidocr"), "onnxruntime": _version("onnxruntime")}
-    tess_version = (subprocess.run([tesseract, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-                    if tesseract else "not installed")
+    tess_version = (
+        subprocess.run([tesseract, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        if tesseract
+        else "not installed"
+    )
     overhead = (med["worker"] / med["direct"] - 1) * 100
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
     cpu_overhead = (cmed["worker"] / cmed["direct"] - 1) * 100
 
     print(f"Machine: {machine()}")
     print(f"Versions: rapidocr {versions['rapidocr']}, onnxruntime {versions['onnxruntime']}, {tess_version}")
-    print(f"Page: A4 at 150 dpi, 1240x1754, {len(truth.split())} words in {len(truth.splitlines())} lines; "
-          f"PNG {len(png) // 1024} KiB, request body {len(body) // 1024} KiB. Medians of {args.runs} runs.")
+    print(
+        f"Page: A4 at 150 dpi, 1240x1754, {len(truth.split())} words in {len(truth.splitlines())} lines; "
+        f"PNG {len(png) // 1024} KiB, request body {len(body) // 1024} KiB. Medians of {args.runs} runs."
+    )
     print()
     best = {k: min(v) for k, v in times.items() if v}
     best_overhead = (best["worker"] / best["direct"] - 1) * 100
-    print("| reader | wall s/page (median) | pages/s | wall s/page (best) | CPU s/page (median) "
-          "| CER vs. known text | start-to-ready s (median) |")
+    print(
+        "| reader | wall s/page (median) | pages/s | wall s/page (best) | CPU s/page (median) "
+        "| CER vs. known text | start-to-ready s (median) |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| RapidOCR in-process (direct) | {med['direct']:.3f} | {1 / med['direct']:.2f} | {best['direct']:.3f} | "
-          f"{cmed['direct']:.2f} | {cer(truth, texts['direct']):.2%} | "
-          f"{statistics.median(fresh_loads):.2f} (fresh process: import + sessions) |")
-    print(f"| vlmswap worker (HTTP, PNG data URL) | {med['worker']:.3f} | {1 / med['worker']:.2f} | "
-          f"{best['worker']:.3f} | {cmed['worker']:.2f} | {cer(truth, texts['worker']):.2%} | "
-          f"{statistics.median(starts):.2f} (spawn to /health 200) |")
+    print(
+        f"| RapidOCR in-process (direct) | {med['direct']:.3f} | {1 / med['direct']:.2f} | {best['direct']:.3f} | "
+        f"{cmed['direct']:.2f} | {cer(truth, texts['direct']):.2%} | "
+        f"{statistics.median(fresh_loads):.2f} (fresh process: import + sessions) |"
+    )
+    print(
+        f"| vlmswap worker (HTTP, PNG data URL) | {med['worker']:.3f} | {1 / med['worker']:.2f} | "
+        f"{best['worker']:.3f} | {cmed['worker']:.2f} | {cer(truth, texts['worker']):.2%} | "
+        f"{statistics.median(starts):.2f} (spawn to /health 200) |"
+    )
     if "tesseract" in med:
-        print(f"| Tesseract CLI (`-l eng`, process per page) | {med['tesseract']:.3f} | {1 / med['tesseract']:.2f} | "
-              f"{best['tesseract']:.3f} | - | {cer(truth, texts['tesseract']):.2%} | - |")
+        print(
+            f"| Tesseract CLI (`-l eng`, process per page) | {med['tesseract']:.3f} | {1 / med['tesseract']:.2f} | "
+            f"{best['tesseract']:.3f} | - | {cer(truth, texts['tesseract']):.2%} | - |"
+        )
     print()
-    print(f"Worker overhead over direct: {overhead:+.1f}% wall (median), {best_overhead:+.1f}% wall (best), "
-          f"{cpu_overhead:+.1f}% CPU (median); goal: at most +10%")
+    print(
+        f"Worker overhead over direct: {overhead:+.1f}% wall (median), {best_overhead:+.1f}% wall (best), "
+        f"{cpu_overhead:+.1f}% CPU (median); goal: at most +10%"
+    )
     print(f"Load average at end: {os.getloadavg()[0]:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"times": times, "cpu": cpu, "starts": starts, "fresh_loads": fresh_loads,
-                                         "overhead_pct": overhead, "cpu_overhead_pct": cpu_overhead}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "times": times,
+                    "cpu": cpu,
+                    "starts": starts,
+                    "fresh_loads": fresh_loads,
+                    "overhead_pct": overhead,
+                    "cpu_overhead_pct": cpu_overhead,
+                },
+                indent=2,
+            )
+        )
 
 
 def _version(dist: str) -> str:
@@ -246,7 +301,7 @@ def _version(dist: str) -> str:
 
     try:
         return version(dist)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "?"
 
 

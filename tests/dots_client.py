@@ -19,7 +19,7 @@ from PIL import Image
 
 from vlmswap.documents.resize import smart_resize
 
-IMAGE_PREFIX = "<|img|><|imgpad|><|endofimg|>"   # written out here, not imported: the client's own text
+IMAGE_PREFIX = "<|img|><|imgpad|><|endofimg|>"  # written out here, not imported: the client's own text
 
 
 def client(base_url: str) -> openai.OpenAI:
@@ -38,12 +38,18 @@ def ask(api: openai.OpenAI, model: str, image: Image.Image, prompt: str, prefix:
 
     fetch_image without min/max pixels only converts to RGB, so the page goes at its own size.
     """
-    messages: Any = [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": png_data_url(image.convert("RGB"))}},
-        {"type": "text", "text": f"{prefix}{prompt}"},
-    ]}]
-    response = api.chat.completions.create(messages=messages, model=model, max_completion_tokens=32768,
-                                           temperature=0.1, top_p=0.9)
+    messages: Any = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": png_data_url(image.convert("RGB"))}},
+                {"type": "text", "text": f"{prefix}{prompt}"},
+            ],
+        }
+    ]
+    response = api.chat.completions.create(
+        messages=messages, model=model, max_completion_tokens=32768, temperature=0.1, top_p=0.9
+    )
     return response.choices[0].message.content or ""
 
 
@@ -56,13 +62,18 @@ def post_process(response: str, original: tuple[int, int], sent: tuple[int, int]
     out = []
     for cell in cells:
         b = cell["bbox"]
-        out.append({**cell, "bbox": [int(float(b[0]) / sx), int(float(b[1]) / sy),
-                                     int(float(b[2]) / sx), int(float(b[3]) / sy)]})
-    assert all(c["bbox"][2] > c["bbox"][0] and c["bbox"][3] > c["bbox"][1] for c in out), out   # is_legal_bbox
+        out.append(
+            {
+                **cell,
+                "bbox": [int(float(b[0]) / sx), int(float(b[1]) / sy), int(float(b[2]) / sx), int(float(b[3]) / sy)],
+            }
+        )
+    assert all(c["bbox"][2] > c["bbox"][0] and c["bbox"][3] > c["bbox"][1] for c in out), out  # is_legal_bbox
     return out
 
 
 def markdown(cells: list[dict[str, Any]]) -> str:
     """layoutjson2md with no_page_hf=True, for text elements: their texts, blank-line separated."""
-    return "\n\n".join(str(c.get("text", "")) for c in cells
-                       if c["category"] not in ("Page-header", "Page-footer", "Picture"))
+    return "\n\n".join(
+        str(c.get("text", "")) for c in cells if c["category"] not in ("Page-header", "Page-footer", "Picture")
+    )

@@ -45,8 +45,9 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
     raise TimeoutError(f"{url} not ready after {timeout}s ({last})")
 
 
-def wait_until(cond: Callable[[], T], timeout: float, what: str, detail: Callable[[], str] = lambda: "",
-               poll_s: float = 0.05) -> T:
+def wait_until(
+    cond: Callable[[], T], timeout: float, what: str, detail: Callable[[], str] = lambda: "", poll_s: float = 0.05
+) -> T:
     """Poll `cond` until it returns something true (returned); TimeoutError naming `what`, plus `detail()`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -59,14 +60,18 @@ def wait_until(cond: Callable[[], T], timeout: float, what: str, detail: Callabl
 
 
 @contextlib.contextmanager
-def running(argv: list[str], health_url: str | None = None, timeout: float = 120.0,
-            env: dict[str, str] | None = None, log_path: Path | None = None,
-            cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+def running(
+    argv: list[str],
+    health_url: str | None = None,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen]:
     """Start argv in its own process group; wait for health_url; always reap it."""
     full_env = {**os.environ, **(env or {})}
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                            cwd=cwd)
+    proc = subprocess.Popen(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     try:
         if health_url:
             wait_http(health_url, timeout, proc)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from vlmswap import gpu
-from vlmswap.images import ImageError, decode_data_url, open_image, to_data_url
+from vlmswap.api.images import ImageError, decode_data_url, open_image, to_data_url
 
 
 def _png(size=(40, 30), mode="RGB") -> bytes:

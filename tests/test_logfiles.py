@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmswap.logfiles import RotatingLog
+from vlmswap.backends.logfiles import RotatingLog
 
 
 def _lines(path: Path) -> list[str]:
@@ -23,9 +23,12 @@ def test_log_past_its_cap_rotates_and_keeps_only_the_newest_files(tmp_path: Path
     assert files == ["m.log", "m.log.1", "m.log.2"]
     for name in files:
         assert (tmp_path / "logs" / name).stat().st_size <= 1000
-    kept = _lines(tmp_path / "logs" / "m.log.2") + _lines(tmp_path / "logs" / "m.log.1") + _lines(
-        tmp_path / "logs" / "m.log")
-    assert kept == lines[-len(kept):]  # in order, none lost in between, the newest last
+    kept = (
+        _lines(tmp_path / "logs" / "m.log.2")
+        + _lines(tmp_path / "logs" / "m.log.1")
+        + _lines(tmp_path / "logs" / "m.log")
+    )
+    assert kept == lines[-len(kept) :]  # in order, none lost in between, the newest last
     assert lines[-1] == _lines(tmp_path / "logs" / "m.log")[-1]
     assert 40 <= len(kept) < 200
 

@@ -15,7 +15,7 @@ import pytest
 from tests.servers import fault_cmd
 from vlmswap.backends.base import LogBuffer
 from vlmswap.backends.process import ProcessBackend, group_members
-from vlmswap.config import GatewaySettings, ModelSpec
+from vlmswap.registry.config import GatewaySettings, ModelSpec
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.servers import fault_cmd
 from vlmswap.backends.base import LogBuffer
 from vlmswap.backends.process import ProcessBackend
-from vlmswap.config import GatewaySettings, ModelSpec
+from vlmswap.registry.config import GatewaySettings, ModelSpec
 
 
 async def main() -> None:

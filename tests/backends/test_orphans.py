@@ -30,8 +30,14 @@ def alive(pid: int) -> bool:
 def start_and_kill_gateway(state_dir: Path, name: str, *flags: str) -> dict:
     """Start a stand-in gateway with one backend, then SIGKILL the gateway: its backend lives on."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    gw = subprocess.Popen([sys.executable, str(GATEWAY), str(state_dir), name, "--", *flags],
-                          stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True)
+    gw = subprocess.Popen(
+        [sys.executable, str(GATEWAY), str(state_dir), name, "--", *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     try:
         line = gw.stdout.readline()
         assert line, f"stand-in gateway died with {gw.wait(5)}"
@@ -85,9 +91,19 @@ def test_reused_pid_is_not_mistaken_for_a_backend(state_dir, reap):
         path = pid_file(state_dir, "qwen2-vl")
         path.parent.mkdir(parents=True)
         real = psutil.Process(other.pid).create_time()
-        path.write_text(json.dumps({"model": "qwen2-vl", "pid": other.pid, "pgid": other.pid,
-                                    "create_time": real - 1000.0, "argv": ["vllm", "serve"],
-                                    "gateway_pid": 1, "gateway_create_time": 0.0}))
+        path.write_text(
+            json.dumps(
+                {
+                    "model": "qwen2-vl",
+                    "pid": other.pid,
+                    "pgid": other.pid,
+                    "create_time": real - 1000.0,
+                    "argv": ["vllm", "serve"],
+                    "gateway_pid": 1,
+                    "gateway_create_time": 0.0,
+                }
+            )
+        )
         assert cleanup_orphans(state_dir, grace_s=0.5) == []
         assert other.poll() is None, "an unrelated process holding a reused pid was killed"
         assert not path.exists(), "the stale pid file should be removed"
@@ -103,13 +119,24 @@ def test_backend_of_a_gateway_still_running_is_left_alone(state_dir, reap):
     try:
         path = pid_file(state_dir, "m")
         path.parent.mkdir(parents=True)
-        path.write_text(json.dumps({"model": "m", "pid": backend.pid, "pgid": backend.pid,
-                                    "create_time": psutil.Process(backend.pid).create_time(), "argv": [],
-                                    "gateway_pid": fake_gateway.pid,
-                                    "gateway_create_time": psutil.Process(fake_gateway.pid).create_time()}))
+        path.write_text(
+            json.dumps(
+                {
+                    "model": "m",
+                    "pid": backend.pid,
+                    "pgid": backend.pid,
+                    "create_time": psutil.Process(backend.pid).create_time(),
+                    "argv": [],
+                    "gateway_pid": fake_gateway.pid,
+                    "gateway_create_time": psutil.Process(fake_gateway.pid).create_time(),
+                }
+            )
+        )
         messages = cleanup_orphans(state_dir, grace_s=0.5)
-        assert messages == [f"left backend m (pid {backend.pid}) alone: it belongs to gateway pid "
-                            f"{fake_gateway.pid}, which is still running"]
+        assert messages == [
+            f"left backend m (pid {backend.pid}) alone: it belongs to gateway pid "
+            f"{fake_gateway.pid}, which is still running"
+        ]
         assert backend.poll() is None
         assert path.exists()
     finally:

@@ -188,7 +188,7 @@ async def test_output_goes_to_the_ring_buffer_and_the_log_file(factory, state_di
 async def test_missing_executable_is_a_clear_error(factory, state_dir):
     from vlmswap.backends.base import LogBuffer
     from vlmswap.backends.process import ProcessBackend
-    from vlmswap.config import GatewaySettings, ModelSpec
+    from vlmswap.registry.config import GatewaySettings, ModelSpec
 
     spec = ModelSpec(served_name="x", cmd=["/nonexistent/vllm", "serve"])
     b = ProcessBackend("x", spec, GatewaySettings(), LogBuffer(None), state_dir)

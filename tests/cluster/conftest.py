@@ -41,11 +41,18 @@ class Cluster:
         self.tmp = tmp
         self.spawn_log = tmp / "spawns.log"
         self.spawn_log.touch()
-        registry = {"gateway": {"policy": "single", "max_wait_s": 180},
-                    "models": {name: {"served_name": name, "cmd": ["${PYTHON}", str(SPAWNLOG), str(self.spawn_log),
-                                                                   "${MODEL}", "--", *cmd],
-                                      "startup_timeout_s": 120, "vram_gb": 0}
-                               for name, cmd in models.items()}}
+        registry = {
+            "gateway": {"policy": "single", "max_wait_s": 180},
+            "models": {
+                name: {
+                    "served_name": name,
+                    "cmd": ["${PYTHON}", str(SPAWNLOG), str(self.spawn_log), "${MODEL}", "--", *cmd],
+                    "startup_timeout_s": 120,
+                    "vram_gb": 0,
+                }
+                for name, cmd in models.items()
+            },
+        }
         self.config = tmp / "registry.yaml"
         self.config.write_text(yaml.safe_dump(registry, sort_keys=False))
         self.port = free_port()
@@ -56,13 +63,33 @@ class Cluster:
         env.pop("VLMSWAP_API_KEY", None)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vlmswap", "cluster", "serve", "--config", str(self.config), "--replicas",
-             str(replicas), "--port", str(self.port), "--gpus-per-replica", "0", "--no-dashboard"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "vlmswap",
+                "cluster",
+                "serve",
+                "--config",
+                str(self.config),
+                "--replicas",
+                str(replicas),
+                "--port",
+                str(self.port),
+                "--gpus-per-replica",
+                "0",
+                "--no-dashboard",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_up(self, replicas: int) -> Cluster:
-        self.wait_for(lambda: len(self.status_or_none()["replicas"]) >= replicas, UP_TIMEOUT_S,
-                      f"{replicas} replicas reporting")
+        self.wait_for(
+            lambda: len(self.status_or_none()["replicas"]) >= replicas, UP_TIMEOUT_S, f"{replicas} replicas reporting"
+        )
         return self
 
     def log(self) -> str:
@@ -93,8 +120,9 @@ class Cluster:
         return out
 
     def chat(self, model: str, content: Any = "hi", **kw: Any) -> httpx.Response:
-        return self.http.post("/v1/chat/completions", json={"model": model, "messages": [
-            {"role": "user", "content": content}], **kw})
+        return self.http.post(
+            "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": content}], **kw}
+        )
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
@@ -146,15 +174,32 @@ class AwakeSampler:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("cluster")
-    worker = ["${PYTHON}", "-m", "vlmswap", "worker", "--engine", "rapidocr", "--port", "${PORT}",
-              "--served-model-name", "${SERVED_NAME}"]
-    c = Cluster(tmp, {"ocr-a": worker, "ocr-b": worker, "ocr-c": worker,
-                      "slow": fault_cmd("--chunk-delay", "0.3", "--response-delay", "6")})
+    worker = [
+        "${PYTHON}",
+        "-m",
+        "vlmswap",
+        "worker",
+        "--engine",
+        "rapidocr",
+        "--port",
+        "${PORT}",
+        "--served-model-name",
+        "${SERVED_NAME}",
+    ]
+    c = Cluster(
+        tmp,
+        {
+            "ocr-a": worker,
+            "ocr-b": worker,
+            "ocr-c": worker,
+            "slow": fault_cmd("--chunk-delay", "0.3", "--response-delay", "6"),
+        },
+    )
     try:
         yield c.wait_up(2)
     finally:
         c.stop()
-        for s in c.spawns():   # whatever a failed test left: reap it
+        for s in c.spawns():  # whatever a failed test left: reap it
             with contextlib.suppress(psutil.Error):
                 for p in [psutil.Process(s.pid), *psutil.Process(s.pid).children(recursive=True)]:
                     p.kill()

@@ -55,14 +55,15 @@ def _awake(status: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def test_each_model_loads_once_on_some_replica_and_status_is_aggregated(cluster: Cluster,
-                                                                          sampler: AwakeSampler) -> None:
+def test_each_model_loads_once_on_some_replica_and_status_is_aggregated(
+    cluster: Cluster, sampler: AwakeSampler
+) -> None:
     events: list[dict[str, Any]] = []
 
     def read_events() -> None:
         with httpx.Client(base_url=cluster.url, timeout=httpx.Timeout(300, connect=10), trust_env=False) as c:
             with contextlib.suppress(httpx.TransportError), c.stream("GET", "/api/events") as r:
-                for line in r.iter_lines():   # until the cluster stops
+                for line in r.iter_lines():  # until the cluster stops
                     if line.startswith("data:"):
                         events.append(json.loads(line[5:]))
 
@@ -81,8 +82,11 @@ def test_each_model_loads_once_on_some_replica_and_status_is_aggregated(cluster:
     assert sum(st["models"][m]["starts"] for m in OCR_MODELS) == 3
     assert [s.model for s in cluster.spawns()] == list(OCR_MODELS)
     assert {s.parent for s in cluster.spawns()} == {r["pid"] for r in st["replicas"]}
-    cluster.wait_for(lambda: {e.get("model") for e in events if e.get("type") == "phase"} >= set(OCR_MODELS), 30,
-                     "switch phases of every model on /api/events")
+    cluster.wait_for(
+        lambda: {e.get("model") for e in events if e.get("type") == "phase"} >= set(OCR_MODELS),
+        30,
+        "switch phases of every model on /api/events",
+    )
     assert all(e.get("replica") for e in events if e.get("type") == "phase")
     models = cluster.http.get("/v1/models").json()["data"]
     states = {m["id"]: m["state"] for m in models if m["id"] in st["residents"]}
@@ -90,7 +94,7 @@ def test_each_model_loads_once_on_some_replica_and_status_is_aggregated(cluster:
     metrics = cluster.http.get("/metrics").text
     samples = [s for f in text_string_to_metric_families(metrics) for s in f.samples]
     labelled = {s.labels.get("replica") for s in samples if s.name.startswith("vlmswap_") and "model" in s.labels}
-    assert labelled >= {r["replica"] for r in st["replicas"]}   # each replica's own series, told apart
+    assert labelled >= {r["replica"] for r in st["replicas"]}  # each replica's own series, told apart
     assert [s.value for s in samples if s.name == "vlmswap_cluster_replicas"] == [2]
 
 
@@ -115,8 +119,9 @@ def test_no_replica_ever_has_two_workers_awake(cluster: Cluster, sampler: AwakeS
 
 def test_streaming_through_the_ingress_with_the_openai_client(cluster: Cluster) -> None:
     client = openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="unused", max_retries=0, timeout=180)
-    stream = client.chat.completions.create(model="slow", messages=[{"role": "user", "content": "hello"}],
-                                            stream=True, max_tokens=6)
+    stream = client.chat.completions.create(
+        model="slow", messages=[{"role": "user", "content": "hello"}], stream=True, max_tokens=6
+    )
     arrivals, text = [], ""
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -138,17 +143,40 @@ def test_vlmswap_client_status_and_ocr_commands_against_the_cluster(cluster: Clu
         doc = c.ocr_upload("blank.png", buf.getvalue(), model=next(m for m in st["residents"] if m != "slow"))
         assert doc["documents"] and "markdown" in doc
         ocr_resident = next(m for m in st["residents"] if m != "slow")
-        assert ocr_resident in c.switch(ocr_resident, timeout=60)["residents"]   # `vlmswap switch`: already ready
-    out = subprocess.run([sys.executable, "-m", "vlmswap", "status", "--gateway", cluster.url], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+        assert ocr_resident in c.switch(ocr_resident, timeout=60)["residents"]  # `vlmswap switch`: already ready
+    out = subprocess.run(
+        [sys.executable, "-m", "vlmswap", "status", "--gateway", cluster.url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     for model in ("ocr-a", "ocr-b", "ocr-c", "slow"):
         assert model in out.stdout
     page = tmp_path / "page.png"
     page.write_bytes(buf.getvalue())
-    out = subprocess.run([sys.executable, "-m", "vlmswap", "ocr", str(page), "--gateway", cluster.url, "--model",
-                          ocr_resident, "--format", "json", "--out", str(tmp_path / "out")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vlmswap",
+            "ocr",
+            str(page),
+            "--gateway",
+            cluster.url,
+            "--model",
+            ocr_resident,
+            "--format",
+            "json",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert list((tmp_path / "out").rglob("*.json"))
 
@@ -164,13 +192,15 @@ def test_killed_replica_fails_its_requests_with_502_and_leaves_no_orphan(cluster
     result: dict[str, Any] = {}
     first_chunk = threading.Event()
 
-    def plain() -> None:      # "slow" waits 6 s before answering
+    def plain() -> None:  # "slow" waits 6 s before answering
         result["plain"] = cluster.chat("slow", "long")
 
-    def streamed() -> None:   # then 30 chunks, 0.3 s apart
-        with cluster.http.stream("POST", "/v1/chat/completions", json={
-                "model": "slow", "stream": True, "max_tokens": 30,
-                "messages": [{"role": "user", "content": "long"}]}) as r:
+    def streamed() -> None:  # then 30 chunks, 0.3 s apart
+        with cluster.http.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": "slow", "stream": True, "max_tokens": 30, "messages": [{"role": "user", "content": "long"}]},
+        ) as r:
             result["stream_status"] = r.status_code
             result["stream"] = []
             for line in r.iter_lines():
@@ -182,8 +212,9 @@ def test_killed_replica_fails_its_requests_with_502_and_leaves_no_orphan(cluster
     threads[0].start()
     assert first_chunk.wait(120)
     threads[1].start()
-    st = cluster.wait_for(lambda: (s := cluster.status())["models"]["slow"]["in_flight"] >= 2 and s, 60,
-                          "two requests in flight")
+    st = cluster.wait_for(
+        lambda: (s := cluster.status())["models"]["slow"]["in_flight"] >= 2 and s, 60, "two requests in flight"
+    )
     victim = next(r for r in st["replicas"] if r["resident"] == "slow")
     workers = [s for s in cluster.spawns() if s.parent == victim["pid"] and alive(s.pid)]
     assert len(workers) == 1
@@ -192,12 +223,18 @@ def test_killed_replica_fails_its_requests_with_502_and_leaves_no_orphan(cluster
         t.join(120)
     assert result["plain"].status_code == 502, result["plain"].text
     assert result["plain"].json()["error"]["code"] == "replica_failed"
-    assert result["stream_status"] == 200   # the head was sent before the replica died ...
-    assert result["stream"][-1]["error"]["code"] == "replica_failed"   # ... so the stream ends with an error
+    assert result["stream_status"] == 200  # the head was sent before the replica died ...
+    assert result["stream"][-1]["error"]["code"] == "replica_failed"  # ... so the stream ends with an error
     # Ray starts a replica in the dead one's place; it claims the free slot and stops the orphan.
     cluster.wait_for(lambda: not alive(workers[0].pid), 120, "the dead replica's worker stopped")
-    cluster.wait_for(lambda: len(reps := cluster.status_or_none()["replicas"]) == 2
-                     and victim["replica"] not in {r["replica"] for r in reps}, 120, "a replacement replica reporting")
+    cluster.wait_for(
+        lambda: (
+            len(reps := cluster.status_or_none()["replicas"]) == 2
+            and victim["replica"] not in {r["replica"] for r in reps}
+        ),
+        120,
+        "a replacement replica reporting",
+    )
     assert cluster.chat("slow", "again").status_code == 200
     for model in cluster.status()["residents"]:
         if model != "slow":

@@ -42,7 +42,7 @@ def test_call_yields_the_head_and_each_chunk_before_the_app_finishes() -> None:
         head = await it.__anext__()
         assert isinstance(head, Head) and head.status == 200
         assert (b"content-type", b"text/event-stream; charset=utf-8") in head.headers
-        assert await it.__anext__() == b"first"      # while the app still waits on the gate
+        assert await it.__anext__() == b"first"  # while the app still waits on the gate
         gate.set()
         assert [c async for c in it] == [b"second"]
         assert seen["body"] == b"payload"
@@ -103,20 +103,39 @@ def test_slots_are_exclusive_and_a_dead_holders_slot_is_free_again(tmp_path: Pat
 
 
 def _report(replica: str, slot: int, models: dict[str, dict[str, Any]], resident: str | None) -> dict[str, Any]:
-    return {"replica": replica, "node": "n1", "pid": 100 + slot, "slot": slot, "gpu_ids": [str(slot)],
-            "state_dir": f"/s/replica-{slot}", "time": 1000.0, "routed_models": [resident] if resident else [],
-            "metrics": "", "status": {
-                "resident": resident, "queue_length": 1, "in_flight": 2, "switch": None, "switches": 3,
-                "policy": "single", "host": {}, "gpu": {"available": True, "name": "L4", "used_bytes": 10,
-                                                       "total_bytes": 100},
-                "models": models}}
+    return {
+        "replica": replica,
+        "node": "n1",
+        "pid": 100 + slot,
+        "slot": slot,
+        "gpu_ids": [str(slot)],
+        "state_dir": f"/s/replica-{slot}",
+        "time": 1000.0,
+        "routed_models": [resident] if resident else [],
+        "metrics": "",
+        "status": {
+            "resident": resident,
+            "queue_length": 1,
+            "in_flight": 2,
+            "switch": None,
+            "switches": 3,
+            "policy": "single",
+            "host": {},
+            "gpu": {"available": True, "name": "L4", "used_bytes": 10, "total_bytes": 100},
+            "models": models,
+        },
+    }
 
 
 def test_cluster_status_merges_models_and_sums_the_queues() -> None:
-    m = {"a": {"state": "ready", "starts": 1, "in_flight": 2, "queued": 1, "base_url": "http://x"},
-         "b": {"state": "stopped", "starts": 2, "in_flight": 0, "queued": 0}}
-    n = {"a": {"state": "stopped", "starts": 1, "in_flight": 0, "queued": 0},
-         "b": {"state": "ready", "starts": 1, "in_flight": 0, "queued": 0}}
+    m = {
+        "a": {"state": "ready", "starts": 1, "in_flight": 2, "queued": 1, "base_url": "http://x"},
+        "b": {"state": "stopped", "starts": 2, "in_flight": 0, "queued": 0},
+    }
+    n = {
+        "a": {"state": "stopped", "starts": 1, "in_flight": 0, "queued": 0},
+        "b": {"state": "ready", "starts": 1, "in_flight": 0, "queued": 0},
+    }
     st = aggregate.cluster_status([_report("r2", 1, n, "b"), _report("r1", 0, m, "a")], now=1002.0)
     assert [r["replica"] for r in st["replicas"]] == ["r1", "r2"]
     assert st["residents"] == ["a", "b"] and st["resident"] == "a"
@@ -135,16 +154,19 @@ def test_cluster_metrics_label_every_series_with_its_replica() -> None:
         vlmswap_requests_total{model="a",status="200"} 3.0
     """).lstrip()
     st = aggregate.cluster_status([_report("r1", 0, {}, "a"), _report("r2", 1, {}, None)], now=1000.0)
-    out = aggregate.cluster_metrics({"r1": text, "r2": text.replace("3.0", "5.0")},
-                                    aggregate.replica_families(st)).decode()
+    out = aggregate.cluster_metrics(
+        {"r1": text, "r2": text.replace("3.0", "5.0")}, aggregate.replica_families(st)
+    ).decode()
     fams = {f.name: f for f in text_string_to_metric_families(out)}
     assert {(s.labels["replica"], s.value) for s in fams["vlmswap_requests"].samples} == {("r1", 3.0), ("r2", 5.0)}
     assert out.count("# TYPE vlmswap_requests_total counter") == 1
     info = {s.labels["replica"]: s.labels for s in fams["vlmswap_cluster_replica_info"].samples}
     assert info["r1"]["resident"] == "a" and info["r2"]["gpu_ids"] == "1" and info["r1"]["node"] == "n1"
     assert fams["vlmswap_cluster_replicas"].samples[0].value == 2
-    assert {s.labels["replica"]: s.value for s in fams["vlmswap_cluster_replica_queue_length"].samples} == \
-        {"r1": 1, "r2": 1}
+    assert {s.labels["replica"]: s.value for s in fams["vlmswap_cluster_replica_queue_length"].samples} == {
+        "r1": 1,
+        "r2": 1,
+    }
 
 
 def test_the_ingress_wants_the_api_key_and_caps_the_body() -> None:
@@ -152,7 +174,7 @@ def test_the_ingress_wants_the_api_key_and_caps_the_body() -> None:
 
     from vlmswap.cluster.ingress import ingress_app
     from vlmswap.cluster.options import ClusterOptions
-    from vlmswap.config import load_registry
+    from vlmswap.registry.config import load_registry
 
     data = load_registry(None).model_dump(mode="json")
     data["gateway"]["max_body_mb"] = 0.001
@@ -162,8 +184,11 @@ def test_the_ingress_wants_the_api_key_and_caps_the_body() -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             r = await c.get("/api/status")
             assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
-            r = await c.post("/v1/chat/completions", content=b"x" * 5000,
-                             headers={"authorization": "Bearer sekrit", "content-type": "application/json"})
+            r = await c.post(
+                "/v1/chat/completions",
+                content=b"x" * 5000,
+                headers={"authorization": "Bearer sekrit", "content-type": "application/json"},
+            )
             assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
 
     asyncio.run(run())
@@ -176,10 +201,12 @@ def test_cluster_serve_refuses_bad_options_before_starting_ray(tmp_path: Path) -
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [1, 2]\n")
-    cases = [(["--config", str(bad)], str(bad)),
-             (["--min-replicas", "1"], "--min-replicas needs --max-replicas"),
-             (["--min-replicas", "3", "--max-replicas", "2"], "above --max-replicas"),
-             (["--host", "0.0.0.0"], "refusing to bind 0.0.0.0 without an API key")]
+    cases = [
+        (["--config", str(bad)], str(bad)),
+        (["--min-replicas", "1"], "--min-replicas needs --max-replicas"),
+        (["--min-replicas", "3", "--max-replicas", "2"], "above --max-replicas"),
+        (["--host", "0.0.0.0"], "refusing to bind 0.0.0.0 without an API key"),
+    ]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from vlmswap.config import ConfigError, parse_registry
-from vlmswap.profiles import OPEN, Limiter, Profiles
+from vlmswap.registry.config import ConfigError, parse_registry
+from vlmswap.registry.profiles import OPEN, Limiter, Profiles
 
 MODELS = {"a": {"served_name": "org/a", "cmd": ["x"]}, "b": {"served_name": "org/b", "cmd": ["x"]}}
 
@@ -17,8 +17,10 @@ def registry(**profiles):
 
 
 def test_keys_from_the_environment_or_a_sha256_and_the_api_key_shorthand():
-    reg = registry(env={"key_env": "K1", "models": ["org/a"]},
-                   hashed={"key_sha256": hashlib.sha256(b"secret").hexdigest(), "admin": True})
+    reg = registry(
+        env={"key_env": "K1", "models": ["org/a"]},
+        hashed={"key_sha256": hashlib.sha256(b"secret").hexdigest(), "admin": True},
+    )
     p = Profiles(reg, api_key="master", env={"K1": "from-env"})
     assert p.identify(b"Bearer from-env").name == "env"
     assert p.identify(b"Bearer from-env").models == frozenset({"a"})  # ids resolve to registry names
@@ -37,12 +39,15 @@ def test_a_missing_key_env_is_a_config_error_naming_it():
     assert "profiles.p.key_env: environment variable NOT_SET_ANYWHERE is not set" in err.value.errors
 
 
-@pytest.mark.parametrize("profile, error", [
-    ({"models": ["*"]}, "exactly one of `key_env` and `key_sha256`"),
-    ({"key_env": "K", "key_sha256": "0" * 64}, "exactly one of"),
-    ({"key_sha256": "not-hex"}, "key_sha256"),
-    ({"key_env": "K", "models": ["nope"]}, "profiles.p.models: unknown model 'nope'"),
-])
+@pytest.mark.parametrize(
+    "profile, error",
+    [
+        ({"models": ["*"]}, "exactly one of `key_env` and `key_sha256`"),
+        ({"key_env": "K", "key_sha256": "0" * 64}, "exactly one of"),
+        ({"key_sha256": "not-hex"}, "key_sha256"),
+        ({"key_env": "K", "models": ["nope"]}, "profiles.p.models: unknown model 'nope'"),
+    ],
+)
 def test_bad_profiles_are_refused_with_the_reason(profile, error):
     with pytest.raises(ConfigError) as err:
         registry(p=profile)

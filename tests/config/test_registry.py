@@ -12,7 +12,14 @@ import pytest
 import yaml
 
 from tests.support import ROOT
-from vlmswap.config import ConfigError, json_schema, load_registry, parse_registry, render_argv, unavailable_reason
+from vlmswap.registry.availability import unavailable_reason
+from vlmswap.registry.config import (
+    ConfigError,
+    json_schema,
+    load_registry,
+    parse_registry,
+    render_argv,
+)
 
 REGISTRY_FILES = sorted([*ROOT.glob("examples/*.yaml"), *ROOT.glob("deploy/registry*.yaml")])
 
@@ -26,8 +33,13 @@ def _model(**kw):
 def test_default_registry_has_the_seed_models_and_the_embedded_engine():
     reg = load_registry()
     served = {s.served_name for s in reg.models.values()}
-    assert {"rapidocr", "rednote-hilab/dots.ocr", "Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen2-VL-2B-Instruct",
-            "microsoft/Phi-3.5-vision-instruct"} <= served
+    assert {
+        "rapidocr",
+        "rednote-hilab/dots.ocr",
+        "Qwen/Qwen3-VL-2B-Instruct",
+        "Qwen/Qwen2-VL-2B-Instruct",
+        "microsoft/Phi-3.5-vision-instruct",
+    } <= served
     ports = {s.served_name: s.port for s in reg.models.values()}
     assert ports["rednote-hilab/dots.ocr"] == 8000 and ports["Qwen/Qwen3-VL-2B-Instruct"] == 8004
     assert ports["Qwen/Qwen2-VL-2B-Instruct"] == 8001 and ports["microsoft/Phi-3.5-vision-instruct"] == 8002
@@ -99,8 +111,11 @@ def test_the_same_id_for_two_models_is_refused():
 
 
 def test_substitution_in_argv_and_env_never_joins_a_shell_string():
-    argv, env = render_argv(["${PYTHON}", "--port", "${PORT}", "--name", "${SERVED_NAME}", "a b;rm -rf /"],
-                            {"CACHE": "/c/${MODEL}"}, {"PORT": "9000", "SERVED_NAME": "Q/x", "MODEL": "q"})
+    argv, env = render_argv(
+        ["${PYTHON}", "--port", "${PORT}", "--name", "${SERVED_NAME}", "a b;rm -rf /"],
+        {"CACHE": "/c/${MODEL}"},
+        {"PORT": "9000", "SERVED_NAME": "Q/x", "MODEL": "q"},
+    )
     assert argv == [sys.executable, "--port", "9000", "--name", "Q/x", "a b;rm -rf /"]
     assert env == {"CACHE": "/c/q"}
 
@@ -115,7 +130,7 @@ def test_unavailable_reasons_on_this_machine():
 def test_missing_files_block_a_model_unless_it_may_download_on_start(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)     # no size lookup: nothing leaves the machine
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no size lookup: nothing leaves the machine
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     cmd = ["${PYTHON}", "-m", "tests.servers.fault_server", "--port", "${PORT}"]
     spec = parse_registry({"models": {"m": _model(cmd=cmd, hf_repo="org/absent")}}).models["m"]
@@ -128,8 +143,11 @@ def test_missing_files_block_a_model_unless_it_may_download_on_start(tmp_path, m
 def test_shipped_and_example_registries_match_the_json_schema(path):
     from importlib import resources
 
-    text = (resources.files("vlmswap").joinpath("default_registry.yaml").read_text() if path is None
-            else Path(path).read_text())
+    text = (
+        resources.files("vlmswap.registry").joinpath("default_registry.yaml").read_text()
+        if path is None
+        else Path(path).read_text()
+    )
     jsonschema.validate(yaml.safe_load(text), json_schema())
     load_registry(path)
 

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import BaseRoute, Route
 
-from vlmswap.config import load_registry
 from vlmswap.gateway import create_app
 from vlmswap.gateway.proxy import PATHS as PROXIED_PATHS
-from vlmswap.manager import Manager
+from vlmswap.registry.config import load_registry
+from vlmswap.swap.manager import Manager
 from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine
 from vlmswap.worker.server import create_app as create_worker_app
 

@@ -39,8 +39,12 @@ from tests.worker.conftest import png_data_url, render_page
 # on 2 idle cores. The same cases every run; VLMSWAP_FUZZ_EXAMPLES=N explores: N each, random.
 EXPLORE = int(os.environ.get("VLMSWAP_FUZZ_EXAMPLES", "0"))
 MAX_EXAMPLES = EXPLORE or 10
-FUZZ: dict[str, Any] = {"deadline": None, "derandomize": not EXPLORE, "database": None,
-                        "suppress_health_check": list(HealthCheck)}
+FUZZ: dict[str, Any] = {
+    "deadline": None,
+    "derandomize": not EXPLORE,
+    "database": None,
+    "suppress_health_check": list(HealthCheck),
+}
 MODEL = "rapidocr"
 PAGE = png_data_url(render_page(["Fuzzing reads this line."], min_height=200).image)
 NOT_FUZZED = r"^/api/(events|unload|models/\{name\}/(load|unload))$"
@@ -52,17 +56,22 @@ def only_documented_server_errors(ctx: Any, response: Any, case: Any) -> None:
     if response.status_code < 500:
         return
     documented = case.operation.definition.raw.get("responses", {})
-    assert response.status_code in (502, 503) and str(response.status_code) in documented, \
+    assert response.status_code in (502, 503) and str(response.status_code) in documented, (
         f"{case.operation.label}: {response.status_code} {response.text[:300]}"
+    )
     err = json.loads(response.text)["error"]
     assert isinstance(err["message"], str) and err["message"], err
 
 
-CHECKS: dict[str, Any] = {"additional_checks": [only_documented_server_errors],
-                          "excluded_checks": [not_a_server_error,
-                                              # valid by the schema is not always servable: an image
-                                              # URL must hold a decodable image, OCR needs an image
-                                              positive_data_acceptance]}
+CHECKS: dict[str, Any] = {
+    "additional_checks": [only_documented_server_errors],
+    "excluded_checks": [
+        not_a_server_error,
+        # valid by the schema is not always servable: an image
+        # URL must hold a decodable image, OCR needs an image
+        positive_data_acceptance,
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +122,12 @@ def _aim(case: Any, aim: str) -> Any:
                 for part in message["content"] if isinstance(message.get("content"), list) else []:
                     if part.get("type") == "image_url":
                         part["image_url"] = {"url": PAGE}
-            case.body["messages"].append({"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": PAGE}}, {"type": "text", "text": "read"}]})
+            case.body["messages"].append(
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": PAGE}}, {"type": "text", "text": "read"}],
+                }
+            )
     if case.path_parameters and "name" in case.path_parameters:
         case.path_parameters["name"] = MODEL
     return case
@@ -122,8 +135,11 @@ def _aim(case: Any, aim: str) -> Any:
 
 def fuzz(operation: Any, base_url: str, timeout: float) -> None:
     """Generated valid and invalid requests to `operation`, each answer checked against the document."""
-    valid = st.builds(_aim, operation.as_strategy(GenerationMode.POSITIVE),
-                      st.sampled_from(["as generated", "known model", "with a page"]))
+    valid = st.builds(
+        _aim,
+        operation.as_strategy(GenerationMode.POSITIVE),
+        st.sampled_from(["as generated", "known model", "with a page"]),
+    )
     cases = st.one_of(valid, operation.as_strategy(GenerationMode.NEGATIVE))
     examples = MAX_EXAMPLES * (2 if operation.path in ("/v1/chat/completions", "/v1/completions") else 1)
 
@@ -156,6 +172,7 @@ def test_gateway_answers_generated_requests_as_documented(label: str, gateway: G
 
 # --- regressions: what fuzzing found, each pinned by name -----------------------------------
 
+
 def _validator(doc: dict[str, Any], pointer: str) -> Any:
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
@@ -170,11 +187,15 @@ def test_streamed_events_validate_against_the_documented_event_schema(worker_url
     doc = worker_fastapi().openapi()
     event = _validator(doc, "/paths/~1v1~1chat~1completions/post/responses/200/content/text~1event-stream/schema")
     chunk = _validator(doc, "/components/schemas/ChatCompletionChunk")
-    body = {"model": MODEL, "stream": True, "stream_options": {"include_usage": True}, "messages": [
-        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": PAGE}}]}]}
+    body = {
+        "model": MODEL,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": PAGE}}]}],
+    }
     with httpx.stream("POST", worker_url + "/v1/chat/completions", json=body, trust_env=False, timeout=120) as r:
         assert r.status_code == 200
-        datas = [line[len("data: "):] for line in r.iter_lines() if line.startswith("data: ")]
+        datas = [line[len("data: ") :] for line in r.iter_lines() if line.startswith("data: ")]
     assert datas[-1] == "[DONE]" and len(datas) >= 3
     for data in datas:
         event.validate({"data": data})
@@ -188,8 +209,12 @@ def test_request_schemas_require_model_as_both_apps_do(worker_url: str, gateway:
     for doc, url in ((worker_fastapi().openapi(), worker_url), (gateway_doc, gateway.url)):
         for name, path in (("ChatCompletionRequest", "/v1/chat/completions"), ("CompletionRequest", "/v1/completions")):
             assert "model" in doc["components"]["schemas"][name]["required"]
-            r = httpx.post(url + path, json={"messages": [{"role": "user", "content": "hi"}], "prompt": "hi"},
-                           trust_env=False, timeout=60)
+            r = httpx.post(
+                url + path,
+                json={"messages": [{"role": "user", "content": "hi"}], "prompt": "hi"},
+                trust_env=False,
+                timeout=60,
+            )
             assert r.status_code == 400 and r.json()["error"]["param"] == "model"
 
 
@@ -200,8 +225,13 @@ def test_ocr_modes_the_gateway_accepts_are_valid_by_its_document(mode: str, gate
     form = doc["paths"]["/api/ocr"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     _validator({"form": form}, "/form").validate({"file": ["x"], "mode": mode})
     png = base64.b64decode(PAGE.split(",", 1)[1])
-    r = httpx.post(gateway.url + "/api/ocr", files={"file": ("page.png", png, "image/png")}, data={"mode": mode},
-                   trust_env=False, timeout=120)
+    r = httpx.post(
+        gateway.url + "/api/ocr",
+        files={"file": ("page.png", png, "image/png")},
+        data={"mode": mode},
+        trust_env=False,
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
 
 
@@ -221,10 +251,10 @@ def test_gateway_load_and_unload_answer_as_documented(gateway: Gateway) -> None:
         (load, "/api/models/no-such-model/load", {}),
         (unload_one, "/api/models/no-such-model/unload", {}),
         (load, f"/api/models/{MODEL}/load", {"wait": "true"}),
-        (load, f"/api/models/{MODEL}/load", {}),             # already resident: 200
-        (unload_one, f"/api/models/{MODEL}/unload", {}),    # 202, unloading
-        ("/api/unload", "/api/unload", {}),                  # nothing (more) to unload, or 202
-        (load, f"/api/models/{MODEL}/load", {}),             # 202: switch requested
+        (load, f"/api/models/{MODEL}/load", {}),  # already resident: 200
+        (unload_one, f"/api/models/{MODEL}/unload", {}),  # 202, unloading
+        ("/api/unload", "/api/unload", {}),  # nothing (more) to unload, or 202
+        (load, f"/api/models/{MODEL}/load", {}),  # 202: switch requested
         (load, f"/api/models/{MODEL}/load", {"wait": "true"}),
     ]
     statuses = []

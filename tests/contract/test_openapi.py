@@ -22,8 +22,13 @@ def test_gateway_document_lists_every_route_it_serves_including_the_proxied_open
     doc = app.openapi()
     served = served_operations(app, PROXIED_PATHS)
     assert served <= documented_operations(doc), served - documented_operations(doc)
-    assert {("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("POST", "/api/ocr"),
-            ("GET", "/api/events"), ("POST", "/api/models/{name}/load")} <= documented_operations(doc)
+    assert {
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/completions"),
+        ("POST", "/api/ocr"),
+        ("GET", "/api/events"),
+        ("POST", "/api/models/{name}/load"),
+    } <= documented_operations(doc)
     validate(doc)
 
 
@@ -37,8 +42,10 @@ def test_worker_document_lists_every_route_it_serves():
 
 def test_completion_routes_document_bodies_streams_and_error_bodies(tmp_path: Path):
     for doc in (gateway_fastapi(tmp_path).openapi(), worker_fastapi().openapi()):
-        for path, request in (("/v1/chat/completions", "ChatCompletionRequest"),
-                              ("/v1/completions", "CompletionRequest")):
+        for path, request in (
+            ("/v1/chat/completions", "ChatCompletionRequest"),
+            ("/v1/completions", "CompletionRequest"),
+        ):
             op = doc["paths"][path]["post"]
             assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/" + request)
             assert set(op["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}

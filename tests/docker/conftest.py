@@ -16,7 +16,7 @@ import pytest
 from tests.docker.images import ensure_busybox_image, host_python_volumes
 from tests.support import ROOT
 from vlmswap.backends import docker as dk
-from vlmswap.config import ModelSpec
+from vlmswap.registry.config import ModelSpec
 
 # A vLLM-shaped server in ~10 lines of sh: static /health and /v1/models, served by
 # busybox httpd; SIGTERM ends it at once (sh with a trap as pid 1 forwards nothing, it exits).
@@ -35,8 +35,11 @@ def engine() -> Iterator[Any]:
     try:
         client = dk.connect()
     except Exception as exc:
-        pytest.fail(f"the docker tests need a running Docker engine ({exc}); start it with "
-                    f"`dockerd >/tmp/dockerd.log 2>&1 &` or `make system-deps`", pytrace=False)
+        pytest.fail(
+            f"the docker tests need a running Docker engine ({exc}); start it with "
+            f"`dockerd >/tmp/dockerd.log 2>&1 &` or `make system-deps`",
+            pytrace=False,
+        )
     yield client
     client.close()
 
@@ -63,16 +66,21 @@ def remove_labelled(engine: Any, gid: str) -> None:
             c.remove(force=True)
 
 
-def httpd_spec(image: str, served_name: str, host_port: int, *, delay: float = 0.0, ignore_term: bool = False,
-               **extra: Any) -> dict[str, Any]:
+def httpd_spec(
+    image: str, served_name: str, host_port: int, *, delay: float = 0.0, ignore_term: bool = False, **extra: Any
+) -> dict[str, Any]:
     """Registry entry (a dict, as YAML would give) of a busybox httpd 'model' container."""
     return {
         "served_name": served_name,
         "backend": "docker",
         "image": image,
         "command": ["sh", "-c", HTTPD_SCRIPT],
-        "env": {"SERVED_NAME": "${SERVED_NAME}", "PORT": "${PORT}", "DELAY": str(delay),
-                "ON_TERM": "" if ignore_term else "echo got SIGTERM; exit 0"},
+        "env": {
+            "SERVED_NAME": "${SERVED_NAME}",
+            "PORT": "${PORT}",
+            "DELAY": str(delay),
+            "ON_TERM": "" if ignore_term else "echo got SIGTERM; exit 0",
+        },
         "ports": {CONTAINER_PORT: host_port},
         "port": host_port,
         "startup_timeout_s": 30,
@@ -81,11 +89,19 @@ def httpd_spec(image: str, served_name: str, host_port: int, *, delay: float = 0
 
 
 def failing_spec(image: str, served_name: str, host_port: int, code: int = 3) -> dict[str, Any]:
-    script = ('echo "loading weights for $SERVED_NAME"; echo "RuntimeError: CUDA out of memory" >&2; '
-              f"sleep 0.2; exit {code}")
-    return {"served_name": served_name, "backend": "docker", "image": image, "command": ["sh", "-c", script],
-            "env": {"SERVED_NAME": "${SERVED_NAME}"}, "ports": {CONTAINER_PORT: host_port}, "port": host_port,
-            "startup_timeout_s": 30}
+    script = (
+        f'echo "loading weights for $SERVED_NAME"; echo "RuntimeError: CUDA out of memory" >&2; sleep 0.2; exit {code}'
+    )
+    return {
+        "served_name": served_name,
+        "backend": "docker",
+        "image": image,
+        "command": ["sh", "-c", script],
+        "env": {"SERVED_NAME": "${SERVED_NAME}"},
+        "ports": {CONTAINER_PORT: host_port},
+        "port": host_port,
+        "startup_timeout_s": 30,
+    }
 
 
 def worker_spec(image: str, served_name: str, host_port: int) -> dict[str, Any]:
@@ -94,8 +110,20 @@ def worker_spec(image: str, served_name: str, host_port: int) -> dict[str, Any]:
         "served_name": served_name,
         "backend": "docker",
         "image": image,
-        "command": ["${PYTHON}", "-m", "vlmswap", "worker", "--engine", "rapidocr", "--host", "0.0.0.0",
-                    "--port", "${PORT}", "--served-model-name", "${SERVED_NAME}"],
+        "command": [
+            "${PYTHON}",
+            "-m",
+            "vlmswap",
+            "worker",
+            "--engine",
+            "rapidocr",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "${PORT}",
+            "--served-model-name",
+            "${SERVED_NAME}",
+        ],
         "env": {"HOME": "/tmp", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
         "volumes": host_python_volumes(),
         "ports": {CONTAINER_PORT: host_port},
@@ -112,8 +140,17 @@ def fault_server_spec(image: str, served_name: str, host_port: int, *flags: str)
         "served_name": served_name,
         "backend": "docker",
         "image": image,
-        "command": ["${PYTHON}", str(FAULT_SERVER), "--host", "0.0.0.0", "--port", "${PORT}",
-                    "--served-model-name", "${SERVED_NAME}", *flags],
+        "command": [
+            "${PYTHON}",
+            str(FAULT_SERVER),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "${PORT}",
+            "--served-model-name",
+            "${SERVED_NAME}",
+            *flags,
+        ],
         "env": {"HOME": "/tmp", "PYTHONUNBUFFERED": "1"},
         "volumes": host_python_volumes(),
         "ports": {CONTAINER_PORT: host_port},
@@ -124,11 +161,12 @@ def fault_server_spec(image: str, served_name: str, host_port: int, *flags: str)
 
 def fault_process_spec(served_name: str, *flags: str) -> dict[str, Any]:
     """The same server as a plain process (process backend, free port)."""
-    return {"served_name": served_name, "cmd": ["${PYTHON}", str(FAULT_SERVER), "--port", "${PORT}",
-                                                "--served-model-name", "${SERVED_NAME}", *flags],
-            "startup_timeout_s": 60}
+    return {
+        "served_name": served_name,
+        "cmd": ["${PYTHON}", str(FAULT_SERVER), "--port", "${PORT}", "--served-model-name", "${SERVED_NAME}", *flags],
+        "startup_timeout_s": 60,
+    }
 
 
 def spec_of(entry: dict[str, Any]) -> ModelSpec:
     return ModelSpec.model_validate(entry)
-

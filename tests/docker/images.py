@@ -43,6 +43,7 @@ def rootfs_tar() -> bytes:
     """The image's root filesystem as an uncompressed tar, deterministic for one host."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+
         def add_dir(name: str, mode: int = 0o755) -> None:
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, 0
@@ -82,8 +83,7 @@ def ensure_busybox_image(client: docker.DockerClient) -> str:
         return ref
     except docker.errors.ImageNotFound:
         pass
-    client.api.import_image_from_data(data, repository=REPO, tag=tag,
-                                      changes=['ENV PATH=/bin', 'WORKDIR /tmp'])
+    client.api.import_image_from_data(data, repository=REPO, tag=tag, changes=["ENV PATH=/bin", "WORKDIR /tmp"])
     client.images.get(ref)  # raises if the import did not produce it
     return ref
 

@@ -17,7 +17,7 @@ from tests.docker.conftest import failing_spec, httpd_spec, spec_of
 from tests.support import free_port
 from vlmswap.backends import docker as dk
 from vlmswap.backends.base import BackendError, LogBuffer
-from vlmswap.config import GatewaySettings
+from vlmswap.registry.config import GatewaySettings
 
 pytestmark = pytest.mark.docker
 
@@ -40,8 +40,9 @@ def labelled(engine: Any, state_dir: Path) -> list[Any]:
 
 def test_container_starts_labelled_on_loopback_ready_and_stops(engine, busybox_image, state_dir):
     port = free_port()
-    b = make("model-a", httpd_spec(busybox_image, "served-a", port, delay=0.3, shm_size="64m", ipc="shareable"),
-             state_dir)
+    b = make(
+        "model-a", httpd_spec(busybox_image, "served-a", port, delay=0.3, shm_size="64m", ipc="shareable"), state_dir
+    )
 
     async def run() -> tuple[set[int], float]:
         await b.start()
@@ -150,8 +151,7 @@ def test_engine_unreachable_names_the_socket(busybox_image, state_dir, tmp_path,
         asyncio.run(b.start())
     assert info.value.message.startswith(f"Docker engine not reachable at {dead} (DOCKER_HOST)")
     assert b.exit_status() == "not started"
-    assert dk.cleanup_orphans(state_dir) == [
-        f"could not look for orphaned containers: {info.value.message}"]
+    assert dk.cleanup_orphans(state_dir) == [f"could not look for orphaned containers: {info.value.message}"]
 
 
 def test_engine_unreachable_from_gateway_setting(busybox_image, state_dir, tmp_path):
@@ -187,6 +187,7 @@ def test_gpu_request_without_gpu_runtime_is_a_clear_error(engine, busybox_image,
             await b.start()
             await b.wait_ready(30)
             await b.stop(2)
+
         asyncio.run(run())
         return
     with pytest.raises(BackendError) as info:
@@ -229,10 +230,12 @@ def test_cleanup_orphans_removes_only_this_gateways_containers(engine, busybox_i
 
         messages = dk.cleanup_orphans(state_dir, grace_s=2)
 
-        assert sorted(messages) == sorted([
-            f"stopped and removed orphaned container {mine.container_name} (model a) left by an earlier gateway",
-            f"removed (exited) orphaned container {exited.container_name} (model c) left by an earlier gateway",
-        ])
+        assert sorted(messages) == sorted(
+            [
+                f"stopped and removed orphaned container {mine.container_name} (model a) left by an earlier gateway",
+                f"removed (exited) orphaned container {exited.container_name} (model c) left by an earlier gateway",
+            ]
+        )
         assert gone(engine, mine.container_id) and gone(engine, exited.container_id)
         assert engine.containers.get(theirs.container_id).status == "running"
         assert dk.cleanup_orphans(state_dir) == []
@@ -247,9 +250,17 @@ def test_cleanup_leaves_containers_of_a_running_gateway_alone(engine, busybox_im
     proc = subprocess.Popen(["sleep", "60"])
     try:
         start = psutil.Process(proc.pid).create_time()
-        c = engine.containers.run(busybox_image, ["sleep", "60"], detach=True, labels={
-            dk.LABEL_MODEL: "a", dk.LABEL_GATEWAY: dk.gateway_id(state_dir),
-            dk.LABEL_GATEWAY_PID: str(proc.pid), dk.LABEL_GATEWAY_START: f"{start:.3f}"})
+        c = engine.containers.run(
+            busybox_image,
+            ["sleep", "60"],
+            detach=True,
+            labels={
+                dk.LABEL_MODEL: "a",
+                dk.LABEL_GATEWAY: dk.gateway_id(state_dir),
+                dk.LABEL_GATEWAY_PID: str(proc.pid),
+                dk.LABEL_GATEWAY_START: f"{start:.3f}",
+            },
+        )
         messages = dk.cleanup_orphans(state_dir)
         assert messages == [f"left container {c.name} (model a) alone: its gateway (pid {proc.pid}) is still running"]
         assert engine.containers.get(c.id).status == "running"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.support import ROOT
-from vlmswap.config import load_registry, render_argv
+from vlmswap.registry.config import load_registry, render_argv
 
 pytestmark = pytest.mark.docker
 
@@ -27,8 +27,11 @@ def compose_cmd() -> list[str]:
     legacy = shutil.which("docker-compose")
     if legacy:
         return [legacy]
-    pytest.fail("neither `docker compose` nor `docker-compose` is installed; `make system-deps` installs "
-                "Debian's docker-compose", pytrace=False)
+    pytest.fail(
+        "neither `docker compose` nor `docker-compose` is installed; `make system-deps` installs "
+        "Debian's docker-compose",
+        pytrace=False,
+    )
 
 
 def compose_config(path: Path) -> subprocess.CompletedProcess[str]:
@@ -99,8 +102,14 @@ def _mounts(volumes: list[Any]) -> list[tuple[str, str, bool]]:
 
 
 def _gpu_devices(devices: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
-    return [(d.get("driver", ""), "all" if d.get("count") in ("all", -1) else str(d.get("count")),
-             d.get("capabilities", [])) for d in devices]
+    return [
+        (
+            d.get("driver", ""),
+            "all" if d.get("count") in ("all", -1) else str(d.get("count")),
+            d.get("capabilities", []),
+        )
+        for d in devices
+    ]
 
 
 def test_model_services_match_the_docker_registry(config):
@@ -116,8 +125,9 @@ def test_model_services_match_the_docker_registry(config):
         assert published == {c: ("127.0.0.1", h) for c, h in spec.ports.items()}, name
         assert spec.port in spec.ports.values()
         container_port = next(c for c, h in spec.ports.items() if h == spec.port)
-        argv, env = render_argv(spec.command or [], spec.env,
-                                {"PORT": str(container_port), "SERVED_NAME": spec.served_name, "MODEL": name})
+        argv, env = render_argv(
+            spec.command or [], spec.env, {"PORT": str(container_port), "SERVED_NAME": spec.served_name, "MODEL": name}
+        )
         assert svc["command"] == argv, name
         assert svc["environment"] == env, name
         assert env["VLLM_SERVER_DEV_MODE"] == "1" and "--enable-sleep-mode" in argv
@@ -137,7 +147,7 @@ def _vllm_flags(argv: list[str]) -> list[str]:
     if args[:2] == ["vllm", "serve"]:
         args = ["--model", *args[2:]]
     i = args.index("--host")
-    del args[i:i + 2]
+    del args[i : i + 2]
     return args
 
 
@@ -158,7 +168,8 @@ def test_docker_registry_uses_the_default_registry_arguments():
 def test_docker_registry_validates_with_the_cli():
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "vlmswap", "config", "check", str(REGISTRY)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "vlmswap", "config", "check", str(REGISTRY)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok (5 models)" in out.stdout

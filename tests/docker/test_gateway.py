@@ -42,9 +42,12 @@ class Gateway:
         self.log_path = state_dir.parent / f"gateway-{self.port}.log"
         self._log = open(self.log_path, "wb")
         full_env = {**os.environ, "VLMSWAP_STATE_DIR": str(state_dir), **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "vlmswap", "serve", "--config", str(self.config),
-                                      "--port", str(self.port)], env=full_env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vlmswap", "serve", "--config", str(self.config), "--port", str(self.port)],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         wait_http(self.url + "/health", 60, self.proc)
         self.http = httpx.Client(base_url=self.url, timeout=120, trust_env=False)
 
@@ -113,8 +116,9 @@ class InvariantSampler(threading.Thread):
         try:
             while not self._halt.is_set():
                 alive = self._processes()
-                running = client.containers.list(filters={"label": f"{dk.LABEL_GATEWAY}={self.gid}",
-                                                          "status": "running"})
+                running = client.containers.list(
+                    filters={"label": f"{dk.LABEL_GATEWAY}={self.gid}", "status": "running"}
+                )
                 alive |= {c.labels.get(dk.LABEL_SERVED, c.name) for c in running}
                 self.samples += 1
                 self.seen |= alive
@@ -138,12 +142,15 @@ def chat(client: openai.OpenAI, model: str, text: str) -> str:
 def test_switching_containers_and_a_process_never_two_alive(busybox_image, state_dir, gateways):
     tok = uuid.uuid4().hex[:8]
     a, b, p = f"{tok}-dock-a", f"{tok}-dock-b", f"{tok}-proc-p"
-    registry = {"gateway": {"stop_grace_s": 5, "max_wait_s": 5}, "models": {
-        "dock-a": fault_server_spec(busybox_image, a, free_port()),
-        # busybox httpd ignoring SIGTERM: every switch away from it waits out its 1 s grace
-        "dock-b": httpd_spec(busybox_image, b, free_port(), ignore_term=True, stop_grace_s=1),
-        "proc-p": fault_process_spec(p),
-    }}
+    registry = {
+        "gateway": {"stop_grace_s": 5, "max_wait_s": 5},
+        "models": {
+            "dock-a": fault_server_spec(busybox_image, a, free_port()),
+            # busybox httpd ignoring SIGTERM: every switch away from it waits out its 1 s grace
+            "dock-b": httpd_spec(busybox_image, b, free_port(), ignore_term=True, stop_grace_s=1),
+            "proc-p": fault_process_spec(p),
+        },
+    }
     gw = Gateway(registry, state_dir)
     gateways.append(gw)
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=120)
@@ -195,8 +202,7 @@ def test_gateway_killed_leaves_container_next_gateway_removes_it(engine, busybox
     gateways.append(second)
     with pytest.raises(docker.errors.NotFound):
         engine.containers.get(container.id)
-    expected = (f"stopped and removed orphaned container {container.name} (model dock-a) "
-                f"left by an earlier gateway")
+    expected = f"stopped and removed orphaned container {container.name} (model dock-a) left by an earlier gateway"
     assert expected in second.output()
     assert second.http.get("/api/status").json()["resident"] is None
     assert second.load("dock-a").json()["state"] == "ready"  # and the model starts again cleanly
@@ -219,12 +225,15 @@ def test_container_exiting_during_start_fails_the_load_with_its_log(busybox_imag
 
 def test_engine_unreachable_is_named_and_the_gateway_keeps_serving(busybox_image, state_dir, tmp_path, gateways):
     dead = f"unix://{tmp_path}/dead.sock"
-    registry = {"models": {"dock-a": httpd_spec(busybox_image, "a", free_port()),
-                           "proc-p": fault_process_spec(f"{uuid.uuid4().hex[:8]}-p")}}
+    registry = {
+        "models": {
+            "dock-a": httpd_spec(busybox_image, "a", free_port()),
+            "proc-p": fault_process_spec(f"{uuid.uuid4().hex[:8]}-p"),
+        }
+    }
     gw = Gateway(registry, state_dir, env={"DOCKER_HOST": dead})
     gateways.append(gw)
-    assert f"could not look for orphaned containers: Docker engine not reachable at {dead} (DOCKER_HOST)" \
-        in gw.output()
+    assert f"could not look for orphaned containers: Docker engine not reachable at {dead} (DOCKER_HOST)" in gw.output()
     r = gw.load("dock-a")
     assert r.status_code == 502
     assert f"Docker engine not reachable at {dead} (DOCKER_HOST)" in r.json()["error"]["message"]
@@ -248,9 +257,18 @@ def test_real_worker_in_a_container_answers_chat_through_the_gateway(busybox_ima
     gw = Gateway(registry, state_dir)
     gateways.append(gw)
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=180)
-    r = client.chat.completions.create(model="ocr-in-docker", messages=[{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": _text_image("HELLO DOCKER 42")}},
-        {"type": "text", "text": "Read the text in the image."}]}])
+    r = client.chat.completions.create(
+        model="ocr-in-docker",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": _text_image("HELLO DOCKER 42")}},
+                    {"type": "text", "text": "Read the text in the image."},
+                ],
+            }
+        ],
+    )
     words = re.sub(r"[^A-Z0-9 ]", " ", (r.choices[0].message.content or "").upper()).split()
     assert {"HELLO", "DOCKER", "42"} <= set(words), r.choices[0].message.content
     status = gw.http.get("/api/status").json()
@@ -276,8 +294,10 @@ def test_gateway_sigterm_stops_and_removes_its_container(engine, busybox_image, 
 
 def test_container_crash_while_ready_is_seen_and_the_next_request_restarts_it(busybox_image, state_dir, gateways):
     name = f"{uuid.uuid4().hex[:8]}-crash"
-    registry = {"gateway": {"backoff_initial_s": 0.1}, "models": {
-        "dock-a": fault_server_spec(busybox_image, name, free_port())}}
+    registry = {
+        "gateway": {"backoff_initial_s": 0.1},
+        "models": {"dock-a": fault_server_spec(busybox_image, name, free_port())},
+    }
     gw = Gateway(registry, state_dir)
     gateways.append(gw)
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=60)

@@ -23,8 +23,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("gw")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with running([PY, "-m", "vlmswap", "serve", "--port", str(port)], f"{url}/health", timeout=120,
-                 env={"VLMSWAP_STATE_DIR": str(tmp / "state")}, log_path=tmp / "gateway.log"):
+    with running(
+        [PY, "-m", "vlmswap", "serve", "--port", str(port)],
+        f"{url}/health",
+        timeout=120,
+        env={"VLMSWAP_STATE_DIR": str(tmp / "state")},
+        log_path=tmp / "gateway.log",
+    ):
         yield url
 
 
@@ -47,8 +52,13 @@ def test_client_ocr_returns_the_document(gateway, docs_dir: Path, rendered: Rend
 def test_several_files_text_mode_and_markdown(gateway, docs_dir: Path, rendered: Rendered):
     buf = io.BytesIO()
     rendered.images[1].save(buf, "PNG")
-    r = post(gateway, [("report.pdf", (docs_dir / "report.pdf").read_bytes()), ("page2.png", buf.getvalue())],
-             mode="text", pages="1", dpi=str(DPI))
+    r = post(
+        gateway,
+        [("report.pdf", (docs_dir / "report.pdf").read_bytes()), ("page2.png", buf.getvalue())],
+        mode="text",
+        pages="1",
+        dpi=str(DPI),
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     docs = [Document.from_dict(d) for d in body["documents"]]
@@ -60,7 +70,7 @@ def test_several_files_text_mode_and_markdown(gateway, docs_dir: Path, rendered:
 
 def test_dots_ocr_client_through_the_gateway_gets_layout_json(gateway, rendered: Rendered):
     from tests import dots_client
-    from vlmswap import dots_prompts
+    from vlmswap.documents import dots_prompts
 
     image = rendered.images[0]
     with dots_client.client(gateway + "/v1") as api:
@@ -85,7 +95,7 @@ def test_dots_mocr_modes_through_the_ocr_api(gateway, rendered: Rendered):
     page = Document.from_dict(svg.json()["document"]).pages[0]
     assert [b.category for b in page.blocks] == ["Picture"] and page.blocks[0].text.startswith("<svg")
     assert f'viewBox="0 0 {page.input_width} {page.input_height}"' in page.blocks[0].text
-    assert rendered.texts[2][0] in svg.json()["markdown"]          # the SVG is inlined, its text inside
+    assert rendered.texts[2][0] in svg.json()["markdown"]  # the SVG is inlined, its text inside
     assert post(gateway, png, mode="poetry").json()["error"]["param"] == "mode"
 
 
@@ -116,8 +126,12 @@ def test_bad_fields_and_unknown_model(gateway, docs_dir: Path):
         (post(gateway, pdf, dpi="lots"), 400, "invalid_dpi", "dpi must be a number"),
         (post(gateway, pdf, dpi="5000"), 400, "invalid_dpi", "outside 1..1200"),
         (post(gateway, [], model="rapidocr"), 415, "unsupported_media_type", "multipart"),
-        (httpx.post(f"{gateway}/api/ocr", files={"other": ("x", b"1")}, trust_env=False), 400, "missing_file",
-         "no `file`"),
+        (
+            httpx.post(f"{gateway}/api/ocr", files={"other": ("x", b"1")}, trust_env=False),
+            400,
+            "missing_file",
+            "no `file`",
+        ),
     ]
     for resp, status, code, text in cases:
         assert resp.status_code == status, resp.text
@@ -137,14 +151,39 @@ def test_gateway_keeps_serving_after_bad_requests(gateway, docs_dir: Path):
 
 def test_cli_through_the_gateway(gateway, docs_dir: Path, rendered: Rendered, tmp_path: Path):
     env = {**os.environ, "VLMSWAP_STATE_DIR": str(tmp_path / "state")}
-    proc = subprocess.run([PY, "-m", "vlmswap", "ocr", str(docs_dir / "report.pdf"), "--gateway", gateway,
-                           "--pages", "2", "--dpi", str(DPI), "--out", str(tmp_path / "o"), "--format", "json"],
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            PY,
+            "-m",
+            "vlmswap",
+            "ocr",
+            str(docs_dir / "report.pdf"),
+            "--gateway",
+            gateway,
+            "--pages",
+            "2",
+            "--dpi",
+            str(DPI),
+            "--out",
+            str(tmp_path / "o"),
+            "--format",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = Document.from_dict(json.loads((tmp_path / "o" / "report.json").read_text()))
     assert [p.number for p in doc.pages] == [2]
     assert cer("\n".join(rendered.texts[1]), doc.pages[0].text) < 0.02
-    assert not (tmp_path / "state").exists()        # no in-process manager was started
-    bad = subprocess.run([PY, "-m", "vlmswap", "ocr", str(docs_dir / "report.pdf"), "--gateway", gateway,
-                          "--model", "nope"], env=env, capture_output=True, text=True, timeout=60)
+    assert not (tmp_path / "state").exists()  # no in-process manager was started
+    bad = subprocess.run(
+        [PY, "-m", "vlmswap", "ocr", str(docs_dir / "report.pdf"), "--gateway", gateway, "--model", "nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "`nope` does not exist" in bad.stderr

@@ -32,8 +32,9 @@ BAD = {
 
 def run_cli(args: list[str], tmp: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VLMSWAP_STATE_DIR": str(tmp / "state"), "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run([PY, "-m", "vlmswap", "ocr", *args], cwd=tmp, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [PY, "-m", "vlmswap", "ocr", *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +53,8 @@ def test_bad_files_get_one_line_each_and_the_good_one_is_still_read(cli_run, doc
         mine = [ln for ln in lines if ln.startswith(f"{docs_dir / name}: ")]
         assert len(mine) == 1 and reason in mine[0], (name, proc.stderr)
     assert (out / "report.json").is_file()
-    summary = proc.stderr[proc.stderr.index("files ok"):]
-    assert "│ 1 " in summary and "│ 5 " in summary and "│ 3 " in summary     # ok, failed, pages
+    summary = proc.stderr[proc.stderr.index("files ok") :]
+    assert "│ 1 " in summary and "│ 5 " in summary and "│ 3 " in summary  # ok, failed, pages
 
 
 def test_pdf_becomes_json_markdown_and_annotated_pngs(cli_run, rendered: Rendered):
@@ -87,14 +88,17 @@ def test_text_is_read_with_under_2_percent_cer(cli_run, rendered: Rendered):
 def test_every_block_box_covers_its_line(cli_run, rendered: Rendered):
     _, out = cli_run
     doc = Document.from_dict(json.loads((out / "report.json").read_text()))
-    slack = 2.0   # px at 100 dpi: anti-aliasing at the ink's edge
+    slack = 2.0  # px at 100 dpi: anti-aliasing at the ink's edge
     for page, lines, boxes in zip(doc.pages, rendered.texts, rendered.boxes):
         assert len(page.blocks) == len(lines)
         for line, ink in zip(lines, boxes):
             block = min(page.blocks, key=lambda b: cer(line, b.text))
             x1, y1, x2, y2 = block.bbox
-            assert x1 <= ink[0] + slack and y1 <= ink[1] + slack and x2 >= ink[2] - slack and y2 >= ink[3] - slack, \
-                (line, block.bbox, ink)
+            assert x1 <= ink[0] + slack and y1 <= ink[1] + slack and x2 >= ink[2] - slack and y2 >= ink[3] - slack, (
+                line,
+                block.bbox,
+                ink,
+            )
             # and it is the line's box, not the page's
             assert (y2 - y1) < 3 * (ink[3] - ink[1])
 
@@ -105,7 +109,7 @@ def test_annotated_png_shows_boxes_where_the_blocks_are(cli_run):
     png = Image.open(out / "report.page0001.png").convert("RGB")
     b = doc.pages[0].blocks[0]
     left_edge = png.crop((int(b.bbox[0]), int(b.bbox[1]) + 2, int(b.bbox[0]) + 1, int(b.bbox[3]) - 2))
-    assert {c for _, c in left_edge.getcolors(1000)} == {(22, 160, 133)}        # the Text colour
+    assert {c for _, c in left_edge.getcolors(1000)} == {(22, 160, 133)}  # the Text colour
 
 
 def test_page_range_outside_the_document_fails_that_file_only(docs_dir, tmp_path):

@@ -26,15 +26,26 @@ def sample_doc() -> Document:
         Block(8, "List-item", [20, 390, 380, 400], "first point"),
         Block(9, "Page-footer", [180, 420, 220, 440], "Page 1"),
     ]
-    page = Page(1, 400, 450, 392, 448, blocks, model="m", mode="layout", timings={"model_s": 1.5},
-                flags=["repair:code_fence"], raw_output="```json ...")
+    page = Page(
+        1,
+        400,
+        450,
+        392,
+        448,
+        blocks,
+        model="m",
+        mode="layout",
+        timings={"model_s": 1.5},
+        flags=["repair:code_fence"],
+        raw_output="```json ...",
+    )
     page2 = Page(2, 400, 450, 392, 448, [Block(0, "Text", None, "Text-mode paragraph.")], model="m", mode="text")
     return Document("scans/report 2025.pdf", [page, page2], model="m", mode="layout")
 
 
 def test_markdown_follows_dots_ocr_conventions():
-    md = sample_doc().markdown()
-    assert "ACME Corp" not in md and "Page 1\n" not in md          # header and footer left out
+    md = export.document_markdown(sample_doc())
+    assert "ACME Corp" not in md and "Page 1\n" not in md  # header and footer left out
     assert "# Annual report" in md and "## Results" in md
     assert "$$\nE = mc^2\n$$" in md
     assert "<table><tr><td>a</td><td>1</td></tr></table>" in md
@@ -64,13 +75,13 @@ def test_annotate_draws_each_category_in_its_colour_and_highlights_one():
     page = Image.new("RGB", (400, 450), "white")
     doc = sample_doc()
     out = export.annotate(page, doc.pages[0].blocks)
-    assert out.size == page.size and page.getpixel((20, 120)) == (255, 255, 255)   # input untouched
+    assert out.size == page.size and page.getpixel((20, 120)) == (255, 255, 255)  # input untouched
     # the Text box's left edge in the Text colour, the Table's in the Table colour
     assert out.getpixel((20, 120)) == export.COLORS["Text"]
     assert out.getpixel((20, 230)) == export.COLORS["Table"]
-    assert out.getpixel((200, 330)) == (255, 255, 255)                 # inside a box: not filled
+    assert out.getpixel((200, 330)) == (255, 255, 255)  # inside a box: not filled
     hl = export.annotate(page, doc.pages[0].blocks, highlight=6)
-    assert hl.getpixel((200, 330)) != (255, 255, 255)                  # the highlighted box is tinted
+    assert hl.getpixel((200, 330)) != (255, 255, 255)  # the highlighted box is tinted
     # a thumbnail: boxes scale with `page_size`
     small = export.annotate(page.resize((200, 225)), doc.pages[0].blocks, page_size=(400, 450))
     assert small.getpixel((10, 60)) == export.COLORS["Text"]
@@ -82,15 +93,21 @@ def test_annotate_labels_blocks_with_their_index():
     out = export.annotate(page, one)
     label_area = out.crop((50, 80, 80, 100))
     colors = [c for _, c in label_area.getcolors(10000)]
-    assert export.COLORS["Text"] in colors and (255, 255, 255) in colors   # a filled tag with white digits
+    assert export.COLORS["Text"] in colors and (255, 255, 255) in colors  # a filled tag with white digits
 
 
 def test_bundle_and_zip_hold_everything():
     doc = sample_doc()
     page_im = Image.new("RGB", (400, 450), (200, 10, 10))
     files = export.bundle(doc, {1: page_im}, "report")
-    assert set(files) == {"report.json", "report.md", "report.page0001.json", "report.page0002.json",
-                          "report.page0001.png", "images/report.page0001.block006.png"}
+    assert set(files) == {
+        "report.json",
+        "report.md",
+        "report.page0001.json",
+        "report.page0002.json",
+        "report.page0001.png",
+        "images/report.page0001.block006.png",
+    }
     crop = Image.open(io.BytesIO(files["images/report.page0001.block006.png"]))
     assert crop.size == (200, 100) and crop.getpixel((100, 50)) == (200, 10, 10)
     assert "](images/report.page0001.block006.png)" in files["report.md"].decode()

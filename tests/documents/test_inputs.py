@@ -39,7 +39,7 @@ def test_multi_page_tiff_gives_every_frame(pages):
 
 
 def test_pdf_pages_render_at_the_requested_dpi(pages):
-    data = pdf_bytes(pages, dpi=72)                   # 400 x 300 points
+    data = pdf_bytes(pages, dpi=72)  # 400 x 300 points
     at_150 = open_bytes(data, "x.pdf", dpi=150)
     assert at_150.kind == "pdf" and at_150.page_count == 3
     first = next(at_150.pages())

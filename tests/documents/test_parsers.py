@@ -8,13 +8,13 @@ import pytest
 from PIL import Image
 
 from tests.documents.native import FAMILIES, answer, page_elements_to_input
-from vlmswap.config import ModelSpec
 from vlmswap.documents import prompts
 from vlmswap.documents.inputs import PageImage
 from vlmswap.documents.layout import Page
 from vlmswap.documents.parsers import parse_dots, parse_output, parse_qwen2, parse_qwen_json
 from vlmswap.documents.pipeline import make_page
 from vlmswap.documents.resize import input_size, rule_for
+from vlmswap.registry.config import ModelSpec
 
 PAGE = (1240, 1754)  # A4 at 150 dpi
 ELEMENTS = [
@@ -92,7 +92,7 @@ def test_elements_joined_without_commas_are_split(family):
 @pytest.mark.parametrize("family", JSON_FAMILIES)
 def test_answer_cut_off_mid_element_keeps_what_was_complete(family):
     raw = native(family)
-    cut = raw[: raw.rindex("He said") + 7]          # max_tokens hit inside the last text
+    cut = raw[: raw.rindex("He said") + 7]  # max_tokens hit inside the last text
     page = run(family, cut)
     assert_blocks(page, family, [*ELEMENTS[:3], (ELEMENTS[3][0], ELEMENTS[3][1], "He said")])
     assert "repair:truncated_last_element" in page.flags
@@ -125,17 +125,21 @@ def test_repeated_elements_are_removed_and_flagged(family):
 def test_boxes_outside_the_image_are_clamped_or_dropped(family):
     iw, ih = in_size(family)
     size = (iw, ih)
-    elements_in = [*page_elements_to_input(ELEMENTS[:2], PAGE, size),
-                   ("Text", [iw - 60.0, 500.0, iw + 300.0, 560.0], "runs off the right edge"),
-                   ("Picture", [iw + 20.0, ih + 20.0, iw + 200.0, ih + 200.0], "")]
+    elements_in = [
+        *page_elements_to_input(ELEMENTS[:2], PAGE, size),
+        ("Text", [iw - 60.0, 500.0, iw + 300.0, 560.0], "runs off the right edge"),
+        ("Picture", [iw + 20.0, ih + 20.0, iw + 200.0, ih + 200.0], ""),
+    ]
     page = run(family, answer(family, elements_in, size))
     texts = [b.text for b in page.blocks]
     assert texts[:3] == [ELEMENTS[0][2], ELEMENTS[1][2], "runs off the right edge"]
     edge = page.blocks[2].bbox
     assert edge is not None and edge[2] == PAGE[0] and PAGE[0] - 70 < edge[0] < PAGE[0] - 50
-    assert all(b.bbox is None or (0 <= b.bbox[0] < b.bbox[2] <= PAGE[0] and 0 <= b.bbox[1] < b.bbox[3] <= PAGE[1])
-               for b in page.blocks)
-    assert len(page.blocks) == 3          # the empty box wholly off the page is gone
+    assert all(
+        b.bbox is None or (0 <= b.bbox[0] < b.bbox[2] <= PAGE[0] and 0 <= b.bbox[1] < b.bbox[3] <= PAGE[1])
+        for b in page.blocks
+    )
+    assert len(page.blocks) == 3  # the empty box wholly off the page is gone
     assert "boxes_dropped_outside_page:1" in page.flags
 
 
@@ -167,8 +171,10 @@ def test_dots_broken_object_in_the_middle_is_salvaged():
 
 
 def test_dots_broken_object_with_unescaped_quotes_keeps_its_text():
-    raw = ('[{"bbox": [1, 2, 300, 40], "category": "Text", "text": "He said "yes" twice"}, '
-           '{"bbox": [1, 50, 300, 90], "category": "Text", "text": "next"}]')
+    raw = (
+        '[{"bbox": [1, 2, 300, 40], "category": "Text", "text": "He said "yes" twice"}, '
+        '{"bbox": [1, 50, 300, 90], "category": "Text", "text": "next"}]'
+    )
     result = parse_dots(raw)
     assert [b.text for b in result.blocks] == ['He said "yes" twice', "next"]
 
@@ -186,8 +192,10 @@ def test_dots_single_object_instead_of_array_is_accepted():
 
 
 def test_dots_unknown_category_becomes_text_and_synonyms_are_mapped():
-    raw = ('[{"bbox":[1,2,30,40],"category":"Weird","text":"a"},{"bbox":[1,2,30,41],"category":"figure"},'
-           '{"bbox":[1,2,30,42],"category":"section_header","text":"b"}]')
+    raw = (
+        '[{"bbox":[1,2,30,40],"category":"Weird","text":"a"},{"bbox":[1,2,30,41],"category":"figure"},'
+        '{"bbox":[1,2,30,42],"category":"section_header","text":"b"}]'
+    )
     assert [b.category for b in parse_dots(raw).blocks] == ["Text", "Picture", "Section-header"]
 
 
@@ -200,16 +208,22 @@ def test_qwen2_bare_boxes_after_vllm_strips_special_tokens():
 
 
 def test_qwen2_several_boxes_for_one_reference_share_its_label():
-    raw = ("<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(100,100),(200,200)<|box_end|>"
-           "<|box_start|>(300,300),(400,400)<|box_end|>")
+    raw = (
+        "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(100,100),(200,200)<|box_end|>"
+        "<|box_start|>(300,300),(400,400)<|box_end|>"
+    )
     result = parse_qwen2(raw, (1000, 1000))
-    assert [(b.text, b.bbox) for b in result.blocks] == [("the cat", [100, 100, 200, 200]),
-                                                        ("the cat", [300, 300, 400, 400])]
+    assert [(b.text, b.bbox) for b in result.blocks] == [
+        ("the cat", [100, 100, 200, 200]),
+        ("the cat", [300, 300, 400, 400]),
+    ]
 
 
 def test_qwen2_category_labels_become_categories_in_layout_only():
-    raw = ("<|object_ref_start|>Table<|object_ref_end|><|box_start|>(100,100),(900,500)<|box_end|>\n"
-           "<|object_ref_start|>Page-footer<|object_ref_end|><|box_start|>(100,950),(900,990)<|box_end|>")
+    raw = (
+        "<|object_ref_start|>Table<|object_ref_end|><|box_start|>(100,100),(900,500)<|box_end|>\n"
+        "<|object_ref_start|>Page-footer<|object_ref_end|><|box_start|>(100,950),(900,990)<|box_end|>"
+    )
     page = run("qwen2_vl", raw, mode="layout-only")
     assert [(b.category, b.text) for b in page.blocks] == [("Table", ""), ("Page-footer", "")]
 
@@ -241,9 +255,9 @@ def test_text_only_family_asked_for_layout_falls_back_to_text_and_says_so(family
 
 
 def test_dots_prompts_are_sent_verbatim_behind_the_clients_image_prefix():
-    from vlmswap import dots_prompts
+    from vlmswap.documents import dots_prompts
 
-    prefix = "<|img|><|imgpad|><|endofimg|>"      # dots_ocr/model/inference.py
+    prefix = "<|img|><|imgpad|><|endofimg|>"  # dots_ocr/model/inference.py
     assert prompts.plan("dots_ocr", "layout").prompt == prefix + dots_prompts.layout_all()
     assert prompts.plan("rapidocr", "layout-only").prompt == prefix + dots_prompts.layout_only()
     assert prompts.plan("dots_ocr", "text").prompt == prefix + dots_prompts.ocr()
@@ -251,7 +265,7 @@ def test_dots_prompts_are_sent_verbatim_behind_the_clients_image_prefix():
 
 
 def test_dots_mocr_modes_send_its_prompts_and_parse_their_answers():
-    from vlmswap import dots_prompts
+    from vlmswap.documents import dots_prompts
 
     table = dots_prompts.prompts()
     web, scene = prompts.plan("dots_ocr", "web"), prompts.plan("dots_ocr", "scene-spotting")
@@ -263,7 +277,8 @@ def test_dots_mocr_modes_send_its_prompts_and_parse_their_answers():
     raw = 'Here it is:\n```svg\n<svg viewBox="0 0 10 10"><rect width="4" height="4"/></svg>\n```'
     result = parse_output(svg.format, raw, (10, 10))
     assert [(b.category, b.bbox, b.text) for b in result.blocks] == [
-        ("Picture", None, '<svg viewBox="0 0 10 10"><rect width="4" height="4"/></svg>')]
+        ("Picture", None, '<svg viewBox="0 0 10 10"><rect width="4" height="4"/></svg>')
+    ]
     assert result.flags == ["repair:text_around_svg"]
     assert parse_output("svg", "no drawing today", (10, 10)).flags[0].startswith("fallback_text")
     qwen = prompts.plan("qwen3_vl", "svg")
@@ -272,13 +287,15 @@ def test_dots_mocr_modes_send_its_prompts_and_parse_their_answers():
 
 
 def test_a_grounding_prompt_without_its_box_is_refused_and_placeholders_anywhere_are_ignored():
-    from vlmswap import dots_prompts
+    from vlmswap.documents import dots_prompts
 
     with pytest.raises(ValueError, match="without a box"):
         dots_prompts.recognise(dots_prompts.prompts()["prompt_grounding_ocr"])
     assert dots_prompts.classify("<image>\n" + dots_prompts.ocr() + "\n") == "ocr"
-    assert dots_prompts.classify("<|vision_start|><|image_pad|><|vision_end|>" + dots_prompts.layout_only()) \
+    assert (
+        dots_prompts.classify("<|vision_start|><|image_pad|><|vision_end|>" + dots_prompts.layout_only())
         == "layout_only"
+    )
     assert dots_prompts.classify("What does this say?") is None
 
 
@@ -292,8 +309,10 @@ def test_qwen_families_get_their_native_grounding_request():
 
 
 def test_dots_broken_last_object_that_is_complete_is_salvaged_not_called_truncated():
-    raw = ('[{"bbox": [1, 2, 300, 40], "category": "Text", "text": "ok"}, '
-           '{"bbox": [1, 50, 300, 90], "category": "Formula", "text": "\\alpha \\neq \\omega"}]')
+    raw = (
+        '[{"bbox": [1, 2, 300, 40], "category": "Text", "text": "ok"}, '
+        '{"bbox": [1, 50, 300, 90], "category": "Formula", "text": "\\alpha \\neq \\omega"}]'
+    )
     result = parse_dots(raw)
     assert [b.text for b in result.blocks] == ["ok", "\\alpha \\neq \\omega"]
     assert "repair:salvaged_elements:1" in result.flags and "repair:truncated_last_element" not in result.flags

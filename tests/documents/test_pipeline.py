@@ -11,11 +11,11 @@ import httpx
 import pytest
 from PIL import Image
 
-from vlmswap import dots_prompts
-from vlmswap.config import ModelSpec
+from vlmswap.api.errors import APIError
+from vlmswap.documents import dots_prompts
 from vlmswap.documents.inputs import PageImage
 from vlmswap.documents.pipeline import RemoteSpec, chat_url, ocr_page, ocr_pages, post_chat
-from vlmswap.errors import APIError
+from vlmswap.registry.config import ModelSpec
 
 
 def decode(body: dict) -> tuple[Image.Image, str]:
@@ -43,15 +43,16 @@ def test_dots_page_is_sent_resized_with_the_verbatim_prompt_and_boxes_come_back_
     result = asyncio.run(ocr_page(page(), model_name="dots", spec=spec, mode="layout", chat=chat))
     body, size, prompt = seen[0]
     assert size == (1232, 1764) == (result.input_width, result.input_height)
-    assert prompt == dots_prompts.IMAGE_PREFIX + dots_prompts.layout_all()   # as dots.ocr's client sends it
+    assert prompt == dots_prompts.IMAGE_PREFIX + dots_prompts.layout_all()  # as dots.ocr's client sends it
     assert body["temperature"] == 0.1 and body["top_p"] == 0.9 and "max_tokens" not in body
     assert body["model"] == "dots"
     assert result.blocks[0].bbox == [620.0, 0.0, 1240.0, 1754.0]
     assert set(result.timings) == {"prepare_s", "model_s", "parse_s", "total_s"}
 
 
-@pytest.mark.parametrize("family,expected", [("qwen3_vl", (1248, 1760)), ("qwen2_5_vl", (1232, 1764)),
-                                             ("phi3_v", (1240, 1754))])
+@pytest.mark.parametrize(
+    "family,expected", [("qwen3_vl", (1248, 1760)), ("qwen2_5_vl", (1232, 1764)), ("phi3_v", (1240, 1754))]
+)
 def test_each_family_gets_its_own_input_size(family, expected):
     sizes = []
 
@@ -59,8 +60,9 @@ def test_each_family_gets_its_own_input_size(family, expected):
         sizes.append(decode(body)[0].size)
         return "plain text"
 
-    pages = asyncio.run(ocr_pages([page(), page(n=2)], model_name="m", spec=RemoteSpec(family), mode="text",
-                                  chat=chat, max_tokens=99))
+    pages = asyncio.run(
+        ocr_pages([page(), page(n=2)], model_name="m", spec=RemoteSpec(family), mode="text", chat=chat, max_tokens=99)
+    )
     assert sizes == [expected, expected] and [p.number for p in pages] == [1, 2]
     assert all(p.blocks[0].text == "plain text" and p.mode == "text" for p in pages)
 

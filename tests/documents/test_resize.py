@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 
 from tests.documents.native import answer
-from vlmswap.config import ModelSpec
 from vlmswap.documents import prompts
 from vlmswap.documents.coords import input_to_page, page_to_input
 from vlmswap.documents.inputs import PageImage
 from vlmswap.documents.pipeline import make_page
 from vlmswap.documents.resize import FAMILY_RULES, input_size, rule_for, smart_resize, to_model_input
+from vlmswap.registry.config import ModelSpec
 
 
 def spec(family: str, **kw) -> ModelSpec:
@@ -25,8 +25,9 @@ SIZES = [(1754, 1240), (3508, 2480), (100, 60), (28, 28), (5000, 4000), (20, 300
 
 def test_matches_transformers_qwen2_vl_image_processor():
     hf = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
-    for (h, w), (factor, lo, hi) in itertools.product(SIZES, [(28, 3136, 11_289_600), (28, 3136, 1_003_520),
-                                                               (32, 65_536, 16_777_216)]):
+    for (h, w), (factor, lo, hi) in itertools.product(
+        SIZES, [(28, 3136, 11_289_600), (28, 3136, 1_003_520), (32, 65_536, 16_777_216)]
+    ):
         assert smart_resize(h, w, factor, lo, hi) == hf.smart_resize(h, w, factor, lo, hi), (h, w, factor)
 
 
@@ -48,7 +49,7 @@ def test_qwen3_uses_factor_32_and_the_others_28():
 
 
 def test_dots_max_pixels_caps_a_large_scan():
-    w, h = input_size(4960, 7016, rule_for(spec("dots_ocr")))   # A4 at 600 dpi
+    w, h = input_size(4960, 7016, rule_for(spec("dots_ocr")))  # A4 at 600 dpi
     assert w * h <= 11_289_600 and w % 28 == 0 and h % 28 == 0
     assert abs(w / h - 4960 / 7016) < 0.01
 
@@ -95,16 +96,22 @@ ROUND_TRIP_PAGES = {
 @pytest.mark.parametrize("page_name", list(ROUND_TRIP_PAGES))
 def test_box_survives_the_round_trip(family, page_name):
     pw, ph = ROUND_TRIP_PAGES[page_name]
-    boxes = [[0.1 * pw, 0.05 * ph, 0.9 * pw, 0.08 * ph], [0.137 * pw, 0.5123 * ph, 0.4567 * pw, 0.6789 * ph],
-             [0.0, 0.9 * ph, float(pw), float(ph)]]
+    boxes = [
+        [0.1 * pw, 0.05 * ph, 0.9 * pw, 0.08 * ph],
+        [0.137 * pw, 0.5123 * ph, 0.4567 * pw, 0.6789 * ph],
+        [0.0, 0.9 * ph, float(pw), float(ph)],
+    ]
     boxes = [[round(v) for v in b] for b in boxes]
     in_size = input_size(pw, ph, rule_for(spec(family)))
     elements = [("Text", page_to_input(b, (pw, ph), in_size), f"line {i}") for i, b in enumerate(boxes)]
     raw = answer(family, elements, in_size)
     page = make_page(PageImage(1, _Sized(pw, ph), (pw, ph)), in_size, prompts.plan(family, "layout"), raw, "m")
     # The model writes integers: pixels of the input, or 1/1000 of it. Half a unit, in page pixels:
-    unit = 0.5 * max(pw / in_size[0], ph / in_size[1]) if family in ("dots_ocr", "rapidocr", "qwen2_5_vl") \
+    unit = (
+        0.5 * max(pw / in_size[0], ph / in_size[1])
+        if family in ("dots_ocr", "rapidocr", "qwen2_5_vl")
         else 0.5 * max(pw, ph) / 1000
+    )
     # Within 1 px for every family at the usual resolutions; larger pages: within half a model unit.
     tol = 1.0 if page_name in ("A4 150 dpi", "letter 72 dpi") else max(1.0, unit + 0.1)
     assert [b.text for b in page.blocks] == [f"line {i}" for i in range(3)]

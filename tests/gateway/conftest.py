@@ -32,9 +32,25 @@ def fault_model(served: str, *flags: str, **fields: Any) -> dict[str, Any]:
 
 
 def rapidocr_model(served: str = "rapidocr", **fields: Any) -> dict[str, Any]:
-    return {"served_name": served, "family": "rapidocr", "capabilities": ["ocr", "layout"],
-            "cmd": ["${PYTHON}", "-m", "vlmswap", "worker", "--engine", "rapidocr", "--port", "${PORT}",
-                    "--served-model-name", "${SERVED_NAME}"], "startup_timeout_s": 120, **fields}
+    return {
+        "served_name": served,
+        "family": "rapidocr",
+        "capabilities": ["ocr", "layout"],
+        "cmd": [
+            "${PYTHON}",
+            "-m",
+            "vlmswap",
+            "worker",
+            "--engine",
+            "rapidocr",
+            "--port",
+            "${PORT}",
+            "--served-model-name",
+            "${SERVED_NAME}",
+        ],
+        "startup_timeout_s": 120,
+        **fields,
+    }
 
 
 @dataclass
@@ -62,8 +78,9 @@ class Gateway:
         return r.json()
 
     def chat(self, model: str, text: str = "hello", **kw: Any) -> httpx.Response:
-        return self.post("/v1/chat/completions",
-                         json={"model": model, "messages": [{"role": "user", "content": text}], **kw})
+        return self.post(
+            "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": text}], **kw}
+        )
 
     def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -110,8 +127,9 @@ def write_registry(path: Path, models: dict[str, Any], **gateway: Any) -> Path:
 
 
 @contextlib.contextmanager
-def start_gateway(tmp: Path, models: dict[str, Any], *extra: str, api_key: str | None = None,
-                  **gateway: Any) -> Iterator[Gateway]:
+def start_gateway(
+    tmp: Path, models: dict[str, Any], *extra: str, api_key: str | None = None, **gateway: Any
+) -> Iterator[Gateway]:
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = write_registry(tmp / "registry.yaml", models, **gateway)
     state = tmp / "state"
@@ -122,8 +140,14 @@ def start_gateway(tmp: Path, models: dict[str, Any], *extra: str, api_key: str |
         env["VLMSWAP_API_KEY"] = api_key
     log_path = tmp / "gateway.log"
     out = open(log_path, "wb")
-    proc = subprocess.Popen([PY, "-m", "vlmswap", "serve", "--config", str(cfg), "--port", str(port), *extra],
-                            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [PY, "-m", "vlmswap", "serve", "--config", str(cfg), "--port", str(port), *extra],
+        env=env,
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     gw = Gateway(f"http://127.0.0.1:{port}", proc, state, log_path, api_key)
     try:
         wait_http(gw.url + "/health", 60, proc)

@@ -7,9 +7,9 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmswap.fit_scheduler import FitScheduler
-from vlmswap.placement import Candidate, Placement
-from vlmswap.scheduler import (
+from vlmswap.swap.fit_scheduler import FitScheduler
+from vlmswap.swap.placement import Candidate, Placement
+from vlmswap.swap.scheduler import (
     Drain,
     FailInFlight,
     Grant,
@@ -20,16 +20,19 @@ from vlmswap.scheduler import (
     StopResident,
 )
 
-GIB = 1024 ** 3
+GIB = 1024**3
 SIZES = {"a": 4, "b": 4, "c": 6, "huge": 12, "cpu": 0}
 
 
 class Harness:
     def __init__(self, capacity_gib: float | None = 10, **settings):
-        policies = {m: ModelPolicy(drain_timeout_s=settings.pop("drain_timeout_s", 30.0),
-                                   ttl_s=settings.pop("ttl_s", None)) for m in SIZES}
-        placement = Placement(None if capacity_gib is None else int(capacity_gib * GIB),
-                              {m: int(g * GIB) for m, g in SIZES.items()})
+        policies = {
+            m: ModelPolicy(drain_timeout_s=settings.pop("drain_timeout_s", 30.0), ttl_s=settings.pop("ttl_s", None))
+            for m in SIZES
+        }
+        placement = Placement(
+            None if capacity_gib is None else int(capacity_gib * GIB), {m: int(g * GIB) for m, g in SIZES.items()}
+        )
         self.s = FitScheduler(policies, placement, SchedulerSettings(**settings))
         self.now = 0.0
         self.ids = itertools.count(1)

@@ -45,8 +45,9 @@ def test_openai_client_non_stream_and_stream(two_models: Gateway):
     assert {"org/alpha", "org/beta"} <= ids
     out = client.chat.completions.create(model="org/alpha", messages=[{"role": "user", "content": "hi there"}])
     assert out.choices[0].message.content == "[org/alpha] echo: hi there"
-    chunks = list(client.chat.completions.create(model="org/beta", stream=True,
-                                                 messages=[{"role": "user", "content": "a b c"}]))
+    chunks = list(
+        client.chat.completions.create(model="org/beta", stream=True, messages=[{"role": "user", "content": "a b c"}])
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "[org/beta] echo: a b c"
     assert len(chunks) >= 5  # chunk by chunk, not one blob
@@ -56,8 +57,7 @@ def test_stream_is_relayed_chunk_by_chunk(two_models: Gateway):
     """Each chunk reaches the client when the backend sends it (0.2 s apart), not all at the end."""
     body = {"model": "org/trickle", "stream": True, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
     arrivals = []
-    with httpx.stream("POST", two_models.url + "/v1/chat/completions", json=body, trust_env=False,
-                      timeout=60) as r:
+    with httpx.stream("POST", two_models.url + "/v1/chat/completions", json=body, trust_env=False, timeout=60) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
             if line.startswith("data:"):
@@ -102,8 +102,22 @@ def test_status_fields(two_models: Gateway):
     for key in ("queue_length", "in_flight", "switch", "gpu", "host", "models", "switches"):
         assert key in st
     m = st["models"]["alpha"]
-    for key in ("name", "served_name", "aliases", "family", "capabilities", "vram_gb", "backend", "state",
-                "since", "last_error", "last_start_s", "unavailable", "in_flight", "queued"):
+    for key in (
+        "name",
+        "served_name",
+        "aliases",
+        "family",
+        "capabilities",
+        "vram_gb",
+        "backend",
+        "state",
+        "since",
+        "last_error",
+        "last_start_s",
+        "unavailable",
+        "in_flight",
+        "queued",
+    ):
         assert key in m
     assert m["last_start_s"] > 0 and m["pids"]
     assert st["gpu"]["available"] is False and "NVIDIA" in st["gpu"]["reason"]
@@ -126,8 +140,9 @@ def test_crash_mid_stream_ends_with_an_error_event(two_models: Gateway):
     client = openai.OpenAI(base_url=two_models.url + "/v1", api_key="unused", max_retries=0)
     got = []
     with pytest.raises(openai.APIError) as info:
-        for chunk in client.chat.completions.create(model="org/crashy", stream=True,
-                                                    messages=[{"role": "user", "content": "a b c d e f"}]):
+        for chunk in client.chat.completions.create(
+            model="org/crashy", stream=True, messages=[{"role": "user", "content": "a b c d e f"}]
+        ):
             got.append(chunk)
     assert len(got) == 2  # what was sent before the crash arrived
     assert "crashy" in str(info.value.message)
@@ -224,9 +239,16 @@ def test_client_api(two_models: Gateway):
 def test_metrics_names(two_models: Gateway):
     two_models.chat("a")
     text = two_models.get("/metrics").text
-    for name in ("vlmswap_requests_total", "vlmswap_switches_total", "vlmswap_switch_phase_duration_seconds_bucket",
-                 "vlmswap_queue_depth", "vlmswap_resident_model", "vlmswap_gpu_available",
-                 "vlmswap_request_duration_seconds", "vlmswap_backend_crashes_total"):
+    for name in (
+        "vlmswap_requests_total",
+        "vlmswap_switches_total",
+        "vlmswap_switch_phase_duration_seconds_bucket",
+        "vlmswap_queue_depth",
+        "vlmswap_resident_model",
+        "vlmswap_gpu_available",
+        "vlmswap_request_duration_seconds",
+        "vlmswap_backend_crashes_total",
+    ):
         assert name in text, name
     assert 'vlmswap_requests_total{model="alpha",status="200"}' in text
     assert 'vlmswap_resident_model{model="alpha"} 1.0' in text
@@ -242,8 +264,9 @@ def test_client_that_disconnects_leaves_the_queue(two_models: Gateway):
     try:
         gw.wait_for(lambda s: s["models"]["slow"]["in_flight"] == 1)
         with pytest.raises(httpx.ReadTimeout):  # waits behind slow (grouping, max_wait_s 5), then gives up
-            httpx.post(gw.url + "/v1/chat/completions", json={"model": "b", "messages": []}, timeout=0.5,
-                       trust_env=False)
+            httpx.post(
+                gw.url + "/v1/chat/completions", json={"model": "b", "messages": []}, timeout=0.5, trust_env=False
+            )
         st = gw.wait_for(lambda s: s["queue_length"] == 0, timeout=2)
         assert st["models"]["slow"]["in_flight"] == 1  # still serving: the queue emptied by the disconnect
     finally:
@@ -264,8 +287,10 @@ def test_switch_waits_for_requests_in_flight(two_models: Gateway):
     listening = threading.Event()
 
     def listen():
-        with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c, \
-                connect_sse(c, "GET", "/api/events") as src:
+        with (
+            httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c,
+            connect_sse(c, "GET", "/api/events") as src,
+        ):
             listening.set()
             for sse in src.iter_sse():
                 ev = json.loads(sse.data)

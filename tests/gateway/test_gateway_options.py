@@ -26,8 +26,12 @@ def test_auth_required_on_every_route_but_health(tmp_path: Path):
             r = httpx.get(gw.url + path, trust_env=False)
             assert r.status_code == 401, path
             assert r.json()["error"]["type"] == "authentication_error"
-        r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "org/alpha", "messages": []},
-                       headers={"authorization": "Bearer wrong"}, trust_env=False)
+        r = httpx.post(
+            gw.url + "/v1/chat/completions",
+            json={"model": "org/alpha", "messages": []},
+            headers={"authorization": "Bearer wrong"},
+            trust_env=False,
+        )
         assert r.status_code == 401
         assert httpx.post(gw.url + "/api/unload", trust_env=False).status_code == 401
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key="s3cret", max_retries=0)
@@ -59,8 +63,12 @@ def test_body_cap_413(tmp_path: Path):
                 yield b"y" * 1000
             yield b'"}]}'
 
-        r = httpx.post(gw.url + "/v1/chat/completions", content=chunks(), trust_env=False,
-                       headers={"content-type": "application/json"})  # chunked: no Content-Length
+        r = httpx.post(
+            gw.url + "/v1/chat/completions",
+            content=chunks(),
+            trust_env=False,
+            headers={"content-type": "application/json"},
+        )  # chunked: no Content-Length
         assert r.status_code == 413
         assert gw.chat("org/alpha", "small").status_code == 200  # and it serves on
         assert gw.status()["models"]["alpha"]["in_flight"] == 0
@@ -69,11 +77,11 @@ def test_body_cap_413(tmp_path: Path):
 def test_queue_full_rejects_with_503_and_retry_after(tmp_path: Path):
     models = {"slowstart": fault_model("org/slowstart", "--startup-delay", "2")}
     with start_gateway(tmp_path, models, max_queue=3) as gw:
+
         async def burst():
             async with httpx.AsyncClient(trust_env=False, timeout=60) as c:
                 body = {"model": "org/slowstart", "messages": [{"role": "user", "content": "q"}]}
-                return await asyncio.gather(*(c.post(gw.url + "/v1/chat/completions", json=body)
-                                              for _ in range(6)))
+                return await asyncio.gather(*(c.post(gw.url + "/v1/chat/completions", json=body) for _ in range(6)))
 
         results = asyncio.run(burst())
         codes = sorted(r.status_code for r in results)
@@ -127,8 +135,13 @@ def test_orphans_of_a_killed_gateway_are_stopped_and_reported(tmp_path: Path):
         cfg = tmp_path / "one" / "registry.yaml"
         env = {**os.environ, "VLMSWAP_STATE_DIR": str(state), "PYTHONPATH": str(ROOT)}
         port = __import__("tests.support", fromlist=["free_port"]).free_port()
-        proc = subprocess.Popen([PY, "-m", "vlmswap", "serve", "--config", str(cfg), "--port", str(port)],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [PY, "-m", "vlmswap", "serve", "--config", str(cfg), "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             from tests.support import wait_http
 
@@ -141,8 +154,13 @@ def test_orphans_of_a_killed_gateway_are_stopped_and_reported(tmp_path: Path):
 
 
 def test_non_loopback_without_key_is_refused(tmp_path: Path):
-    r = subprocess.run([PY, "-m", "vlmswap", "serve", "--host", "0.0.0.0", "--port", "1"], capture_output=True,
-                       text=True, timeout=60, env={**os.environ, "VLMSWAP_API_KEY": ""})
+    r = subprocess.run(
+        [PY, "-m", "vlmswap", "serve", "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "VLMSWAP_API_KEY": ""},
+    )
     assert r.returncode == 2
     assert "refusing to bind 0.0.0.0" in r.stderr and "--insecure" in r.stderr
 
@@ -150,11 +168,11 @@ def test_non_loopback_without_key_is_refused(tmp_path: Path):
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("models:\n  x:\n    served_name: x\n")
-    r = subprocess.run([PY, "-m", "vlmswap", "serve", "--config", str(cfg)], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run([PY, "-m", "vlmswap", "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and str(cfg) in r.stderr and "cmd" in r.stderr
-    r = subprocess.run([PY, "-m", "vlmswap", "serve", "--config", str(cfg) + ".missing"], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [PY, "-m", "vlmswap", "serve", "--config", str(cfg) + ".missing"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2 and "missing" in r.stderr
 
 
@@ -181,8 +199,12 @@ def test_cli_status_switch_unload(tmp_path: Path):
         assert r.returncode == 0
         r = cli("switch", "nope")
         assert r.returncode == 1 and "does not exist" in r.stderr
-        r = subprocess.run([PY, "-m", "vlmswap", "status", "--gateway", "http://127.0.0.1:9"], capture_output=True,
-                           text=True, timeout=60)
+        r = subprocess.run(
+            [PY, "-m", "vlmswap", "status", "--gateway", "http://127.0.0.1:9"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 1 and "not reachable" in r.stderr
 
 
@@ -201,8 +223,15 @@ def test_rapidocr_worker_behind_the_gateway(tmp_path: Path):
     models = {"ocr": rapidocr_model("rapidocr", aliases=["embedded"]), "alpha": fault_model("org/alpha")}
     with start_gateway(tmp_path, models) as gw:
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-        msg = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                            {"type": "text", "text": "Extract the text content from this image."}]}]
+        msg = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": url}},
+                    {"type": "text", "text": "Extract the text content from this image."},
+                ],
+            }
+        ]
         out = client.chat.completions.create(model="embedded", messages=msg)
         assert "HELLO" in (out.choices[0].message.content or "").upper()
         stream = client.chat.completions.create(model="rapidocr", messages=msg, stream=True)

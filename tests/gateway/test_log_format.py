@@ -9,8 +9,9 @@ from tests.gateway.conftest import fault_model, start_gateway, stop_gateway
 
 
 def test_json_log_format_writes_only_json_lines_with_time_level_logger_message(tmp_path: Path):
-    with start_gateway(tmp_path, {"alpha": fault_model("org/alpha")}, "--log-format", "json",
-                       "--log-level", "info") as gw:
+    with start_gateway(
+        tmp_path, {"alpha": fault_model("org/alpha")}, "--log-format", "json", "--log-level", "info"
+    ) as gw:
         assert gw.chat("org/alpha").status_code == 200
         stop_gateway(gw)
         lines = [line for line in gw.log().splitlines() if line.strip()]

@@ -15,11 +15,11 @@ from typing import Any
 import psutil
 
 from tests.gateway.conftest import FAULT
-from vlmswap.config import parse_registry
 from vlmswap.gpu import GpuSnapshot
-from vlmswap.manager import Manager
+from vlmswap.registry.config import parse_registry
+from vlmswap.swap.manager import Manager
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 def registry(**gateway: Any):
@@ -196,9 +196,15 @@ def test_drain_timeout_cuts_requests_in_flight(tmp_path: Path):
     """A request still running after drain_timeout_s is cut by the stop; the switch goes on."""
     import httpx
 
-    reg = parse_registry({"gateway": {"stop_grace_s": 1, "drain_timeout_s": 0.5},
-                          "models": {"alpha": {"served_name": "org/alpha", "cmd": FAULT + ["--response-delay", "5"]},
-                                     "beta": {"served_name": "org/beta", "cmd": FAULT}}})
+    reg = parse_registry(
+        {
+            "gateway": {"stop_grace_s": 1, "drain_timeout_s": 0.5},
+            "models": {
+                "alpha": {"served_name": "org/alpha", "cmd": FAULT + ["--response-delay", "5"]},
+                "beta": {"served_name": "org/beta", "cmd": FAULT},
+            },
+        }
+    )
 
     async def main():
         m = Manager(reg, state_dir=tmp_path, gpu_probe=lambda: GpuSnapshot(False, "none"))
@@ -206,8 +212,12 @@ def test_drain_timeout_cuts_requests_in_flight(tmp_path: Path):
         try:
             async with m.lease("alpha") as lease:
                 async with httpx.AsyncClient(trust_env=False, timeout=30) as c:
-                    call = asyncio.create_task(c.post(lease.base_url + "/v1/chat/completions", json={
-                        "model": "org/alpha", "messages": [{"role": "user", "content": "long"}]}))
+                    call = asyncio.create_task(
+                        c.post(
+                            lease.base_url + "/v1/chat/completions",
+                            json={"model": "org/alpha", "messages": [{"role": "user", "content": "long"}]},
+                        )
+                    )
                     await asyncio.sleep(0.2)
                     t0 = time.monotonic()
                     await m.load("beta")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmswap.scheduler import (
+from vlmswap.swap.scheduler import (
     Drain,
     FailInFlight,
     Grant,
@@ -25,8 +25,10 @@ class Harness:
     """A scheduler plus a clock and a record of what each request got."""
 
     def __init__(self, models=("a", "b", "c"), **settings):
-        policies = {m: ModelPolicy(drain_timeout_s=settings.pop("drain_timeout_s", 30.0),
-                                   ttl_s=settings.pop("ttl_s", None)) for m in models}
+        policies = {
+            m: ModelPolicy(drain_timeout_s=settings.pop("drain_timeout_s", 30.0), ttl_s=settings.pop("ttl_s", None))
+            for m in models
+        }
         self.s = Scheduler(policies, SchedulerSettings(**settings))
         self.now = 0.0
         self.ids = itertools.count(1)
@@ -431,8 +433,9 @@ class World:
     """What the manager would do with the actions: one pending slow job at a time."""
 
     def __init__(self, grouping: bool, max_queue: int):
-        self.h = Harness(models=MODELS, grouping=grouping, max_queue=max_queue, max_wait_s=5,
-                         drain_timeout_s=3, ttl_s=10)
+        self.h = Harness(
+            models=MODELS, grouping=grouping, max_queue=max_queue, max_wait_s=5, drain_timeout_s=3, ttl_s=10
+        )
         self.backend: str | None = None  # what exists
         self.job: tuple[str, str] | None = None  # ('switch', to) or ('stop', model)
         self.answers: dict[int, list[str]] = {}

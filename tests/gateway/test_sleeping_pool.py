@@ -19,12 +19,12 @@ import psutil
 import pytest
 
 from tests.gateway.conftest import FAULT
-from vlmswap.config import parse_registry
-from vlmswap.errors import APIError
+from vlmswap.api.errors import APIError
 from vlmswap.gpu import GpuSnapshot
-from vlmswap.manager import Manager
+from vlmswap.registry.config import parse_registry
+from vlmswap.swap.manager import Manager
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 class SleepGpu:
@@ -42,8 +42,9 @@ class SleepGpu:
                     continue
                 port = cmd[cmd.index("--port") + 1]
                 try:
-                    procs[p.pid] = httpx.get(f"http://127.0.0.1:{port}/fake_gpu_bytes", timeout=0.5,
-                                             trust_env=False).json()["bytes"]
+                    procs[p.pid] = httpx.get(
+                        f"http://127.0.0.1:{port}/fake_gpu_bytes", timeout=0.5, trust_env=False
+                    ).json()["bytes"]
                 except (httpx.HTTPError, ValueError):
                     procs[p.pid] = 2 * GIB  # loading: it holds its share already
             except psutil.Error:
@@ -58,8 +59,18 @@ def model(served: str, *flags: str, **fields: Any) -> dict[str, Any]:
 
 def registry(models: dict[str, Any] | None = None, **gateway: Any):
     models = models or {"alpha": model("org/alpha"), "beta": model("org/beta")}
-    return parse_registry({"gateway": {"stop_grace_s": 2, "sleep_timeout_s": 5, "wake_timeout_s": 5,
-                                       "vram_release_timeout_s": 2, **gateway}, "models": models})
+    return parse_registry(
+        {
+            "gateway": {
+                "stop_grace_s": 2,
+                "sleep_timeout_s": 5,
+                "wake_timeout_s": 5,
+                "vram_release_timeout_s": 2,
+                **gateway,
+            },
+            "models": models,
+        }
+    )
 
 
 class Run:
@@ -79,8 +90,10 @@ class Run:
     async def chat(self, name: str) -> None:
         async with self.m.lease(name) as lease:
             async with httpx.AsyncClient(trust_env=False) as c:
-                r = await c.post(lease.base_url + "/v1/chat/completions", json={
-                    "model": lease.spec.served_name, "messages": [{"role": "user", "content": "hi"}]})
+                r = await c.post(
+                    lease.base_url + "/v1/chat/completions",
+                    json={"model": lease.spec.served_name, "messages": [{"role": "user", "content": "hi"}]},
+                )
                 assert r.status_code == 200, r.text
 
     def messages(self, phase: str | None = None) -> list[str]:
@@ -149,8 +162,9 @@ def test_sleep_that_never_answers_is_bounded_and_stops_the_model(tmp_path: Path)
 
 
 def test_gpu_memory_that_does_not_drop_after_sleep_stops_the_model(tmp_path: Path):
-    reg = registry({"alpha": model("org/alpha", "--sleep-leaks"), "beta": model("org/beta")},
-                   vram_release_timeout_s=0.3)
+    reg = registry(
+        {"alpha": model("org/alpha", "--sleep-leaks"), "beta": model("org/beta")}, vram_release_timeout_s=0.3
+    )
 
     async def steps(r: Run) -> None:
         await r.chat("alpha")
@@ -297,14 +311,14 @@ def test_shutdown_stops_sleepers_too(tmp_path: Path):
         assert r.m.models["alpha"].state == "sleeping"
 
     scenario(tmp_path, registry(), steps)
-    assert pids and not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                            for p in pids)
+    assert pids and not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
 
 
 def test_out_of_memory_at_start_evicts_every_sleeper_and_retries_once(tmp_path: Path):
     marker = tmp_path / "oom-once"
-    reg = registry({"alpha": model("org/alpha"), "beta": model("org/beta"),
-                    "gamma": model("org/gamma", "--oom-once", str(marker))})
+    reg = registry(
+        {"alpha": model("org/alpha"), "beta": model("org/beta"), "gamma": model("org/gamma", "--oom-once", str(marker))}
+    )
 
     async def steps(r: Run) -> None:
         await r.chat("alpha")
@@ -326,5 +340,11 @@ def test_vllm_start_up_lines_become_loading_details(tmp_path: Path):
 
     r = scenario(tmp_path, reg, steps)
     details = [e.get("detail") for e in r.events if e.get("phase") == "loading" and e.get("detail")]
-    assert details == ["loading weights 50%", "weights loaded in 0.95 s", "model loaded: 4.1 GiB in 1.2 s",
-                       "torch.compile done in 12.3 s", "capturing CUDA graphs 40%", "CUDA graphs captured in 11 s"]
+    assert details == [
+        "loading weights 50%",
+        "weights loaded in 0.95 s",
+        "model loaded: 4.1 GiB in 1.2 s",
+        "torch.compile done in 12.3 s",
+        "capturing CUDA graphs 40%",
+        "CUDA graphs captured in 11 s",
+    ]

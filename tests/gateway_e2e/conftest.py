@@ -44,8 +44,7 @@ def fault_servers_of(root_pids: set[int] | None = None) -> list[psutil.Process]:
 class Gateway:
     """`python -m vlmswap serve` on a free port with a registry written from a dict."""
 
-    def __init__(self, tmp: Path, models: dict[str, dict[str, Any]], state_dir: Path | None = None,
-                 **gateway: Any):
+    def __init__(self, tmp: Path, models: dict[str, dict[str, Any]], state_dir: Path | None = None, **gateway: Any):
         self.tmp = tmp
         self.state_dir = state_dir or tmp / "state"
         for name, m in models.items():
@@ -62,9 +61,14 @@ class Gateway:
         env = {**os.environ, "VLMSWAP_STATE_DIR": str(self.state_dir), "PYTHONUNBUFFERED": "1"}
         env.pop("VLMSWAP_API_KEY", None)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "vlmswap", "serve", "--config", str(self.config),
-                                      "--port", str(self.port)], cwd=ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vlmswap", "serve", "--config", str(self.config), "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -91,8 +95,9 @@ class Gateway:
         return wait_until(cond, timeout, what, lambda: f"status: {self.status()}", poll_s=0.02)
 
     def chat(self, model: str, text: str = "hi", **kw: Any) -> httpx.Response:
-        return self.http.post("/v1/chat/completions", json={"model": model, "messages": [
-            {"role": "user", "content": text}], **kw})
+        return self.http.post(
+            "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": text}], **kw}
+        )
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

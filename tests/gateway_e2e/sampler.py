@@ -86,8 +86,9 @@ def main() -> None:
     period = float(sys.argv[3]) if len(sys.argv) > 3 else 0.010
     mode = sys.argv[4] if len(sys.argv) > 4 else "all"
     counter = count_awake if mode == "awake" else count
-    sizes = {k: float(v) for k, v in (kv.split(":") for kv in mode[6:].split(","))} \
-        if mode.startswith("sizes=") else None
+    sizes = (
+        {k: float(v) for k, v in (kv.split(":") for kv in mode[6:].split(","))} if mode.startswith("sizes=") else None
+    )
     stop = False
 
     def on_term(*_: object) -> None:
@@ -114,8 +115,15 @@ def main() -> None:
             next_t = time.monotonic()
     gaps = sorted(b - a for a, b in itertools.pairwise(times))
     with open(out, "w") as f:
-        json.dump({"samples": len(times), "median_gap_s": gaps[len(gaps) // 2] if gaps else None,
-                   "max": seen_max, "worst_pids": worst}, f)
+        json.dump(
+            {
+                "samples": len(times),
+                "median_gap_s": gaps[len(gaps) // 2] if gaps else None,
+                "max": seen_max,
+                "worst_pids": worst,
+            },
+            f,
+        )
 
 
 if __name__ == "__main__":

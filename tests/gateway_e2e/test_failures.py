@@ -87,10 +87,14 @@ def test_gateway_killed_hard_leaves_a_backend_the_next_gateway_stops(gateways):
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize("sig,flags", [
-    (signal.SIGTERM, ["--child"]),
-    (signal.SIGINT, ["--child", "--ignore-sigterm"]),
-], ids=["sigterm", "sigint-backend-ignores-sigterm"])
+@pytest.mark.parametrize(
+    "sig,flags",
+    [
+        (signal.SIGTERM, ["--child"]),
+        (signal.SIGINT, ["--child", "--ignore-sigterm"]),
+    ],
+    ids=["sigterm", "sigint-backend-ignores-sigterm"],
+)
 def test_signal_to_gateway_leaves_no_backend_running(gateways, sig, flags):
     gw = gateways({"m": fault_model(*flags)}, stop_grace_s=0.5)
     pids = set(load(gw, "m")["pids"])
@@ -106,8 +110,11 @@ def test_sigterm_during_a_start_leaves_nothing_and_answers_the_waiting_request(g
     answer: list = []
     t = threading.Thread(target=lambda: answer.append(gw.chat("slow", "x")), daemon=True)
     t.start()
-    st = gw.wait_for(lambda: (m := gw.model("slow"))["state"] == "starting" and len(m.get("pids") or []) == 2 and m, 20,
-                     "slow starting")
+    st = gw.wait_for(
+        lambda: (m := gw.model("slow"))["state"] == "starting" and len(m.get("pids") or []) == 2 and m,
+        20,
+        "slow starting",
+    )
     pids = set(st["pids"])
     t0 = time.monotonic()
     gw.signal(signal.SIGTERM)

@@ -25,13 +25,17 @@ SIZES = {"a": 4, "b": 4, "c": 6}
 @pytest.mark.timeout(240)
 def test_fit_keeps_two_awake_makes_room_for_the_third_and_never_exceeds_the_budget(gateways, tmp_path):
     token = uuid.uuid4().hex[:8]
-    models = {m: fault_model("--response-delay", "0.02", served_name=f"fit-{token}-{m}", vram_gb=g)
-              for m, g in SIZES.items()}
+    models = {
+        m: fault_model("--response-delay", "0.02", served_name=f"fit-{token}-{m}", vram_gb=g) for m, g in SIZES.items()
+    }
     gw = gateways(models, policy="fit", gpu_memory_gb=16, gpu_budget_gb=10, max_wait_s=0.5, drain_timeout_s=10)
     sampled = tmp_path / "samples.json"
     sizes = "sizes=" + ",".join(f"{m}:{g}" for m, g in SIZES.items())
-    sampler = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sampler.py")), f"fit-{token}",
-                                str(sampled), "0.010", sizes], stdout=subprocess.PIPE, text=True)
+    sampler = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("sampler.py")), f"fit-{token}", str(sampled), "0.010", sizes],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert sampler.stdout.readline().strip() == "sampling"
     # the first two first, together; then 30 clients over all three
     assert gw.chat(f"fit-{token}-a").status_code == 200
@@ -85,18 +89,22 @@ def test_learned_numbers_survive_a_restart_and_give_an_eta_from_the_second_load_
     assert events.connected.wait(10)
     for name in ("a", "b", "a"):
         assert gw.chat(name).status_code == 200
-    loads = [e for e in events.events if e.get("type") == "phase" and e["model"] == "a"
-             and e["phase"] in ("starting", "loading", "ready")]
+    loads = [
+        e
+        for e in events.events
+        if e.get("type") == "phase" and e["model"] == "a" and e["phase"] in ("starting", "loading", "ready")
+    ]
     first_ready = next(i for i, e in enumerate(loads) if e["phase"] == "ready")
-    assert all("eta_s" not in e for e in loads[:first_ready + 1])  # nothing learned yet
-    assert all(e.get("eta_s", 0) >= 0.3 for e in loads[first_ready + 1:])  # learned from the first start
+    assert all("eta_s" not in e for e in loads[: first_ready + 1])  # nothing learned yet
+    assert all(e.get("eta_s", 0) >= 0.3 for e in loads[first_ready + 1 :])  # learned from the first start
     stats = gw.model("a")["stats"]
     assert stats["cold_start_s"]["count"] == 2 and stats["cold_start_s"]["median"] >= 0.3
     gw.stop()
     gw2 = gateways({"a": fault_model("--startup-delay", "0.3"), "b": fault_model()}, state_dir=gw.state_dir)
     assert gw2.model("a")["stats"]["cold_start_s"]["count"] == 2
-    out = subprocess.run([sys.executable, "-m", "vlmswap", "stats", "--gateway", gw2.url], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "vlmswap", "stats", "--gateway", gw2.url], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and "cold start" in out.stdout and " a " in out.stdout.replace("│", " ")
     r = httpx.post(gw2.url + "/api/models/a/load", timeout=30, trust_env=False)
     assert r.status_code in (200, 202)
@@ -107,10 +115,12 @@ def test_a_streamed_request_that_waits_for_a_switch_sees_its_progress_as_reasoni
 
     gw = gateways({"a": fault_model(), "b": fault_model("--startup-delay", "0.5")}, stream_loading_status=True)
     assert gw.chat("a").status_code == 200
-    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0,
-                           http_client=httpx.Client(trust_env=False))
-    stream = client.chat.completions.create(model="b", messages=[{"role": "user", "content": "hello there"}],
-                                            stream=True)
+    client = openai.OpenAI(
+        base_url=gw.url + "/v1", api_key="none", max_retries=0, http_client=httpx.Client(trust_env=False)
+    )
+    stream = client.chat.completions.create(
+        model="b", messages=[{"role": "user", "content": "hello there"}], stream=True
+    )
     reasoning, content = [], []
     for chunk in stream:
         delta = chunk.choices[0].delta
@@ -131,8 +141,13 @@ def test_a_streamed_request_that_waits_for_a_switch_sees_its_progress_as_reasoni
 def test_loading_status_stream_ends_with_an_error_event_when_the_start_fails(gateways):
     gw = gateways({"a": fault_model(), "broken": fault_model("--exit-during-start", "3")}, stream_loading_status=True)
     assert gw.chat("a").status_code == 200
-    with httpx.stream("POST", gw.url + "/v1/chat/completions", timeout=60, trust_env=False,
-                      json={"model": "broken", "stream": True, "messages": [{"role": "user", "content": "x"}]}) as r:
+    with httpx.stream(
+        "POST",
+        gw.url + "/v1/chat/completions",
+        timeout=60,
+        trust_env=False,
+        json={"model": "broken", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+    ) as r:
         assert r.status_code == 200  # opened by the progress
         lines = [line for line in r.iter_lines() if line.startswith("data: ")]
     last = json.loads(lines[-1][6:])
@@ -141,10 +156,16 @@ def test_loading_status_stream_ends_with_an_error_event_when_the_start_fails(gat
 
 
 def test_preload_under_fit_loads_every_model_that_fits_in_order(gateways):
-    gw = gateways({m: fault_model(vram_gb=g) for m, g in SIZES.items()}, policy="fit", gpu_budget_gb=10,
-                  gpu_memory_gb=16, preload=["a", "b", "c"])
-    st = gw.wait_for(lambda: (s := gw.status())["awake"] == ["a", "b"] and s["switch"] is None and s, 60,
-                     "a and b preloaded")
+    gw = gateways(
+        {m: fault_model(vram_gb=g) for m, g in SIZES.items()},
+        policy="fit",
+        gpu_budget_gb=10,
+        gpu_memory_gb=16,
+        preload=["a", "b", "c"],
+    )
+    st = gw.wait_for(
+        lambda: (s := gw.status())["awake"] == ["a", "b"] and s["switch"] is None and s, 60, "a and b preloaded"
+    )
     assert st["models"]["c"]["starts"] == 0  # 4 + 4 + 6 > 10: c is not preloaded, and nobody was evicted for it
 
 

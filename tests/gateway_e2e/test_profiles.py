@@ -37,8 +37,13 @@ def call(gw, key: str | None, method: str, path: str, **kw) -> httpx.Response:
 
 
 def chat(gw, key: str, model: str) -> httpx.Response:
-    return call(gw, key, "POST", "/v1/chat/completions",
-                json={"model": model, "messages": [{"role": "user", "content": "hello"}]})
+    return call(
+        gw,
+        key,
+        "POST",
+        "/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "hello"}]},
+    )
 
 
 def test_a_key_that_may_not_use_a_model_gets_403_and_sees_only_its_models(gw):
@@ -57,8 +62,12 @@ def test_no_key_or_a_wrong_key_is_401_and_health_stays_open(gw):
 
 
 def test_a_non_admin_key_gets_403_on_the_admin_api(gw):
-    for method, path in (("POST", "/api/models/a/load"), ("POST", "/api/unload"), ("POST", "/api/models/a/sleep"),
-                         ("GET", "/api/models/a/logs")):
+    for method, path in (
+        ("POST", "/api/models/a/load"),
+        ("POST", "/api/unload"),
+        ("POST", "/api/models/a/sleep"),
+        ("GET", "/api/models/a/logs"),
+    ):
         r = call(gw, TEAM_KEY, method, path)
         assert r.status_code == 403 and r.json()["error"]["code"] == "admin_only", (method, path)
     assert call(gw, OPS_KEY, "POST", "/api/models/a/load").status_code in (200, 202)

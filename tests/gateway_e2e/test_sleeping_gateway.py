@@ -14,8 +14,10 @@ def sleepy(**fields):
     return fault_model(sleep_mode=True, vram_gb=1, **fields)
 
 
-@pytest.mark.parametrize("path", ["/sleep?level=1", "/wake_up", "/is_sleeping", "/collective_rpc",
-                                  "/reset_prefix_cache", "/v1/../sleep", "//sleep"])
+@pytest.mark.parametrize(
+    "path",
+    ["/sleep?level=1", "/wake_up", "/is_sleeping", "/collective_rpc", "/reset_prefix_cache", "/v1/../sleep", "//sleep"],
+)
 def test_clients_never_reach_vllms_dev_endpoints(gateways, path):
     gw = gateways({"alpha": sleepy()})
     assert gw.chat("alpha").status_code == 200

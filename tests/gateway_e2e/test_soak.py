@@ -20,8 +20,10 @@ def test_every_accepted_request_is_answered_through_backend_and_gateway_kills(tm
     r = soak.run(requests=300, clients=30, seed=2, tmp=tmp_path, latency_probes=50, fault_every=20)
     lost = [d for d in r["lost_details"] if not any(f"malformed {b}:" in d for b in KNOWN_PROXY_BUGS)]
     assert r["hung"] == 0 and not lost, r["lost_details"]
-    assert r["accepted"] == r["answered_or_error"] + r["results"].get("left", 0) + r["results"].get("gave_up", 0) \
-        + r["lost"]
+    assert (
+        r["accepted"]
+        == r["answered_or_error"] + r["results"].get("left", 0) + r["results"].get("gave_up", 0) + r["lost"]
+    )
     assert r["invariant"]["max_backends"] <= 1 and r["invariant"]["samples"] > 100
     assert r["processes_left"] == 0
     assert set(r["faults"]) == {*soak.FAULTS, "gateway_sigkill_restart"}, r["fault_notes"]

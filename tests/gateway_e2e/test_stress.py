@@ -72,9 +72,12 @@ class Events(threading.Thread):
 def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path, sleep_mode):
     """Cold: never two backend processes. Sleeping pool: backends stay alive asleep, never two awake."""
     token = uuid.uuid4().hex[:8]
-    models = {m: fault_model("--response-delay", str(RESPONSE_DELAY_S), served_name=f"stress-{token}-{m}",
-                             sleep_mode=sleep_mode)
-              for m in MODELS}
+    models = {
+        m: fault_model(
+            "--response-delay", str(RESPONSE_DELAY_S), served_name=f"stress-{token}-{m}", sleep_mode=sleep_mode
+        )
+        for m in MODELS
+    }
     gw = gateways(models, max_wait_s=MAX_WAIT_S, max_queue=256, stop_grace_s=2, drain_timeout_s=10)
     rng = random.Random(1234)
     order = [rng.choice(MODELS) for _ in range(REQUESTS)]
@@ -83,8 +86,18 @@ def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path, sl
     events.start()
     assert events.connected.wait(10), "no /api/events stream"
     sampled = tmp_path / "samples.json"
-    sampler = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sampler.py")), token, str(sampled),
-                                "0.010", "awake" if sleep_mode else "all"], stdout=subprocess.PIPE, text=True)
+    sampler = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("sampler.py")),
+            token,
+            str(sampled),
+            "0.010",
+            "awake" if sleep_mode else "all",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert sampler.stdout.readline().strip() == "sampling"
     results: list[dict] = []
     next_index = 0
@@ -105,8 +118,17 @@ def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path, sl
                 raw = post("/v1/chat/completions", body, host, int(port))
                 t0 = time.time()  # wall clock, as the gateway's events
                 status, body, _, _ = await conn.request(raw)
-                results.append({"i": i, "model": model, "status": status, "t0": t0, "took": time.time() - t0,
-                                "body": body.decode(), "headers": conn.headers})
+                results.append(
+                    {
+                        "i": i,
+                        "model": model,
+                        "status": status,
+                        "t0": t0,
+                        "took": time.time() - t0,
+                        "body": body.decode(),
+                        "headers": conn.headers,
+                    }
+                )
         finally:
             await conn.close()
 
@@ -126,8 +148,14 @@ def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path, sl
     samples = json.loads(sampled.read_text())
     if os.environ.get("STRESS_DUMP"):  # for looking into a failure: events and results as JSON
         with open(os.environ["STRESS_DUMP"], "w") as f:
-            json.dump({"events": events.events, "status": status,
-                       "results": [{k: v for k, v in r.items() if k != "body"} for r in results]}, f)
+            json.dump(
+                {
+                    "events": events.events,
+                    "status": status,
+                    "results": [{k: v for k, v in r.items() if k != "body"} for r in results],
+                },
+                f,
+            )
 
     # 1. never more than one backend process (cold), one awake backend (sleeping pool), counting
     #    starting and stopping ones
@@ -175,10 +203,12 @@ def test_stress_one_backend_grouping_and_starvation_bound(gateways, tmp_path, sl
         # each switch it waited through went to a model with an older request, or to its own
         assert through <= len(MODELS), (r, through)
         beyond_literal += r["took"] > MAX_WAIT_S + longest_switch + slack
-    print(f"\nstress: {REQUESTS} requests in {duration:.1f} s, {switches} switches (FCFS: {fcfs}), "
-          f"longest switch {longest_switch:.2f} s, worst wait {worst['took']:.2f} s, "
-          f"{beyond_literal} requests over max_wait_s + one switch, "
-          f"{samples['samples']} process-table samples, median period {median_gap * 1e3:.1f} ms")
+    print(
+        f"\nstress: {REQUESTS} requests in {duration:.1f} s, {switches} switches (FCFS: {fcfs}), "
+        f"longest switch {longest_switch:.2f} s, worst wait {worst['took']:.2f} s, "
+        f"{beyond_literal} requests over max_wait_s + one switch, "
+        f"{samples['samples']} process-table samples, median period {median_gap * 1e3:.1f} ms"
+    )
 
 
 def timeline(events: list[dict]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:

@@ -21,8 +21,11 @@ def chat(model: str, text: str = "hi", **kw) -> bytes:
 
 
 def server(port: int, *flags: str):
-    return running([PY, str(FAULT_SERVER), "--port", str(port), "--served-model-name", "m", *flags],
-                   f"http://127.0.0.1:{port}/health", timeout=30)
+    return running(
+        [PY, str(FAULT_SERVER), "--port", str(port), "--served-model-name", "m", *flags],
+        f"http://127.0.0.1:{port}/health",
+        timeout=30,
+    )
 
 
 def run(coro_fn):
@@ -33,6 +36,7 @@ def run(coro_fn):
 def test_answers_and_keeps_the_connection_alive():
     port = free_port()
     with server(port):
+
         async def go():
             up = Upstream()
             first = await up.request("127.0.0.1", port, b"POST", b"/v1/chat/completions", JSON, chat("m", "one"))
@@ -49,16 +53,19 @@ def test_answers_and_keeps_the_connection_alive():
             assert missing.status == 404 and b"does not exist" in await missing.aread()
             await missing.aclose()
             await up.aclose()
+
         run(go)
 
 
 def test_streams_chunk_by_chunk():
     port = free_port()
     with server(port, "--chunk-delay", "0.05"):
+
         async def go():
             up = Upstream()
-            resp = await up.request("127.0.0.1", port, b"POST", b"/v1/chat/completions", JSON,
-                                    chat("m", stream=True, max_tokens=4))
+            resp = await up.request(
+                "127.0.0.1", port, b"POST", b"/v1/chat/completions", JSON, chat("m", stream=True, max_tokens=4)
+            )
             assert resp.status == 200
             pieces, times = [], []
             async for piece in resp.aiter_stream():
@@ -70,6 +77,7 @@ def test_streams_chunk_by_chunk():
             assert times[3] - times[0] >= 0.1, "chunks were buffered, not relayed as they came"
             assert len(up._idle[("127.0.0.1", port)]) == 1
             await up.aclose()
+
         run(go)
 
 
@@ -97,10 +105,12 @@ def test_a_backend_that_closed_an_idle_connection_is_retried_once_fresh():
 def test_crash_mid_stream_raises():
     port = free_port()
     with server(port, "--crash-mid-stream", "2"):
+
         async def go():
             up = Upstream()
-            resp = await up.request("127.0.0.1", port, b"POST", b"/v1/chat/completions", JSON,
-                                    chat("m", stream=True, max_tokens=8))
+            resp = await up.request(
+                "127.0.0.1", port, b"POST", b"/v1/chat/completions", JSON, chat("m", stream=True, max_tokens=8)
+            )
             got = []
             with pytest.raises(UpstreamError, match="mid-body"):
                 async for piece in resp.aiter_stream():
@@ -108,6 +118,7 @@ def test_crash_mid_stream_raises():
             await resp.aclose()
             assert len(got) == 2
             assert up._idle.get(("127.0.0.1", port), []) == []
+
         run(go)
 
 
@@ -117,6 +128,7 @@ def test_nothing_listening_raises_at_once():
     async def go():
         with pytest.raises(OSError):
             await Upstream().request("127.0.0.1", port, b"POST", b"/v1/completions", JSON, b"{}")
+
     run(go)
 
 

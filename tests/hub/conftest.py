@@ -62,8 +62,13 @@ class Hub:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"HF_ENDPOINT": self.url, "HF_HOME": str(self.home), "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_HUB_ETAG_TIMEOUT": "30", "HF_HUB_DOWNLOAD_TIMEOUT": "30"}
+        return {
+            "HF_ENDPOINT": self.url,
+            "HF_HOME": str(self.home),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_ETAG_TIMEOUT": "30",
+            "HF_HUB_DOWNLOAD_TIMEOUT": "30",
+        }
 
 
 @pytest.fixture
@@ -74,10 +79,22 @@ def start_hub(repos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.Monkey
     def start(*flags: str) -> Hub:
         port = free_port()
         log = tmp_path / f"hub-{port}.jsonl"
-        argv = [PY, "-m", "tests.servers.hub_server", "--port", str(port), "--log", str(log),
-                *[a for repo, folder in repos.items() for a in ("--repo", f"{repo}={folder}")], *flags]
-        stack.enter_context(running(argv, f"http://127.0.0.1:{port}/health", timeout=60, cwd=ROOT,
-                                    log_path=tmp_path / f"hub-{port}.out"))
+        argv = [
+            PY,
+            "-m",
+            "tests.servers.hub_server",
+            "--port",
+            str(port),
+            "--log",
+            str(log),
+            *[a for repo, folder in repos.items() for a in ("--repo", f"{repo}={folder}")],
+            *flags,
+        ]
+        stack.enter_context(
+            running(
+                argv, f"http://127.0.0.1:{port}/health", timeout=60, cwd=ROOT, log_path=tmp_path / f"hub-{port}.out"
+            )
+        )
         hub = Hub(f"http://127.0.0.1:{port}", log, tmp_path / "hf-home")
         for k, v in hub.env.items():
             monkeypatch.setenv(k, v)
@@ -92,9 +109,28 @@ def start_hub(repos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.Monkey
 
 def worker_model(repo: str, **fields: Any) -> dict[str, Any]:
     """A registry entry for the transformers worker serving hub repo `repo` on CPU."""
-    return {"served_name": repo, "capabilities": ["chat"], "startup_timeout_s": 240,
-            "cmd": ["${PYTHON}", "-m", "vlmswap", "worker", "--engine", "transformers", "--model", repo,
-                    "--device", "cpu", "--port", "${PORT}", "--served-model-name", "${SERVED_NAME}"], **fields}
+    return {
+        "served_name": repo,
+        "capabilities": ["chat"],
+        "startup_timeout_s": 240,
+        "cmd": [
+            "${PYTHON}",
+            "-m",
+            "vlmswap",
+            "worker",
+            "--engine",
+            "transformers",
+            "--model",
+            repo,
+            "--device",
+            "cpu",
+            "--port",
+            "${PORT}",
+            "--served-model-name",
+            "${SERVED_NAME}",
+        ],
+        **fields,
+    }
 
 
 @pytest.fixture
@@ -103,9 +139,23 @@ def registry(tmp_path: Path) -> Path:
     models = {
         "tiny": worker_model(TINY, aliases=["tiny-qwen2vl"]),
         "big": {"served_name": BIG, "cmd": ["vllm", "serve", BIG, "--port", "${PORT}"]},
-        "rapidocr": {"served_name": "rapidocr", "family": "rapidocr", "capabilities": ["ocr"],
-                     "cmd": ["${PYTHON}", "-m", "vlmswap", "worker", "--engine", "rapidocr", "--port", "${PORT}",
-                             "--served-model-name", "${SERVED_NAME}"]},
+        "rapidocr": {
+            "served_name": "rapidocr",
+            "family": "rapidocr",
+            "capabilities": ["ocr"],
+            "cmd": [
+                "${PYTHON}",
+                "-m",
+                "vlmswap",
+                "worker",
+                "--engine",
+                "rapidocr",
+                "--port",
+                "${PORT}",
+                "--served-model-name",
+                "${SERVED_NAME}",
+            ],
+        },
     }
     path.write_text(yaml.safe_dump({"models": models}), encoding="utf-8")
     return path
@@ -113,5 +163,11 @@ def registry(tmp_path: Path) -> Path:
 
 def vlmswap(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """`python -m vlmswap ARGS` with this test's environment (HF_* set by start_hub)."""
-    return subprocess.run([PY, "-m", "vlmswap", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [PY, "-m", "vlmswap", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )

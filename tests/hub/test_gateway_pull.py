@@ -14,7 +14,7 @@ from tests.hub.test_pull_cli import NEEDED
 
 
 def test_gateway_pulls_with_progress_events_one_at_a_time_and_the_model_then_runs(start_hub, repos, tmp_path: Path):
-    hub = start_hub("--rate", "300000")   # ~3 s for the tiny model: progress can be seen, a second pull asked
+    hub = start_hub("--rate", "300000")  # ~3 s for the tiny model: progress can be seen, a second pull asked
     size = sum((repos[TINY] / n).stat().st_size for n in NEEDED)
     models = {"tiny": worker_model(TINY), "rapidocr": rapidocr_model()}
     with start_gateway(tmp_path / "gw", models) as gw:
@@ -43,7 +43,7 @@ def test_gateway_pulls_with_progress_events_one_at_a_time_and_the_model_then_run
 
         assert events[0]["message"] == f"pulling {TINY}" and events[0]["done"] is False
         sizes = [e["downloaded_bytes"] for e in events]
-        assert sizes == sorted(sizes) and len(set(sizes)) >= 3       # it moved, forward, more than once
+        assert sizes == sorted(sizes) and len(set(sizes)) >= 3  # it moved, forward, more than once
         last = outcome["last"]
         assert last["done"] and last["ok"] and last["downloaded_bytes"] == last["total_bytes"] == size
         assert last["files_done"] == last["files_total"] == len(NEEDED)
@@ -57,7 +57,7 @@ def test_gateway_pulls_with_progress_events_one_at_a_time_and_the_model_then_run
         while client.status()["models"]["tiny"]["unavailable"] is not None:
             assert time.monotonic() < deadline, "status still says not downloaded after the pull"
             time.sleep(0.2)
-        client.switch("tiny", timeout=300)     # the worker loads what the pull fetched, from the cache
+        client.switch("tiny", timeout=300)  # the worker loads what the pull fetched, from the cache
         assert client.chat("tiny", [{"role": "user", "content": "hello"}], max_tokens=4)
 
 
@@ -72,8 +72,9 @@ def test_gateway_pull_refuses_unknown_models_and_models_without_files(start_hub,
         assert gw.get("/api/models/rapidocr/pull").json()["pulling"] is False
 
 
-def test_a_request_for_a_model_whose_files_are_missing_fails_at_once_and_says_how_to_get_them(start_hub,
-                                                                                             tmp_path: Path):
+def test_a_request_for_a_model_whose_files_are_missing_fails_at_once_and_says_how_to_get_them(
+    start_hub, tmp_path: Path
+):
     start_hub()
     with start_gateway(tmp_path / "gw", {"tiny": worker_model(TINY)}) as gw:
         t0 = time.monotonic()

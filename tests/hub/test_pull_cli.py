@@ -13,8 +13,15 @@ from pathlib import Path
 from tests.hub.conftest import BIG, TINY, vlmswap
 from tests.support import PY, ROOT
 
-NEEDED = {"chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
-          "processor_config.json", "tokenizer.json", "tokenizer_config.json"}
+NEEDED = {
+    "chat_template.jinja",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+}
 
 
 def _snapshot(home: Path, repo: str) -> Path:
@@ -81,23 +88,28 @@ def test_a_transfer_cut_mid_body_resumes_with_a_range_request(start_hub, registr
     assert first["range"] is None and first["bytes"] == cut and first["cut"]
     size = (repos[BIG] / "model.safetensors").stat().st_size
     start = int(second["range"].removeprefix("bytes=").rstrip("-"))
-    assert 0 < start <= cut                        # it asked only for what it did not have...
-    assert second["status"] == 206 and second["bytes"] == size - start   # ...and got only that
+    assert 0 < start <= cut  # it asked only for what it did not have...
+    assert second["status"] == 206 and second["bytes"] == size - start  # ...and got only that
     data = (_snapshot(hub.home, BIG) / "model.safetensors").read_bytes()
     assert hashlib.sha256(data).digest() == hashlib.sha256((repos[BIG] / "model.safetensors").read_bytes()).digest()
 
 
 def test_a_pull_stopped_mid_file_is_resumed_by_the_next_pull_with_a_range_request(start_hub, registry, repos):
-    hub = start_hub("--rate", "3000000")           # 24 MB at 3 MB/s: time to stop it part way
-    first = subprocess.Popen([PY, "-m", "vlmswap", "pull", "--config", str(registry), "big"], cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    hub = start_hub("--rate", "3000000")  # 24 MB at 3 MB/s: time to stop it part way
+    first = subprocess.Popen(
+        [PY, "-m", "vlmswap", "pull", "--config", str(registry), "big"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     blobs = hub.home / "hub" / f"models--{BIG.replace('/', '--')}" / "blobs"
     deadline = time.monotonic() + 60
     while not [p for p in blobs.glob("*.vlmswap.incomplete") if p.stat().st_size >= 10 * 1024 * 1024]:
         assert time.monotonic() < deadline and first.poll() is None, first.communicate()
         time.sleep(0.05)
-    first.send_signal(signal.SIGINT)                 # Ctrl-C
+    first.send_signal(signal.SIGINT)  # Ctrl-C
     _, err = first.communicate(timeout=60)
     assert first.returncode == 130, err
     assert "interrupted; the files finished so far are kept" in err
@@ -126,16 +138,18 @@ def test_a_failed_pull_says_why_keeps_finished_files_and_the_next_pull_fetches_o
     out = vlmswap("pull", "--config", str(registry), "tiny")
     assert out.returncode == 0, out.stderr
     for done_before in ("chat_template.jinja", "config.json", "generation_config.json"):
-        assert len(hub.gets(done_before)) == 1, done_before       # fetched once, by the first pull
+        assert len(hub.gets(done_before)) == 1, done_before  # fetched once, by the first pull
     assert [r["status"] for r in hub.gets("model.safetensors")] == [503, 200]
     assert _shown(registry, "tiny") is None
 
 
 def test_unknown_model_or_nothing_to_download_exits_2_with_one_line(start_hub, registry):
     hub = start_hub()
-    for args, expect in ((["nope"], "vlmswap: nope: unknown model (known: "),
-                         (["rapidocr"], "vlmswap: rapidocr: needs no download"),
-                         (["tiny", "nope"], "vlmswap: nope: unknown model")):
+    for args, expect in (
+        (["nope"], "vlmswap: nope: unknown model (known: "),
+        (["rapidocr"], "vlmswap: rapidocr: needs no download"),
+        (["tiny", "nope"], "vlmswap: nope: unknown model"),
+    ):
         out = vlmswap("pull", "--config", str(registry), *args)
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith(expect) and len(out.stderr.strip().splitlines()) == 1, out.stderr
@@ -146,8 +160,9 @@ def test_network_errors_and_tokens(start_hub, registry, monkeypatch):
     hub = start_hub("--token", "s3cret")
     out = vlmswap("pull", "--config", str(registry), "tiny")
     assert out.returncode == 1
-    assert out.stderr.strip() == \
-        f"vlmswap: tiny: {TINY}: no such repository on the hub (or it is private: set HF_TOKEN)"
+    assert (
+        out.stderr.strip() == f"vlmswap: tiny: {TINY}: no such repository on the hub (or it is private: set HF_TOKEN)"
+    )
 
     monkeypatch.setenv("HF_TOKEN", "s3cret")
     out = vlmswap("pull", "--config", str(registry), "tiny")
@@ -157,5 +172,6 @@ def test_network_errors_and_tokens(start_hub, registry, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:1")  # nothing listens there
     out = vlmswap("pull", "--config", str(registry), "big")
     assert out.returncode == 1
-    assert out.stderr.strip() == (f"vlmswap: big: {BIG}: could not list its files on the hub: "
-                                  "ConnectError: [Errno 111] Connection refused")
+    assert out.stderr.strip() == (
+        f"vlmswap: big: {BIG}: could not list its files on the hub: ConnectError: [Errno 111] Connection refused"
+    )

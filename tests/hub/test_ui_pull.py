@@ -19,7 +19,7 @@ def texts(elements) -> str:
 def test_pull_button_fetches_the_files_and_enables_switch_and_chat_says_how(start_hub, tmp_path: Path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    start_hub("--rate", "150000")   # ~6 s: the pull's progress can be seen
+    start_hub("--rate", "150000")  # ~6 s: the pull's progress can be seen
     with start_gateway(tmp_path / "gw", {"tiny": worker_model(TINY), "rapidocr": rapidocr_model()}) as gw:
         monkeypatch.setenv("VLMSWAP_GATEWAY_URL", gw.url)
         at = AppTest.from_file(str(APP_FILE), default_timeout=120)

@@ -16,15 +16,32 @@ DPI = 100
 
 def rapidocr_model(**fields: Any) -> dict[str, Any]:
     """The embedded engine as a real worker process, as the shipped registry runs it."""
-    return {"cmd": [PY, "-m", "vlmswap", "worker", "--engine", "rapidocr", "--port", "${PORT}",
-                    "--served-model-name", "${SERVED_NAME}"],
-            "family": "rapidocr", "capabilities": ["ocr", "layout"], "startup_timeout_s": 120, **fields}
+    return {
+        "cmd": [
+            PY,
+            "-m",
+            "vlmswap",
+            "worker",
+            "--engine",
+            "rapidocr",
+            "--port",
+            "${PORT}",
+            "--served-model-name",
+            "${SERVED_NAME}",
+        ],
+        "family": "rapidocr",
+        "capabilities": ["ocr", "layout"],
+        "startup_timeout_s": 120,
+        **fields,
+    }
 
 
 def page_texts(n: int) -> list[list[str]]:
     """`n` pages, each with lines that name the page (so a result's page can be checked)."""
-    return [[f"Page {i} of the job test.", f"The quick brown fox number {i}.", "Pack my box with five dozen jugs."]
-            for i in range(1, n + 1)]
+    return [
+        [f"Page {i} of the job test.", f"The quick brown fox number {i}.", "Pack my box with five dozen jugs."]
+        for i in range(1, n + 1)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +55,11 @@ def pdf3() -> bytes:
 
 
 def submit(gw: Any, data: bytes, name: str = "doc.pdf", **fields: Any) -> Any:
-    return gw.http.post("/api/jobs", files={"file": (name, data, "application/pdf")},
-                        data={"dpi": str(DPI), **{k: str(v) for k, v in fields.items()}})
+    return gw.http.post(
+        "/api/jobs",
+        files={"file": (name, data, "application/pdf")},
+        data={"dpi": str(DPI), **{k: str(v) for k, v in fields.items()}},
+    )
 
 
 def job(gw: Any, job_id: str) -> dict[str, Any]:

@@ -14,13 +14,20 @@ def spec(pages: tuple[int, ...] = (1, 2, 3, 4)) -> JobSpec:
 
 
 def result(number: int) -> Page:
-    return Page(number=number, width=100, height=200, input_width=112, input_height=224,
-                blocks=[Block(0, "Text", [1.0, 2.0, 30.0, 12.0], f"text of page {number}")], model="rapidocr")
+    return Page(
+        number=number,
+        width=100,
+        height=200,
+        input_width=112,
+        input_height=224,
+        blocks=[Block(0, "Text", [1.0, 2.0, 30.0, 12.0], f"text of page {number}")],
+        model="rapidocr",
+    )
 
 
 def test_eta_comes_from_the_pages_done_and_the_concurrency():
     job = Job("j", spec(), JobState.RUNNING, 0.0, pages=[PageRecord(n) for n in (1, 2, 3, 4)])
-    assert job.eta_s() is None                                     # nothing to go by yet
+    assert job.eta_s() is None  # nothing to go by yet
     job.pages[0].state, job.pages[0].seconds = PageState.DONE, 2.0
     job.pages[1].state, job.pages[1].seconds = PageState.DONE, 4.0
     assert job.eta_s() == 6.0 and job.eta_s(concurrency=2) == 3.0  # 2 left at 3 s each
@@ -31,8 +38,13 @@ def test_eta_comes_from_the_pages_done_and_the_concurrency():
 
 
 def test_a_job_with_no_page_read_ends_failed_else_done():
-    job = Job("j", spec((1, 2)), JobState.RUNNING, 0.0, pages=[PageRecord(1, PageState.FAILED),
-                                                                PageRecord(2, PageState.FAILED)])
+    job = Job(
+        "j",
+        spec((1, 2)),
+        JobState.RUNNING,
+        0.0,
+        pages=[PageRecord(1, PageState.FAILED), PageRecord(2, PageState.FAILED)],
+    )
     assert final_state(job) == JobState.FAILED
     job.pages[1].state = PageState.DONE
     assert final_state(job) == JobState.DONE
@@ -45,16 +57,20 @@ def test_jobs_and_pages_survive_reopening_the_store(tmp_path):
     store.mark_running(job.id)
     store.page_started(job.id, 1)
     store.page_done(job.id, result(1), 1.5)
-    store.page_started(job.id, 2)                                  # in flight when the gateway died
+    store.page_started(job.id, 2)  # in flight when the gateway died
     store.close()
 
     again = JobStore(tmp_path)
     assert again.unfinished() == [job.id]
-    again.reset_running(job.id)                                    # what a restart does first
+    again.reset_running(job.id)  # what a restart does first
     got = again.get(job.id)
     assert got is not None and got.state == JobState.RUNNING and got.spec == spec()
     assert [(p.number, p.state, p.tries) for p in got.pages] == [
-        (1, PageState.DONE, 1), (2, PageState.PENDING, 0), (3, PageState.PENDING, 0), (4, PageState.PENDING, 0)]
+        (1, PageState.DONE, 1),
+        (2, PageState.PENDING, 0),
+        (3, PageState.PENDING, 0),
+        (4, PageState.PENDING, 0),
+    ]
     assert got.pending() == [2, 3, 4]
     assert again.read_page(job.id, 1) == result(1)
     assert again.read_page(job.id, 2) is None
@@ -66,7 +82,7 @@ def test_tries_count_errors_not_cut_tries(tmp_path):
     store.page_started(job.id, 1)
     store.page_error(job.id, 1, "try 1: model answered 500", final=False)
     store.page_started(job.id, 1)
-    store.page_dropped(job.id, 1)                                  # cancelled mid-try: does not count
+    store.page_dropped(job.id, 1)  # cancelled mid-try: does not count
     store.page_started(job.id, 1)
     store.page_error(job.id, 1, "try 2: model answered 500", final=True)
     page = store.get(job.id).pages[0]
@@ -77,7 +93,7 @@ def test_a_finished_job_is_not_finished_again(tmp_path):
     store = JobStore(tmp_path)
     job = store.create(spec((1,)), b"x")
     assert store.finish_if_active(job.id, JobState.CANCELLED)
-    assert not store.finish_if_active(job.id, JobState.DONE)       # a runner ending late changes nothing
+    assert not store.finish_if_active(job.id, JobState.DONE)  # a runner ending late changes nothing
     assert not store.mark_running(job.id)
     assert store.get(job.id).state == JobState.CANCELLED and store.active_count() == 0
 
@@ -86,8 +102,8 @@ def test_retention_removes_old_finished_jobs_and_their_files(tmp_path):
     store = JobStore(tmp_path)
     old, live = store.create(spec((1,)), b"x"), store.create(spec((1,)), b"y")
     store.finish_if_active(old.id, JobState.DONE)
-    assert store.expired(time.time() - 3600) == []                 # finished just now: kept
-    assert store.expired(time.time() + 1) == [old.id]              # the running one never expires
+    assert store.expired(time.time() - 3600) == []  # finished just now: kept
+    assert store.expired(time.time() + 1) == [old.id]  # the running one never expires
     store.delete(old.id)
     assert store.get(old.id) is None and not store.job_dir(old.id).exists()
     assert [j.id for j in store.recent()] == [live.id]

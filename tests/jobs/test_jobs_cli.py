@@ -27,8 +27,20 @@ def test_ocr_through_the_gateway_is_a_job_and_the_jobs_commands_see_it(gateways,
     src = tmp_path / "scan.pdf"
     src.write_bytes(pdf3)
     out = tmp_path / "out"
-    proc = vlmswap("ocr", str(src), "--gateway", gw.url, "--model", "ocr", "--dpi", str(DPI), "--out", str(out),
-                   "--format", "json,md,png")
+    proc = vlmswap(
+        "ocr",
+        str(src),
+        "--gateway",
+        gw.url,
+        "--model",
+        "ocr",
+        "--dpi",
+        str(DPI),
+        "--out",
+        str(out),
+        "--format",
+        "json,md,png",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = Document.from_dict(json.loads((out / "scan.json").read_text()))
     assert [p.number for p in doc.pages] == [1, 2, 3]
@@ -55,8 +67,23 @@ def test_ocr_through_the_gateway_is_a_job_and_the_jobs_commands_see_it(gateways,
     # A bad file is one line naming it; the good one is still read; exit 2.
     bad = tmp_path / "notes.pdf"
     bad.write_bytes(b"not a pdf at all")
-    mixed = vlmswap("ocr", str(bad), str(src), "--gateway", gw.url, "--model", "ocr", "--pages", "1",
-                    "--dpi", str(DPI), "--out", str(tmp_path / "o2"), "--format", "json")
+    mixed = vlmswap(
+        "ocr",
+        str(bad),
+        str(src),
+        "--gateway",
+        gw.url,
+        "--model",
+        "ocr",
+        "--pages",
+        "1",
+        "--dpi",
+        str(DPI),
+        "--out",
+        str(tmp_path / "o2"),
+        "--format",
+        "json",
+    )
     assert mixed.returncode == 2
     assert f"{bad}: not an image or PDF" in mixed.stderr
     assert (tmp_path / "o2" / "scan.json").exists()
@@ -67,9 +94,27 @@ def test_ctrl_c_cancels_the_job_on_the_gateway(gateways, pdf3, tmp_path):
     src = tmp_path / "long.pdf"
     src.write_bytes(pdf3)
     env = {k: v for k, v in os.environ.items() if k != "VLMSWAP_GATEWAY"}
-    proc = subprocess.Popen([PY, "-m", "vlmswap", "ocr", str(src), "--gateway", gw.url, "--model", "slow",
-                             "--dpi", str(DPI), "--out", str(tmp_path / "o")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "vlmswap",
+            "ocr",
+            str(src),
+            "--gateway",
+            gw.url,
+            "--model",
+            "slow",
+            "--dpi",
+            str(DPI),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 60
         while not gw.http.get("/api/jobs").json()["data"]:

@@ -63,26 +63,27 @@ def test_gateway_killed_mid_job_finishes_it_after_restart_without_redoing_pages(
     r = submit(gw, pdf6, model="ocr")
     assert r.status_code == 202, r.text
     jid = r.json()["id"]
-    follower: dict = {}                            # a client following the job across the kill and restart
-    thread = threading.Thread(target=lambda: follower.update(
-        Client(gw.url).job(jid).wait(timeout=280, reconnect_for=120)), daemon=True)
+    follower: dict = {}  # a client following the job across the kill and restart
+    thread = threading.Thread(
+        target=lambda: follower.update(Client(gw.url).job(jid).wait(timeout=280, reconnect_for=120)), daemon=True
+    )
     thread.start()
     before = wait_job(gw, jid, lambda j: j["pages_done"] >= 2, what="two pages done")
-    gw.signal(signal.SIGKILL)                      # no shutdown code runs: the state dir is all there is
+    gw.signal(signal.SIGKILL)  # no shutdown code runs: the state dir is all there is
     gw.proc.wait(10)
     done_before = {p["number"]: p["finished_at"] for p in before["pages"] if p["state"] == "done"}
     files = {n: (gw.state_dir / "jobs" / jid / "pages" / f"{n:04d}.json").stat().st_mtime_ns for n in done_before}
 
     again = Gateway(tmp_path, models, state_dir=gw.state_dir, jobs_concurrency=1)
     again.port, again.url, again.http = gw.port, gw.url, httpx.Client(base_url=gw.url, timeout=60, trust_env=False)
-    again.start()                                  # on the same port: the follower reconnects to it
+    again.start()  # on the same port: the follower reconnects to it
     try:
         end = wait_job(again, jid, lambda j: j["state"] in ("done", "failed", "cancelled"), 240, "the job ended")
         thread.join(60)
         assert follower.get("state") == "done" and follower.get("pages_done") == 6, follower
         assert end["state"] == "done" and end["pages_done"] == 6 and end["pages_failed"] == 0, end
         for p in end["pages"]:
-            if p["number"] in done_before:          # read before the kill: not read again
+            if p["number"] in done_before:  # read before the kill: not read again
                 assert p["finished_at"] == done_before[p["number"]] and p["tries"] == 1, p
                 path = again.state_dir / "jobs" / jid / "pages" / f"{p['number']:04d}.json"
                 assert path.stat().st_mtime_ns == files[p["number"]]
@@ -98,7 +99,7 @@ def test_sigterm_mid_job_leaves_no_page_lost_and_the_restart_finishes_it(gateway
     models = {"ocr": rapidocr_model()}
     gw = gateways(models, jobs_concurrency=2)
     jid = submit(gw, pdf6, model="ocr").json()["id"]
-    seen = []                                       # at most jobs_concurrency pages asked of the model at once
+    seen = []  # at most jobs_concurrency pages asked of the model at once
 
     def sample(j: dict) -> bool:
         m = gw.model("ocr")
@@ -108,7 +109,7 @@ def test_sigterm_mid_job_leaves_no_page_lost_and_the_restart_finishes_it(gateway
     wait_job(gw, jid, sample, what="two pages done")
     assert max(seen) == 2, seen
     gw.signal(signal.SIGTERM)
-    assert gw.proc.wait(60) in (0, -signal.SIGTERM)   # uvicorn re-raises the signal once shut down
+    assert gw.proc.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
     log = gw.log()
     assert "Task was destroyed" not in log and "Traceback" not in log, log[-3000:]
 
@@ -134,7 +135,7 @@ def test_cancel_mid_job_keeps_the_pages_done_and_reads_no_more(gateways, pdf6):
     assert r.json()["state"] == "cancelled" and r.json()["purged"] is False
     kept = job(gw, jid)
     assert kept["state"] == "cancelled" and 1 <= kept["pages_done"] < 6
-    time.sleep(4)                                   # longer than a page takes: nothing more is read
+    time.sleep(4)  # longer than a page takes: nothing more is read
     later = job(gw, jid)
     assert later["pages_done"] == kept["pages_done"] and later["state"] == "cancelled"
     assert not [p for p in later["pages"] if p["state"] == "running"]
@@ -142,7 +143,7 @@ def test_cancel_mid_job_keeps_the_pages_done_and_reads_no_more(gateways, pdf6):
     res = gw.http.get(f"/api/jobs/{jid}/result")
     assert res.status_code == 200 and res.headers["x-job-state"] == "cancelled"
     assert len(res.json()["pages"]) == kept["pages_done"]
-    assert gw.http.delete(f"/api/jobs/{jid}").json()["state"] == "cancelled"   # cancelling again: no change
+    assert gw.http.delete(f"/api/jobs/{jid}").json()["state"] == "cancelled"  # cancelling again: no change
 
     assert gw.http.delete(f"/api/jobs/{jid}", params={"purge": "true"}).json()["purged"] is True
     assert gw.http.get(f"/api/jobs/{jid}").status_code == 404
@@ -151,8 +152,9 @@ def test_cancel_mid_job_keeps_the_pages_done_and_reads_no_more(gateways, pdf6):
 
 def test_a_page_that_fails_twice_is_failed_and_the_job_is_done_with_the_rest(gateways, pdf3):
     # Requests 2 and 3 answer 500: page 2's first try and its retry (one page in flight at a time).
-    gw = gateways({"flaky": fault_model("--fail-requests", "2,3", family="generic", capabilities=["ocr"])},
-                  jobs_concurrency=1)
+    gw = gateways(
+        {"flaky": fault_model("--fail-requests", "2,3", family="generic", capabilities=["ocr"])}, jobs_concurrency=1
+    )
     handle = Client(gw.url).submit_job(content=pdf3, filename="flaky.pdf", model="flaky", mode="text", dpi=DPI)
     events = []
     end = handle.wait(timeout=120, on_event=events.append)
@@ -180,12 +182,16 @@ def test_the_job_survives_switches_of_its_model(gateways, pdf6):
     assert r.status_code == 200, r.text
     end = wait_job(gw, jid, lambda j: j["state"] == "done", 240, "the job done")
     assert end["pages_done"] == 6 and all(p["tries"] == 1 for p in end["pages"]), end
-    assert gw.status()["switches"] >= 3              # to a, to b, back to a
+    assert gw.status()["switches"] >= 3  # to a, to b, back to a
 
 
 def test_every_bad_upload_is_a_4xx_and_nothing_is_queued(gateways, docs_dir, pdf3):
-    gw = gateways({"ocr": rapidocr_model(), "slow": fault_model("--response-delay", "30", family="generic")},
-                  jobs_max_pages=2, jobs_max_upload_mb=0.5, jobs_max_queued=1)
+    gw = gateways(
+        {"ocr": rapidocr_model(), "slow": fault_model("--response-delay", "30", family="generic")},
+        jobs_max_pages=2,
+        jobs_max_upload_mb=0.5,
+        jobs_max_queued=1,
+    )
     for name, (status, code) in BAD.items():
         r = submit(gw, (docs_dir / name).read_bytes(), name=name, model="ocr")
         assert r.status_code == status, r.text
@@ -198,8 +204,16 @@ def test_every_bad_upload_is_a_4xx_and_nothing_is_queued(gateways, docs_dir, pdf
         (submit(gw, pdf3, model="ocr", dpi="lots"), 400, "invalid_dpi", "dpi must be a number"),
         (submit(gw, pdf3, model="ocr", pages="1", max_tokens="0"), 400, "invalid_max_tokens", "at least 1"),
         (submit(gw, b"%PDF-" + b"x" * 600_000, model="ocr"), 413, "file_too_large", "jobs_max_upload_mb"),
-        (gw.http.post("/api/jobs", files=[("file", ("a.pdf", pdf3)), ("file", ("b.pdf", pdf3))],
-                      data={"model": "ocr", "pages": "1"}), 400, "too_many_files", "one `file` per job"),
+        (
+            gw.http.post(
+                "/api/jobs",
+                files=[("file", ("a.pdf", pdf3)), ("file", ("b.pdf", pdf3))],
+                data={"model": "ocr", "pages": "1"},
+            ),
+            400,
+            "too_many_files",
+            "one `file` per job",
+        ),
         (gw.http.post("/api/jobs", files={"other": ("x", b"1")}), 400, "missing_file", "no `file`"),
         (gw.http.post("/api/jobs", json={"file": "x"}), 415, "unsupported_media_type", "multipart"),
     ]
@@ -235,7 +249,7 @@ def test_unknown_job_and_page_are_404(gateways, pdf3):
 
 def test_finished_jobs_are_removed_after_the_retention_period(gateways, pdf3, tmp_path):
     models = {"echo": fault_model(family="generic", capabilities=["ocr"])}
-    gw = gateways(models, jobs_retention_h=0.0005)                   # 1.8 s
+    gw = gateways(models, jobs_retention_h=0.0005)  # 1.8 s
     done = submit(gw, pdf3, model="echo", mode="text").json()["id"]
     wait_job(gw, done, lambda j: j["state"] == "done", 60, "the job done")
     assert (gw.state_dir / "jobs" / done).exists()

@@ -65,8 +65,16 @@ import time
 from typing import Any
 
 MAX_BODY = 64 * 1024 * 1024
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
-           413: "Payload Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def log(msg: str) -> None:
@@ -86,8 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--response-delay", type=float, default=0.0)
     p.add_argument("--chunk-delay", type=float, default=0.0)
     p.add_argument("--wrong-name", action="store_true")
-    p.add_argument("--fail-requests", type=lambda v: {int(x) for x in v.split(",") if x.strip()}, default=set(),
-                   metavar="N,M")
+    p.add_argument(
+        "--fail-requests", type=lambda v: {int(x) for x in v.split(",") if x.strip()}, default=set(), metavar="N,M"
+    )
     p.add_argument("--child", action="store_true")
     for flag in ("--sleep-fails", "--sleep-hangs", "--wake-fails", "--wake-hangs", "--die-on-wake", "--sleep-leaks"):
         p.add_argument(flag, action="store_true")
@@ -98,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-GIB = 1024 ** 3
+GIB = 1024**3
 VLLM_LINES = (  # as vLLM 0.11 prints them while it starts
     "Loading safetensors checkpoint shards:  50% Completed | 1/2 [00:00<00:00,  2.10it/s]",
     "Loading weights took 0.95 seconds",
@@ -161,9 +170,11 @@ class Server:
             writer.close()
 
     async def send(self, writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str, keep: bool) -> None:
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-                f"content-type: {ctype}\r\ncontent-length: {len(body)}\r\n"
-                f"connection: {'keep-alive' if keep else 'close'}\r\nserver: fault_server\r\n\r\n")
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+            f"content-type: {ctype}\r\ncontent-length: {len(body)}\r\n"
+            f"connection: {'keep-alive' if keep else 'close'}\r\nserver: fault_server\r\n\r\n"
+        )
         writer.write(head.encode("latin-1") + body)
         await writer.drain()
 
@@ -181,9 +192,24 @@ class Server:
             return
         if path == "/v1/models" and method == "GET":
             ident = self.name + "-wrong" if self.args.wrong_name else self.name
-            await self.send_json(writer, 200, {"object": "list", "data": [
-                {"id": ident, "object": "model", "created": 0, "owned_by": "fault_server", "root": ident,
-                 "max_model_len": 4096}]}, keep)
+            await self.send_json(
+                writer,
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": ident,
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": "fault_server",
+                            "root": ident,
+                            "max_model_len": 4096,
+                        }
+                    ],
+                },
+                keep,
+            )
             return
         if path in ("/sleep", "/wake_up", "/is_sleeping", "/collective_rpc", "/fake_gpu_bytes"):
             await self.sleep_mode(writer, method, path, body, keep)
@@ -203,8 +229,12 @@ class Server:
                 await self.send_json(writer, 400, _error(400, f"invalid JSON: {exc}"), keep)
                 return
             if req.get("model") != self.name:
-                await self.send_json(writer, 404, _error(404, f"The model `{req.get('model')}` does not exist.",
-                                                         code="NotFoundError"), keep)
+                await self.send_json(
+                    writer,
+                    404,
+                    _error(404, f"The model `{req.get('model')}` does not exist.", code="NotFoundError"),
+                    keep,
+                )
                 return
             await self.complete(writer, req, chat=path.endswith("chat/completions"), keep=keep)
             return
@@ -244,8 +274,9 @@ class Server:
                 self.weights_stale = False
             await self.send_json(writer, 200, {"results": [None]}, keep)
 
-    async def misbehave(self, writer: asyncio.StreamWriter, keep: bool, what: str, hangs: bool, fails: bool,
-                        delay: float) -> bool:
+    async def misbehave(
+        self, writer: asyncio.StreamWriter, keep: bool, what: str, hangs: bool, fails: bool, delay: float
+    ) -> bool:
         """The --X-hangs / --X-fails / --X-delay faults of a sleep-mode call; True when it answered."""
         if hangs:
             await asyncio.sleep(3600)
@@ -285,32 +316,55 @@ class Server:
         self.counter += 1
         if self.counter in self.args.fail_requests:
             log(f"failing request {self.counter} with 500 (--fail-requests)")
-            await self.send_json(writer, 500, _error(500, f"simulated failure of request {self.counter}",
-                                                     code="InternalServerError"), keep)
+            await self.send_json(
+                writer,
+                500,
+                _error(500, f"simulated failure of request {self.counter}", code="InternalServerError"),
+                keep,
+            )
             return
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{os.getpid()}-{self.counter}"
         tokens, prompt_tokens, finish = self.answer_tokens(req, chat)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
-                 "total_tokens": prompt_tokens + len(tokens)}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(tokens),
+            "total_tokens": prompt_tokens + len(tokens),
+        }
         created = int(time.time())
         if self.args.response_delay:
             await asyncio.sleep(self.args.response_delay)
         if not req.get("stream"):
             text = "".join(tokens)
             if chat:
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                          "finish_reason": finish}
+                choice = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
             else:
                 choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-            await self.send_json(writer, 200, {"id": rid, "object": "chat.completion" if chat else "text_completion",
-                                               "created": created, "model": self.name, "choices": [choice],
-                                               "usage": usage}, keep)
+            await self.send_json(
+                writer,
+                200,
+                {
+                    "id": rid,
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": created,
+                    "model": self.name,
+                    "choices": [choice],
+                    "usage": usage,
+                },
+                keep,
+            )
             return
         obj = "chat.completion.chunk" if chat else "text_completion"
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-                     b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
-                     + (b"connection: keep-alive\r\n" if keep else b"connection: close\r\n")
-                     + b"server: fault_server\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+            + (b"connection: keep-alive\r\n" if keep else b"connection: close\r\n")
+            + b"server: fault_server\r\n\r\n"
+        )
 
         async def event(data: str) -> None:
             payload = f"data: {data}\n\n".encode()
@@ -326,19 +380,26 @@ class Server:
                 choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
             else:
                 choice = {"index": 0, "text": tok, "logprobs": None, "finish_reason": None}
-            await event(json.dumps({"id": rid, "object": obj, "created": created, "model": self.name,
-                                    "choices": [choice]}))
+            await event(
+                json.dumps({"id": rid, "object": obj, "created": created, "model": self.name, "choices": [choice]})
+            )
             if crash_after is not None and i + 1 >= crash_after:
                 log(f"crashing mid-stream after {i + 1} chunks (--crash-mid-stream)")
                 os._exit(4)
             if self.args.chunk_delay:
                 await asyncio.sleep(self.args.chunk_delay)
-        last = ({"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish} if chat
-                else {"index": 0, "text": "", "logprobs": None, "finish_reason": finish})
+        last = (
+            {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
+            if chat
+            else {"index": 0, "text": "", "logprobs": None, "finish_reason": finish}
+        )
         await event(json.dumps({"id": rid, "object": obj, "created": created, "model": self.name, "choices": [last]}))
         if (req.get("stream_options") or {}).get("include_usage"):
-            await event(json.dumps({"id": rid, "object": obj, "created": created, "model": self.name, "choices": [],
-                                    "usage": usage}))
+            await event(
+                json.dumps(
+                    {"id": rid, "object": obj, "created": created, "model": self.name, "choices": [], "usage": usage}
+                )
+            )
         await event("[DONE]")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
@@ -358,8 +419,13 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
 
 
 def _error(status: int, message: str, code: str | None = None) -> dict[str, Any]:
-    return {"object": "error", "message": message, "type": "BadRequestError" if status < 500 else "ServerError",
-            "param": None, "code": code or status}
+    return {
+        "object": "error",
+        "message": message,
+        "type": "BadRequestError" if status < 500 else "ServerError",
+        "param": None,
+        "code": code or status,
+    }
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -401,8 +467,10 @@ async def main_async(args: argparse.Namespace) -> None:
             pass
     server = Server(args)
     srv = await asyncio.start_server(server.handle, args.host, args.port, limit=1 << 16, backlog=1024)
-    log(f"Uvicorn-like: listening on http://{args.host}:{args.port} as {args.served_model_name}"
-        + (" (never healthy)" if args.never_healthy else ""))
+    log(
+        f"Uvicorn-like: listening on http://{args.host}:{args.port} as {args.served_model_name}"
+        + (" (never healthy)" if args.never_healthy else "")
+    )
     async with srv:
         await stop.wait()
     log("received SIGTERM/SIGINT: shutting down")

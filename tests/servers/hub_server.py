@@ -53,8 +53,9 @@ class Repo:
     def __init__(self, repo_id: str, folder: Path):
         self.id = repo_id
         self.folder = folder
-        self.files: dict[str, Path] = {p.relative_to(folder).as_posix(): p
-                                       for p in sorted(folder.rglob("*")) if p.is_file()}
+        self.files: dict[str, Path] = {
+            p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()
+        }
         self.sha256 = {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in self.files.items()}
         digest = hashlib.sha1()
         for name in self.files:
@@ -131,8 +132,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     # -- helpers ----------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -150,9 +156,17 @@ class Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message, **(headers or {})})
 
     def _record(self, status: int, body_bytes: int, **extra: Any) -> None:
-        self.server.state.log({"method": self.command, "path": urlsplit(self.path).path, "status": status,
-                               "range": self.headers.get("Range"), "bytes": body_bytes,
-                               "auth": self.headers.get("Authorization"), **extra})
+        self.server.state.log(
+            {
+                "method": self.command,
+                "path": urlsplit(self.path).path,
+                "status": status,
+                "range": self.headers.get("Range"),
+                "bytes": body_bytes,
+                "auth": self.headers.get("Authorization"),
+                **extra,
+            }
+        )
 
     def _repo(self, repo_id: str, rev: str) -> Repo | None:
         repo = self.server.state.repos.get(unquote(repo_id))
@@ -160,8 +174,7 @@ class Handler(BaseHTTPRequestHandler):
             self._error(401, "RepoNotFound", f"Repository Not Found for url: {self.path}.")
             return None
         if unquote(rev) not in ("main", repo.commit):
-            self._error(404, "RevisionNotFound", f"Invalid rev id: {unquote(rev)}",
-                        {"X-Repo-Commit": repo.commit})
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {unquote(rev)}", {"X-Repo-Commit": repo.commit})
             return None
         return repo
 
@@ -190,8 +203,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "GET" and (m := INFO.match(url.path)):
             repo = self._repo(m["repo"], m["rev"])
             if repo is not None:
-                self._json(200, {"id": repo.id, "modelId": repo.id, "sha": repo.commit, "private": False,
-                                 "siblings": [{"rfilename": n} for n in repo.files]})
+                self._json(
+                    200,
+                    {
+                        "id": repo.id,
+                        "modelId": repo.id,
+                        "sha": repo.commit,
+                        "private": False,
+                        "siblings": [{"rfilename": n} for n in repo.files],
+                    },
+                )
             return None
         if self.command == "GET" and (m := TREE.match(url.path)):
             repo = self._repo(m["repo"], m["rev"])
@@ -212,7 +233,7 @@ class Handler(BaseHTTPRequestHandler):
         if repo is None:
             return
         if name not in repo.files:
-            self._error(404, "EntryNotFound", f"{name} does not exist on \"{rev}\"", {"X-Repo-Commit": repo.commit})
+            self._error(404, "EntryNotFound", f'{name} does not exist on "{rev}"', {"X-Repo-Commit": repo.commit})
             return
         state = self.server.state
         path = repo.files[name]

@@ -15,12 +15,15 @@ import time
 from typing import Any
 
 
-def post(path: str, body: bytes, host: str = "127.0.0.1", port: int = 0,
-         headers: dict[str, str] | None = None) -> bytes:
+def post(
+    path: str, body: bytes, host: str = "127.0.0.1", port: int = 0, headers: dict[str, str] | None = None
+) -> bytes:
     """The bytes of a POST request with a JSON body."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    return (f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n{extra}\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
 
 
 def chat_body(model: str, text: str = "hello", stream: bool = False, max_tokens: int | None = None) -> bytes:

@@ -39,7 +39,8 @@ def tiny_worker(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
     port = free_port()
     log = tmp_path_factory.mktemp("tiny-worker") / "worker.log"
-    argv = worker_argv("transformers", port, "--model", str(tiny_model_dir), "--served-model-name", SERVED_NAME,
-                       "--device", "cpu")
+    argv = worker_argv(
+        "transformers", port, "--model", str(tiny_model_dir), "--served-model-name", SERVED_NAME, "--device", "cpu"
+    )
     with running(argv, f"http://127.0.0.1:{port}/health", timeout=180, log_path=log):
         yield f"http://127.0.0.1:{port}"

@@ -46,8 +46,9 @@ def test_answer_depends_on_the_image_and_the_text(engine) -> None:
     assert len({base, other_image, other_text, no_image}) == 4
 
 
-@pytest.mark.parametrize("placeholder", ["<|img|><|imgpad|><|endofimg|>",
-                                         "<|vision_start|><|image_pad|><|vision_end|>", "<image>"])
+@pytest.mark.parametrize(
+    "placeholder", ["<|img|><|imgpad|><|endofimg|>", "<|vision_start|><|image_pad|><|vision_end|>", "<image>"]
+)
 def test_image_placeholders_a_client_writes_are_dropped_for_the_engines_own(engine, placeholder) -> None:
     # dots.ocr's client writes its placeholder before the prompt for vLLM; here the engine
     # places the image itself, so the client's must not become a second, empty image slot
@@ -56,18 +57,25 @@ def test_image_placeholders_a_client_writes_are_dropped_for_the_engines_own(engi
     assert prefixed == plain
     prompt = engine.build_prompt([Message("user", placeholder + "What is written here?", [picture("hello")])])
     assert prompt.count("<|vision_start|>") == 1 and placeholder not in prompt.replace(
-        "<|vision_start|><|image_pad|><|vision_end|>", "")
+        "<|vision_start|><|image_pad|><|vision_end|>", ""
+    )
 
 
 def test_several_images_across_turns_all_reach_the_prompt(engine) -> None:
     one = engine.generate(ask(image=picture("one")))
     first_text = "".join(one)
-    two = engine.generate(GenerationRequest(messages=[
-        Message("system", "Answer briefly."),
-        Message("user", "Compare these.", [picture("one"), picture("two", "yellow")]),
-        Message("assistant", "They differ."),
-        Message("user", "And this one?", [picture("three", "green", (112, 112))]),
-    ], max_tokens=12, temperature=0.0))
+    two = engine.generate(
+        GenerationRequest(
+            messages=[
+                Message("system", "Answer briefly."),
+                Message("user", "Compare these.", [picture("one"), picture("two", "yellow")]),
+                Message("assistant", "They differ."),
+                Message("user", "And this one?", [picture("three", "green", (112, 112))]),
+            ],
+            max_tokens=12,
+            temperature=0.0,
+        )
+    )
     text = "".join(two)
     assert text and text != first_text
     # 224x112 pictures are 32 tokens each, the 112x112 one 16, on top of the turns' text.
@@ -84,7 +92,7 @@ def test_streamed_pieces_join_to_the_models_own_decoding(engine) -> None:
     inputs = engine.processor(text=engine.build_prompt(req.messages), images=req.images, return_tensors="pt")
     with torch.no_grad():
         out = engine.model.generate(**inputs, max_new_tokens=24, do_sample=False)
-    new = out[0, inputs["input_ids"].shape[1]:]
+    new = out[0, inputs["input_ids"].shape[1] :]
     assert text == engine.tokenizer.decode(new, skip_special_tokens=True)
     assert gen.completion_tokens == len(new) == 24
 

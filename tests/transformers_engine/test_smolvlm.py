@@ -13,8 +13,8 @@ import pytest
 from tests.support import free_port, running, worker_argv
 from tests.transformers_engine.conftest import picture
 from tests.transformers_engine.test_worker_http import data_url
-from vlmswap.config import load_registry
-from vlmswap.hub import pullable
+from vlmswap.registry.config import load_registry
+from vlmswap.registry.hub import pullable
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +42,36 @@ def test_a_worker_serves_it_to_the_openai_client_with_images_tiled(smol_dir: Pat
     port = free_port()
     argv = worker_argv("transformers", port, "--model", str(smol_dir), "--served-model-name", "smol", "--device", "cpu")
     with running(argv, f"http://127.0.0.1:{port}/health", timeout=180, log_path=tmp_path / "worker.log"):
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=60,
-                               http_client=httpx.Client(trust_env=False))
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1",
+            api_key="unused",
+            max_retries=0,
+            timeout=60,
+            http_client=httpx.Client(trust_env=False),
+        )
         usage = {}
         for size in ((224, 112), (224, 224)):  # resized to 64x32 (2x1 tiles), then 64x64 (2x2), each + global view
-            r = client.chat.completions.create(model="smol", max_tokens=6, temperature=0, messages=[
-                {"role": "user", "content": [{"type": "image_url",
-                                              "image_url": {"url": data_url(picture("hi", size=size))}},
-                                             {"type": "text", "text": "What is written here?"}]}])
+            r = client.chat.completions.create(
+                model="smol",
+                max_tokens=6,
+                temperature=0,
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": data_url(picture("hi", size=size))}},
+                            {"type": "text", "text": "What is written here?"},
+                        ],
+                    }
+                ],
+            )
             assert r.choices[0].message.content and r.usage.completion_tokens == 6
             usage[size] = r.usage.prompt_tokens
         # two more tiles, each <fake_token_around_image><row_i_col_j> and 4 <image>, and one more row's "\n"
         assert usage[(224, 224)] - usage[(224, 112)] == 2 * (1 + 1 + 4) + 1
-        text = client.chat.completions.create(model="smol", max_tokens=4, temperature=0,
-                                              messages=[{"role": "user", "content": "hello"}])
+        text = client.chat.completions.create(
+            model="smol", max_tokens=4, temperature=0, messages=[{"role": "user", "content": "hello"}]
+        )
         assert text.choices[0].message.content
 
 

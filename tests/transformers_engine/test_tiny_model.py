@@ -40,8 +40,10 @@ def test_chat_template_expands_one_image_into_its_patch_tokens(tiny_model_dir: P
     processor = AutoProcessor.from_pretrained(tiny_model_dir, local_files_only=True)
     conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Read it."}]}]
     prompt = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-    assert prompt == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-                      "<|vision_start|><|image_pad|><|vision_end|>Read it.<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|vision_end|>Read it.<|im_end|>\n<|im_start|>assistant\n"
+    )
     inputs = processor(text=prompt, images=[Image.new("RGB", (224, 112), "white")], return_tensors="pt")
     t, h, w = inputs["image_grid_thw"][0].tolist()
     assert (t, h, w) == (1, 8, 16)  # 112/14 x 224/14 patches
@@ -58,16 +60,17 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_model_dir: Path, t
 
 def test_cli_writes_a_checkpoint_and_refuses_a_file(tmp_path: Path) -> None:
     out = tmp_path / "cli-model"
-    done = subprocess.run([PY, "-m", "vlmswap", "dev", "make-tiny-model", str(out)],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [PY, "-m", "vlmswap", "dev", "make-tiny-model", str(out)], capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr
     assert str(out) in done.stdout
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
-                 "chat_template.jinja"):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json", "chat_template.jinja"):
         assert (out / name).is_file(), name
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    bad = subprocess.run([PY, "-m", "vlmswap", "dev", "make-tiny-model", str(a_file)],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [PY, "-m", "vlmswap", "dev", "make-tiny-model", str(a_file)], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"{a_file}: exists and is not a folder"

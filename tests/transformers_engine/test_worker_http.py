@@ -28,16 +28,26 @@ def data_url(im) -> str:
 
 
 def messages(word: str) -> list[dict]:
-    return [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": data_url(picture(word))}},
-        {"type": "text", "text": PROMPT},
-    ]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": data_url(picture(word))}},
+                {"type": "text", "text": PROMPT},
+            ],
+        }
+    ]
 
 
 @pytest.fixture(scope="module")
 def client(tiny_worker: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=tiny_worker + "/v1", api_key="unused", max_retries=0, timeout=60,
-                         http_client=httpx.Client(trust_env=False))
+    return openai.OpenAI(
+        base_url=tiny_worker + "/v1",
+        api_key="unused",
+        max_retries=0,
+        timeout=60,
+        http_client=httpx.Client(trust_env=False),
+    )
 
 
 def test_models_lists_the_served_name_and_its_context(client: openai.OpenAI) -> None:
@@ -49,10 +59,10 @@ def test_models_lists_the_served_name_and_its_context(client: openai.OpenAI) -> 
 def test_chat_with_an_image_answers_as_the_engine_does_in_process(client: openai.OpenAI, engine) -> None:
     """Same checkpoint, same greedy request: the worker's answer is the engine's, token for token,
     so the image crossed HTTP intact and reached the model."""
-    reply = client.chat.completions.create(model=SERVED_NAME, messages=messages("hello"), max_tokens=10,
-                                           temperature=0)
-    gen = engine.generate(GenerationRequest([Message("user", PROMPT, [picture("hello")])], max_tokens=10,
-                                            temperature=0))
+    reply = client.chat.completions.create(model=SERVED_NAME, messages=messages("hello"), max_tokens=10, temperature=0)
+    gen = engine.generate(
+        GenerationRequest([Message("user", PROMPT, [picture("hello")])], max_tokens=10, temperature=0)
+    )
     expected = "".join(gen)
     choice = reply.choices[0]
     assert choice.message.role == "assistant"
@@ -62,16 +72,20 @@ def test_chat_with_an_image_answers_as_the_engine_does_in_process(client: openai
     assert reply.usage.prompt_tokens == gen.prompt_tokens
     assert reply.usage.total_tokens == gen.prompt_tokens + 10
 
-    other = client.chat.completions.create(model=SERVED_NAME, messages=messages("world"), max_tokens=10,
-                                           temperature=0)
+    other = client.chat.completions.create(model=SERVED_NAME, messages=messages("world"), max_tokens=10, temperature=0)
     assert other.choices[0].message.content != expected
 
 
 def test_streamed_deltas_join_to_the_non_streamed_answer(client: openai.OpenAI) -> None:
-    whole = client.chat.completions.create(model=SERVED_NAME, messages=messages("stream"), max_tokens=16,
-                                           temperature=0)
-    stream = client.chat.completions.create(model=SERVED_NAME, messages=messages("stream"), max_tokens=16,
-                                            temperature=0, stream=True, stream_options={"include_usage": True})
+    whole = client.chat.completions.create(model=SERVED_NAME, messages=messages("stream"), max_tokens=16, temperature=0)
+    stream = client.chat.completions.create(
+        model=SERVED_NAME,
+        messages=messages("stream"),
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(deltas) > 1  # really streamed, not one block
@@ -82,8 +96,11 @@ def test_streamed_deltas_join_to_the_non_streamed_answer(client: openai.OpenAI) 
 
 
 def test_sleep_then_wake_over_http_leaves_it_answering(client: openai.OpenAI, tiny_worker: str) -> None:
-    before = client.chat.completions.create(model=SERVED_NAME, messages=messages("sleep"), max_tokens=8,
-                                            temperature=0).choices[0].message.content
+    before = (
+        client.chat.completions.create(model=SERVED_NAME, messages=messages("sleep"), max_tokens=8, temperature=0)
+        .choices[0]
+        .message.content
+    )
     with httpx.Client(base_url=tiny_worker, timeout=30, trust_env=False) as http:
         assert http.post("/sleep", params={"level": 1}).status_code == 200
         assert http.get("/is_sleeping").json() == {"is_sleeping": True}
@@ -93,15 +110,22 @@ def test_sleep_then_wake_over_http_leaves_it_answering(client: openai.OpenAI, ti
         assert refused.value.status_code == 503
         assert http.post("/wake_up").status_code == 200
         assert http.get("/is_sleeping").json() == {"is_sleeping": False}
-    after = client.chat.completions.create(model=SERVED_NAME, messages=messages("sleep"), max_tokens=8,
-                                           temperature=0).choices[0].message.content
+    after = (
+        client.chat.completions.create(model=SERVED_NAME, messages=messages("sleep"), max_tokens=8, temperature=0)
+        .choices[0]
+        .message.content
+    )
     assert after == before and after
 
 
-def test_level_2_sleep_drops_the_weights_and_vllms_three_call_wake_reloads_them(client: openai.OpenAI,
-                                                                                 tiny_worker: str) -> None:
-    before = client.chat.completions.create(model=SERVED_NAME, messages=messages("level"), max_tokens=8,
-                                            temperature=0).choices[0].message.content
+def test_level_2_sleep_drops_the_weights_and_vllms_three_call_wake_reloads_them(
+    client: openai.OpenAI, tiny_worker: str
+) -> None:
+    before = (
+        client.chat.completions.create(model=SERVED_NAME, messages=messages("level"), max_tokens=8, temperature=0)
+        .choices[0]
+        .message.content
+    )
     with httpx.Client(base_url=tiny_worker, timeout=60, trust_env=False) as http:
         assert http.post("/sleep", params={"level": 2}).status_code == 200
         assert http.post("/wake_up", params={"tags": "weights"}).status_code == 200
@@ -113,17 +137,37 @@ def test_level_2_sleep_drops_the_weights_and_vllms_three_call_wake_reloads_them(
         bad = http.post("/collective_rpc", json={"method": "execute_model"})
         assert bad.status_code == 400 and "reload_weights" in bad.json()["error"]["message"]
         assert http.post("/wake_up", params={"tags": "everything"}).status_code == 400
-    after = client.chat.completions.create(model=SERVED_NAME, messages=messages("level"), max_tokens=8,
-                                           temperature=0).choices[0].message.content
+    after = (
+        client.chat.completions.create(model=SERVED_NAME, messages=messages("level"), max_tokens=8, temperature=0)
+        .choices[0]
+        .message.content
+    )
     assert after == before and after  # the same weights, read again from the checkpoint
 
 
 def test_worker_refuses_a_hub_id_that_is_not_cached(tmp_path: Path) -> None:
     """The worker never downloads: an uncached id ends the process with one clear line."""
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
-    done = subprocess.run([PY, "-m", "vlmswap", "worker", "--engine", "transformers", "--model",
-                           "vlmswap/not-downloaded", "--port", str(free_port()), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(
+        [
+            PY,
+            "-m",
+            "vlmswap",
+            "worker",
+            "--engine",
+            "transformers",
+            "--model",
+            "vlmswap/not-downloaded",
+            "--port",
+            str(free_port()),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode != 0
     assert "vlmswap/not-downloaded: not a local folder and not in the Hugging Face cache" in done.stderr
     assert "never downloads" in done.stderr

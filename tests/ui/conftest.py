@@ -58,8 +58,13 @@ def ui_gateway(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
     log = d / "gateway.log"
     argv = [PY, "-m", "vlmswap", "serve", "--config", str(reg), "--port", str(port)]
     # Own state dir (pid files, logs): other gateways on this machine must not see our backends.
-    with running(argv, f"http://127.0.0.1:{port}/api/status", timeout=60, log_path=log,
-                 env={"VLMSWAP_STATE_DIR": str(d / "state")}):
+    with running(
+        argv,
+        f"http://127.0.0.1:{port}/api/status",
+        timeout=60,
+        log_path=log,
+        env={"VLMSWAP_STATE_DIR": str(d / "state")},
+    ):
         yield GatewayProc(f"http://127.0.0.1:{port}", log)
 
 
@@ -105,7 +110,11 @@ def ui_server(gateway: GatewayProc, tmp_path: Path) -> Iterator[str]:
     """`vlmswap ui` as users run it, against the test gateway."""
     port = free_port()
     argv = [PY, "-m", "vlmswap", "ui", "--gateway", gateway.url, "--port", str(port)]
-    with running(argv, f"http://127.0.0.1:{port}/_stcore/health", timeout=90, log_path=tmp_path / "ui.log",
-                 env={"VLMSWAP_STATE_DIR": str(tmp_path / "state")}):
+    with running(
+        argv,
+        f"http://127.0.0.1:{port}/_stcore/health",
+        timeout=90,
+        log_path=tmp_path / "ui.log",
+        env={"VLMSWAP_STATE_DIR": str(tmp_path / "state")},
+    ):
         yield f"http://127.0.0.1:{port}"
-

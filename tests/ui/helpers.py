@@ -12,35 +12,81 @@ from tests.support import FONT
 ROOT = Path(__file__).resolve().parents[2]
 APP_FILE = ROOT / "src" / "vlmswap" / "ui" / "app.py"
 
-PAGE_ONE = ["Quarterly report of the harbour office", "The quick brown fox jumps over the lazy dog.",
-            "Pack my box with five dozen liquor jugs."]
+PAGE_ONE = [
+    "Quarterly report of the harbour office",
+    "The quick brown fox jumps over the lazy dog.",
+    "Pack my box with five dozen liquor jugs.",
+]
 PAGE_TWO = ["Second page of the report", "Sphinx of black quartz, judge my vow."]
 FAILURE_LINE = "RuntimeError: CUDA out of memory (simulated for the UI test)"
 
 
 def worker_cmd(engine: str, *extra: str) -> list[str]:
-    return ["${PYTHON}", "-m", "vlmswap", "worker", "--engine", engine, *extra,
-            "--port", "${PORT}", "--served-model-name", "${SERVED_NAME}"]
+    return [
+        "${PYTHON}",
+        "-m",
+        "vlmswap",
+        "worker",
+        "--engine",
+        engine,
+        *extra,
+        "--port",
+        "${PORT}",
+        "--served-model-name",
+        "${SERVED_NAME}",
+    ]
 
 
 def registry(tiny_model: Path) -> dict:
     return {
-        "gateway": {"stop_grace_s": 5, "drain_timeout_s": 5, "vram_release_timeout_s": 1,
-                    "backoff_initial_s": 0, "backoff_max_s": 0},
+        "gateway": {
+            "stop_grace_s": 5,
+            "drain_timeout_s": 5,
+            "vram_release_timeout_s": 1,
+            "backoff_initial_s": 0,
+            "backoff_max_s": 0,
+        },
         "models": {
-            "ocr-a": {"served_name": "ocr-a", "cmd": worker_cmd("rapidocr"), "family": "rapidocr",
-                      "capabilities": ["ocr", "layout"], "startup_timeout_s": 120},
-            "ocr-b": {"served_name": "ocr-b", "cmd": worker_cmd("rapidocr"), "family": "rapidocr",
-                      "capabilities": ["ocr", "layout"], "startup_timeout_s": 120, "sleep_mode": True},
-            "tiny-chat": {"served_name": "tiny-chat", "family": "qwen2_vl", "capabilities": ["chat", "ocr"],
-                          "cmd": worker_cmd("transformers", "--model", str(tiny_model), "--device", "cpu"),
-                          "startup_timeout_s": 180},
-            "broken": {"served_name": "broken", "family": "generic", "capabilities": ["chat"],
-                       "cmd": ["${PYTHON}", "-c", f"import sys; print('loading weights'); print({FAILURE_LINE!r}); "
-                                                  "sys.stdout.flush(); sys.exit(3)"],
-                       "startup_timeout_s": 30},
-            "big-gpu": {"served_name": "big-gpu", "family": "qwen3_vl", "capabilities": ["chat", "grounding"],
-                        "vram_gb": 6.6, "cmd": ["vllm", "serve", "Qwen/Qwen3-VL-2B-Instruct", "--port", "${PORT}"]},
+            "ocr-a": {
+                "served_name": "ocr-a",
+                "cmd": worker_cmd("rapidocr"),
+                "family": "rapidocr",
+                "capabilities": ["ocr", "layout"],
+                "startup_timeout_s": 120,
+            },
+            "ocr-b": {
+                "served_name": "ocr-b",
+                "cmd": worker_cmd("rapidocr"),
+                "family": "rapidocr",
+                "capabilities": ["ocr", "layout"],
+                "startup_timeout_s": 120,
+                "sleep_mode": True,
+            },
+            "tiny-chat": {
+                "served_name": "tiny-chat",
+                "family": "qwen2_vl",
+                "capabilities": ["chat", "ocr"],
+                "cmd": worker_cmd("transformers", "--model", str(tiny_model), "--device", "cpu"),
+                "startup_timeout_s": 180,
+            },
+            "broken": {
+                "served_name": "broken",
+                "family": "generic",
+                "capabilities": ["chat"],
+                "cmd": [
+                    "${PYTHON}",
+                    "-c",
+                    f"import sys; print('loading weights'); print({FAILURE_LINE!r}); sys.stdout.flush(); sys.exit(3)",
+                ],
+                "startup_timeout_s": 30,
+            },
+            "big-gpu": {
+                "served_name": "big-gpu",
+                "family": "qwen3_vl",
+                "capabilities": ["chat", "grounding"],
+                "vram_gb": 6.6,
+                "cmd": ["vllm", "serve", "Qwen/Qwen3-VL-2B-Instruct", "--port", "${PORT}"],
+            },
         },
     }
 

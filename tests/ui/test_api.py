@@ -64,12 +64,29 @@ def test_unreachable_gateway_names_the_command_that_starts_it():
 
 def test_api_key_from_the_environment_is_sent(tmp_path, monkeypatch):
     reg = tmp_path / "registry.yaml"
-    reg.write_text(yaml.safe_dump({"models": {"ocr-a": {"served_name": "ocr-a", "cmd": worker_cmd("rapidocr"),
-                                                        "family": "rapidocr", "capabilities": ["ocr"]}}}))
+    reg.write_text(
+        yaml.safe_dump(
+            {
+                "models": {
+                    "ocr-a": {
+                        "served_name": "ocr-a",
+                        "cmd": worker_cmd("rapidocr"),
+                        "family": "rapidocr",
+                        "capabilities": ["ocr"],
+                    }
+                }
+            }
+        )
+    )
     port = free_port()
     argv = [PY, "-m", "vlmswap", "serve", "--config", str(reg), "--port", str(port), "--api-key", "s3cret"]
-    with running(argv, f"http://127.0.0.1:{port}/health", timeout=60, log_path=tmp_path / "gw.log",
-                 env={"VLMSWAP_STATE_DIR": str(tmp_path / "state")}):
+    with running(
+        argv,
+        f"http://127.0.0.1:{port}/health",
+        timeout=60,
+        log_path=tmp_path / "gw.log",
+        env={"VLMSWAP_STATE_DIR": str(tmp_path / "state")},
+    ):
         gw = Gateway(f"http://127.0.0.1:{port}")
         monkeypatch.delenv("VLMSWAP_API_KEY", raising=False)
         with pytest.raises(GatewayError) as err:

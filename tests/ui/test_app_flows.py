@@ -88,7 +88,7 @@ def test_ocr_upload_shows_boxes_markdown_blocks_json_and_downloads(app, gateway,
     assert gateway.resident() == "ocr-a"  # the page switched to the chosen model first
     md = texts(app.main.markdown).lower()
     assert "quick brown fox" in md and "liquor jugs" in md
-    assert "# harbour office quarterly report" in md and "## outlook" in md   # headings read as headings
+    assert "# harbour office quarterly report" in md and "## outlook" in md  # headings read as headings
     table = app.dataframe[0].value
     assert len(table) >= 3 and {"index", "category", "text", "box"} <= set(table.columns)
     assert {"Title", "Section-header", "Text"} <= set(table["category"])
@@ -110,7 +110,7 @@ def test_ocr_modes_include_dots_mocrs_and_scene_spotting_gives_one_block_per_lin
     app.selectbox(key="ocr_mode").set_value("scene-spotting")
     run_ok(app.button(key="ocr_run").click())
     table = app.dataframe[0].value
-    assert len(table) == 3 and all(box for box in table["box"])     # the page's three lines, each boxed
+    assert len(table) == 3 and all(box for box in table["box"])  # the page's three lines, each boxed
     assert "Scene text (lines)" in texts(app.caption)
 
 

@@ -18,8 +18,14 @@ from PIL import Image
 from tests.ui.helpers import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = [
     pytest.mark.browser,
@@ -79,8 +85,12 @@ def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser
     page.get_by_role("tab", name="Blocks").click()
     page.locator(".st-key-ocr_pick_0").click()
     page.get_by_role("option", name=re.compile(r"^2: Text")).click()
-    page.wait_for_function("old => { const i = document.querySelector(\"[data-testid='stImage'] img\");"
-                           " return i && i.getAttribute('src') !== old; }", arg=src, timeout=30_000)
+    page.wait_for_function(
+        "old => { const i = document.querySelector(\"[data-testid='stImage'] img\");"
+        " return i && i.getAttribute('src') !== old; }",
+        arg=src,
+        timeout=30_000,
+    )
     src2 = img.get_attribute("src")
     highlighted = page.request.get(src2 if src2.startswith("http") else ui_server + src2).body()
     assert coloured_pixels(highlighted) > coloured_pixels(shown) + 2000
@@ -127,7 +137,7 @@ def test_pdf_job_shows_pages_as_they_arrive_and_cancel_stops_it(ui_server, gatew
     jobs = httpx.get(f"{gateway.url}/api/jobs", trust_env=False).json()["data"]
     job = next(j for j in jobs if j["source"] == "long.pdf")
     assert job["state"] == "cancelled" and 1 <= job["pages_done"] < 20
-    page.get_by_text(re.compile(r"long\.pdf · page \d+ ·")).wait_for()   # the first page read (two are in flight)
+    page.get_by_text(re.compile(r"long\.pdf · page \d+ ·")).wait_for()  # the first page read (two are in flight)
 
     # Reopen it from the recent jobs list after a reload (a new browser session).
     page.reload()

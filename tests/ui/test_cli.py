@@ -34,15 +34,30 @@ def _wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
 
 def test_up_starts_gateway_and_ui_and_sigterm_stops_both_and_the_backend(tmp_path: Path):
     reg = tmp_path / "registry.yaml"
-    reg.write_text(yaml.safe_dump({"models": {"ocr-a": {"served_name": "ocr-a", "cmd": worker_cmd("rapidocr"),
-                                                        "family": "rapidocr", "capabilities": ["ocr", "layout"]}}}))
+    reg.write_text(
+        yaml.safe_dump(
+            {
+                "models": {
+                    "ocr-a": {
+                        "served_name": "ocr-a",
+                        "cmd": worker_cmd("rapidocr"),
+                        "family": "rapidocr",
+                        "capabilities": ["ocr", "layout"],
+                    }
+                }
+            }
+        )
+    )
     port, ui_port = free_port(), free_port()
     out = tmp_path / "up.log"
     with open(out, "wb") as log:
-        proc = subprocess.Popen([PY, "-m", "vlmswap", "up", "--config", str(reg), "--port", str(port),
-                                 "--ui-port", str(ui_port)], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True,
-                                env={**os.environ, "VLMSWAP_STATE_DIR": str(tmp_path / "state")})
+        proc = subprocess.Popen(
+            [PY, "-m", "vlmswap", "up", "--config", str(reg), "--port", str(port), "--ui-port", str(ui_port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "VLMSWAP_STATE_DIR": str(tmp_path / "state")},
+        )
     try:
         gw, ui = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
         wait_http(f"{ui}/_stcore/health", 120, proc)
@@ -69,15 +84,19 @@ def test_up_starts_gateway_and_ui_and_sigterm_stops_both_and_the_backend(tmp_pat
 
 
 def test_up_with_a_missing_registry_says_which_file_and_exits_2(tmp_path: Path):
-    r = subprocess.run([PY, "-m", "vlmswap", "up", "--config", str(tmp_path / "nope.yaml")],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [PY, "-m", "vlmswap", "up", "--config", str(tmp_path / "nope.yaml")], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2
     assert r.stderr.strip() == f"{tmp_path / 'nope.yaml'}: no such file"
 
 
 def test_ui_serves_the_app_headless_on_loopback(ui_server: str):
     page = httpx.get(ui_server, timeout=10, trust_env=False)
-    assert page.status_code == 200 and "<div id=\"root\">" in page.text
-    conns = [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == int(ui_server.rsplit(":", 1)[1])
-             and c.status == psutil.CONN_LISTEN]
+    assert page.status_code == 200 and '<div id="root">' in page.text
+    conns = [
+        c
+        for c in psutil.net_connections("tcp")
+        if c.laddr and c.laddr.port == int(ui_server.rsplit(":", 1)[1]) and c.status == psutil.CONN_LISTEN
+    ]
     assert conns and all(c.laddr.ip in ("127.0.0.1", "::1") for c in conns)

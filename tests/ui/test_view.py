@@ -16,8 +16,14 @@ from vlmswap.ui.view import (
     resident_name,
 )
 
-GPU = {"available": True, "name": "RTX 5070 Ti", "total_bytes": 12_000_000_000, "used_bytes": 7_500_000_000,
-       "free_bytes": 4_500_000_000, "per_backend": {"dots-ocr": 7_000_000_000}}
+GPU = {
+    "available": True,
+    "name": "RTX 5070 Ti",
+    "total_bytes": 12_000_000_000,
+    "used_bytes": 7_500_000_000,
+    "free_bytes": 4_500_000_000,
+    "per_backend": {"dots-ocr": 7_000_000_000},
+}
 
 
 def test_memory_split_by_backend_leaves_the_rest_as_other():
@@ -42,7 +48,8 @@ def test_memory_line_compares_need_with_free():
 
 def test_badges_name_each_capability():
     assert badges(["ocr", "layout", "chat", "grounding"]) == (
-        ":blue-badge[OCR] :violet-badge[layout] :green-badge[chat] :orange-badge[grounding]")
+        ":blue-badge[OCR] :violet-badge[layout] :green-badge[chat] :orange-badge[grounding]"
+    )
 
 
 def test_phases_move_forward_and_end_full():
@@ -65,14 +72,14 @@ def test_flags_say_whether_text_or_salvaged_objects_are_shown():
     msg = flags_message(["repair:joined_elements:3", "repair:truncated_last_element"])
     assert msg.startswith("The model's output for this page was malformed; what is shown was salvaged")
     assert "repair:joined_elements:3; repair:truncated_last_element" in msg
-    assert flags_message(["layout_unsupported: family phi3_v gives text only"]).startswith(
-        "This model reads text only")
+    assert flags_message(["layout_unsupported: family phi3_v gives text only"]).startswith("This model reads text only")
 
 
 def test_activity_and_host_lines_say_only_what_there_is():
     assert activity_line({"in_flight": 0, "queued": 0, "backoff_s": None}) == ""
     assert activity_line({"in_flight": 2, "queued": 1, "backoff_s": 7.6}) == (
-        "2 in flight · 1 queued · next start allowed in 8 s")
+        "2 in flight · 1 queued · next start allowed in 8 s"
+    )
     assert host_line({"ram_total_bytes": 64e9, "ram_available_bytes": 48e9}) == "Host RAM: 16.0 GB of 64.0 GB in use"
     assert host_line({}) == ""
 
@@ -92,9 +99,15 @@ def test_stats_line_shows_medians_and_runs():
     from vlmswap.ui.view import stats_line
 
     assert stats_line({"stats": {}}) == ""
-    line = stats_line({"stats": {"cold_start_s": {"count": 3, "median": 41.2, "last": 40},
-                                 "wake_s": {"count": 2, "median": 0.31, "last": 0.3},
-                                 "peak_vram_bytes": {"count": 3, "median": 6.2e9, "last": 6.2e9}}})
+    line = stats_line(
+        {
+            "stats": {
+                "cold_start_s": {"count": 3, "median": 41.2, "last": 40},
+                "wake_s": {"count": 2, "median": 0.31, "last": 0.3},
+                "peak_vram_bytes": {"count": 3, "median": 6.2e9, "last": 6.2e9},
+            }
+        }
+    )
     assert line == "learned: cold start 41.2 s · wake 0.31 s · peak VRAM 6.2 GB (3 runs)"
 
 
@@ -102,18 +115,27 @@ def test_sleep_and_pool_lines():
     from vlmswap.ui.view import pool_line, sleep_line
 
     assert sleep_line({"state": "ready"}) == ""
-    assert sleep_line({"state": "sleeping", "sleep_ram_bytes": 4.4e9, "sleep_ram_measured": True,
-                       "last_wake_s": 0.12}) == "asleep in host RAM: 4.4 GB (measured) · last woke in 0.12 s"
+    assert (
+        sleep_line({"state": "sleeping", "sleep_ram_bytes": 4.4e9, "sleep_ram_measured": True, "last_wake_s": 0.12})
+        == "asleep in host RAM: 4.4 GB (measured) · last woke in 0.12 s"
+    )
     assert pool_line({"pool": {"count": 0}}) == ""
-    assert pool_line({"pool": {"count": 2, "ram_bytes": 8e9, "ram_budget_bytes": 12e9, "max_sleeping": 3}}) == \
-        "Sleeping pool: 2 model(s) (at most 3), 8.0 GB of 12.0 GB host RAM budget"
+    assert (
+        pool_line({"pool": {"count": 2, "ram_bytes": 8e9, "ram_budget_bytes": 12e9, "max_sleeping": 3}})
+        == "Sleeping pool: 2 model(s) (at most 3), 8.0 GB of 12.0 GB host RAM budget"
+    )
 
 
 def test_pull_lines_say_progress_and_outcome():
     from vlmswap.ui.view import pull_fraction, pull_line
 
-    job = {"pulling": True, "downloaded_bytes": 120_000_000, "total_bytes": 513_000_000, "files_done": 3,
-           "files_total": 9}
+    job = {
+        "pulling": True,
+        "downloaded_bytes": 120_000_000,
+        "total_bytes": 513_000_000,
+        "files_done": 3,
+        "files_total": 9,
+    }
     assert pull_line(job) == "Pulling: 120.0 MB of 513.0 MB (3/9 files)"
     assert round(pull_fraction(job), 3) == 0.234
     assert pull_line({"pulling": True, "total_bytes": None}) == "Pulling: listing the files…"

@@ -40,8 +40,16 @@ class Page:
         return "\n".join(self.lines)
 
 
-def render_page(lines: list[str], *, size: int = 28, width: int = 1000, left: int = 40, top: int = 40,
-                line_gap: int = 22, min_height: int = 0) -> Page:
+def render_page(
+    lines: list[str],
+    *,
+    size: int = 28,
+    width: int = 1000,
+    left: int = 40,
+    top: int = 40,
+    line_gap: int = 22,
+    min_height: int = 0,
+) -> Page:
     """Lines of black DejaVuSans on white. Small images get `min_height`: RapidOCR scales an
     image's short side up to 736 px before detection, so a thin strip costs as much as a page."""
     font = ImageFont.truetype(FONT, size)
@@ -72,7 +80,7 @@ def chat_body(image_url: str | None, prompt: str, *, model: str = "rapidocr", **
 
 @dataclass
 class Worker:
-    url: str          # base URL, no trailing slash
+    url: str  # base URL, no trailing slash
     log: Path
     served_name: str
 

@@ -48,25 +48,50 @@ CASES: dict[str, tuple[int, Callable[[], bytes | Iterator[bytes]], str]] = {
     "unknown_model": (404, lambda: _json(chat_body(None, "hi", model="no-such-model")), "rapidocr"),
     "no_messages": (400, lambda: _json({"model": "rapidocr", "messages": []}), "messages"),
     "bad_role": (400, lambda: _json({"model": "rapidocr", "messages": [{"role": "robot", "content": "x"}]}), "role"),
-    "unsupported_part": (400, lambda: _json({"model": "rapidocr", "messages": [
-        {"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}), "input_audio"),
+    "unsupported_part": (
+        400,
+        lambda: _json(
+            {
+                "model": "rapidocr",
+                "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}],
+            }
+        ),
+        "input_audio",
+    ),
     "max_tokens_zero": (400, lambda: _json(chat_body(None, "hi", max_tokens=0)), "max_tokens"),
     "n_two": (400, lambda: _json(chat_body(None, "hi", n=2)), "n"),
     "no_image_for_ocr": (400, lambda: _json(chat_body(None, "read what?")), "image"),
     "not_an_image": (400, lambda: _image_case(_b64_url(b"plain text, not a picture")), "image"),
     "bad_base64": (400, lambda: _image_case("data:image/png;base64,@@@@"), "image"),
-    "truncated_png": (400, lambda: _image_case(_b64_url(_noise_png()[: 60_000])), "truncated"),
+    "truncated_png": (400, lambda: _image_case(_b64_url(_noise_png()[:60_000])), "truncated"),
     "decompression_bomb_20000x20000": (
-        400, lambda: _image_case(_b64_url(_png(Image.new("1", (20000, 20000))))), "pixel"),
+        400,
+        lambda: _image_case(_b64_url(_png(Image.new("1", (20000, 20000))))),
+        "pixel",
+    ),
     "over_pixel_cap_7000x7000": (400, lambda: _image_case(_b64_url(_png(Image.new("1", (7000, 7000))))), "cap"),
-    "images_over_total_pixel_cap": (400, lambda: _json({"model": "rapidocr", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": _b64_url(_png(Image.new("1", (7000, 5000))))}}] * 3}]}),
-        "together"),
+    "images_over_total_pixel_cap": (
+        400,
+        lambda: _json(
+            {
+                "model": "rapidocr",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": _b64_url(_png(Image.new("1", (7000, 5000))))}}
+                        ]
+                        * 3,
+                    }
+                ],
+            }
+        ),
+        "together",
+    ),
     "http_image_url": (400, lambda: _image_case("http://example.invalid/page.png"), "never fetched"),
     "file_image_url": (400, lambda: _image_case("file:///etc/passwd"), "never fetched"),
     "body_over_cap_by_length": (413, lambda: b" " * (MAX_BODY_MB * 1024 * 1024 + 10) + b"{}", "limit"),
-    "body_over_cap_chunked": (
-        413, lambda: (b" " * 65536 for _ in range(MAX_BODY_MB * 16 + 2)), "limit"),
+    "body_over_cap_chunked": (413, lambda: (b" " * 65536 for _ in range(MAX_BODY_MB * 16 + 2)), "limit"),
 }
 
 
@@ -85,8 +110,9 @@ def assert_still_serving(worker: Worker, small_image_url: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_request_gets_openai_error_and_worker_keeps_serving(rapidocr_worker: Worker, small_image_url: str,
-                                                                 name: str) -> None:
+def test_bad_request_gets_openai_error_and_worker_keeps_serving(
+    rapidocr_worker: Worker, small_image_url: str, name: str
+) -> None:
     status, make_body, word = CASES[name]
     body = make_body()
     with rapidocr_worker.client() as c:

@@ -19,7 +19,7 @@ import pytest
 from tests import dots_client
 from tests.worker.conftest import Worker, render_page
 from tests.worker.structured import StructuredPage, render_structured
-from vlmswap import dots_prompts
+from vlmswap.documents import dots_prompts
 from vlmswap.documents.export import page_markdown
 from vlmswap.documents.inputs import PageImage
 from vlmswap.documents.layout import CATEGORIES
@@ -52,9 +52,16 @@ def _plain(text: str) -> str:
 
 
 def _covers(box: list[int], ink: tuple[int, int, int, int], tol: int = TOL) -> bool:
-    return (box[0] <= ink[0] + tol and box[1] <= ink[1] + tol and box[2] >= ink[2] - tol and box[3] >= ink[3] - tol
-            and box[0] >= ink[0] - 3 * tol and box[1] >= ink[1] - 3 * tol
-            and box[2] <= ink[2] + 3 * tol and box[3] <= ink[3] + 3 * tol)
+    return (
+        box[0] <= ink[0] + tol
+        and box[1] <= ink[1] + tol
+        and box[2] >= ink[2] - tol
+        and box[3] >= ink[3] - tol
+        and box[0] >= ink[0] - 3 * tol
+        and box[1] >= ink[1] - 3 * tol
+        and box[2] <= ink[2] + 3 * tol
+        and box[3] <= ink[3] + 3 * tol
+    )
 
 
 def test_dots_ocr_clients_layout_request_gets_json_its_post_processing_accepts(cells, structured):
@@ -88,8 +95,8 @@ def test_aligned_short_cells_come_back_as_an_html_table(cells, structured):
 def test_headings_carry_markdown_marks_and_the_clients_markdown_reads_as_paragraphs(cells, structured):
     md = dots_client.markdown(cells).split("\n\n")
     assert md[0].startswith("# ") and md[2].startswith("## "), md
-    assert "7" not in md and not any(p.startswith("Annual report") for p in md)   # furniture left out
-    assert all("\n" not in p for p in md)   # a paragraph is one piece of text, not one per line
+    assert "7" not in md and not any(p.startswith("Annual report") for p in md)  # furniture left out
+    assert all("\n" not in p for p in md)  # a paragraph is one piece of text, not one per line
     assert len(md) == len(structured.blocks) - 2
 
 
@@ -104,8 +111,9 @@ def test_pipeline_sends_the_clients_prefix_and_its_markdown_has_headings_and_par
         return r.json()["choices"][0]["message"]["content"]
 
     page_image = PageImage(1, structured.image, structured.image.size)
-    page = asyncio.run(ocr_page(page_image, model_name="rapidocr", spec=RemoteSpec("rapidocr"), mode="layout",
-                                chat=chat))
+    page = asyncio.run(
+        ocr_page(page_image, model_name="rapidocr", spec=RemoteSpec("rapidocr"), mode="layout", chat=chat)
+    )
     text = sent[0]["messages"][0]["content"][1]["text"]
     assert text == dots_client.IMAGE_PREFIX + dots_prompts.layout_all()
     assert (sent[0]["temperature"], sent[0]["top_p"]) == (0.1, 0.9)
@@ -117,12 +125,16 @@ def test_pipeline_sends_the_clients_prefix_and_its_markdown_has_headings_and_par
     assert [b.category for b in page.blocks] == [b.category for b in structured.blocks]
 
 
-SMALL = render_page(["Placeholders never hide a prompt.", "Nor does the second line."], width=900, line_gap=8,
-                    min_height=600)
+SMALL = render_page(
+    ["Placeholders never hide a prompt.", "Nor does the second line."], width=900, line_gap=8, min_height=600
+)
 
 
-@pytest.mark.parametrize("prefix", [dots_client.IMAGE_PREFIX, "<|vision_start|><|image_pad|><|vision_end|>",
-                                    "<image>\n", ""], ids=["dots", "qwen", "image-tag", "none"])
+@pytest.mark.parametrize(
+    "prefix",
+    [dots_client.IMAGE_PREFIX, "<|vision_start|><|image_pad|><|vision_end|>", "<image>\n", ""],
+    ids=["dots", "qwen", "image-tag", "none"],
+)
 def test_layout_prompt_is_recognised_behind_any_image_placeholder(api, prefix):
     raw = dots_client.ask(api, "rapidocr", SMALL.image, dots_prompts.layout_only(), prefix=prefix)
     cells = dots_client.post_process(raw, SMALL.image.size, SMALL.image.size)
@@ -149,6 +161,7 @@ def test_image_to_svg_gives_a_text_only_svg_in_the_asked_viewbox(api):
 
 def test_grounding_behind_the_prefix_reads_only_its_box(api):
     b = SMALL.boxes[1]
-    raw = dots_client.ask(api, "rapidocr", SMALL.image, dots_prompts.grounding_ocr((b[0] - 8, b[1] - 8, b[2] + 8,
-                                                                                    b[3] + 8)))
+    raw = dots_client.ask(
+        api, "rapidocr", SMALL.image, dots_prompts.grounding_ocr((b[0] - 8, b[1] - 8, b[2] + 8, b[3] + 8))
+    )
     assert cer(SMALL.lines[1], raw) < 0.05, raw

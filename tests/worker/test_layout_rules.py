@@ -6,7 +6,7 @@ from vlmswap.worker.engines import layout_rules as lr
 from vlmswap.worker.engines.layout_rules import Line
 
 PAGE = (1240, 1754)
-H = 28        # body line height in these pages
+H = 28  # body line height in these pages
 ADVANCE = 15  # body pixels per character
 
 
@@ -27,8 +27,11 @@ def cats(elements: list[lr.Element]) -> list[str]:
 
 
 def test_pieces_of_a_line_join_across_word_gaps_but_not_across_a_gutter():
-    pieces = [Line(100, 100, 300, 128, "left"), Line(310, 101, 500, 127, "words"),   # word gap: 10 px
-              Line(700, 100, 900, 128, "right column")]                                # gutter: 200 px
+    pieces = [
+        Line(100, 100, 300, 128, "left"),
+        Line(310, 101, 500, 127, "words"),  # word gap: 10 px
+        Line(700, 100, 900, 128, "right column"),
+    ]  # gutter: 200 px
     lines = lr.lines_of(pieces)
     assert [ln.text for ln in lines] == ["left words", "right column"]
     assert (lines[0].x1, lines[0].x2) == (100, 500)
@@ -42,7 +45,7 @@ def test_body_size_is_the_size_most_characters_are_written_in():
 
 
 def test_lines_with_the_usual_gap_and_left_edge_merge_and_a_wider_gap_starts_a_paragraph():
-    lines = para(100, 100, 3, tag="a") + para(100, 100 + 3 * 32 + 30, 2, tag="b")   # 30 px extra gap
+    lines = para(100, 100, 3, tag="a") + para(100, 100 + 3 * 32 + 30, 2, tag="b")  # 30 px extra gap
     paras = lr.paragraphs(lines)
     assert [len(p) for p in paras] == [3, 2]
     assert paras[1][0].text.startswith("b line 0")
@@ -62,17 +65,26 @@ def test_lines_of_another_height_do_not_join_a_paragraph():
 
 def test_large_text_near_the_top_is_the_title_and_other_large_text_section_headers():
     # body: 28 px high, 15 px per character
-    lines = ([Line(100, 150, 900, 210, "The title set large")] + para(100, 260, 3)
-             + [Line(100, 400, 420, 434, "A section header")] + para(100, 460, 3)
-             + [Line(100, 1300, 1000, 1360, "Large but low on the page")] + para(100, 1400, 2)
-             + [Line(100, 1600, 400, 1634, "Tall, narrow letters set in body size")])
+    lines = (
+        [Line(100, 150, 900, 210, "The title set large")]
+        + para(100, 260, 3)
+        + [Line(100, 400, 420, 434, "A section header")]
+        + para(100, 460, 3)
+        + [Line(100, 1300, 1000, 1360, "Large but low on the page")]
+        + para(100, 1400, 2)
+        + [Line(100, 1600, 400, 1634, "Tall, narrow letters set in body size")]
+    )
     elements = lr.classify(lr.paragraphs(lines), PAGE, lr.body_size(lines))
     assert cats(elements) == ["Title", "Text", "Section-header", "Text", "Section-header", "Text", "Text"]
 
 
 def test_bullets_and_numbers_start_list_items_even_without_a_gap():
-    texts = [(100, "• first point"), (100, "• second point"), (100, "1. numbered point"),
-             (130, "continues under its text")]
+    texts = [
+        (100, "• first point"),
+        (100, "• second point"),
+        (100, "1. numbered point"),
+        (130, "continues under its text"),
+    ]
     lines = [body(x, 100 + 32 * i, t, w=ADVANCE * len(t)) for i, (x, t) in enumerate(texts)]
     elements = lr.classify(lr.paragraphs(lines), PAGE, lr.body_size(lines))
     assert cats(elements) == ["List-item", "List-item", "List-item"]
@@ -99,9 +111,11 @@ def test_aligned_rows_of_short_cells_are_a_table_and_its_html_keeps_empty_cells(
                 lines.append(Line(100 + 350 * c, 200 + 45 * r, 100 + 350 * c + 20 * len(text), 228 + 45 * r, text))
     found = lr.tables(lines, H)
     assert len(found) == 1 and len(found[0]) == 3
-    assert lr.table_html(found[0]) == ("<table><tr><td>Name</td><td>Qty</td><td>Price</td></tr>"
-                                       "<tr><td>apple</td><td>3</td><td>1.20</td></tr>"
-                                       "<tr><td>pear</td><td></td><td>0.80</td></tr></table>")
+    assert lr.table_html(found[0]) == (
+        "<table><tr><td>Name</td><td>Qty</td><td>Price</td></tr>"
+        "<tr><td>apple</td><td>3</td><td>1.20</td></tr>"
+        "<tr><td>pear</td><td></td><td>0.80</td></tr></table>"
+    )
 
 
 def test_two_columns_of_text_are_no_table():
@@ -110,15 +124,19 @@ def test_two_columns_of_text_are_no_table():
 
 
 def test_misaligned_short_lines_are_no_table():
-    lines = [Line(100, 100, 200, 128, "a"), Line(500, 100, 600, 128, "b"),
-             Line(150, 145, 540, 173, "c spans both"), Line(700, 145, 780, 173, "d")]
+    lines = [
+        Line(100, 100, 200, 128, "a"),
+        Line(500, 100, 600, 128, "b"),
+        Line(150, 145, 540, 173, "c spans both"),
+        Line(700, 145, 780, 173, "d"),
+    ]
     assert lr.tables(lines, H) == []
 
 
 def test_two_columns_are_read_column_by_column_even_when_their_breaks_align():
     title = [Line(100, 100, 1000, 160, "Title across both columns")]
     left = para(100, 200, 3, w=480, tag="L1") + para(100, 330, 2, w=480, tag="L2")
-    right = para(660, 200, 3, w=480, tag="R1") + para(660, 330, 2, w=480, tag="R2")   # same breaks
+    right = para(660, 200, 3, w=480, tag="R1") + para(660, 330, 2, w=480, tag="R2")  # same breaks
     after = para(100, 450, 2, w=1040, tag="F")
     elements = lr.layout(title + left + right + after, PAGE)
     assert [e.lines[0].text.split()[0] for e in elements] == ["Title", "L1", "L2", "R1", "R2", "F"]

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.worker.conftest import Worker, chat_body, png_data_url, render_page
-from vlmswap import dots_prompts
+from vlmswap.documents import dots_prompts
 from vlmswap.documents.metrics import cer
 
 LINES = ["Streaming sends text as it comes.", "The final chunk carries the reason."]
@@ -30,8 +30,9 @@ def messages(image_url: str, prompt: str) -> list[dict]:
 
 
 def test_openai_client_non_streaming(client: openai.OpenAI, image_url: str) -> None:
-    resp = client.chat.completions.create(model="rapidocr", messages=messages(image_url, dots_prompts.ocr()),
-                                          temperature=0.1, top_p=0.9, max_tokens=512)
+    resp = client.chat.completions.create(
+        model="rapidocr", messages=messages(image_url, dots_prompts.ocr()), temperature=0.1, top_p=0.9, max_tokens=512
+    )
     assert resp.object == "chat.completion" and resp.model == "rapidocr"
     assert resp.choices[0].message.role == "assistant"
     assert cer("\n".join(LINES), resp.choices[0].message.content or "") < 0.02
@@ -40,10 +41,11 @@ def test_openai_client_non_streaming(client: openai.OpenAI, image_url: str) -> N
 
 
 def test_openai_client_streaming_matches_non_streaming(client: openai.OpenAI, image_url: str) -> None:
-    spotting = messages(image_url, dots_prompts.scene_spotting())     # a JSON answer, one element per line
+    spotting = messages(image_url, dots_prompts.scene_spotting())  # a JSON answer, one element per line
     whole = client.chat.completions.create(model="rapidocr", messages=spotting)
-    stream = client.chat.completions.create(model="rapidocr", messages=spotting,
-                                            stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="rapidocr", messages=spotting, stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     content_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
@@ -60,8 +62,7 @@ def test_openai_client_streaming_matches_non_streaming(client: openai.OpenAI, im
 
 def test_stream_wire_format_is_sse_ending_with_done(rapidocr_worker: Worker, image_url: str) -> None:
     with rapidocr_worker.client() as c:
-        with c.stream("POST", "/v1/chat/completions",
-                      json=chat_body(image_url, "read it", stream=True)) as r:
+        with c.stream("POST", "/v1/chat/completions", json=chat_body(image_url, "read it", stream=True)) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/event-stream")
             events = [line for line in r.iter_lines() if line]

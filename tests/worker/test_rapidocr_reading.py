@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.worker.conftest import PAGE_LINES, Page, Worker, chat_body, png_data_url, render_page
-from vlmswap import dots_prompts
+from vlmswap.documents import dots_prompts
 from vlmswap.documents.metrics import cer
 from vlmswap.worker.engines.layout_rules import Line, rows_of
 from vlmswap.worker.engines.rapidocr_engine import split_tokens
@@ -42,12 +42,14 @@ def test_scene_spotting_gives_one_box_per_rendered_line(rapidocr_worker: Worker,
         assert x1 <= dx1 + TOL and y1 <= dy1 + TOL and x2 >= dx2 - TOL and y2 >= dy2 - TOL, (cell, drawn)
         # ... and is not much larger than it
         assert x1 >= dx1 - 3 * TOL and y1 >= dy1 - 3 * TOL and x2 <= dx2 + 3 * TOL and y2 <= dy2 + 3 * TOL, (
-            cell, drawn)
+            cell,
+            drawn,
+        )
         assert cer(line, cell["text"]) < 0.05, (line, cell["text"])
 
 
 def test_layout_prompt_reads_lines_set_at_body_leading_as_one_paragraph(rapidocr_worker: Worker) -> None:
-    page = render_page(PAGE_LINES[:4], line_gap=8)           # pitch 1.3 x the font size, as typeset text
+    page = render_page(PAGE_LINES[:4], line_gap=8)  # pitch 1.3 x the font size, as typeset text
     cells = json.loads(ask(rapidocr_worker, page, dots_prompts.layout_all())["choices"][0]["message"]["content"])
     assert [c["category"] for c in cells] == ["Text"], cells
     x1, y1, x2, y2 = cells[0]["bbox"]
@@ -64,7 +66,7 @@ def test_layout_boxes_are_in_the_pixels_of_dots_ocrs_resized_input(rapidocr_work
     x1, y1, x2, y2 = cells[0]["bbox"]
     dx1, dy1, dx2, dy2 = big.boxes[0]
     sy = 812 / 800
-    margin = 0.4 * (dy2 - dy1) * sy          # detection runs on a reduced page: boxes a little loose
+    margin = 0.4 * (dy2 - dy1) * sy  # detection runs on a reduced page: boxes a little loose
     assert abs(x1 - dx1) <= margin and abs(y1 - dy1 * sy) <= margin
     assert abs(x2 - dx2) <= margin and abs(y2 - dy2 * sy) <= margin
 
@@ -103,6 +105,6 @@ def test_rows_of_puts_pieces_of_one_baseline_together_top_down_left_right() -> N
 
 
 def test_split_tokens_round_trips_the_text() -> None:
-    text = "  a  layout\n[{\"bbox\": [1, 2]}]\n "
+    text = '  a  layout\n[{"bbox": [1, 2]}]\n '
     assert "".join(split_tokens(text)) == text
     assert len(split_tokens(text)) == len(text.split())

@@ -49,8 +49,8 @@ class ScriptedEngine(Engine):
     name = "scripted"
 
     def __init__(self) -> None:
-        self.loaded = threading.Event()      # set by the test to let load() return
-        self.gate = threading.Event()        # set by the test to let generation go past piece 1
+        self.loaded = threading.Event()  # set by the test to let load() return
+        self.gate = threading.Event()  # set by the test to let generation go past piece 1
         self.finished = threading.Event()
         self.count_lock = threading.Lock()
         self.active = 0
@@ -87,8 +87,7 @@ def served() -> Iterator[Served]:
     engine = ScriptedEngine()
     port = free_port()
     app = create_app(engine, "scripted")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -146,8 +145,7 @@ def test_one_generation_at_a_time_and_a_departed_client_frees_the_engine(served:
     results: list[int] = []
 
     def plain_request() -> None:
-        r = httpx.post(served.url + "/v1/chat/completions", json=body("queued request"), timeout=20,
-                       trust_env=False)
+        r = httpx.post(served.url + "/v1/chat/completions", json=body("queued request"), timeout=20, trust_env=False)
         results.append(r.status_code)
 
     with httpx.Client(base_url=served.url, timeout=20, trust_env=False) as c:
@@ -174,8 +172,9 @@ def test_engine_value_error_is_400_and_server_keeps_serving(served: Served) -> N
     wait_http(served.url + "/health", timeout=10)
     r = httpx.post(served.url + "/v1/chat/completions", json=body("fail"), trust_env=False)
     assert r.status_code == 400 and r.json()["error"]["message"] == "this prompt is refused"
-    r = httpx.post(served.url + "/v1/completions", json={"model": "scripted", "prompt": "a b", "stream": False},
-                   trust_env=False)
+    r = httpx.post(
+        served.url + "/v1/completions", json={"model": "scripted", "prompt": "a b", "stream": False}, trust_env=False
+    )
     assert r.status_code == 200
     assert r.json()["object"] == "text_completion" and r.json()["choices"][0]["text"] == "a b "
 
@@ -185,9 +184,17 @@ def test_completions_stream_and_stop_string_split_across_pieces(served: Served) 
     served.engine.gate.set()
     wait_http(served.url + "/health", timeout=10)
     with httpx.Client(base_url=served.url, timeout=20, trust_env=False) as c:
-        with c.stream("POST", "/v1/completions",
-                      json={"model": "scripted", "prompt": "one two three four", "stream": True,
-                            "stop": ["o thr"], "stream_options": {"include_usage": True}}) as r:
+        with c.stream(
+            "POST",
+            "/v1/completions",
+            json={
+                "model": "scripted",
+                "prompt": "one two three four",
+                "stream": True,
+                "stop": ["o thr"],
+                "stream_options": {"include_usage": True},
+            },
+        ) as r:
             events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
     text = "".join(e["choices"][0]["text"] for e in events if e["choices"])
     assert text == "one tw"
@@ -199,8 +206,7 @@ def test_non_streaming_client_that_leaves_stops_the_engine_early(served: Served)
     served.engine.loaded.set()
     wait_http(served.url + "/health", timeout=10)
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(served.url + "/v1/chat/completions", json=body("a b c d e f g h"), timeout=0.5,
-                   trust_env=False)
+        httpx.post(served.url + "/v1/chat/completions", json=body("a b c d e f g h"), timeout=0.5, trust_env=False)
     wait_for(lambda: served.state.clients_gone == 1)  # the server noticed the client left
     served.engine.gate.set()
     assert served.engine.finished.wait(10)

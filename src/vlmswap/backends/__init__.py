@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vlmswap.backends.base import Backend, BackendError, LogBuffer
-from vlmswap.config import GatewaySettings, ModelSpec, Registry
+from vlmswap.registry.config import GatewaySettings, ModelSpec, Registry
 
 __all__ = ["Backend", "BackendError", "LogBuffer", "cleanup_orphans", "create"]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from vlmswap.config import GatewaySettings, ModelSpec
-from vlmswap.logfiles import RotatingLog
+from vlmswap.backends.logfiles import RotatingLog
+from vlmswap.registry.config import GatewaySettings, ModelSpec
 
 _HTTP_TIMEOUT = httpx.Timeout(2.0, connect=1.0)
 
@@ -68,8 +68,8 @@ class LogBuffer:
         for line in lines:
             self.append(line.decode("utf-8", "replace"))
         while len(self._partial) > self.MAX_LINE:
-            self.append(self._partial[:self.MAX_LINE].decode("utf-8", "replace"))
-            self._partial = self._partial[self.MAX_LINE:]
+            self.append(self._partial[: self.MAX_LINE].decode("utf-8", "replace"))
+            self._partial = self._partial[self.MAX_LINE :]
 
     def flush(self) -> None:
         """The output ended: keep its last, unterminated line too."""
@@ -157,35 +157,33 @@ class Backend(ABC):
         try:
             r = await client.post(self.base_url + path, **kw)  # type: ignore[arg-type]
         except httpx.TransportError as exc:
-            raise BackendError(f"{self.name}: {what} failed: {type(exc).__name__} {exc}".rstrip(),
-                               self.logs.tail(30)) from None
+            raise BackendError(
+                f"{self.name}: {what} failed: {type(exc).__name__} {exc}".rstrip(), self.logs.tail(30)
+            ) from None
         if r.status_code != 200:
             raise BackendError(f"{self.name}: {what} answered {r.status_code}: {r.text[:200]}", self.logs.tail(30))
 
     async def sleep(self, level: int, timeout_s: float) -> None:
         """POST /sleep?level=N: weights to host RAM (1) or dropped (2), KV cache dropped."""
-        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False,
-                                     verify=False) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False, verify=False
+        ) as client:
             await self._post(client, "/sleep", f"POST /sleep?level={level}", params={"level": level})
 
     async def wake(self, level: int, timeout_s: float) -> None:
         """Level 1: POST /wake_up. Level 2 (weights dropped): vLLM's three calls, weights reloaded
         from the checkpoint before the KV cache is allocated again."""
-        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False,
-                                     verify=False) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False, verify=False
+        ) as client:
             if level == 1:
                 await self._post(client, "/wake_up", "POST /wake_up")
                 return
             await self._post(client, "/wake_up", "POST /wake_up?tags=weights", params={"tags": "weights"})
-            await self._post(client, "/collective_rpc", "POST /collective_rpc reload_weights",
-                             json={"method": "reload_weights"})
+            await self._post(
+                client, "/collective_rpc", "POST /collective_rpc reload_weights", json={"method": "reload_weights"}
+            )
             await self._post(client, "/wake_up", "POST /wake_up?tags=kv_cache", params={"tags": "kv_cache"})
-
-    async def is_sleeping(self) -> bool:
-        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT, trust_env=False, verify=False) as client:
-            r = await client.get(self.base_url + "/is_sleeping")
-            r.raise_for_status()
-            return bool(r.json().get("is_sleeping"))
 
     async def wait_awake(self, timeout_s: float, poll_s: float = 0.02) -> None:
         """After a wake: alive AND /is_sleeping false AND /v1/models lists the served name."""
@@ -215,8 +213,9 @@ class Backend(ABC):
     async def warm_up(self, timeout_s: float) -> None:
         """A 1-token request, so the first client's request does not pay for cold caches."""
         body = {"model": self.spec.served_name, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
-        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False,
-                                     verify=False) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False, verify=False
+        ) as client:
             await self._post(client, "/v1/chat/completions", "warm-up request", json=body)
 
     def check_starting(self, deadline: float, timeout_s: float) -> None:
@@ -225,11 +224,11 @@ class Backend(ABC):
         if status is not None:
             raise BackendError(f"{self.name} exited during start ({status})", self.logs.tail(30))
         if time.monotonic() > deadline:
-            raise BackendError(f"{self.name} not ready after {timeout_s:.0f} s (startup_timeout_s)",
-                               self.logs.tail(30))
+            raise BackendError(f"{self.name} not ready after {timeout_s:.0f} s (startup_timeout_s)", self.logs.tail(30))
 
-    async def wait_ready(self, timeout_s: float, poll_s: float = 0.05,
-                         on_phase: Callable[[str, str], None] | None = None) -> None:
+    async def wait_ready(
+        self, timeout_s: float, poll_s: float = 0.05, on_phase: Callable[[str, str], None] | None = None
+    ) -> None:
         """Ready = alive AND GET health answers 200 AND GET /v1/models lists the served name.
 
         Connection refused means still loading (vLLM binds before it listens). A server that

@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 
 from vlmswap.backends.base import Backend, BackendError, free_port, port_in_use
-from vlmswap.config import render_argv
+from vlmswap.registry.config import render_argv
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 LABEL_MODEL = "vlmswap.model"
@@ -45,6 +45,7 @@ POLL_S = 0.02
 
 
 # --- the engine -------------------------------------------------------------------------------
+
 
 def engine_url(docker_host: str | None = None) -> tuple[str, str]:
     """The Engine API address that will be tried, and where it came from."""
@@ -166,8 +167,10 @@ class DockerBackend(Backend):
         if self.spec.port is not None:
             main = [c for c, h in ports.items() if h == self.spec.port]
             if not main:
-                raise BackendError(f"{self.name}: `port` {self.spec.port} is not one of the host ports in `ports` "
-                                   f"({', '.join(f'{c}->{h}' for c, h in ports.items())})")
+                raise BackendError(
+                    f"{self.name}: `port` {self.spec.port} is not one of the host ports in `ports` "
+                    f"({', '.join(f'{c}->{h}' for c, h in ports.items())})"
+                )
             return ports, self.spec.port, main[0]
         c, h = next(iter(ports.items()))
         return ports, h, c
@@ -187,17 +190,33 @@ class DockerBackend(Backend):
         bind = self._bind_host()
         for h in ports.values():
             if port_in_use(h, bind):
-                raise BackendError(f"{self.name}: host port {bind}:{h} is already in use{self._port_holder(h)}; "
-                                   f"stop what holds it or change `ports`/`port`")
+                raise BackendError(
+                    f"{self.name}: host port {bind}:{h} is already in use{self._port_holder(h)}; "
+                    f"stop what holds it or change `ports`/`port`"
+                )
         self.port = host_port
-        variables = {**self.variables, "PORT": str(container_port), "SERVED_NAME": spec.served_name, "MODEL": self.name,
-                     "HOST_PORT": str(host_port)}
+        variables = {
+            **self.variables,
+            "PORT": str(container_port),
+            "SERVED_NAME": spec.served_name,
+            "MODEL": self.name,
+            "HOST_PORT": str(host_port),
+        }
         argv, env = render_argv(list(spec.command or []), dict(spec.env), variables)
         self.argv = argv
-        labels = {LABEL_MODEL: self.name, LABEL_SERVED: spec.served_name, LABEL_GATEWAY: self.gateway,
-                  LABEL_GATEWAY_PID: str(os.getpid()), LABEL_GATEWAY_START: _self_start_time()}
+        labels = {
+            LABEL_MODEL: self.name,
+            LABEL_SERVED: spec.served_name,
+            LABEL_GATEWAY: self.gateway,
+            LABEL_GATEWAY_PID: str(os.getpid()),
+            LABEL_GATEWAY_START: _self_start_time(),
+        }
         kwargs: dict[str, Any] = {
-            "image": image, "name": self.container_name, "labels": labels, "detach": True, "environment": env,
+            "image": image,
+            "name": self.container_name,
+            "labels": labels,
+            "detach": True,
+            "environment": env,
             "ports": {f"{c}/tcp": (bind, h) for c, h in ports.items()},
             "volumes": [f"{_host_path(src)}:{dst}" for src, dst in spec.volumes.items()],
         }
@@ -210,8 +229,10 @@ class DockerBackend(Backend):
         if spec.ipc:
             kwargs["ipc_mode"] = spec.ipc
         what = shlex.join(argv) if spec.command is not None else "(image's default command)"
-        self.logs.mark(f"starting {self.name}: container {self.container_name} from {image}, "
-                       f"{bind}:{host_port} -> {container_port}: {what}")
+        self.logs.mark(
+            f"starting {self.name}: container {self.container_name} from {image}, "
+            f"{bind}:{host_port} -> {container_port}: {what}"
+        )
         try:
             container = client.containers.create(**kwargs)
         except docker.errors.APIError as exc:
@@ -249,8 +270,10 @@ class DockerBackend(Backend):
         except docker.errors.APIError as exc:
             raise BackendError(f"{self.name}: cannot inspect image {image}: {_reason(exc)}") from None
         if not self.spec.pull:
-            raise BackendError(f"{self.name}: image {image} is not present locally; load or pull it yourself "
-                               f"(docker pull {image}), or set `pull: true` to let vlmswap pull it")
+            raise BackendError(
+                f"{self.name}: image {image} is not present locally; load or pull it yourself "
+                f"(docker pull {image}), or set `pull: true` to let vlmswap pull it"
+            )
         from docker.utils import parse_repository_tag
 
         repo, tag = parse_repository_tag(image)
@@ -277,8 +300,10 @@ class DockerBackend(Backend):
         except docker.errors.NotFound:
             return
         if old.labels.get(LABEL_GATEWAY) != self.gateway:
-            raise BackendError(f"{self.name}: a container named {self.container_name} exists and is not this "
-                               f"gateway's; remove it (docker rm -f {self.container_name})")
+            raise BackendError(
+                f"{self.name}: a container named {self.container_name} exists and is not this "
+                f"gateway's; remove it (docker rm -f {self.container_name})"
+            )
         self.logs.mark(f"removing stale container {self.container_name} ({old.status}) left by an earlier start")
         with contextlib.suppress(docker.errors.NotFound):
             old.remove(force=True)
@@ -296,8 +321,10 @@ class DockerBackend(Backend):
         reason = _reason(exc)
         low = reason.lower()
         if "could not select device driver" in low or ("nvidia" in low and "runtime" in low):
-            return BackendError(f"{self.name}: GPU requested (gpus: {self.spec.gpus}) but the Docker engine has no "
-                                f"GPU runtime (the 'nvidia' runtime / NVIDIA Container Toolkit is missing): {reason}")
+            return BackendError(
+                f"{self.name}: GPU requested (gpus: {self.spec.gpus}) but the Docker engine has no "
+                f"GPU runtime (the 'nvidia' runtime / NVIDIA Container Toolkit is missing): {reason}"
+            )
         if "port is already allocated" in low or "address already in use" in low:
             taken = ", ".join(f"{bind}:{h}" for h in ports.values())
             return BackendError(f"{self.name}: host port already in use ({taken}): {reason}")
@@ -412,11 +439,14 @@ class DockerBackend(Backend):
             pass
         except docker.errors.APIError as exc:
             if "already in progress" not in str(exc):
-                raise BackendError(f"{self.name}: cannot stop container {self.container_name}: {_reason(exc)}",
-                                   self.logs.tail(30)) from None
+                raise BackendError(
+                    f"{self.name}: cannot stop container {self.container_name}: {_reason(exc)}", self.logs.tail(30)
+                ) from None
         if not _wait_removed(client, cid, GONE_WAIT_S):
-            raise BackendError(f"{self.name}: container {self.container_name} still exists {GONE_WAIT_S:.0f} s "
-                               f"after remove", self.logs.tail(30))
+            raise BackendError(
+                f"{self.name}: container {self.container_name} still exists {GONE_WAIT_S:.0f} s after remove",
+                self.logs.tail(30),
+            )
         for t in self._threads:
             t.join(5.0)
         client.close()
@@ -462,6 +492,7 @@ def _wait_removed(client: Any, cid: str, timeout_s: float) -> bool:
 
 
 # --- orphans: containers an earlier gateway left behind ----------------------------------------
+
 
 def _gateway_alive(labels: dict[str, str]) -> bool:
     """The gateway that made the container still runs (same pid AND same start time), and is not us."""
@@ -509,8 +540,10 @@ def _remove_orphan(client: Any, c: Any, grace_s: float) -> list[str]:
 
     model = c.labels.get(LABEL_MODEL, "?")
     if _gateway_alive(c.labels):
-        return [f"left container {c.name} (model {model}) alone: its gateway "
-                f"(pid {c.labels.get(LABEL_GATEWAY_PID)}) is still running"]
+        return [
+            f"left container {c.name} (model {model}) alone: its gateway "
+            f"(pid {c.labels.get(LABEL_GATEWAY_PID)}) is still running"
+        ]
     was = c.status
     running = was in ("running", "restarting", "paused")
     try:

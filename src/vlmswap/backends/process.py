@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 
 from vlmswap.backends.base import Backend, BackendError, free_port, port_in_use
-from vlmswap.config import render_argv
+from vlmswap.registry.config import render_argv
 
 POLL_S = 0.02
 PORT_POLL_S = 0.005  # a refused loopback connect costs microseconds: notice the listening moment early
@@ -194,15 +194,20 @@ class ProcessBackend(Backend):
             self.port = self.spec.port
         else:
             self.port = free_port(host)
-        variables = {**self.variables, "PORT": str(self.port), "SERVED_NAME": self.spec.served_name,
-                     "MODEL": self.name}
+        variables = {**self.variables, "PORT": str(self.port), "SERVED_NAME": self.spec.served_name, "MODEL": self.name}
         argv, env = render_argv(list(self.spec.cmd or []), self.spec.env, variables)
         self.argv = argv
         self.logs.mark(f"starting {self.name} on port {self.port}: {shlex.join(argv)}")
         try:
             # Popen, not asyncio's subprocess: it spawns with vfork in about a millisecond (see _ExitWatch).
-            proc = subprocess.Popen(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL,  # noqa: ASYNC220
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(  # noqa: ASYNC220
+                argv,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         except OSError as exc:
             msg = f"{self.name}: cannot run {argv[0]!r}: {exc.strerror or exc}"
             self.logs.mark(msg)
@@ -216,7 +221,8 @@ class ProcessBackend(Backend):
         pipe, proc.stdout = proc.stdout, None  # the transport alone owns it from here
         assert pipe is not None
         transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), pipe)
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
         self._reader = asyncio.create_task(self._pump(reader, transport), name=f"logs-{self.name}")
         try:
             self._ps = psutil.Process(proc.pid)
@@ -234,9 +240,17 @@ class ProcessBackend(Backend):
             gw_ct = psutil.Process().create_time()
         except psutil.Error:
             gw_ct = None
-        data = {"model": self.name, "pid": self._proc.pid, "pgid": self._pgid, "create_time": create_time,
-                "argv": self.argv, "port": self.port, "started_at": self.started_at,
-                "gateway_pid": os.getpid(), "gateway_create_time": gw_ct}
+        data = {
+            "model": self.name,
+            "pid": self._proc.pid,
+            "pgid": self._pgid,
+            "create_time": create_time,
+            "argv": self.argv,
+            "port": self.port,
+            "started_at": self.started_at,
+            "gateway_pid": os.getpid(),
+            "gateway_create_time": gw_ct,
+        }
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
         os.replace(tmp, path)
@@ -332,8 +346,9 @@ class ProcessBackend(Backend):
                 _signal_all(strays, signal.SIGKILL)
                 if not await self._wait_gone(proc, pgid, strays, KILL_WAIT_S):
                     left = sorted(p.pid for p in group_members(pgid))
-                    raise BackendError(f"{self.name}: processes {left} of group {pgid} survive SIGKILL",
-                                       self.logs.tail(30))
+                    raise BackendError(
+                        f"{self.name}: processes {left} of group {pgid} survive SIGKILL", self.logs.tail(30)
+                    )
         if self._reader is not None:  # ends at the pipe's EOF; cancelled (closing the pipe) if a stray holds it
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._reader, 2.0)
@@ -345,8 +360,9 @@ class ProcessBackend(Backend):
         else:
             self.logs.mark(f"{self.name} had already ended ({status})")
 
-    async def _wait_gone(self, proc: subprocess.Popen[bytes], pgid: int, strays: list[psutil.Process],
-                         timeout_s: float) -> bool:
+    async def _wait_gone(
+        self, proc: subprocess.Popen[bytes], pgid: int, strays: list[psutil.Process], timeout_s: float
+    ) -> bool:
         """Until the child is reaped AND no process of its group (or a stray) remains."""
         deadline = time.monotonic() + timeout_s
         exited = self._exited
@@ -378,6 +394,7 @@ class _ExitWatch:
         try:
             self._fd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
+
             async def poll() -> None:
                 # No pidfd on this kernel: nothing to await but time.
                 while proc.poll() is None:  # noqa: ASYNC110
@@ -408,6 +425,7 @@ class _ExitWatch:
 
 # --- orphans: backends an earlier gateway left behind --------------------------------------
 
+
 def _read_pid_file(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -431,6 +449,7 @@ def _same_process(pid: int, create_time: Any) -> psutil.Process | None:
 
 def _stop_group_sync(pgid: int, procs: list[psutil.Process], grace_s: float) -> bool:
     """SIGTERM the group, wait `grace_s`, SIGKILL, wait; True when nothing of it is left."""
+
     def gone() -> bool:
         return not group_members(pgid) and not any(_alive(p) for p in procs)
 
@@ -482,8 +501,9 @@ def cleanup_orphans(state_dir: Path, grace_s: float = 5.0) -> list[str]:
         else:
             members = [leader]
         if isinstance(gw_pid, int) and gw_pid != me and _same_process(gw_pid, data.get("gateway_create_time")):
-            messages.append(f"left backend {model} (pid {pid}) alone: it belongs to gateway pid {gw_pid}, "
-                            f"which is still running")
+            messages.append(
+                f"left backend {model} (pid {pid}) alone: it belongs to gateway pid {gw_pid}, which is still running"
+            )
             continue
         if leader is not None:
             members += _processes(descendants(leader.pid))

@@ -14,22 +14,25 @@ _PERCENT = r"(\d{1,3})%"
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"Loading (?:safetensors|pt) checkpoint shards:\s*" + _PERCENT), "loading weights {0}%"),
     (re.compile(r"Loading weights took ([\d.]+) seconds"), "weights loaded in {0} s"),
-    (re.compile(r"Model loading took ([\d.]+) GiB(?: memory)? and ([\d.]+) seconds"),
-     "model loaded: {0} GiB in {1} s"),
+    (re.compile(r"Model loading took ([\d.]+) GiB(?: memory)? and ([\d.]+) seconds"), "model loaded: {0} GiB in {1} s"),
     (re.compile(r"Dynamo bytecode transform time: ([\d.]+) s"), "torch.compile: bytecode transformed in {0} s"),
     (re.compile(r"torch\.compile takes ([\d.]+) s in total"), "torch.compile done in {0} s"),
     (re.compile(r"Compiling a graph for dynamic shape"), "torch.compile: compiling"),
     (re.compile(r"Capturing CUDA graphs?[^:]*:\s*" + _PERCENT), "capturing CUDA graphs {0}%"),
     (re.compile(r"Graph capturing finished in ([\d.]+) secs?"), "CUDA graphs captured in {0} s"),
-    (re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) seconds"),
-     "engine initialised in {0} s"),
+    (
+        re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) seconds"),
+        "engine initialised in {0} s",
+    ),
     (re.compile(r"Starting vLLM API server"), "starting the API server"),
     (re.compile(r"Application startup complete"), "application startup complete"),
 )
 
-_OOM = re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError|out of memory|"
-                  r"No available memory for the cache blocks|Free memory on device .* is less than desired",
-                  re.IGNORECASE)
+_OOM = re.compile(
+    r"CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError|out of memory|"
+    r"No available memory for the cache blocks|Free memory on device .* is less than desired",
+    re.IGNORECASE,
+)
 
 
 def phase_detail(line: str) -> str | None:

@@ -18,45 +18,54 @@ from typing import Any
 
 import typer
 
-from vlmswap.cli.gateway_cmd import is_loopback
+from vlmswap.cli.common import is_loopback
 
-DELETE_SLACK_S = 45.0   # beyond gateway.stop_grace_s: Serve's graceful wait, replica shutdown, Serve itself
+DELETE_SLACK_S = 45.0  # beyond gateway.stop_grace_s: Serve's graceful wait, replica shutdown, Serve itself
 
-cluster_app = typer.Typer(help="Several GPUs or machines behind one API, on Ray Serve (extra: vlmswap[ray]).",
-                          no_args_is_help=True)
+cluster_app = typer.Typer(
+    help="Several GPUs or machines behind one API, on Ray Serve (extra: vlmswap[ray]).", no_args_is_help=True
+)
 
 
-def _fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> None:
     typer.echo(f"vlmswap: {message}", err=True)
     raise typer.Exit(code)
 
 
 @cluster_app.command("serve")
 def serve_cmd(
-    config: Path | None = typer.Option(None, "--config", "-c", help="Registry YAML (default: the shipped one); "
-                                          "every replica runs it."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Registry YAML (default: the shipped one); every replica runs it."
+    ),
     replicas: int = typer.Option(1, min=1, help="Model host replicas (one GPU each, see --gpus-per-replica)."),
     port: int = typer.Option(8080, help="Port of the cluster's HTTP entry (Ray Serve's proxy)."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; non-loopback needs --api-key or --insecure."),
-    address: str | None = typer.Option(None, help="Join this Ray cluster (e.g. 10.0.0.1:6379 or auto) instead "
-                                          "of starting a local one."),
-    gpus_per_replica: float = typer.Option(1.0, min=0.0, help="GPUs each replica holds (0: the embedded engine, "
-                                           "tests)."),
-    num_gpus: int | None = typer.Option(None, min=0, help="Local Ray only: GPUs it declares (default: those it "
-                                           "detects)."),
-    models_per_replica: int = typer.Option(1, min=1, help="Models Ray routes to one replica before it evicts the "
-                                           "least recently used (awake plus asleep)."),
-    api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY",
-                                          help="Require `Authorization: Bearer KEY` on every route but /health."),
+    address: str | None = typer.Option(
+        None, help="Join this Ray cluster (e.g. 10.0.0.1:6379 or auto) instead of starting a local one."
+    ),
+    gpus_per_replica: float = typer.Option(
+        1.0, min=0.0, help="GPUs each replica holds (0: the embedded engine, tests)."
+    ),
+    num_gpus: int | None = typer.Option(
+        None, min=0, help="Local Ray only: GPUs it declares (default: those it detects)."
+    ),
+    models_per_replica: int = typer.Option(
+        1, min=1, help="Models Ray routes to one replica before it evicts the least recently used (awake plus asleep)."
+    ),
+    api_key: str | None = typer.Option(
+        None, envvar="VLMSWAP_API_KEY", help="Require `Authorization: Bearer KEY` on every route but /health."
+    ),
     insecure: bool = typer.Option(False, help="Allow a non-loopback address without an API key."),
-    min_replicas: int | None = typer.Option(None, min=0, help="Autoscaling: fewest replicas (with "
-                                               "--max-replicas)."),
-    max_replicas: int | None = typer.Option(None, min=1, help="Autoscaling on queue length, up to this many "
-                                               "replicas (each new one cold-starts its model)."),
-    target_ongoing_requests: float = typer.Option(2.0, min=0.1, help="Autoscaling: requests in flight or queued "
-                                                  "per replica that Ray aims for."),
-    state_dir: Path | None = typer.Option(None, envvar="VLMSWAP_STATE_DIR",
-                                             help="Base of the replicas' state dirs (pid files, per replica slot)."),
+    min_replicas: int | None = typer.Option(None, min=0, help="Autoscaling: fewest replicas (with --max-replicas)."),
+    max_replicas: int | None = typer.Option(
+        None, min=1, help="Autoscaling on queue length, up to this many replicas (each new one cold-starts its model)."
+    ),
+    target_ongoing_requests: float = typer.Option(
+        2.0, min=0.1, help="Autoscaling: requests in flight or queued per replica that Ray aims for."
+    ),
+    state_dir: Path | None = typer.Option(
+        None, envvar="VLMSWAP_STATE_DIR", help="Base of the replicas' state dirs (pid files, per replica slot)."
+    ),
     dashboard: bool = typer.Option(True, help="Local Ray only: start Ray's dashboard (port 8265)."),
 ) -> None:
     """Serve the registry from N replicas on Ray Serve, each request sent to a replica holding its model.
@@ -65,46 +74,60 @@ def serve_cmd(
     rules as `vlmswap serve`) on its own GPU. Ctrl-C or SIGTERM deletes the application (every
     replica stops its backends) and stops a local Ray this command started.
     """
-    from vlmswap.config import ConfigError, load_registry
+    from vlmswap.registry.config import ConfigError, load_registry
 
     try:
         registry = load_registry(config)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not is_loopback(host) and not api_key and not insecure:
-        _fail(f"refusing to bind {host} without an API key: pass --api-key (or VLMSWAP_API_KEY), "
-              f"or --insecure to accept anyone on the network")
+        fail(
+            f"refusing to bind {host} without an API key: pass --api-key (or VLMSWAP_API_KEY), "
+            f"or --insecure to accept anyone on the network"
+        )
     if (min_replicas is not None) and max_replicas is None:
-        _fail("--min-replicas needs --max-replicas (autoscaling)")
+        fail("--min-replicas needs --max-replicas (autoscaling)")
     if max_replicas is not None and min_replicas is not None and min_replicas > max_replicas:
-        _fail(f"--min-replicas {min_replicas} is above --max-replicas {max_replicas}")
+        fail(f"--min-replicas {min_replicas} is above --max-replicas {max_replicas}")
     from vlmswap.backends.base import port_in_use
 
-    if not address and port_in_use(port, host):   # before a local Ray spends seconds starting
-        _fail(f"--port {port}: {host}:{port} is already in use")
+    if not address and port_in_use(port, host):  # before a local Ray spends seconds starting
+        fail(f"--port {port}: {host}:{port} is already in use")
     try:
         import ray
         from ray import serve
     except ImportError:
-        _fail('Ray is not installed: pip install "vlmswap[ray]"', 1)
+        fail('Ray is not installed: pip install "vlmswap[ray]"', 1)
 
     from vlmswap.cluster.deployments import APP_NAME, ClusterOptions, build_app
 
     logging.basicConfig(level=logging.WARNING, format="vlmswap: %(message)s", stream=sys.stderr)
-    opts = ClusterOptions(registry=registry.model_dump(mode="json"), replicas=replicas,
-                          gpus_per_replica=gpus_per_replica, models_per_replica=models_per_replica, api_key=api_key,
-                          min_replicas=min_replicas, max_replicas=max_replicas,
-                          target_ongoing_requests=target_ongoing_requests,
-                          state_dir=str(state_dir) if state_dir else None)
-    init: dict[str, Any] = {"address": address} if address else {
-        "num_cpus": os.cpu_count() or 2, "include_dashboard": dashboard,
-        **({"num_gpus": num_gpus} if num_gpus is not None else {})}
+    opts = ClusterOptions(
+        registry=registry.model_dump(mode="json"),
+        replicas=replicas,
+        gpus_per_replica=gpus_per_replica,
+        models_per_replica=models_per_replica,
+        api_key=api_key,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_ongoing_requests=target_ongoing_requests,
+        state_dir=str(state_dir) if state_dir else None,
+    )
+    init: dict[str, Any] = (
+        {"address": address}
+        if address
+        else {
+            "num_cpus": os.cpu_count() or 2,
+            "include_dashboard": dashboard,
+            **({"num_gpus": num_gpus} if num_gpus is not None else {}),
+        }
+    )
     ray.init(namespace="vlmswap", logging_level=logging.WARNING, **init)
     # After ray.init, which installs a SIGTERM handler of its own that aborts the process.
     stop = threading.Event()
 
     def on_signal(*_: Any) -> None:
-        if stop.is_set():   # a second Ctrl-C: give up on a clean stop
+        if stop.is_set():  # a second Ctrl-C: give up on a clean stop
             typer.echo("vlmswap cluster: stopping now, without waiting for the replicas", err=True)
             os._exit(130)
         stop.set()
@@ -121,7 +144,7 @@ def serve_cmd(
         typer.echo(f"vlmswap cluster on http://{host}:{port} ({len(registry.models)} models)", err=True)
         while not stop.wait(0.5):
             pass
-    except Exception as exc:   # Serve's proxy cannot bind, a replica fails to start, ...
+    except Exception as exc:  # Serve's proxy cannot bind, a replica fails to start, ...
         failed = exc
     finally:
         typer.echo("vlmswap cluster: stopping (every replica stops its backends)", err=True)
@@ -130,12 +153,15 @@ def serve_cmd(
         deleting.start()
         deleting.join(registry.gateway.stop_grace_s + DELETE_SLACK_S)
         if deleting.is_alive():
-            typer.echo(f"vlmswap cluster: Ray did not delete the application within "
-                       f"{registry.gateway.stop_grace_s + DELETE_SLACK_S:.0f} s; stopping anyway", err=True)
+            typer.echo(
+                f"vlmswap cluster: Ray did not delete the application within "
+                f"{registry.gateway.stop_grace_s + DELETE_SLACK_S:.0f} s; stopping anyway",
+                err=True,
+            )
         ray.shutdown()
     if failed is not None:
         lines = [line for line in str(failed).splitlines() if line.strip()]
-        _fail(f"the cluster did not start: {lines[-1].strip() if lines else type(failed).__name__}", 1)
+        fail(f"the cluster did not start: {lines[-1].strip() if lines else type(failed).__name__}", 1)
 
 
 def _delete(serve: Any, app_name: str, shutdown_serve: bool) -> None:

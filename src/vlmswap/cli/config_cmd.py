@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vlmswap.config import ConfigError, json_schema, load_registry, unavailable_reason
+from vlmswap.registry.availability import unavailable_reason
+from vlmswap.registry.config import ConfigError, json_schema, load_registry
 
 config_app = typer.Typer(help="Validate and show model registries.", no_args_is_help=True)
 
@@ -34,8 +35,10 @@ def check(files: list[Path] = typer.Argument(..., help="Registry YAML files to v
 
 
 @config_app.command("show")
-def show(file: Path | None = typer.Argument(None, help="Registry file; default: the one shipped."),
-         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def show(
+    file: Path | None = typer.Argument(None, help="Registry file; default: the one shipped."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
     """Print the effective registry, marking each model that cannot run on this machine and why."""
     try:
         reg = load_registry(file)
@@ -51,9 +54,18 @@ def show(file: Path | None = typer.Argument(None, help="Registry file; default: 
         reasons = list(pool.map(lambda spec: unavailable_reason(spec, gpu_present), reg.models.values()))
     rows: list[dict[str, Any]] = []
     for (name, spec), reason in zip(reg.models.items(), reasons):
-        rows.append({"name": name, "served_name": spec.served_name, "backend": spec.backend,
-                     "family": spec.family, "capabilities": spec.capabilities, "vram_gb": spec.vram_gb,
-                     "port": spec.port, "unavailable": reason})
+        rows.append(
+            {
+                "name": name,
+                "served_name": spec.served_name,
+                "backend": spec.backend,
+                "family": spec.family,
+                "capabilities": spec.capabilities,
+                "vram_gb": spec.vram_gb,
+                "port": spec.port,
+                "unavailable": reason,
+            }
+        )
     if as_json:
         typer.echo(json.dumps({"gateway": reg.gateway.model_dump(), "models": rows}, indent=2))
         return
@@ -61,9 +73,15 @@ def show(file: Path | None = typer.Argument(None, help="Registry file; default: 
     for col in ("name", "served name", "family", "can do", "GB", "port", "runs here?"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["served_name"], f"{r['family']} ({r['backend']})", ",".join(r["capabilities"]),
-                      f"{r['vram_gb']:.1f}", str(r["port"] or "auto"),
-                      "[green]yes[/]" if r["unavailable"] is None else f"[red]no: {r['unavailable']}[/]")
+        table.add_row(
+            r["name"],
+            r["served_name"],
+            f"{r['family']} ({r['backend']})",
+            ",".join(r["capabilities"]),
+            f"{r['vram_gb']:.1f}",
+            str(r["port"] or "auto"),
+            "[green]yes[/]" if r["unavailable"] is None else f"[red]no: {r['unavailable']}[/]",
+        )
     Console(width=None if sys.stdout.isatty() else 140).print(table)  # pipes: no 80-column squeeze
 
 

@@ -4,41 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
-from vlmswap import logformat
-from vlmswap.logformat import LogFormat
-from vlmswap.states import ModelState, Phase
-
-DEFAULT_GATEWAY = "http://127.0.0.1:8080"
-GATEWAY_HELP = "Gateway URL (env VLMSWAP_GATEWAY)."
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _client(gateway: str, api_key: str | None) -> Any:
-    from vlmswap.client import Client
-
-    return Client(gateway, api_key=api_key)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"vlmswap: {message}", err=True)
-    raise typer.Exit(code)
+from vlmswap.cli import logformat
+from vlmswap.cli.common import DEFAULT_GATEWAY, GATEWAY_HELP, fail, gateway_client, is_loopback
+from vlmswap.cli.logformat import LogFormat
+from vlmswap.swap.states import ModelState, Phase
 
 
 def register(app: typer.Typer) -> None:
@@ -48,46 +25,60 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", help="Address to bind; non-loopback needs --api-key or --insecure."),
         port: int = typer.Option(8080, help="Port to bind."),
         preload: str | None = typer.Option(None, help="Model to load at start (registry name, served name or alias)."),
-        api_key: str | None = typer.Option(None, envvar="VLMSWAP_API_KEY",
-                                              help="Require `Authorization: Bearer KEY` on every route but /health."),
+        api_key: str | None = typer.Option(
+            None, envvar="VLMSWAP_API_KEY", help="Require `Authorization: Bearer KEY` on every route but /health."
+        ),
         insecure: bool = typer.Option(False, help="Allow a non-loopback address without an API key."),
         grouping: bool = typer.Option(True, help="Group queued requests by model (off: first come, first served)."),
         log_level: str = typer.Option("warning", help="uvicorn log level."),
-        log_format: LogFormat = typer.Option(LogFormat.text, "--log-format",
-                                             help="text, or json: one JSON object a line on stderr (time, level, "
-                                                  "logger, message) for log collectors."),
+        log_format: LogFormat = typer.Option(
+            LogFormat.text,
+            "--log-format",
+            help="text, or json: one JSON object a line on stderr (time, level, logger, message) for log collectors.",
+        ),
     ) -> None:
         """Run the gateway: one resident model at a time, switched on demand, OpenAI API in front.
 
         Ctrl-C or SIGTERM stops every backend it started. Backends an earlier gateway left
         running are stopped at start, and said so.
         """
-        from vlmswap.config import ConfigError, load_registry
+        from vlmswap.registry.config import ConfigError, load_registry
 
         try:
             registry = load_registry(config)
         except ConfigError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
         if preload is not None and registry.resolve(preload) is None:
-            _fail(f"--preload {preload}: unknown model (known: {', '.join(registry.known_ids())})", 2)
+            fail(f"--preload {preload}: unknown model (known: {', '.join(registry.known_ids())})", 2)
         if not is_loopback(host) and not api_key and not registry.profiles and not insecure:
-            _fail(f"refusing to bind {host} without an API key: pass --api-key (or VLMSWAP_API_KEY), "
-                  f"define `profiles:` in the registry, or --insecure to accept anyone on the network", 2)
+            fail(
+                f"refusing to bind {host} without an API key: pass --api-key (or VLMSWAP_API_KEY), "
+                f"define `profiles:` in the registry, or --insecure to accept anyone on the network",
+                2,
+            )
         import uvicorn
 
         from vlmswap.gateway import create_app
-        from vlmswap.manager import Manager
+        from vlmswap.swap.manager import Manager
 
         uvicorn_log_config = logformat.configure(log_format)
         manager = Manager(registry, grouping=grouping)
         app_ = create_app(manager, api_key=api_key, preload=preload)
-        started = (f"vlmswap gateway on http://{host}:{port} ({len(registry.models)} models; "
-                   f"state in {manager.state_dir})")
+        started = (
+            f"vlmswap gateway on http://{host}:{port} ({len(registry.models)} models; state in {manager.state_dir})"
+        )
         if log_format is LogFormat.json:
-            logging.getLogger("vlmswap.gateway").info(started, extra={
-                "url": f"http://{host}:{port}", "models": len(registry.models), "state_dir": str(manager.state_dir)})
+            logging.getLogger("vlmswap.gateway").info(
+                started,
+                extra={
+                    "url": f"http://{host}:{port}",
+                    "models": len(registry.models),
+                    "state_dir": str(manager.state_dir),
+                },
+            )
         else:
             typer.echo(started, err=True)
+
         class _Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
                 # Answer queued requests (503) before uvicorn's graceful wait, which then
@@ -96,8 +87,18 @@ def register(app: typer.Typer) -> None:
                     asyncio.get_running_loop().call_soon_threadsafe(manager.stop_admitting)
                 super().handle_exit(sig, frame)
 
-        _Server(uvicorn.Config(app_, host=host, port=port, log_level=log_level, access_log=False,
-                               log_config=uvicorn_log_config, timeout_graceful_shutdown=5, lifespan="on")).run()
+        _Server(
+            uvicorn.Config(
+                app_,
+                host=host,
+                port=port,
+                log_level=log_level,
+                access_log=False,
+                log_config=uvicorn_log_config,
+                timeout_graceful_shutdown=5,
+                lifespan="on",
+            )
+        ).run()
 
     @app.command("status")
     def status(
@@ -109,9 +110,9 @@ def register(app: typer.Typer) -> None:
         from vlmswap.client import GatewayError
 
         try:
-            st = _client(gateway, api_key).status()
+            st = gateway_client(gateway, api_key).status()
         except GatewayError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         if as_json:
             typer.echo(json.dumps(st, indent=2))
             return
@@ -127,9 +128,9 @@ def register(app: typer.Typer) -> None:
         from vlmswap.client import GatewayError
 
         try:
-            st = _client(gateway, api_key).status()
+            st = gateway_client(gateway, api_key).status()
         except GatewayError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         learned = {name: m.get("stats") or {} for name, m in st.get("models", {}).items()}
         if as_json:
             typer.echo(json.dumps(learned, indent=2))
@@ -150,10 +151,16 @@ def register(app: typer.Typer) -> None:
         from vlmswap.client import GatewayError, SwitchError
 
         console = Console(stderr=True)
-        client = _client(gateway, api_key)
+        client = gateway_client(gateway, api_key)
         phases = [str(p) for p in Phase if p != Phase.FAILED]
-        with Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[phase]:<13}"), TextColumn("{task.description}"),
-                      TimeElapsedColumn(), console=console, transient=False) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[phase]:<13}"),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
             task = bar.add_task(f"switching to {name}", total=len(phases), phase="requested")
 
             def on_progress(ev: dict[str, Any]) -> None:
@@ -164,13 +171,19 @@ def register(app: typer.Typer) -> None:
                 if eta is not None and elapsed is not None and phase != Phase.READY:
                     msg = f"{msg} (about {max(0.0, eta - elapsed):.0f} s left)"
                 # With a learned ETA the bar is time (elapsed of expected); without one, phases done.
-                where = {"total": eta, "completed": min(elapsed, eta)} if eta and elapsed is not None \
+                where = (
+                    {"total": eta, "completed": min(elapsed, eta)}
+                    if eta and elapsed is not None
                     else {"total": len(phases), **({"completed": done} if done else {})}
+                )
                 bar.update(task, phase=phase, description=msg or f"switching to {name}", **where)
                 if not console.is_terminal:  # a log, not a live bar: one line per event
                     elapsed = ev.get("elapsed_s")
-                    console.print(f"{phase:<13} {f'{elapsed:6.2f} s' if elapsed is not None else '':>8}  {msg}",
-                                  markup=False, highlight=False)
+                    console.print(
+                        f"{phase:<13} {f'{elapsed:6.2f} s' if elapsed is not None else '':>8}  {msg}",
+                        markup=False,
+                        highlight=False,
+                    )
 
             try:
                 st = client.switch(name, on_progress=on_progress, timeout=timeout)
@@ -184,13 +197,14 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1) from None
             except GatewayError as exc:
                 bar.stop()
-                _fail(exc.message)
+                fail(exc.message)
             bar.update(task, phase=Phase.READY, total=1, completed=1)
         resident = st.get("resident")
         m = (st["models"].get(resident) or {}) if resident else {}
         woke, start = m.get("last_wake_s"), m.get("last_start_s")
-        how = f" (woken in {woke:.2f} s)" if woke and m.get("wakes") else \
-            f" (started in {start:.2f} s)" if start else ""
+        how = (
+            f" (woken in {woke:.2f} s)" if woke and m.get("wakes") else f" (started in {start:.2f} s)" if start else ""
+        )
         typer.echo(f"{resident} is ready{how}")
 
     @app.command("sleep")
@@ -203,9 +217,9 @@ def register(app: typer.Typer) -> None:
         from vlmswap.client import GatewayError
 
         try:
-            res = _client(gateway, api_key).sleep(name)
+            res = gateway_client(gateway, api_key).sleep(name)
         except GatewayError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         done = res.get("message") or "nothing to do"
         typer.echo(f"putting {res['model']} to sleep" if res.get("sleeping") else done)
 
@@ -219,9 +233,9 @@ def register(app: typer.Typer) -> None:
         from vlmswap.client import GatewayError
 
         try:
-            res = _client(gateway, api_key).unload()
+            res = gateway_client(gateway, api_key).unload()
         except GatewayError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         if res.get("unloading"):
             names = ([res["model"]] if res.get("model") else []) + list(res.get("sleepers") or [])
             typer.echo(f"unloading {', '.join(names)}")
@@ -229,9 +243,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(res.get("message") or "nothing to unload")
 
 
-STAT_COLUMNS = (("cold_start_s", "cold start", "{:.2f} s", 1.0), ("wake_s", "wake", "{:.3f} s", 1.0),
-                ("peak_vram_bytes", "peak VRAM", "{:.2f} GiB", 1024 ** -3),
-                ("sleep_ram_bytes", "RAM asleep", "{:.2f} GiB", 1024 ** -3))
+STAT_COLUMNS = (
+    ("cold_start_s", "cold start", "{:.2f} s", 1.0),
+    ("wake_s", "wake", "{:.3f} s", 1.0),
+    ("peak_vram_bytes", "peak VRAM", "{:.2f} GiB", 1024**-3),
+    ("sleep_ram_bytes", "RAM asleep", "{:.2f} GiB", 1024**-3),
+)
 
 
 def _print_stats(learned: dict[str, dict[str, Any]]) -> None:
@@ -258,39 +275,64 @@ def _print_status(st: dict[str, Any]) -> None:
 
     console = Console(width=None if sys.stdout.isatty() else 140)  # pipes: no 80-column squeeze
     g = st.get("gpu") or {}
-    gib = 1024 ** 3
+    gib = 1024**3
     if g.get("available"):
         gpu = f"{g['name']}: {g['used_bytes'] / gib:.1f} / {g['total_bytes'] / gib:.1f} GiB used"
     else:
         gpu = g.get("reason") or "no NVIDIA GPU"
     sw = st.get("switch")
-    console.print(f"resident: [bold]{st.get('resident') or '-'}[/bold]   queue: {st.get('queue_length', 0)}   "
-                  f"in flight: {st.get('in_flight', 0)}   switches: {st.get('switches', 0)}")
+    console.print(
+        f"resident: [bold]{st.get('resident') or '-'}[/bold]   queue: {st.get('queue_length', 0)}   "
+        f"in flight: {st.get('in_flight', 0)}   switches: {st.get('switches', 0)}"
+    )
     pool = st.get("pool") or {}
     if pool:
         limit = f", at most {pool['max_sleeping']}" if pool.get("max_sleeping") is not None else ""
-        console.print(f"sleeping pool: {pool.get('count', 0)} asleep, {pool.get('ram_bytes', 0) / gib:.2f} / "
-                      f"{pool.get('ram_budget_bytes', 0) / gib:.1f} GiB host RAM{limit}")
+        console.print(
+            f"sleeping pool: {pool.get('count', 0)} asleep, {pool.get('ram_bytes', 0) / gib:.2f} / "
+            f"{pool.get('ram_budget_bytes', 0) / gib:.1f} GiB host RAM{limit}"
+        )
     if sw:
         console.print(f"switch: to {sw['target']} ({sw['phase']}, {sw['elapsed_s']:.1f} s)")
     console.print(f"GPU: {gpu}")
     t = Table(show_edge=False)
-    for col in ("model", "served name", "state", "in flight", "queued", "last start", "last wake", "RAM asleep",
-                "note"):
+    for col in (
+        "model",
+        "served name",
+        "state",
+        "in flight",
+        "queued",
+        "last start",
+        "last wake",
+        "RAM asleep",
+        "note",
+    ):
         t.add_column(col)
-    colors = {ModelState.READY: "green", ModelState.STARTING: "yellow", ModelState.WAKING: "yellow",
-              ModelState.STOPPING: "yellow", ModelState.SLEEPING: "blue", ModelState.FAILED: "red"}
+    colors = {
+        ModelState.READY: "green",
+        ModelState.STARTING: "yellow",
+        ModelState.WAKING: "yellow",
+        ModelState.STOPPING: "yellow",
+        ModelState.SLEEPING: "blue",
+        ModelState.FAILED: "red",
+    }
     for name, m in st.get("models", {}).items():
         note = m.get("last_error") if m.get("state") == ModelState.FAILED else (m.get("unavailable") or "")
         note = (note or "").splitlines()[0][:60] if note else ""
         state = m.get("state", "?")
         ram = m.get("sleep_ram_bytes")
-        t.add_row(name, m.get("served_name", ""), f"[{colors.get(state, 'white')}]{state}[/]",
-                  str(m.get("in_flight", 0)), str(m.get("queued", 0)),
-                  f"{m['last_start_s']:.1f} s" if m.get("last_start_s") else "-",
-                  f"{m['last_wake_s']:.2f} s" if m.get("last_wake_s") else "-",
-                  f"{ram / gib:.2f} GiB" if ram is not None else "-", note)
+        t.add_row(
+            name,
+            m.get("served_name", ""),
+            f"[{colors.get(state, 'white')}]{state}[/]",
+            str(m.get("in_flight", 0)),
+            str(m.get("queued", 0)),
+            f"{m['last_start_s']:.1f} s" if m.get("last_start_s") else "-",
+            f"{m['last_wake_s']:.2f} s" if m.get("last_wake_s") else "-",
+            f"{ram / gib:.2f} GiB" if ram is not None else "-",
+            note,
+        )
     console.print(t)
 
 
-__all__ = ["DEFAULT_GATEWAY", "is_loopback", "register"]
+__all__ = ["register"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from vlmswap.cli.gateway_cmd import DEFAULT_GATEWAY, GATEWAY_HELP, _client, _fail
+from vlmswap.cli.common import DEFAULT_GATEWAY, GATEWAY_HELP, fail, fail_line, gateway_client, ocr_summary, unique_stem
 
 STATE_COLOURS = {"queued": "yellow", "running": "cyan", "done": "green", "failed": "red", "cancelled": "magenta"}
 
@@ -34,44 +34,55 @@ def _eta(seconds: float | None) -> str:
 
 def _reason(message: str, name: str) -> str:
     """The gateway names the upload (`name: reason`); the CLI names the file as the user typed it."""
-    return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
+    return message[len(name) + 2 :] if message.startswith(f"{name}: ") else message
 
 
-def run_ocr_jobs(files: list[str], *, gateway: str, model: str, mode: str, pages: str | None, dpi: float,
-                 out: Path, formats: list[str], max_tokens: int | None, api_key: str | None = None) -> int:
+def run_ocr_jobs(
+    files: list[str],
+    *,
+    gateway: str,
+    model: str,
+    mode: str,
+    pages: str | None,
+    dpi: float,
+    out: Path,
+    formats: list[str],
+    max_tokens: int | None,
+    api_key: str | None = None,
+) -> int:
     """`vlmswap ocr --gateway`: one job per file, followed live; 2 when any file or page failed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vlmswap.cli.docs_cmd import _fail_line, _summary, _unique_stem
     from vlmswap.client import GatewayError
     from vlmswap.documents import export
 
     err = Console(stderr=True)
-    client = _client(gateway, api_key)
+    client = gateway_client(gateway, api_key)
     failed = 0
     used: set[str] = set()
-    submitted: list[tuple[str, str, Any]] = []     # (file as given, stem, job)
+    submitted: list[tuple[str, str, Any]] = []  # (file as given, stem, job)
     t0 = time.perf_counter()
     for f in files:
         p = Path(f)
-        stem = _unique_stem(export.source_stem(p.name), used)
-        upload = stem + p.suffix                     # the gateway names its outputs after the upload
+        stem = unique_stem(export.source_stem(p.name), used)
+        upload = stem + p.suffix  # the gateway names its outputs after the upload
         try:
             content = p.read_bytes()
         except OSError as exc:
-            _fail_line(err, f"{f}: {exc.strerror or exc}")
+            fail_line(err, f"{f}: {exc.strerror or exc}")
             failed += 1
             continue
         try:
-            job = client.submit_job(content=content, filename=upload, model=model, mode=mode, pages=pages, dpi=dpi,
-                                    max_tokens=max_tokens)
+            job = client.submit_job(
+                content=content, filename=upload, model=model, mode=mode, pages=pages, dpi=dpi, max_tokens=max_tokens
+            )
         except GatewayError as exc:
             if exc.code in ("model_not_found", "gateway_unreachable") or exc.status is None:
-                _fail_line(err, f"vlmswap ocr: {exc.message}")
+                fail_line(err, f"vlmswap ocr: {exc.message}")
                 _cancel(submitted)
                 return 2
-            _fail_line(err, f"{f}: {_reason(exc.message, upload)}")
+            fail_line(err, f"{f}: {_reason(exc.message, upload)}")
             failed += 1
             continue
         submitted.append((f, stem, job))
@@ -79,24 +90,33 @@ def run_ocr_jobs(files: list[str], *, gateway: str, model: str, mode: str, pages
     done_pages = blocks = 0
     flagged: list[str] = []
     written: list[Path] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
-               TextColumn("ETA {task.fields[eta]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("pages"),
+        TextColumn("ETA {task.fields[eta]}"),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=err) as progress:
             for f, stem, job in submitted:
                 task = progress.add_task(Path(f).name, total=job.info.get("pages_total"), eta="-")
 
                 def on_event(ev: dict[str, Any], task: Any = task, f: str = f) -> None:
-                    progress.update(task, completed=(ev.get("pages_done") or 0) + (ev.get("pages_failed") or 0),
-                                    eta=_eta(ev.get("eta_s")))
+                    progress.update(
+                        task,
+                        completed=(ev.get("pages_done") or 0) + (ev.get("pages_failed") or 0),
+                        eta=_eta(ev.get("eta_s")),
+                    )
                     if ev.get("step") == "page" and ev.get("page_state") == "failed":
-                        _fail_line(progress.console, f"{f}: page {ev['page']} failed: {ev.get('page_error')}")
+                        fail_line(progress.console, f"{f}: page {ev['page']} failed: {ev.get('page_error')}")
 
                 end = job.wait(on_event=on_event)
                 if end["state"] != "done" or end["pages_failed"]:
                     failed += 1
                     if end["state"] != "done":
-                        _fail_line(progress.console, f"{f}: job {end['state']}: {end.get('error') or ''}".rstrip(": "))
+                        fail_line(progress.console, f"{f}: job {end['state']}: {end.get('error') or ''}".rstrip(": "))
                 if not end["pages_done"]:
                     continue
                 with zipfile.ZipFile(io.BytesIO(job.result("zip"))) as zf:
@@ -115,10 +135,11 @@ def run_ocr_jobs(files: list[str], *, gateway: str, model: str, mode: str, pages
         err.print(f"cancelled: {kept}", markup=False, highlight=False)
         return 130
     except GatewayError as exc:
-        _fail_line(err, f"vlmswap ocr: {exc.message}")
+        fail_line(err, f"vlmswap ocr: {exc.message}")
         return 2
     Console(stderr=True, soft_wrap=True).print(
-        _summary(len(files), failed, done_pages, blocks, time.perf_counter() - t0, flagged))
+        ocr_summary(len(files), failed, done_pages, blocks, time.perf_counter() - t0, flagged)
+    )
     if written:
         print(f"wrote {len(written)} files to {out}", file=sys.stderr)
     return 2 if failed else 0
@@ -147,9 +168,12 @@ def register(app: typer.Typer) -> None:
     key_opt = typer.Option(None, "--api-key", envvar="VLMSWAP_API_KEY", help="API key of the gateway.")
 
     @jobs.command("list")
-    def list_(gateway: str = gw_opt, api_key: str | None = key_opt,
-              limit: int = typer.Option(20, min=1, max=1000, help="How many, newest first."),
-              as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    def list_(
+        gateway: str = gw_opt,
+        api_key: str | None = key_opt,
+        limit: int = typer.Option(20, min=1, max=1000, help="How many, newest first."),
+        as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+    ) -> None:
         """The gateway's recent document jobs, newest first."""
         from rich.console import Console
         from rich.table import Table
@@ -157,9 +181,9 @@ def register(app: typer.Typer) -> None:
         from vlmswap.client import GatewayError
 
         try:
-            data = _client(gateway, api_key).jobs(limit)
+            data = gateway_client(gateway, api_key).jobs(limit)
         except GatewayError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         if as_json:
             typer.echo(json.dumps(data, indent=2))
             return
@@ -168,15 +192,25 @@ def register(app: typer.Typer) -> None:
             t.add_column(col)
         for j in data:
             colour = STATE_COLOURS.get(j["state"], "white")
-            t.add_row(j["id"], f"[{colour}]{j['state']}[/]", j["source"], j["model"],
-                      f"{j['pages_done']}/{j['pages_total']}", str(j["pages_failed"] or ""), _eta(j.get("eta_s"))
-                      if j["state"] in ("queued", "running") else "", _when(j["created_at"]))
+            t.add_row(
+                j["id"],
+                f"[{colour}]{j['state']}[/]",
+                j["source"],
+                j["model"],
+                f"{j['pages_done']}/{j['pages_total']}",
+                str(j["pages_failed"] or ""),
+                _eta(j.get("eta_s")) if j["state"] in ("queued", "running") else "",
+                _when(j["created_at"]),
+            )
         Console(width=None if sys.stdout.isatty() else 140).print(t)
 
     @jobs.command("show")
-    def show(job_id: str = typer.Argument(..., help="The job's id."), gateway: str = gw_opt,
-             api_key: str | None = key_opt,
-             as_json: bool = typer.Option(False, "--json", help="Print GET /api/jobs/ID as JSON.")) -> None:
+    def show(
+        job_id: str = typer.Argument(..., help="The job's id."),
+        gateway: str = gw_opt,
+        api_key: str | None = key_opt,
+        as_json: bool = typer.Option(False, "--json", help="Print GET /api/jobs/ID as JSON."),
+    ) -> None:
         """One job: its state, progress, ETA and every page's state, tries, time and error."""
         from rich.console import Console
         from rich.table import Table
@@ -184,64 +218,80 @@ def register(app: typer.Typer) -> None:
         from vlmswap.client import GatewayError
 
         try:
-            j = _client(gateway, api_key).job(job_id).info
+            j = gateway_client(gateway, api_key).job(job_id).info
         except GatewayError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         if as_json:
             typer.echo(json.dumps(j, indent=2))
             return
         console = Console(width=None if sys.stdout.isatty() else 140)
         colour = STATE_COLOURS.get(j["state"], "white")
-        console.print(f"job [bold]{j['id']}[/bold]  [{colour}]{j['state']}[/]  {j['source']}  model {j['model']}  "
-                      f"mode {j['mode']}  dpi {j['dpi']:g}")
-        console.print(f"pages {j['pages_done']}/{j['pages_total']} done, {j['pages_failed']} failed   "
-                      f"ETA {_eta(j.get('eta_s'))}   submitted {_when(j['created_at'])}   "
-                      f"ended {_when(j.get('finished_at'))}")
+        console.print(
+            f"job [bold]{j['id']}[/bold]  [{colour}]{j['state']}[/]  {j['source']}  model {j['model']}  "
+            f"mode {j['mode']}  dpi {j['dpi']:g}"
+        )
+        console.print(
+            f"pages {j['pages_done']}/{j['pages_total']} done, {j['pages_failed']} failed   "
+            f"ETA {_eta(j.get('eta_s'))}   submitted {_when(j['created_at'])}   "
+            f"ended {_when(j.get('finished_at'))}"
+        )
         if j.get("error"):
             console.print(f"[red]{j['error']}[/red]")
         t = Table(show_edge=False)
         for col in ("page", "state", "tries", "seconds", "error"):
             t.add_column(col)
         for p in j["pages"]:
-            t.add_row(str(p["number"]), f"[{STATE_COLOURS.get(p['state'], 'white')}]{p['state']}[/]", str(p["tries"]),
-                      f"{p['seconds']:.2f}" if p.get("seconds") else "", (p.get("error") or "")[:80])
+            t.add_row(
+                str(p["number"]),
+                f"[{STATE_COLOURS.get(p['state'], 'white')}]{p['state']}[/]",
+                str(p["tries"]),
+                f"{p['seconds']:.2f}" if p.get("seconds") else "",
+                (p.get("error") or "")[:80],
+            )
         console.print(t)
 
     @jobs.command("cancel")
-    def cancel(job_id: str = typer.Argument(..., help="The job's id."), gateway: str = gw_opt,
-               api_key: str | None = key_opt,
-               purge: bool = typer.Option(False, help="Also remove the job and its files from the gateway.")) -> None:
+    def cancel(
+        job_id: str = typer.Argument(..., help="The job's id."),
+        gateway: str = gw_opt,
+        api_key: str | None = key_opt,
+        purge: bool = typer.Option(False, help="Also remove the job and its files from the gateway."),
+    ) -> None:
         """Cancel a job; the pages done are kept (unless --purge)."""
         from vlmswap.client import GatewayError
 
-        client = _client(gateway, api_key)
+        client = gateway_client(gateway, api_key)
         try:
             res = client.job(job_id).cancel(purge=purge)
         except GatewayError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         kept = "removed" if purge else f"{res['pages_done']} of {res['pages_total']} pages kept"
         typer.echo(f"job {job_id}: {res['state']} ({kept})")
 
     @jobs.command("result")
-    def result(job_id: str = typer.Argument(..., help="The job's id."), gateway: str = gw_opt,
-               api_key: str | None = key_opt,
-               fmt: str = typer.Option("md", "--format", "-f", help="json (the Document), md, or zip (everything)."),
-               out: Path | None = typer.Option(None, "--out", "-o",
-                                                  help="File to write; default stdout (zip: <source>.zip).")) -> None:
+    def result(
+        job_id: str = typer.Argument(..., help="The job's id."),
+        gateway: str = gw_opt,
+        api_key: str | None = key_opt,
+        fmt: str = typer.Option("md", "--format", "-f", help="json (the Document), md, or zip (everything)."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="File to write; default stdout (zip: <source>.zip)."),
+    ) -> None:
         """The pages read so far; a job still running gives what it has (and says so on stderr)."""
         from vlmswap.client import GatewayError
         from vlmswap.documents import export
 
         if fmt not in ("json", "md", "zip"):
-            _fail(f"unknown --format {fmt}; choose from json, md, zip", 2)
+            fail(f"unknown --format {fmt}; choose from json, md, zip", 2)
         try:
-            job = _client(gateway, api_key).job(job_id)
+            job = gateway_client(gateway, api_key).job(job_id)
             data = job.result(fmt)
         except GatewayError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         if not job.finished:
-            typer.echo(f"job {job_id} is {job.state}: {job.info['pages_done']} of {job.info['pages_total']} "
-                       f"pages so far", err=True)
+            typer.echo(
+                f"job {job_id} is {job.state}: {job.info['pages_done']} of {job.info['pages_total']} pages so far",
+                err=True,
+            )
         if fmt == "json":
             doc = data.to_dict()
             payload = json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")

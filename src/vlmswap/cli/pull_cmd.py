@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vlmswap.cli.gateway_cmd import _fail
+from vlmswap.cli.common import fail
 
 if TYPE_CHECKING:
-    from vlmswap.hub import Source
+    from vlmswap.registry.hub import Source
 
 
 def register(app: typer.Typer) -> None:
@@ -32,22 +32,22 @@ def register(app: typer.Typer) -> None:
         continues where it left off. Exit 2 for an unknown model or one with nothing to
         download, 1 when a download fails, 130 when interrupted.
         """
-        from vlmswap.config import ConfigError, load_registry
-        from vlmswap.hub import PullError, pullable
+        from vlmswap.registry.config import ConfigError, load_registry
+        from vlmswap.registry.hub import PullError, pullable
 
         try:
             registry = load_registry(config)
         except ConfigError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
         plan: list[tuple[str, Source]] = []
         for name in names:
             real = registry.resolve(name)
             if real is None:
-                _fail(f"{name}: unknown model (known: {', '.join(registry.known_ids())})", 2)
+                fail(f"{name}: unknown model (known: {', '.join(registry.known_ids())})", 2)
             try:
                 plan.append((real, pullable(registry.models[real])))
             except PullError as exc:
-                _fail(f"{name}: {exc}", 2)
+                fail(f"{name}: {exc}", 2)
         failed = 0
         for real, src in plan:
             try:
@@ -56,8 +56,11 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"vlmswap: {real}: {exc}", err=True)
                 failed += 1
             except KeyboardInterrupt:
-                typer.echo(f"vlmswap: {real}: interrupted; the files finished so far are kept, "
-                           f"`vlmswap pull {real}` fetches the rest", err=True)
+                typer.echo(
+                    f"vlmswap: {real}: interrupted; the files finished so far are kept, "
+                    f"`vlmswap pull {real}` fetches the rest",
+                    err=True,
+                )
                 raise typer.Exit(130) from None
         raise typer.Exit(1 if failed else 0)
 
@@ -73,26 +76,40 @@ def _pull_one(name: str, src: Source) -> None:
         TransferSpeedColumn,
     )
 
-    from vlmswap.download import Progress as Step
-    from vlmswap.download import pull
-    from vlmswap.hub import fmt_size
+    from vlmswap.registry.download import Progress as Step
+    from vlmswap.registry.download import pull
+    from vlmswap.registry.hub import fmt_size
 
     console = Console(stderr=True)
     live = console.is_terminal
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), TextColumn("{task.fields[file]}"), console=console,
-                  disable=not live) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[file]}"),
+        console=console,
+        disable=not live,
+    ) as bar:
         task = bar.add_task(name, total=None, file="")
         last_file = {"done": -1}
 
         def on_progress(p: Step) -> None:
-            bar.update(task, total=p.total_bytes, completed=p.downloaded_bytes,
-                       file=f"{p.files_done}/{p.files_total} {p.file}".rstrip())
+            bar.update(
+                task,
+                total=p.total_bytes,
+                completed=p.downloaded_bytes,
+                file=f"{p.files_done}/{p.files_total} {p.file}".rstrip(),
+            )
             if not live and p.files_total and p.files_done != last_file["done"]:  # a log: a line per file
                 last_file["done"] = p.files_done
-                console.print(f"{name}: {p.files_done}/{p.files_total} files, "
-                              f"{fmt_size(p.downloaded_bytes)} of {fmt_size(p.total_bytes)}",
-                              markup=False, highlight=False)
+                console.print(
+                    f"{name}: {p.files_done}/{p.files_total} files, "
+                    f"{fmt_size(p.downloaded_bytes)} of {fmt_size(p.total_bytes)}",
+                    markup=False,
+                    highlight=False,
+                )
 
         folder = pull(src, on_progress)
     print(f"{name}: {src.repo} is in {folder}", file=sys.stdout)

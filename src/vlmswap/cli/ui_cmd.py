@@ -29,11 +29,31 @@ def streamlit_argv(port: int, host: str) -> list[str]:
     the gateway's body limit), so the browser refuses what the gateway would refuse anyway.
     """
     upload_mb = max(1, math.ceil(float(os.environ.get("VLMSWAP_UI_MAX_UPLOAD_MB", "32"))))
-    return [sys.executable, "-m", "streamlit", "run", str(APP_FILE), "--server.maxUploadSize", str(upload_mb),
-            "--server.port", str(port), "--server.address", host, "--server.headless", "true",
-            "--server.fileWatcherType", "none", "--server.runOnSave", "false",
-            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
-            "--global.developmentMode", "false"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_FILE),
+        "--server.maxUploadSize",
+        str(upload_mb),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--global.developmentMode",
+        "false",
+    ]
 
 
 def _ui_env(gateway: str) -> dict[str, str]:
@@ -71,10 +91,11 @@ class _Stop(Exception):
 
 def register(app: typer.Typer) -> None:
     @app.command("ui")
-    def ui(gateway: str = typer.Option("http://127.0.0.1:8080", "--gateway", help="URL of the vlmswap gateway."),
-           port: int = typer.Option(8501, "--port", help="Port of the web UI."),
-           host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; keep loopback unless you mean it.")
-           ) -> None:
+    def ui(
+        gateway: str = typer.Option("http://127.0.0.1:8080", "--gateway", help="URL of the vlmswap gateway."),
+        port: int = typer.Option(8501, "--port", help="Port of the web UI."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; keep loopback unless you mean it."),
+    ) -> None:
         """Run the web UI (Streamlit), a client of a running gateway (`vlmswap serve`)."""
         try:
             import streamlit  # noqa: F401
@@ -86,11 +107,12 @@ def register(app: typer.Typer) -> None:
         os.execve(argv[0], argv, _ui_env(gateway))
 
     @app.command("up")
-    def up(config: Path | None = typer.Option(None, "--config", help="Registry YAML; default: the one shipped."),
-           port: int = typer.Option(8080, "--port", help="Port of the gateway."),
-           ui_port: int = typer.Option(8501, "--ui-port", help="Port of the web UI."),
-           timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for both to answer."),
-           ) -> None:
+    def up(
+        config: Path | None = typer.Option(None, "--config", help="Registry YAML; default: the one shipped."),
+        port: int = typer.Option(8080, "--port", help="Port of the gateway."),
+        ui_port: int = typer.Option(8501, "--ui-port", help="Port of the web UI."),
+        timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for both to answer."),
+    ) -> None:
         """Start the gateway and the web UI together; Ctrl-C stops both (and the gateway's backends).
 
         Nothing is preloaded: a model starts on its first use (the embedded rapidocr in seconds).
@@ -113,8 +135,7 @@ def register(app: typer.Typer) -> None:
         code = 0
         try:
             procs.append(subprocess.Popen(gw_argv, start_new_session=True))
-            procs.append(subprocess.Popen(streamlit_argv(ui_port, host), env=_ui_env(gateway),
-                                          start_new_session=True))
+            procs.append(subprocess.Popen(streamlit_argv(ui_port, host), env=_ui_env(gateway), start_new_session=True))
             checks = [(procs[0], f"{gateway}/api/status", "gateway"), (procs[1], f"{ui_url}/_stcore/health", "UI")]
             deadline = time.monotonic() + timeout
             waiting = list(checks)
@@ -128,8 +149,9 @@ def register(app: typer.Typer) -> None:
                     if _answers(url):
                         waiting.remove(item)
                 if time.monotonic() > deadline:
-                    typer.echo(f"vlmswap up: no answer from {', '.join(w[1] for w in waiting)} after {timeout:.0f} s",
-                               err=True)
+                    typer.echo(
+                        f"vlmswap up: no answer from {', '.join(w[1] for w in waiting)} after {timeout:.0f} s", err=True
+                    )
                     code = 1
                     raise _Stop()
                 time.sleep(0.2)

@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from vlmswap.images import DEFAULT_MAX_PIXELS
+from vlmswap.api.images import DEFAULT_MAX_PIXELS
 
 
 class EngineKind(enum.StrEnum):
@@ -22,23 +22,24 @@ class Device(enum.StrEnum):
     cuda = "cuda"
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"vlmswap worker: {message}", err=True)
     raise typer.Exit(code)
 
 
-def build_engine(engine: EngineKind, model: str | None, device: Device, trust_remote_code: bool,
-                 threads: int = 1) -> Any:
+def build_engine(
+    engine: EngineKind, model: str | None, device: Device, trust_remote_code: bool, threads: int = 1
+) -> Any:
     if engine is EngineKind.rapidocr:
         from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine
 
         return RapidOCREngine(threads=threads)
     if not model:
-        _fail("--model is required for --engine transformers (a local folder or a cached hub id)")
+        fail("--model is required for --engine transformers (a local folder or a cached hub id)")
     try:
         from vlmswap.worker.engines.transformers_engine import TransformersEngine
     except ImportError as exc:
-        _fail(f"the transformers engine needs the [transformers] extra: {exc}")
+        fail(f"the transformers engine needs the [transformers] extra: {exc}")
     return TransformersEngine(model, device=device.value, trust_remote_code=trust_remote_code)
 
 
@@ -46,19 +47,29 @@ def worker(
     engine: EngineKind = typer.Option(..., "--engine", help="Engine to serve."),
     model: str | None = typer.Option(None, "--model", help="Model folder or cached hub id (transformers)."),
     port: int = typer.Option(..., "--port", min=1, max=65535, help="Port to listen on."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default: the sleep "
-                             "endpoints must not be reachable from outside)."),
-    served_model_name: str | None = typer.Option(None, "--served-model-name",
-                                                    help="Name clients send as `model`; default: the model path "
-                                                         "or id, or `rapidocr`."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to bind (loopback by default: the sleep endpoints must not be reachable from outside).",
+    ),
+    served_model_name: str | None = typer.Option(
+        None, "--served-model-name", help="Name clients send as `model`; default: the model path or id, or `rapidocr`."
+    ),
     device: Device = typer.Option(Device.auto, "--device", help="Where the transformers engine runs."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
-                                           help="Allow a checkpoint's own Python code (transformers)."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a checkpoint's own Python code (transformers)."
+    ),
     max_body_mb: float = typer.Option(32, "--max-body-mb", min=0.001, help="Largest request body, MiB (413 above)."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1,
-                                   help="Largest image, in pixels (400 above)."),
-    threads: int = typer.Option(1, "--threads", min=1, help="rapidocr: onnxruntime threads per model (1 costs "
-                                "the least CPU per page; more can shorten one page on idle cores)."),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest image, in pixels (400 above)."
+    ),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        min=1,
+        help="rapidocr: onnxruntime threads per model (1 costs "
+        "the least CPU per page; more can shorten one page on idle cores).",
+    ),
 ) -> None:
     """Serve one engine over vLLM's OpenAI-compatible API (health, models, chat, sleep/wake)."""
     eng = build_engine(engine, model, device, trust_remote_code, threads)
@@ -66,8 +77,9 @@ def worker(
     try:
         eng.load()  # before binding, as vLLM does: the port opens once the model is ready
     except Exception as exc:
-        _fail(f"cannot load {engine.value} engine{f' from {model}' if model else ''}: "
-              f"{type(exc).__name__}: {exc}", code=1)
+        fail(
+            f"cannot load {engine.value} engine{f' from {model}' if model else ''}: {type(exc).__name__}: {exc}", code=1
+        )
 
     import uvicorn
 
@@ -81,8 +93,9 @@ def worker(
             if self.started:
                 print(f"vlmswap worker ready: {engine.value} serving {name!r} on http://{host}:{port}", flush=True)
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=5, lifespan="on")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on"
+    )
     _Server(config).run()
     sys.stdout.flush()
 

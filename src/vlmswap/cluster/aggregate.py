@@ -24,11 +24,20 @@ SUMMED = ("in_flight", "queued", "starts")
 def replica_summary(report: dict[str, Any], now: float) -> dict[str, Any]:
     st = report["status"]
     return {
-        "replica": report["replica"], "node": report["node"], "pid": report["pid"], "slot": report["slot"],
-        "gpu_ids": report["gpu_ids"], "gpu": st.get("gpu"), "resident": st.get("resident"),
-        "routed_models": report["routed_models"], "queue_length": st.get("queue_length", 0),
-        "in_flight": st.get("in_flight", 0), "switches": st.get("switches", 0), "switch": st.get("switch"),
-        "state_dir": report["state_dir"], "age_s": round(max(0.0, now - report["time"]), 3),
+        "replica": report["replica"],
+        "node": report["node"],
+        "pid": report["pid"],
+        "slot": report["slot"],
+        "gpu_ids": report["gpu_ids"],
+        "gpu": st.get("gpu"),
+        "resident": st.get("resident"),
+        "routed_models": report["routed_models"],
+        "queue_length": st.get("queue_length", 0),
+        "in_flight": st.get("in_flight", 0),
+        "switches": st.get("switches", 0),
+        "switch": st.get("switch"),
+        "state_dir": report["state_dir"],
+        "age_s": round(max(0.0, now - report["time"]), 3),
     }
 
 
@@ -50,13 +59,17 @@ def cluster_status(reports: Iterable[dict[str, Any]], now: float) -> dict[str, A
     names: list[str] = []
     for r in reports:
         names += [n for n in r["status"].get("models", {}) if n not in names]
-    models = {n: _merge_model(n, [(r["replica"], r["status"]["models"][n]) for r in reports
-                                  if n in r["status"].get("models", {})]) for n in names}
+    models = {
+        n: _merge_model(
+            n, [(r["replica"], r["status"]["models"][n]) for r in reports if n in r["status"].get("models", {})]
+        )
+        for n in names
+    }
     residents = [s["resident"] for s in summaries if s["resident"]]
     switch = next((s["switch"] for s in summaries if s["switch"]), None)
     first = reports[0]["status"] if reports else {}
     return {
-        "resident": residents[0] if residents else None,   # the single gateway's field: one of them
+        "resident": residents[0] if residents else None,  # the single gateway's field: one of them
         "residents": residents,
         "models": models,
         "queue_length": sum(s["queue_length"] for s in summaries),
@@ -79,8 +92,13 @@ def _cluster_gpu(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         return {"available": False, "reason": reason or "no replica reports a GPU"}
     used = sum(int(g.get("used_bytes") or 0) for g in gpus)
     total = sum(int(g.get("total_bytes") or 0) for g in gpus)
-    return {"available": True, "name": f"{len(gpus)} x {gpus[0].get('name', 'GPU')}", "used_bytes": used,
-            "total_bytes": total, "free_bytes": total - used}
+    return {
+        "available": True,
+        "name": f"{len(gpus)} x {gpus[0].get('name', 'GPU')}",
+        "used_bytes": used,
+        "total_bytes": total,
+        "free_bytes": total - used,
+    }
 
 
 def models_list(registry_models: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
@@ -88,12 +106,20 @@ def models_list(registry_models: dict[str, Any], status: dict[str, Any]) -> dict
     data = []
     for name, spec in registry_models.items():
         st = status["models"].get(name, {})
-        data.append({
-            "id": spec.served_name, "object": "model", "created": 0, "owned_by": "vlmswap",
-            "name": name, "aliases": list(spec.aliases), "family": spec.family,
-            "capabilities": list(spec.capabilities), "state": st.get("state", "stopped"),
-            "description": spec.description,
-        })
+        data.append(
+            {
+                "id": spec.served_name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "vlmswap",
+                "name": name,
+                "aliases": list(spec.aliases),
+                "family": spec.family,
+                "capabilities": list(spec.capabilities),
+                "state": st.get("state", "stopped"),
+                "description": spec.description,
+            }
+        )
     return {"object": "list", "data": data}
 
 
@@ -109,15 +135,20 @@ class _Families:
 
 def replica_families(status: dict[str, Any]) -> list[Metric]:
     """Per replica: where it runs and what it holds (an info gauge), and its queue."""
-    info = GaugeMetricFamily("vlmswap_cluster_replica_info", "A model host replica: node, slot, GPUs, resident model.",
-                             labels=["replica", "node", "slot", "gpu_ids", "resident"])
-    queue = GaugeMetricFamily("vlmswap_cluster_replica_queue_length", "Requests waiting in a replica's manager.",
-                              labels=["replica"])
+    info = GaugeMetricFamily(
+        "vlmswap_cluster_replica_info",
+        "A model host replica: node, slot, GPUs, resident model.",
+        labels=["replica", "node", "slot", "gpu_ids", "resident"],
+    )
+    queue = GaugeMetricFamily(
+        "vlmswap_cluster_replica_queue_length", "Requests waiting in a replica's manager.", labels=["replica"]
+    )
     for r in status["replicas"]:
         info.add_metric([r["replica"], r["node"], str(r["slot"]), ",".join(r["gpu_ids"]), r["resident"] or ""], 1)
         queue.add_metric([r["replica"]], r["queue_length"])
-    count = GaugeMetricFamily("vlmswap_cluster_replicas", "Model host replicas reporting.",
-                              value=len(status["replicas"]))
+    count = GaugeMetricFamily(
+        "vlmswap_cluster_replicas", "Model host replicas reporting.", value=len(status["replicas"])
+    )
     return [count, info, queue]
 
 

@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vlmswap.errors import error_body
+from vlmswap.api.errors import error_body
 
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
-                    Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
+    Awaitable[None],
+]
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,20 @@ async def call(app: ASGIApp, req: Call) -> AsyncIterator[Head | bytes]:
     Closing the iterator early (the client left) tells the app `http.disconnect`, as a server
     would; an app that fails before answering becomes a 500 head here, after it a cut body.
     """
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": req.method,
-             "scheme": "http", "path": req.path, "raw_path": req.path.encode(), "query_string": req.query,
-             "root_path": "", "headers": list(req.headers), "client": ("127.0.0.1", 0),
-             "server": ("127.0.0.1", 0)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": req.method,
+        "scheme": "http",
+        "path": req.path,
+        "raw_path": req.path.encode(),
+        "query_string": req.query,
+        "root_path": "",
+        "headers": list(req.headers),
+        "client": ("127.0.0.1", 0),
+        "server": ("127.0.0.1", 0),
+    }
     out: asyncio.Queue[Any] = asyncio.Queue()
     gone = asyncio.Event()
     sent_body = False
@@ -89,8 +101,9 @@ async def call(app: ASGIApp, req: Call) -> AsyncIterator[Head | bytes]:
         await asyncio.wait({task})
         if not task.cancelled() and task.exception() is not None and not started:
             yield Head(500, ((b"content-type", b"application/json"),))
-            yield json.dumps(error_body(500, f"the replica failed: {type(task.exception()).__name__}",
-                                        code="replica_error")).encode()
+            yield json.dumps(
+                error_body(500, f"the replica failed: {type(task.exception()).__name__}", code="replica_error")
+            ).encode()
     finally:
         gone.set()
         if not task.done():

@@ -14,9 +14,9 @@ from typing import Any
 from ray import serve
 
 from vlmswap.cluster import aggregate
-from vlmswap.events import EventBus
+from vlmswap.swap.events import EventBus
 
-STALE_S = 5.0              # a replica silent this long is left out of the cluster's status
+STALE_S = 5.0  # a replica silent this long is left out of the cluster's status
 EVENT_FIELDS = ("type", "model", "state", "phase", "elapsed_s", "message")
 
 
@@ -32,28 +32,47 @@ class Board:
         now = time.time()
         for rid in [r for r, rep in self.reports.items() if now - rep["time"] > STALE_S]:
             rep = self.reports.pop(rid)
-            self.bus.publish("replica", None, state="lost", message=f"replica {rid} on {rep['node']} stopped reporting",
-                             replica=rid, node=rep["node"])
+            self.bus.publish(
+                "replica",
+                None,
+                state="lost",
+                message=f"replica {rid} on {rep['node']} stopped reporting",
+                replica=rid,
+                node=rep["node"],
+            )
         return list(self.reports.values())
 
     async def report(self, rep: dict[str, Any]) -> None:
         if rep["replica"] not in self.reports:
-            self.bus.publish("replica", None, state="up", message=f"replica {rep['replica']} up on {rep['node']} "
-                             f"(slot {rep['slot']}, GPUs {rep['gpu_ids'] or 'none'})", replica=rep["replica"],
-                             node=rep["node"])
+            self.bus.publish(
+                "replica",
+                None,
+                state="up",
+                message=f"replica {rep['replica']} up on {rep['node']} "
+                f"(slot {rep['slot']}, GPUs {rep['gpu_ids'] or 'none'})",
+                replica=rep["replica"],
+                node=rep["node"],
+            )
         self.reports[rep["replica"]] = rep
 
     async def leave(self, replica: str) -> None:
         rep = self.reports.pop(replica, None)
         if rep is not None:
-            self.bus.publish("replica", None, state="down", message=f"replica {replica} stopped", replica=replica,
-                             node=rep["node"])
+            self.bus.publish(
+                "replica", None, state="down", message=f"replica {replica} stopped", replica=replica, node=rep["node"]
+            )
 
     async def publish(self, replica: str, node: str, ev: dict[str, Any]) -> None:
         extra = {k: v for k, v in ev.items() if k not in (*EVENT_FIELDS, "seq", "time")}
-        self.bus.publish(ev["type"], ev.get("model"), state=ev.get("state"), phase=ev.get("phase"),
-                         elapsed_s=ev.get("elapsed_s"), message=ev.get("message") or "",
-                         **{**extra, "replica": replica, "node": node, "replica_seq": ev.get("seq")})
+        self.bus.publish(
+            ev["type"],
+            ev.get("model"),
+            state=ev.get("state"),
+            phase=ev.get("phase"),
+            elapsed_s=ev.get("elapsed_s"),
+            message=ev.get("message") or "",
+            **{**extra, "replica": replica, "node": node, "replica_seq": ev.get("seq")},
+        )
 
     async def status(self) -> dict[str, Any]:
         return aggregate.cluster_status(self._live(), time.time())

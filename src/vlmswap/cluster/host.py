@@ -52,7 +52,7 @@ class ModelHostBase:
         from vlmswap import gpu
         from vlmswap.backends.base import state_dir as default_state_dir
         from vlmswap.gateway import create_app
-        from vlmswap.manager import Manager
+        from vlmswap.swap.manager import Manager
 
         registry = registry_of(registry_data)
         ctx = serve.get_replica_context()
@@ -62,8 +62,12 @@ class ModelHostBase:
         base = Path(state_dir) if state_dir else default_state_dir()
         self.slot = slots.claim(base / "cluster" / ctx.app_name)
         probe = functools.partial(gpu.probe, int(self.gpu_ids[0])) if self.gpu_ids else gpu.probe
-        self.manager = Manager(registry, state_dir=self.slot.state_dir, gpu_probe=probe,
-                               gateway_id=f"{socket.gethostname()}-{self.replica}")
+        self.manager = Manager(
+            registry,
+            state_dir=self.slot.state_dir,
+            gpu_probe=probe,
+            gateway_id=f"{socket.gethostname()}-{self.replica}",
+        )
         self.app = create_app(self.manager)
         self.board = board
         self.routed: set[str] = set()
@@ -81,7 +85,7 @@ class ModelHostBase:
         """One HTTP request through this replica's gateway app; the response head, then its body."""
         name = serve.get_multiplexed_model_id()
         if name:
-            await self.hosted(name)   # Ray's LRU (the subclass's multiplexed loader): routing only
+            await self.hosted(name)  # Ray's LRU (the subclass's multiplexed loader): routing only
         async for item in call(self.app, req):
             yield item
 
@@ -92,13 +96,20 @@ class ModelHostBase:
     async def _report_loop(self) -> None:
         while True:
             with contextlib.suppress(Exception):
-                await self.board.report.remote({
-                    "replica": self.replica, "node": self.node, "pid": os.getpid(), "slot": self.slot.index,
-                    "gpu_ids": self.gpu_ids, "state_dir": str(self.slot.state_dir), "time": time.time(),
-                    "routed_models": sorted(self.routed.copy()),   # copy: Ray evicts from a thread
-                    "status": self.manager.status(),
-                    "metrics": await self._metrics_text(),
-                })
+                await self.board.report.remote(
+                    {
+                        "replica": self.replica,
+                        "node": self.node,
+                        "pid": os.getpid(),
+                        "slot": self.slot.index,
+                        "gpu_ids": self.gpu_ids,
+                        "state_dir": str(self.slot.state_dir),
+                        "time": time.time(),
+                        "routed_models": sorted(self.routed.copy()),  # copy: Ray evicts from a thread
+                        "status": self.manager.status(),
+                        "metrics": await self._metrics_text(),
+                    }
+                )
             self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), REPORT_PERIOD_S)
@@ -119,7 +130,7 @@ class ModelHostBase:
             task.cancel()
         if hasattr(self, "lifespan"):
             t0 = time.monotonic()
-            await self.lifespan.stop()   # the gateway's shutdown: every backend stops
+            await self.lifespan.stop()  # the gateway's shutdown: every backend stops
             log.warning("replica %s: backends stopped in %.1f s", self.replica, time.monotonic() - t0)
             self.slot.release()
             # The board may be going away too (the whole app is deleted): do not wait on it.
@@ -135,16 +146,23 @@ def host_deployment(opts: ClusterOptions) -> Any:
     loader = serve.multiplexed(max_num_models_per_replica=opts.models_per_replica)(ModelHostBase.hosted)
     ModelHost = type("ModelHost", (ModelHostBase,), {"hosted": loader})
     scaling: dict[str, Any] = (
-        {"autoscaling_config": {"min_replicas": opts.min_replicas if opts.min_replicas is not None else 1,
-                                "max_replicas": opts.max_replicas,
-                                "target_ongoing_requests": opts.target_ongoing_requests}}
-        if opts.autoscaling else {"num_replicas": opts.replicas})
+        {
+            "autoscaling_config": {
+                "min_replicas": opts.min_replicas if opts.min_replicas is not None else 1,
+                "max_replicas": opts.max_replicas,
+                "target_ongoing_requests": opts.target_ongoing_requests,
+            }
+        }
+        if opts.autoscaling
+        else {"num_replicas": opts.replicas}
+    )
     return serve.deployment(
-        ModelHost, name="ModelHost",
+        ModelHost,
+        name="ModelHost",
         # Queueing is the manager's job (gateway.max_queue): Ray must not hold requests back.
         max_ongoing_requests=registry.gateway.max_queue + 64,
         # The work happens in the backends the manager starts; the replica itself only relays.
         ray_actor_options={"num_cpus": 0, "num_gpus": opts.gpus_per_replica},
-        graceful_shutdown_timeout_s=registry.gateway.stop_grace_s + 15,   # manager.shutdown(): stop, no drain
+        graceful_shutdown_timeout_s=registry.gateway.stop_grace_s + 15,  # manager.shutdown(): stop, no drain
         **scaling,
     )

@@ -20,13 +20,13 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import UploadFile
 
 from vlmswap import __version__
+from vlmswap.api.errors import APIError, error_body, install_handlers
 from vlmswap.cluster import aggregate
 from vlmswap.cluster.asgi_call import Call, Head
 from vlmswap.cluster.options import ClusterOptions, registry_of
-from vlmswap.errors import APIError, error_body, install_handlers
 from vlmswap.gateway.guard import Guard
 from vlmswap.gateway.proxy import read_openai_body
-from vlmswap.profiles import Profiles
+from vlmswap.registry.profiles import Profiles
 
 SSE_PING_S = 15
 FORWARD_HEADERS = frozenset({b"content-type", b"accept"})
@@ -39,8 +39,9 @@ def _forward_headers(request: Request) -> tuple[tuple[bytes, bytes], ...]:
 
 
 def _replica_failed(exc: BaseException) -> dict[str, Any]:
-    return error_body(502, f"the replica serving the request failed: {type(exc).__name__}: {str(exc)[:300]}",
-                      code="replica_failed")
+    return error_body(
+        502, f"the replica serving the request failed: {type(exc).__name__}: {str(exc)[:300]}", code="replica_failed"
+    )
 
 
 async def _form_model(request: Request, body: bytes) -> str:
@@ -48,7 +49,7 @@ async def _form_model(request: Request, body: bytes) -> str:
     from vlmswap.gateway.ocr import DEFAULT_MODEL, MAX_FILES
 
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return DEFAULT_MODEL   # the replica answers 415 with the reason
+        return DEFAULT_MODEL  # the replica answers 415 with the reason
     replayed = False
 
     async def receive() -> dict[str, Any]:
@@ -61,7 +62,7 @@ async def _form_model(request: Request, body: bytes) -> str:
     try:
         form = await Request(request.scope, receive).form(max_files=MAX_FILES, max_fields=20)
     except Exception:
-        return DEFAULT_MODEL   # malformed: the replica answers 400 with the reason
+        return DEFAULT_MODEL  # malformed: the replica answers 400 with the reason
     try:
         value = form.get("model")
         if value is None or isinstance(value, UploadFile):
@@ -77,8 +78,9 @@ def ingress_app(opts: ClusterOptions) -> FastAPI:
     registry = registry_of(opts.registry)
     app = FastAPI(title="vlmswap cluster", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     install_handlers(app)
-    app.add_middleware(Guard, profiles=Profiles(registry, opts.api_key),
-                       max_body_bytes=int(registry.gateway.max_body_mb * 1024 * 1024))
+    app.add_middleware(
+        Guard, profiles=Profiles(registry, opts.api_key), max_body_bytes=int(registry.gateway.max_body_mb * 1024 * 1024)
+    )
     return app
 
 
@@ -98,8 +100,10 @@ def ingress_deployment(opts: ClusterOptions) -> Any:
             return self.registry.require(model_id)
 
         async def forward(self, request: Request, name: str, body: bytes = b"") -> Response:
-            return await self.send(Call(request.method, request.url.path, request.url.query.encode(),
-                                        _forward_headers(request), body), name)
+            return await self.send(
+                Call(request.method, request.url.path, request.url.query.encode(), _forward_headers(request), body),
+                name,
+            )
 
         async def send(self, req: Call, name: str) -> Response:
             """`req` to a replica that holds `name` (or will); its answer back as it comes.
@@ -118,7 +122,7 @@ def ingress_deployment(opts: ClusterOptions) -> Any:
             except (APIError, asyncio.CancelledError):
                 gen.cancel()
                 raise
-            except Exception as exc:   # RayActorError, ActorDiedError, a lost connection to the replica
+            except Exception as exc:  # RayActorError, ActorDiedError, a lost connection to the replica
                 gen.cancel()
                 log.warning("replica failed during %s %s: %s", req.method, req.path, exc)
                 return JSONResponse(_replica_failed(exc), status_code=502)
@@ -162,8 +166,12 @@ def ingress_deployment(opts: ClusterOptions) -> Any:
         @fastapi_app.get("/health")
         async def health(self) -> dict[str, Any]:
             st = await self.board.status.remote()
-            return {"status": "ok", "resident": st["resident"], "residents": st["residents"],
-                    "replicas": len(st["replicas"])}
+            return {
+                "status": "ok",
+                "resident": st["resident"],
+                "residents": st["residents"],
+                "replicas": len(st["replicas"]),
+            }
 
         @fastapi_app.get("/api/status")
         async def status(self) -> dict[str, Any]:
@@ -172,8 +180,10 @@ def ingress_deployment(opts: ClusterOptions) -> Any:
         @fastapi_app.get("/metrics")
         async def metrics(self) -> Response:
             texts, st = await self.board.metrics.remote(), await self.board.status.remote()
-            return Response(aggregate.cluster_metrics(texts, aggregate.replica_families(st)),
-                            media_type="text/plain; version=0.0.4; charset=utf-8")
+            return Response(
+                aggregate.cluster_metrics(texts, aggregate.replica_families(st)),
+                media_type="text/plain; version=0.0.4; charset=utf-8",
+            )
 
         @fastapi_app.post("/api/models/{name:path}/load")
         async def load(self, request: Request, name: str) -> Response:
@@ -207,8 +217,11 @@ def ingress_deployment(opts: ClusterOptions) -> Any:
             async def stream() -> AsyncIterator[dict[str, Any]]:
                 try:
                     async for ev in gen:
-                        yield ({"event": "hello", "data": json.dumps(ev)} if ev["type"] == "hello" else
-                               {"id": str(ev["seq"]), "event": ev["type"], "data": json.dumps(ev)})
+                        yield (
+                            {"event": "hello", "data": json.dumps(ev)}
+                            if ev["type"] == "hello"
+                            else {"id": str(ev["seq"]), "event": ev["type"], "data": json.dumps(ev)}
+                        )
                 finally:
                     gen.cancel()
 

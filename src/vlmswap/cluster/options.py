@@ -5,22 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vlmswap.config import Registry, parse_registry
+from vlmswap.registry.config import Registry, parse_registry
 
 
 @dataclass(frozen=True)
 class ClusterOptions:
     """What `vlmswap cluster serve` decides; everything the deployments need (picklable)."""
 
-    registry: dict[str, Any]            # Registry.model_dump(): each replica parses it again
+    registry: dict[str, Any]  # Registry.model_dump(): each replica parses it again
     replicas: int = 1
     gpus_per_replica: float = 1.0
-    models_per_replica: int = 1         # Ray's LRU per replica: what one replica keeps awake or asleep
+    models_per_replica: int = 1  # Ray's LRU per replica: what one replica keeps awake or asleep
     api_key: str | None = None
-    min_replicas: int | None = None     # set with max_replicas: Ray Serve autoscaling
+    min_replicas: int | None = None  # set with max_replicas: Ray Serve autoscaling
     max_replicas: int | None = None
     target_ongoing_requests: float = 2.0
-    state_dir: str | None = None        # base of the replicas' state dirs (default: vlmswap's own)
+    state_dir: str | None = None  # base of the replicas' state dirs (default: vlmswap's own)
 
     @property
     def autoscaling(self) -> bool:

@@ -24,10 +24,17 @@ FORMATS = ("json", "md", "png", "zip")
 
 #: One colour per category (RGB), chosen to stay apart on white paper.
 COLORS: dict[str, tuple[int, int, int]] = {
-    "Caption": (230, 126, 34), "Footnote": (127, 140, 141), "Formula": (142, 68, 173),
-    "List-item": (39, 174, 96), "Page-footer": (149, 165, 166), "Page-header": (149, 165, 166),
-    "Picture": (211, 84, 0), "Section-header": (192, 57, 43), "Table": (41, 128, 185),
-    "Text": (22, 160, 133), "Title": (231, 76, 60),
+    "Caption": (230, 126, 34),
+    "Footnote": (127, 140, 141),
+    "Formula": (142, 68, 173),
+    "List-item": (39, 174, 96),
+    "Page-footer": (149, 165, 166),
+    "Page-header": (149, 165, 166),
+    "Picture": (211, 84, 0),
+    "Section-header": (192, 57, 43),
+    "Table": (41, 128, 185),
+    "Text": (22, 160, 133),
+    "Title": (231, 76, 60),
 }
 _DEFAULT_COLOR = (52, 73, 94)
 
@@ -48,20 +55,21 @@ def _formula(text: str) -> str:
     t = text.strip()
     for open_, close in (("$$", "$$"), ("\\[", "\\]"), ("$", "$")):
         if t.startswith(open_) and t.endswith(close) and len(t) >= len(open_) + len(close):
-            t = t[len(open_): len(t) - len(close)].strip()
+            t = t[len(open_) : len(t) - len(close)].strip()
             break
     return f"$$\n{t}\n$$"
 
 
-def block_markdown(block: Block, page: int, picture_links: Mapping[tuple[int, int], str] | None = None,
-                   stem: str = "document") -> str:
+def block_markdown(
+    block: Block, page: int, picture_links: Mapping[tuple[int, int], str] | None = None, stem: str = "document"
+) -> str:
     """One block as Markdown ('' for blocks that have none)."""
     cat, text = block.category, block.text.strip()
     if cat in FURNITURE:
         return ""
     if cat == "Picture":
         if text.startswith("<svg"):
-            return text                               # an image-to-SVG answer: the drawing itself
+            return text  # an image-to-SVG answer: the drawing itself
         link = (picture_links or {}).get((page, block.index), picture_path(stem, page, block.index))
         return f"![Picture {page}.{block.index}]({link})" if block.bbox is not None else ""
     if not text:
@@ -69,7 +77,7 @@ def block_markdown(block: Block, page: int, picture_links: Mapping[tuple[int, in
     if cat == "Formula":
         return _formula(text)
     if cat == "Table":
-        return text                                   # HTML, as dots.ocr writes it
+        return text  # HTML, as dots.ocr writes it
     if cat == "Title":
         return text if text.startswith("#") else f"# {text}"
     if cat == "Section-header":
@@ -81,14 +89,16 @@ def block_markdown(block: Block, page: int, picture_links: Mapping[tuple[int, in
     return text
 
 
-def page_markdown(page: Page, picture_links: Mapping[tuple[int, int], str] | None = None,
-                  stem: str = "document") -> str:
+def page_markdown(
+    page: Page, picture_links: Mapping[tuple[int, int], str] | None = None, stem: str = "document"
+) -> str:
     parts = [block_markdown(b, page.number, picture_links, stem) for b in page.blocks]
     return "\n\n".join(p for p in parts if p)
 
 
-def document_markdown(doc: Document, picture_links: Mapping[tuple[int, int], str] | None = None,
-                      stem: str | None = None) -> str:
+def document_markdown(
+    doc: Document, picture_links: Mapping[tuple[int, int], str] | None = None, stem: str | None = None
+) -> str:
     """The whole document; pages separated by an HTML comment naming the page.
 
     Pictures link to `picture_path(stem, ...)` unless `picture_links` says otherwise; `stem`
@@ -109,8 +119,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def annotate(image: Image.Image, blocks: Iterable[Block], highlight: int | None = None,
-             page_size: tuple[int, int] | None = None) -> Image.Image:
+def annotate(
+    image: Image.Image, blocks: Iterable[Block], highlight: int | None = None, page_size: tuple[int, int] | None = None
+) -> Image.Image:
     """A copy of the page with each block's box in its category's colour and its index.
 
     `highlight` (a block index) is drawn thick and the rest thin. `page_size` is the size the
@@ -173,8 +184,9 @@ def page_files(page: Page, image: Image.Image, stem: str) -> dict[str, bytes]:
     return files
 
 
-def bundle(doc: Document, images: Mapping[int, Image.Image], stem: str,
-           rendered: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+def bundle(
+    doc: Document, images: Mapping[int, Image.Image], stem: str, rendered: Mapping[str, bytes] | None = None
+) -> dict[str, bytes]:
     """Every output file of one document, by relative path (what the ZIP holds).
 
     `images` maps page numbers to the page images the boxes refer to; `rendered` holds
@@ -208,9 +220,12 @@ def select(files: Mapping[str, bytes], formats: Iterable[str], stem: str) -> dic
         raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
     out: dict[str, bytes] = {}
     for name, data in files.items():
-        if ((name.endswith(".json") and "json" in wanted) or (name.endswith(".md") and "md" in wanted)
-                or (name.startswith("images/") and "md" in wanted)
-                or (name.endswith(".png") and not name.startswith("images/") and "png" in wanted)):
+        if (
+            (name.endswith(".json") and "json" in wanted)
+            or (name.endswith(".md") and "md" in wanted)
+            or (name.startswith("images/") and "md" in wanted)
+            or (name.endswith(".png") and not name.startswith("images/") and "png" in wanted)
+        ):
             out[name] = data
     if "zip" in wanted:
         out[f"{stem}.zip"] = zip_bytes(files)

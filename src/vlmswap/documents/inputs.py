@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from vlmswap.images import DEFAULT_MAX_PIXELS, ImageError, open_image
+from vlmswap.api.images import DEFAULT_MAX_PIXELS, ImageError, open_image
 
 #: Bytes read from one local file at most (a scanned PDF can be large; uploads have their own cap).
 DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -65,7 +65,7 @@ def sniff(data: bytes) -> str | None:
         return "webp"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
-    if b"%PDF-" in data[:1024]:   # the spec tolerates junk before the header, and PDFium does too
+    if b"%PDF-" in data[:1024]:  # the spec tolerates junk before the header, and PDFium does too
         return "pdf"
     return None
 
@@ -89,8 +89,9 @@ def parse_page_ranges(spec: str | None, count: int, path: str = "<input>") -> li
             raise DocumentError(path, f"bad page range {part!r} in {spec!r}", "invalid_pages")
         if hi > count:
             noun = "page" if count == 1 else "pages"
-            raise DocumentError(path, f"page range {part!r} is outside the document ({count} {noun})",
-                                "page_out_of_range")
+            raise DocumentError(
+                path, f"page range {part!r} is outside the document ({count} {noun})", "page_out_of_range"
+            )
         out.extend(n for n in range(lo, hi + 1) if n not in out)
     if not out:
         raise DocumentError(path, f"bad page range {spec!r} (expected e.g. 1-3,7)", "invalid_pages")
@@ -147,13 +148,20 @@ def read_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_FILE_BY
         raise DocumentError(str(path), exc.strerror or str(exc), "unreadable_file") from None
 
 
-def open_file(path: str | os.PathLike[str], *, pages: str | None = None, dpi: float = DEFAULT_DPI,
-              max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SourceFile:
+def open_file(
+    path: str | os.PathLike[str],
+    *,
+    pages: str | None = None,
+    dpi: float = DEFAULT_DPI,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> SourceFile:
     return open_bytes(read_file(path, max_bytes), str(path), pages=pages, dpi=dpi, max_pixels=max_pixels)
 
 
-def open_bytes(data: bytes, path: str, *, pages: str | None = None, dpi: float = DEFAULT_DPI,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> SourceFile:
+def open_bytes(
+    data: bytes, path: str, *, pages: str | None = None, dpi: float = DEFAULT_DPI, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> SourceFile:
     """Validate and open a file's bytes; raises DocumentError naming `path` and the reason."""
     if not data:
         raise DocumentError(path, "file is empty (0 bytes)", "empty_file")
@@ -190,8 +198,12 @@ def _open_image(data: bytes, path: str, kind: str, pages: str | None, max_pixels
             status = 413 if exc.code == "image_too_large" else 400
             raise DocumentError(path, f"page {n}: {exc}", exc.code, status) from None
         if im.width * im.height > max_pixels:
-            raise DocumentError(path, f"page {n} is {im.width}x{im.height} = {im.width * im.height} pixels, "
-                                      f"over the cap of {max_pixels}", "image_too_large", 413)
+            raise DocumentError(
+                path,
+                f"page {n} is {im.width}x{im.height} = {im.width * im.height} pixels, over the cap of {max_pixels}",
+                "image_too_large",
+                413,
+            )
         images[n] = PageImage(n, im, (float(im.width), float(im.height)))
     return SourceFile(path, kind, count, selected, _images=images)
 
@@ -216,10 +228,15 @@ def _open_pdf(data: bytes, path: str, pages: str | None, dpi: float, max_pixels:
             scale = dpi / 72.0
             for n in selected:
                 w_pt, h_pt = pdf.get_page_size(n - 1)
-                w, h = math.ceil(w_pt * scale), math.ceil(h_pt * scale)   # PDFium rounds up
+                w, h = math.ceil(w_pt * scale), math.ceil(h_pt * scale)  # PDFium rounds up
                 if w * h > max_pixels:
-                    raise DocumentError(path, f"page {n} would render at {w}x{h} = {w * h} pixels at {dpi:g} dpi, "
-                                              f"over the cap of {max_pixels} (lower --dpi)", "image_too_large", 413)
+                    raise DocumentError(
+                        path,
+                        f"page {n} would render at {w}x{h} = {w * h} pixels at {dpi:g} dpi, "
+                        f"over the cap of {max_pixels} (lower --dpi)",
+                        "image_too_large",
+                        413,
+                    )
                 if w < 1 or h < 1:
                     raise DocumentError(path, f"page {n} has no area", "corrupt_pdf")
         except DocumentError:

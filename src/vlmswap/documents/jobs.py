@@ -13,10 +13,10 @@ from typing import Any
 
 
 class JobState(StrEnum):
-    QUEUED = "queued"          # accepted, no page has reached the model yet
+    QUEUED = "queued"  # accepted, no page has reached the model yet
     RUNNING = "running"
-    DONE = "done"              # every page done or failed, at least one done
-    FAILED = "failed"          # no page could be read (or the input could not be opened again)
+    DONE = "done"  # every page done or failed, at least one done
+    FAILED = "failed"  # no page could be read (or the input could not be opened again)
     CANCELLED = "cancelled"
 
     @property
@@ -28,7 +28,7 @@ class PageState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
-    FAILED = "failed"          # every try failed; `error` says why
+    FAILED = "failed"  # every try failed; `error` says why
 
 
 #: Tries per page for a 5xx or a timeout (the first try counts).
@@ -39,12 +39,12 @@ PAGE_TRIES = 2
 class JobSpec:
     """What was asked: one file, one model, one mode, the pages to read."""
 
-    source: str                       # the upload's file name
-    model: str                        # as the client named it
+    source: str  # the upload's file name
+    model: str  # as the client named it
     mode: str = "layout"
-    pages: tuple[int, ...] = ()       # 1-based, in reading order
+    pages: tuple[int, ...] = ()  # 1-based, in reading order
     dpi: float = 150.0
-    prompt: str | None = None         # replaces the mode's prompt; the answer is read in the mode's format
+    prompt: str | None = None  # replaces the mode's prompt; the answer is read in the mode's format
     max_tokens: int | None = None
 
 
@@ -54,13 +54,18 @@ class PageRecord:
     state: PageState = PageState.PENDING
     tries: int = 0
     error: str | None = None
-    seconds: float | None = None       # wall time of the try that finished it
+    seconds: float | None = None  # wall time of the try that finished it
     finished_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"number": self.number, "state": str(self.state), "tries": self.tries, "error": self.error,
-                "seconds": None if self.seconds is None else round(self.seconds, 3),
-                "finished_at": self.finished_at}
+        return {
+            "number": self.number,
+            "state": str(self.state),
+            "tries": self.tries,
+            "error": self.error,
+            "seconds": None if self.seconds is None else round(self.seconds, 3),
+            "finished_at": self.finished_at,
+        }
 
 
 @dataclass
@@ -93,15 +98,30 @@ class Job:
 
     def summary(self, concurrency: int = 1) -> dict[str, Any]:
         """The job without its pages: what lists and progress bars need."""
-        return {"id": self.id, "state": str(self.state), "source": self.spec.source, "model": self.spec.model,
-                "mode": self.spec.mode, "pages_total": len(self.pages),
-                "pages_done": self.count(PageState.DONE), "pages_failed": self.count(PageState.FAILED),
-                "eta_s": self.eta_s(concurrency), "created_at": self.created_at, "started_at": self.started_at,
-                "finished_at": self.finished_at, "error": self.error}
+        return {
+            "id": self.id,
+            "state": str(self.state),
+            "source": self.spec.source,
+            "model": self.spec.model,
+            "mode": self.spec.mode,
+            "pages_total": len(self.pages),
+            "pages_done": self.count(PageState.DONE),
+            "pages_failed": self.count(PageState.FAILED),
+            "eta_s": self.eta_s(concurrency),
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+        }
 
     def to_dict(self, concurrency: int = 1) -> dict[str, Any]:
-        return {**self.summary(concurrency), "dpi": self.spec.dpi, "prompt": self.spec.prompt,
-                "max_tokens": self.spec.max_tokens, "pages": [p.to_dict() for p in self.pages]}
+        return {
+            **self.summary(concurrency),
+            "dpi": self.spec.dpi,
+            "prompt": self.spec.prompt,
+            "max_tokens": self.spec.max_tokens,
+            "pages": [p.to_dict() for p in self.pages],
+        }
 
 
 def final_state(job: Job) -> JobState:

@@ -11,8 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-CATEGORIES = ("Caption", "Footnote", "Formula", "List-item", "Page-footer", "Page-header", "Picture",
-              "Section-header", "Table", "Text", "Title")
+CATEGORIES = (
+    "Caption",
+    "Footnote",
+    "Formula",
+    "List-item",
+    "Page-footer",
+    "Page-header",
+    "Picture",
+    "Section-header",
+    "Table",
+    "Text",
+    "Title",
+)
 #: Kept in the JSON but left out of the Markdown: they repeat on every page.
 FURNITURE = frozenset({"Page-header", "Page-footer"})
 
@@ -27,24 +38,32 @@ class Block:
     text: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "category": self.category,
-                "bbox": None if self.bbox is None else [float(v) for v in self.bbox], "text": self.text}
+        return {
+            "index": self.index,
+            "category": self.category,
+            "bbox": None if self.bbox is None else [float(v) for v in self.bbox],
+            "text": self.text,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Block:
         bbox = d.get("bbox")
-        return cls(index=int(d.get("index", 0)), category=str(d.get("category") or "Text"),
-                   bbox=None if bbox is None else [float(v) for v in bbox], text=str(d.get("text") or ""))
+        return cls(
+            index=int(d.get("index", 0)),
+            category=str(d.get("category") or "Text"),
+            bbox=None if bbox is None else [float(v) for v in bbox],
+            text=str(d.get("text") or ""),
+        )
 
 
 @dataclass
 class Page:
     """One page's result. `flags` name every repair or fallback, so nothing is silently guessed."""
 
-    number: int                      # 1-based, in the source file
-    width: int                       # original page pixels
+    number: int  # 1-based, in the source file
+    width: int  # original page pixels
     height: int
-    input_width: int                 # the image the model saw
+    input_width: int  # the image the model saw
     input_height: int
     blocks: list[Block] = field(default_factory=list)
     model: str = ""
@@ -60,28 +79,39 @@ class Page:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "number": self.number, "width": self.width, "height": self.height,
-            "input_width": self.input_width, "input_height": self.input_height,
-            "model": self.model, "mode": self.mode,
+            "number": self.number,
+            "width": self.width,
+            "height": self.height,
+            "input_width": self.input_width,
+            "input_height": self.input_height,
+            "model": self.model,
+            "mode": self.mode,
             "blocks": [b.to_dict() for b in self.blocks],
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
-            "flags": list(self.flags), "raw_output": self.raw_output,
+            "flags": list(self.flags),
+            "raw_output": self.raw_output,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Page:
-        return cls(number=int(d["number"]), width=int(d["width"]), height=int(d["height"]),
-                   input_width=int(d.get("input_width", d["width"])),
-                   input_height=int(d.get("input_height", d["height"])),
-                   blocks=[Block.from_dict(b) for b in d.get("blocks", [])], model=str(d.get("model", "")),
-                   mode=str(d.get("mode", "layout")),
-                   timings={k: float(v) for k, v in (d.get("timings") or {}).items()},
-                   flags=[str(f) for f in d.get("flags", [])], raw_output=str(d.get("raw_output", "")))
+        return cls(
+            number=int(d["number"]),
+            width=int(d["width"]),
+            height=int(d["height"]),
+            input_width=int(d.get("input_width", d["width"])),
+            input_height=int(d.get("input_height", d["height"])),
+            blocks=[Block.from_dict(b) for b in d.get("blocks", [])],
+            model=str(d.get("model", "")),
+            mode=str(d.get("mode", "layout")),
+            timings={k: float(v) for k, v in (d.get("timings") or {}).items()},
+            flags=[str(f) for f in d.get("flags", [])],
+            raw_output=str(d.get("raw_output", "")),
+        )
 
 
 @dataclass
 class Document:
-    source: str                      # the file's name as given
+    source: str  # the file's name as given
     pages: list[Page] = field(default_factory=list)
     model: str = ""
     mode: str = "layout"
@@ -91,16 +121,18 @@ class Document:
         return [p.number for p in self.pages if p.flags]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "model": self.model, "mode": self.mode,
-                "pages": [p.to_dict() for p in self.pages]}
+        return {
+            "source": self.source,
+            "model": self.model,
+            "mode": self.mode,
+            "pages": [p.to_dict() for p in self.pages],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Document:
-        return cls(source=str(d.get("source", "")), model=str(d.get("model", "")), mode=str(d.get("mode", "layout")),
-                   pages=[Page.from_dict(p) for p in d.get("pages", [])])
-
-    def markdown(self, picture_links: dict[tuple[int, int], str] | None = None) -> str:
-        """The document as Markdown (see export.document_markdown for the rules)."""
-        from vlmswap.documents.export import document_markdown
-
-        return document_markdown(self, picture_links)
+        return cls(
+            source=str(d.get("source", "")),
+            model=str(d.get("model", "")),
+            mode=str(d.get("mode", "layout")),
+            pages=[Page.from_dict(p) for p in d.get("pages", [])],
+        )

@@ -45,14 +45,36 @@ class ParseResult:
 
 _CANON = {c.lower(): c for c in CATEGORIES}
 _SYNONYMS = {
-    "paragraph": "Text", "plain text": "Text", "text block": "Text", "line": "Text", "text line": "Text",
-    "heading": "Section-header", "header": "Section-header", "section header": "Section-header",
-    "section_header": "Section-header", "subtitle": "Section-header", "doc title": "Title",
-    "figure": "Picture", "image": "Picture", "photo": "Picture", "chart": "Picture", "logo": "Picture",
-    "list": "List-item", "list item": "List-item", "list_item": "List-item", "equation": "Formula",
-    "math": "Formula", "page header": "Page-header", "page_header": "Page-header", "page footer": "Page-footer",
-    "page_footer": "Page-footer", "footer": "Page-footer", "page number": "Page-footer", "note": "Footnote",
-    "figure caption": "Caption", "table caption": "Caption",
+    "paragraph": "Text",
+    "plain text": "Text",
+    "text block": "Text",
+    "line": "Text",
+    "text line": "Text",
+    "heading": "Section-header",
+    "header": "Section-header",
+    "section header": "Section-header",
+    "section_header": "Section-header",
+    "subtitle": "Section-header",
+    "doc title": "Title",
+    "figure": "Picture",
+    "image": "Picture",
+    "photo": "Picture",
+    "chart": "Picture",
+    "logo": "Picture",
+    "list": "List-item",
+    "list item": "List-item",
+    "list_item": "List-item",
+    "equation": "Formula",
+    "math": "Formula",
+    "page header": "Page-header",
+    "page_header": "Page-header",
+    "page footer": "Page-footer",
+    "page_footer": "Page-footer",
+    "footer": "Page-footer",
+    "page number": "Page-footer",
+    "note": "Footnote",
+    "figure caption": "Caption",
+    "table caption": "Caption",
 }
 
 
@@ -111,9 +133,9 @@ def _salvage_object(chunk: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
     for key in ("text", "text_content", "content"):
         m = re.search(rf'"{key}"\s*:\s*"', chunk)
         if m:
-            rest = chunk[m.end():]
+            rest = chunk[m.end() :]
             end = re.search(r'"\s*(?:,\s*"[A-Za-z_0-9]+"\s*:|}\s*,?\s*\]?\s*$|}\s*$)', rest)
-            raw = rest[: end.start()] if end else rest.rstrip().rstrip('}]').rstrip().rstrip('"')
+            raw = rest[: end.start()] if end else rest.rstrip().rstrip("}]").rstrip().rstrip('"')
             obj[key] = _unescape(raw)
             break
     return obj
@@ -135,7 +157,7 @@ def parse_json_array(text: str, keys: tuple[str, ...]) -> tuple[list[dict[str, A
     flags: list[str] = []
     body = text.strip()
     for attempt in (0, 1):
-        if attempt:   # only when the bare text is not JSON: a fence inside a JSON string is text
+        if attempt:  # only when the bare text is not JSON: a fence inside a JSON string is text
             body = _strip_fence(body, flags).strip()
         if not body:
             return [], flags, False
@@ -166,7 +188,7 @@ def parse_json_array(text: str, keys: tuple[str, ...]) -> tuple[list[dict[str, A
             expect_comma, i = False, i + 1
             continue
         if ch == "]":
-            tail = body[i + 1:].strip()
+            tail = body[i + 1 :].strip()
             if tail:
                 _flag(flags, "repair:text_around_json")
             break
@@ -177,7 +199,7 @@ def parse_json_array(text: str, keys: tuple[str, ...]) -> tuple[list[dict[str, A
                 obj, end = _DECODER.raw_decode(body, i)
             except ValueError:
                 nxt = start_re.search(body, i + 1)
-                chunk = body[i: nxt.start() if nxt else len(body)]
+                chunk = body[i : nxt.start() if nxt else len(body)]
                 fixed = _salvage_object(chunk, keys)
                 cut_off = nxt is None and not re.search(r"}\s*\]?\s*(?:```)?\s*$", chunk)
                 if cut_off:
@@ -248,6 +270,7 @@ def _fallback(text: str, flags: list[str], why: str) -> ParseResult:
 
 # --- per format ----------------------------------------------------------------------------------
 
+
 def parse_dots(text: str, *, text_expected: bool = True) -> ParseResult:
     """dots.ocr's layout JSON (bbox in input pixels)."""
     objects, flags, found = parse_json_array(text, ("bbox",))
@@ -302,14 +325,19 @@ def parse_qwen_json(text: str, input_size: tuple[int, int], *, relative: bool) -
 
 
 _SPECIAL = re.compile(
-    r"<\|(?:object_ref_start|object_ref_end|box_start|box_end|quad_start|quad_end|im_end|endoftext)\|>")
+    r"<\|(?:object_ref_start|object_ref_end|box_start|box_end|quad_start|quad_end|im_end|endoftext)\|>"
+)
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _QWEN2_BOX = re.compile(r"\(" + _NUM + "," + _NUM + r"\)\s*,\s*\(" + _NUM + "," + _NUM + r"\)")
 _LIST_MARK = re.compile(r"^(?:[-*•]\s+|\d+[.)]\s+)")
 
 
-_QWEN2_TOKEN_BOX = re.compile(r"(?:<\|object_ref_start\|>(.*?)<\|object_ref_end\|>)?\s*<\|box_start\|>\s*"
-                              + _QWEN2_BOX.pattern + r"\s*(?:<\|box_end\|>|$)", re.S)
+_QWEN2_TOKEN_BOX = re.compile(
+    r"(?:<\|object_ref_start\|>(.*?)<\|object_ref_end\|>)?\s*<\|box_start\|>\s*"
+    + _QWEN2_BOX.pattern
+    + r"\s*(?:<\|box_end\|>|$)",
+    re.S,
+)
 
 
 def parse_qwen2(text: str, input_size: tuple[int, int]) -> ParseResult:
@@ -332,7 +360,7 @@ def parse_qwen2(text: str, input_size: tuple[int, int]) -> ParseResult:
         plain = _SPECIAL.sub("", text)
         pos, last = 0, ""
         for m in _QWEN2_BOX.finditer(plain):
-            seg = plain[pos: m.start()]
+            seg = plain[pos : m.start()]
             label = _LIST_MARK.sub("", seg.splitlines()[-1].strip()).rstrip(":").strip() if seg.strip() else ""
             label = label or last
             last, pos = label, m.end()

@@ -20,14 +20,14 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from vlmswap.config import ModelSpec, Registry, load_registry
+from vlmswap.api.errors import APIError
 from vlmswap.documents.coords import input_to_page
 from vlmswap.documents.inputs import PageImage, SourceFile
 from vlmswap.documents.layout import Block, Document, Page
 from vlmswap.documents.parsers import parse_output
 from vlmswap.documents.prompts import PromptPlan, plan
 from vlmswap.documents.resize import SizingSpec, input_size, rule_for, to_model_input
-from vlmswap.errors import APIError
+from vlmswap.registry.config import ModelSpec, Registry, load_registry
 
 #: dots.ocr's own client settings (dots_ocr/model/inference.py).
 TEMPERATURE = 0.1
@@ -56,21 +56,32 @@ def chat_request(model_name: str, image: Image.Image, prompt: str, max_tokens: i
     """The OpenAI chat body for one page: the image first, then the prompt (dots.ocr's order)."""
     body: dict[str, Any] = {
         "model": model_name,
-        "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": png_data_url(image)}},
-            {"type": "text", "text": prompt},
-        ]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": png_data_url(image)}},
+                    {"type": "text", "text": prompt},
+                ],
+            }
+        ],
         "temperature": TEMPERATURE,
         "top_p": TOP_P,
         "stream": False,
     }
-    if max_tokens is not None:   # omitted: the backend allows the rest of its context
+    if max_tokens is not None:  # omitted: the backend allows the rest of its context
         body["max_tokens"] = max_tokens
     return body
 
 
-def make_page(page: PageImage, in_size: tuple[int, int], prompt_plan: PromptPlan, raw: str, model_name: str,
-              timings: dict[str, float] | None = None) -> Page:
+def make_page(
+    page: PageImage,
+    in_size: tuple[int, int],
+    prompt_plan: PromptPlan,
+    raw: str,
+    model_name: str,
+    timings: dict[str, float] | None = None,
+) -> Page:
     """Parse one answer and map its boxes onto the page. Pure: no I/O."""
     result = parse_output(prompt_plan.format, raw, in_size)
     flags = list(prompt_plan.flags) + result.flags
@@ -88,17 +99,35 @@ def make_page(page: PageImage, in_size: tuple[int, int], prompt_plan: PromptPlan
             if bbox is None:
                 dropped += 1
                 if not rb.text:
-                    continue   # a box off the page with no text carries nothing
+                    continue  # a box off the page with no text carries nothing
         blocks.append(Block(len(blocks), rb.category, bbox, rb.text))
     if dropped:
         flags.append(f"boxes_dropped_outside_page:{dropped}")
-    return Page(number=page.number, width=page.size[0], height=page.size[1], input_width=in_size[0],
-                input_height=in_size[1], blocks=blocks, model=model_name, mode=prompt_plan.mode,
-                timings=dict(timings or {}), flags=flags, raw_output=raw)
+    return Page(
+        number=page.number,
+        width=page.size[0],
+        height=page.size[1],
+        input_width=in_size[0],
+        input_height=in_size[1],
+        blocks=blocks,
+        model=model_name,
+        mode=prompt_plan.mode,
+        timings=dict(timings or {}),
+        flags=flags,
+        raw_output=raw,
+    )
 
 
-async def ocr_page(page: PageImage, *, model_name: str, spec: SizingSpec, mode: str, chat: ChatFn,
-                   max_tokens: int | None = None, prompt: str | None = None) -> Page:
+async def ocr_page(
+    page: PageImage,
+    *,
+    model_name: str,
+    spec: SizingSpec,
+    mode: str,
+    chat: ChatFn,
+    max_tokens: int | None = None,
+    prompt: str | None = None,
+) -> Page:
     """One page through the model. `prompt` replaces the mode's prompt; the answer is still read
     in the mode's format (so a custom layout prompt must ask for the family's own format)."""
     t0 = time.perf_counter()
@@ -107,8 +136,9 @@ async def ocr_page(page: PageImage, *, model_name: str, spec: SizingSpec, mode: 
     prompt_plan = plan(spec.family, mode, in_size)
     if prompt:
         prompt_plan = replace(prompt_plan, prompt=prompt)
-    body = await asyncio.to_thread(lambda: chat_request(model_name, to_model_input(page.image, rule),
-                                                        prompt_plan.prompt, max_tokens))
+    body = await asyncio.to_thread(
+        lambda: chat_request(model_name, to_model_input(page.image, rule), prompt_plan.prompt, max_tokens)
+    )
     t1 = time.perf_counter()
     raw = await chat(body)
     t2 = time.perf_counter()
@@ -118,8 +148,16 @@ async def ocr_page(page: PageImage, *, model_name: str, spec: SizingSpec, mode: 
     return out
 
 
-async def ocr_pages(pages: Iterable[PageImage], *, model_name: str, spec: SizingSpec, mode: str, chat: ChatFn,
-                    max_tokens: int | None = None, on_page: Callable[[Page], None] | None = None) -> list[Page]:
+async def ocr_pages(
+    pages: Iterable[PageImage],
+    *,
+    model_name: str,
+    spec: SizingSpec,
+    mode: str,
+    chat: ChatFn,
+    max_tokens: int | None = None,
+    on_page: Callable[[Page], None] | None = None,
+) -> list[Page]:
     """Every page in order, one request at a time (the backend serves one model; pages queue anyway)."""
     out = []
     for page in pages:
@@ -130,9 +168,16 @@ async def ocr_pages(pages: Iterable[PageImage], *, model_name: str, spec: Sizing
     return out
 
 
-async def ocr_source(src: SourceFile, *, model_name: str, spec: SizingSpec, mode: str, chat: ChatFn,
-                     max_tokens: int | None = None,
-                     on_page: Callable[[Page, PageImage], Awaitable[None] | None] | None = None) -> Document:
+async def ocr_source(
+    src: SourceFile,
+    *,
+    model_name: str,
+    spec: SizingSpec,
+    mode: str,
+    chat: ChatFn,
+    max_tokens: int | None = None,
+    on_page: Callable[[Page, PageImage], Awaitable[None] | None] | None = None,
+) -> Document:
     """One opened file's selected pages as a Document; pages are rendered one at a time, off the loop.
 
     `on_page(result, page_image)` sees each page as it is done, while its image is still at hand.
@@ -150,6 +195,7 @@ async def ocr_source(src: SourceFile, *, model_name: str, spec: SizingSpec, mode
 
 
 # --- sending requests ---------------------------------------------------------------------------
+
 
 def chat_url(base_url: str) -> str:
     base = base_url.rstrip("/")
@@ -173,12 +219,17 @@ async def post_chat(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> 
     try:
         resp = await http.post(url, json=body)
     except httpx.TransportError as exc:
-        raise APIError(502, f"model backend unreachable: {type(exc).__name__}: {exc}",
-                       code="backend_unreachable") from None
+        raise APIError(
+            502, f"model backend unreachable: {type(exc).__name__}: {exc}", code="backend_unreachable"
+        ) from None
     if resp.status_code != 200:
         status = resp.status_code if 400 <= resp.status_code < 500 else 502
-        raise APIError(status, f"model answered {resp.status_code}: {_error_message(resp)}", code="backend_error",
-                       headers={k: v for k, v in resp.headers.items() if k.lower() == "retry-after"})
+        raise APIError(
+            status,
+            f"model answered {resp.status_code}: {_error_message(resp)}",
+            code="backend_error",
+            headers={k: v for k, v in resp.headers.items() if k.lower() == "retry-after"},
+        )
     try:
         choice = resp.json()["choices"][0]
         return str(choice["message"].get("content") or "")
@@ -187,8 +238,9 @@ async def post_chat(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> 
 
 
 def unknown_model(model: str, known: Iterable[str]) -> APIError:
-    return APIError(404, f"unknown model {model!r}; known: {', '.join(sorted(known))}", param="model",
-                    code="model_not_found")
+    return APIError(
+        404, f"unknown model {model!r}; known: {', '.join(sorted(known))}", param="model", code="model_not_found"
+    )
 
 
 class LocalRunner:
@@ -208,7 +260,7 @@ class LocalRunner:
         return self.registry.models[name].served_name, self.registry.models[name]
 
     async def __aenter__(self) -> LocalRunner:
-        from vlmswap.manager import Manager
+        from vlmswap.swap.manager import Manager
 
         self._manager = Manager(self.registry, state_dir=None if self._state_dir is None else Path(self._state_dir))
         await self._manager.start()
@@ -254,10 +306,13 @@ class GatewayRunner:
             resp.raise_for_status()
             listed = [m for m in resp.json().get("data", []) if isinstance(m, dict)]
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            raise APIError(502, f"gateway {self.url} did not list its models: {exc}",
-                           code="gateway_unreachable") from None
-        entry = next((m for m in listed if m.get("id") == model or model in (m.get("aliases") or [])
-                      or model == m.get("name")), None)
+            raise APIError(
+                502, f"gateway {self.url} did not list its models: {exc}", code="gateway_unreachable"
+            ) from None
+        entry = next(
+            (m for m in listed if m.get("id") == model or model in (m.get("aliases") or []) or model == m.get("name")),
+            None,
+        )
         local = load_registry()
         name = local.resolve(model)
         if entry is None and name is not None:

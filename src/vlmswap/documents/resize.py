@@ -16,8 +16,9 @@ from typing import Protocol
 from PIL import Image
 
 
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
-                 max_pixels: int = 14 * 14 * 4 * 1280) -> tuple[int, int]:
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 14 * 14 * 4 * 1280
+) -> tuple[int, int]:
     """(height, width) as transformers' Qwen2-VL image processor computes it (same rounding)."""
     if max(height, width) / min(height, width) > 200:
         ratio = max(height, width) / min(height, width)
@@ -47,11 +48,11 @@ class ResizeRule:
 #: From each model's preprocessor_config.json (patch 14 x merge 2 = 28; Qwen3-VL: patch 16 x 2 = 32).
 FAMILY_RULES: dict[str, ResizeRule] = {
     "dots_ocr": ResizeRule(28, 3136, 11_289_600),
-    "rapidocr": ResizeRule(28, 3136, 11_289_600),   # answers like dots.ocr, so it gets dots.ocr's input
+    "rapidocr": ResizeRule(28, 3136, 11_289_600),  # answers like dots.ocr, so it gets dots.ocr's input
     "qwen2_vl": ResizeRule(28, 3136, 12_845_056),
     "qwen2_5_vl": ResizeRule(28, 3136, 12_845_056),
     "qwen3_vl": ResizeRule(32, 65_536, 16_777_216),
-    "phi3_v": ResizeRule(0, 0, 0),                  # text only: no boxes to map, its processor crops itself
+    "phi3_v": ResizeRule(0, 0, 0),  # text only: no boxes to map, its processor crops itself
     "generic": ResizeRule(0, 0, 0),
 }
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vlmswap.errors import error_body
-from vlmswap.profiles import Identity, Profiles
+from vlmswap.api.errors import error_body
+from vlmswap.registry.profiles import Identity, Profiles
 
 OPEN_PATHS = frozenset({"/health"})
 ADMIN_ACTIONS = frozenset({"load", "unload", "sleep", "pull"})
@@ -39,12 +39,17 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _send_error(send: Send, status: int, message: str, code: str,
-                      headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+async def _send_error(
+    send: Send, status: int, message: str, code: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     body = json.dumps(error_body(status, message, code=code)).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -74,8 +79,13 @@ class Guard:
         who = self.profiles.identify(auth)
         if scope["path"] not in OPEN_PATHS:
             if who is None:
-                await _send_error(send, 401, "missing or wrong API key (send `Authorization: Bearer KEY`)",
-                                  "invalid_api_key", [(b"www-authenticate", b"Bearer")])
+                await _send_error(
+                    send,
+                    401,
+                    "missing or wrong API key (send `Authorization: Bearer KEY`)",
+                    "invalid_api_key",
+                    [(b"www-authenticate", b"Bearer")],
+                )
                 return
             if not who.admin and is_admin_route(scope["method"], scope["path"]):
                 await _send_error(send, 403, f"profile {who.name} may not use the admin API", "admin_only")
@@ -83,8 +93,12 @@ class Guard:
         if who is not None:
             scope.setdefault("state", {})["profile"] = who
         if length is not None and length > self.max_body:
-            await _send_error(send, 413, f"request body of {length} bytes is over the limit of "
-                                         f"{self.max_body} bytes (gateway.max_body_mb)", "body_too_large")
+            await _send_error(
+                send,
+                413,
+                f"request body of {length} bytes is over the limit of {self.max_body} bytes (gateway.max_body_mb)",
+                "body_too_large",
+            )
             return
         if length is not None:
             await self.app(scope, receive, send)
@@ -112,5 +126,9 @@ class Guard:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _send_error(send, 413, f"request body is over the limit of {self.max_body} bytes "
-                                             f"(gateway.max_body_mb)", "body_too_large")
+                await _send_error(
+                    send,
+                    413,
+                    f"request body is over the limit of {self.max_body} bytes (gateway.max_body_mb)",
+                    "body_too_large",
+                )

@@ -18,14 +18,14 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import UploadFile
 
+from vlmswap.api.errors import APIError
+from vlmswap.api.openapi import error_responses
 from vlmswap.documents import export
 from vlmswap.documents.inputs import DocumentError, open_bytes
 from vlmswap.documents.jobs import Job, JobSpec, PageState
 from vlmswap.documents.layout import Document
-from vlmswap.errors import APIError
 from vlmswap.gateway.jobs_runner import EVENT_TYPE, JobService
 from vlmswap.gateway.ocr import document_error, form_field, read_form
-from vlmswap.openapi import error_responses
 
 router = APIRouter()
 
@@ -47,20 +47,33 @@ def _int_field(form: Any, name: str) -> int | None:
     except ValueError:
         value = 0
     if value < 1:
-        raise APIError(400, f"{name} must be a whole number of at least 1, not {text!r}", param=name,
-                       code=f"invalid_{name}")
+        raise APIError(
+            400, f"{name} must be a whole number of at least 1, not {text!r}", param=name, code=f"invalid_{name}"
+        )
     return value
 
 
 NO_JOB = "no such job (or past jobs_retention_h)"
 JOB_ERRORS = error_responses({404: NO_JOB})
-SUBMIT_ERRORS = error_responses({
-    400: "bad form, mode, dpi, pages or file", 403: "the profile may not use the model", 404: "unknown model",
-    413: "the file or its pages over the limits", 415: "not multipart/form-data", 429: "too many jobs queued",
-    503: "document jobs are not running"})
+SUBMIT_ERRORS = error_responses(
+    {
+        400: "bad form, mode, dpi, pages or file",
+        403: "the profile may not use the model",
+        404: "unknown model",
+        413: "the file or its pages over the limits",
+        415: "not multipart/form-data",
+        429: "too many jobs queued",
+        503: "document jobs are not running",
+    }
+)
 RESULT_ERRORS = error_responses({400: "unknown format", 404: NO_JOB})
-PAGE_ERRORS = error_responses({404: NO_JOB + ", or no such page", 409: "the page is not done (queued, running, failed)",
-                               500: "the page's result file is missing"})
+PAGE_ERRORS = error_responses(
+    {
+        404: NO_JOB + ", or no such page",
+        409: "the page is not done (queued, running, failed)",
+        500: "the page's result file is missing",
+    }
+)
 IMAGE_ERRORS = error_responses({400: "the page cannot be rendered", 404: NO_JOB + ", or no such page"})
 
 
@@ -73,8 +86,9 @@ async def submit(request: Request) -> JSONResponse:
     form, fields = await read_form(request, max_files=2)
     try:
         if len(fields.uploads) > 1:
-            raise APIError(400, "one `file` per job: submit each document as its own job", param="file",
-                           code="too_many_files")
+            raise APIError(
+                400, "one `file` per job: submit each document as its own job", param="file", code="too_many_files"
+            )
         upload: UploadFile = fields.uploads[0]
         name = upload.filename or "upload"
         prompt = form_field(form, "prompt")
@@ -83,8 +97,12 @@ async def submit(request: Request) -> JSONResponse:
     finally:
         await form.close()
     if len(data) > cap:
-        raise APIError(413, f"{name}: file is over the limit of {cap} bytes (gateway.jobs_max_upload_mb)",
-                       param="file", code="file_too_large")
+        raise APIError(
+            413,
+            f"{name}: file is over the limit of {cap} bytes (gateway.jobs_max_upload_mb)",
+            param="file",
+            code="file_too_large",
+        )
     try:
         src = await asyncio.to_thread(open_bytes, data, name, pages=fields.pages, dpi=fields.dpi)
     except DocumentError as exc:
@@ -92,14 +110,27 @@ async def submit(request: Request) -> JSONResponse:
     pages = tuple(src.selected)
     await asyncio.to_thread(src.close)
     if len(pages) > settings.jobs_max_pages:
-        raise APIError(413, f"{name}: {len(pages)} pages asked for, over the limit of {settings.jobs_max_pages} "
-                            f"per job (gateway.jobs_max_pages); split it with `pages`", param="pages",
-                       code="too_many_pages")
-    spec = JobSpec(source=name, model=fields.model, mode=fields.mode, pages=pages, dpi=fields.dpi, prompt=prompt,
-                   max_tokens=max_tokens)
+        raise APIError(
+            413,
+            f"{name}: {len(pages)} pages asked for, over the limit of {settings.jobs_max_pages} "
+            f"per job (gateway.jobs_max_pages); split it with `pages`",
+            param="pages",
+            code="too_many_pages",
+        )
+    spec = JobSpec(
+        source=name,
+        model=fields.model,
+        mode=fields.mode,
+        pages=pages,
+        dpi=fields.dpi,
+        prompt=prompt,
+        max_tokens=max_tokens,
+    )
     job = await service.submit(spec, data)
-    return JSONResponse({"id": job.id, "state": str(job.state), "pages_total": len(job.pages),
-                         "url": f"/api/jobs/{job.id}"}, status_code=202)
+    return JSONResponse(
+        {"id": job.id, "state": str(job.state), "pages_total": len(job.pages), "url": f"/api/jobs/{job.id}"},
+        status_code=202,
+    )
 
 
 @router.get("/api/jobs")
@@ -120,7 +151,7 @@ async def job_events(request: Request, job_id: str) -> EventSourceResponse:
     """One SSE event per page read or failed and one when the job ends; first a `snapshot` of the job so far."""
     service = _service(request)
     manager = request.app.state.manager
-    sub = manager.events.subscribe()   # before the snapshot is read: nothing falls between the two
+    sub = manager.events.subscribe()  # before the snapshot is read: nothing falls between the two
     try:
         job = service.get(job_id)
     except APIError:
@@ -129,11 +160,17 @@ async def job_events(request: Request, job_id: str) -> EventSourceResponse:
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         try:
-            yield {"event": "snapshot", "data": json.dumps({"type": "snapshot", "job_id": job_id,
-                                                            **job.to_dict(service.concurrency())})}
+            yield {
+                "event": "snapshot",
+                "data": json.dumps({"type": "snapshot", "job_id": job_id, **job.to_dict(service.concurrency())}),
+            }
             if job.state.finished:
-                yield {"event": "ended", "data": json.dumps({"type": EVENT_TYPE, "job_id": job_id, "step": "ended",
-                                                             **job.summary(service.concurrency())})}
+                yield {
+                    "event": "ended",
+                    "data": json.dumps(
+                        {"type": EVENT_TYPE, "job_id": job_id, "step": "ended", **job.summary(service.concurrency())}
+                    ),
+                }
                 return
             async for ev in sub:
                 if ev["type"] != EVENT_TYPE or ev.get("job_id") != job_id:
@@ -166,15 +203,15 @@ def _zip(service: JobService, job: Job, doc: Document) -> bytes:
     numbers = ",".join(str(p.number) for p in doc.pages)
     images = {}
     if numbers:
-        with open_bytes(service.db.input_path(job.id).read_bytes(), job.spec.source, pages=numbers,
-                        dpi=job.spec.dpi) as src:
+        with open_bytes(
+            service.db.input_path(job.id).read_bytes(), job.spec.source, pages=numbers, dpi=job.spec.dpi
+        ) as src:
             images = {n: src.page(n).image for n in src.selected}
     return export.zip_bytes(export.bundle(doc, images, stem))
 
 
 @router.get("/api/jobs/{job_id}/result", responses=RESULT_ERRORS)
-async def result(request: Request, job_id: str,
-                 format: Literal["json", "md", "zip"] = Query("json")) -> Response:
+async def result(request: Request, job_id: str, format: Literal["json", "md", "zip"] = Query("json")) -> Response:
     """The pages read so far as a Document (json), Markdown (md) or everything zipped (zip).
 
     200 once the job has ended; 206 while it runs (the pages done so far). `X-Job-State` says which.
@@ -183,12 +220,15 @@ async def result(request: Request, job_id: str,
     job = service.get(job_id)
     doc = _document(service, job)
     status = 200 if job.state.finished else 206
-    headers = {"X-Job-State": str(job.state), "X-Pages-Done": str(len(doc.pages)),
-               "X-Pages-Total": str(len(job.pages))}
+    headers = {"X-Job-State": str(job.state), "X-Pages-Done": str(len(doc.pages)), "X-Pages-Total": str(len(job.pages))}
     stem = export.source_stem(job.spec.source)
     if format == "md":
-        return Response(export.document_markdown(doc, stem=stem), status_code=status, headers=headers,
-                        media_type="text/markdown; charset=utf-8")
+        return Response(
+            export.document_markdown(doc, stem=stem),
+            status_code=status,
+            headers=headers,
+            media_type="text/markdown; charset=utf-8",
+        )
     if format == "zip":
         data = await asyncio.to_thread(_zip, service, job, doc)
         headers["Content-Disposition"] = f'attachment; filename="{stem}.zip"'
@@ -203,8 +243,12 @@ async def page(request: Request, job_id: str, number: int) -> dict[str, Any]:
     job = service.get(job_id)
     rec = next((p for p in job.pages if p.number == number), None)
     if rec is None:
-        raise APIError(404, f"page {number} is not part of job {job_id} (pages {job.spec.pages[0]}..."
-                            f"{job.spec.pages[-1]})", param="number", code="page_not_in_job")
+        raise APIError(
+            404,
+            f"page {number} is not part of job {job_id} (pages {job.spec.pages[0]}...{job.spec.pages[-1]})",
+            param="number",
+            code="page_not_in_job",
+        )
     if rec.state != PageState.DONE:
         why = f": {rec.error}" if rec.error else ""
         raise APIError(409, f"page {number} is {rec.state}{why}", param="number", code=f"page_{rec.state}")
@@ -224,8 +268,9 @@ async def page_image(request: Request, job_id: str, number: int) -> Response:
 
     def render() -> bytes:
         buf = io.BytesIO()
-        with open_bytes(service.db.input_path(job_id).read_bytes(), job.spec.source, pages=str(number),
-                        dpi=job.spec.dpi) as src:
+        with open_bytes(
+            service.db.input_path(job_id).read_bytes(), job.spec.source, pages=str(number), dpi=job.spec.dpi
+        ) as src:
             src.page(number).image.save(buf, format="PNG", compress_level=1)
         return buf.getvalue()
 

@@ -21,17 +21,17 @@ from typing import Any
 
 import httpx
 
+from vlmswap.api.errors import APIError
 from vlmswap.documents.inputs import DocumentError, SourceFile, open_bytes
 from vlmswap.documents.jobs import PAGE_TRIES, Job, JobSpec, JobState, PageState, final_state, retryable
 from vlmswap.documents.pipeline import ocr_page
-from vlmswap.errors import APIError
 from vlmswap.gateway.jobs_store import JobStore
 from vlmswap.gateway.ocr import leased_chat, page_client
 
 log = logging.getLogger("vlmswap.jobs")
 
-RETRY_DELAY_S = 1.0          # between two tries of a page
-SWEEP_PERIOD_S = 300.0       # how often finished jobs past their retention are removed
+RETRY_DELAY_S = 1.0  # between two tries of a page
+SWEEP_PERIOD_S = 300.0  # how often finished jobs past their retention are removed
 EVENT_TYPE = "job"
 
 
@@ -94,10 +94,14 @@ class JobService:
     async def submit(self, spec: JobSpec, data: bytes) -> Job:
         store = self.db
         if store.active_count() >= self.settings.jobs_max_queued:
-            raise APIError(429, f"{self.settings.jobs_max_queued} document jobs are already queued or running "
-                                f"(gateway.jobs_max_queued); try again when one has finished",
-                           code="too_many_jobs", headers={"Retry-After": "30"})
-        job = await asyncio.to_thread(store.create, spec, data)   # the input is on disk (fsync) before the 202
+            raise APIError(
+                429,
+                f"{self.settings.jobs_max_queued} document jobs are already queued or running "
+                f"(gateway.jobs_max_queued); try again when one has finished",
+                code="too_many_jobs",
+                headers={"Retry-After": "30"},
+            )
+        job = await asyncio.to_thread(store.create, spec, data)  # the input is on disk (fsync) before the 202
         self._publish(job, "submitted", f"{spec.source}: {len(job.pages)} pages queued")
         self._launch(job.id)
         return job
@@ -105,8 +109,12 @@ class JobService:
     def get(self, job_id: str) -> Job:
         job = self.db.get(job_id)
         if job is None:
-            raise APIError(404, f"no document job {job_id!r} (finished jobs are kept "
-                                f"{self.settings.jobs_retention_h:g} h)", param="id", code="job_not_found")
+            raise APIError(
+                404,
+                f"no document job {job_id!r} (finished jobs are kept {self.settings.jobs_retention_h:g} h)",
+                param="id",
+                code="job_not_found",
+            )
         return job
 
     def recent(self, limit: int = 50) -> list[Job]:
@@ -139,9 +147,21 @@ class JobService:
     def _publish(self, job: Job, step: str, message: str = "", **extra: Any) -> None:
         """One `job` event (model None: the job's model is in `/api/jobs/{id}`, switch followers ignore it)."""
         s = job.summary(self.concurrency())
-        self.manager.events.publish(EVENT_TYPE, None, state=s["state"], message=message, job_id=job.id, step=step,
-                                    source=s["source"], pages_total=s["pages_total"], pages_done=s["pages_done"],
-                                    pages_failed=s["pages_failed"], eta_s=s["eta_s"], error=s["error"], **extra)
+        self.manager.events.publish(
+            EVENT_TYPE,
+            None,
+            state=s["state"],
+            message=message,
+            job_id=job.id,
+            step=step,
+            source=s["source"],
+            pages_total=s["pages_total"],
+            pages_done=s["pages_done"],
+            pages_failed=s["pages_failed"],
+            eta_s=s["eta_s"],
+            error=s["error"],
+            **extra,
+        )
 
     def _fail(self, job: Job, error: str) -> None:
         if self.db.finish_if_active(job.id, JobState.FAILED, error):
@@ -150,7 +170,7 @@ class JobService:
     async def _run(self, job_id: str) -> None:
         try:
             await self._run_job(job_id)
-        except Exception as exc:                   # a bug or a broken state dir: say so on the job, never hang
+        except Exception as exc:  # a bug or a broken state dir: say so on the job, never hang
             log.error("document job %s failed", job_id, exc_info=exc)
             job = self.db.get(job_id)
             if job is not None:
@@ -163,7 +183,7 @@ class JobService:
             return
         try:
             model = self.manager.resolve(job.spec.model)
-        except APIError as exc:                    # the registry changed since the job was accepted
+        except APIError as exc:  # the registry changed since the job was accepted
             self._fail(job, exc.message)
             return
         try:
@@ -178,8 +198,12 @@ class JobService:
         end = final_state(self.get(job_id))
         if self.db.finish_if_active(job_id, end, None if end == JobState.DONE else "no page could be read"):
             job = self.get(job_id)
-            self._publish(job, "ended", f"{job.spec.source}: {end} ({job.count(PageState.DONE)} pages read, "
-                                        f"{job.count(PageState.FAILED)} failed)")
+            self._publish(
+                job,
+                "ended",
+                f"{job.spec.source}: {end} ({job.count(PageState.DONE)} pages read, "
+                f"{job.count(PageState.FAILED)} failed)",
+            )
 
     async def _pages(self, job: Job, model: str, src: SourceFile) -> None:
         """Every page still to read, `jobs_concurrency` at a time."""
@@ -226,8 +250,15 @@ class JobService:
             t0 = time.monotonic()
             try:
                 image = await asyncio.to_thread(src.page, number)
-                page = await ocr_page(image, model_name=spec.served_name, spec=spec, mode=job.spec.mode, chat=chat,
-                                      max_tokens=job.spec.max_tokens, prompt=job.spec.prompt)
+                page = await ocr_page(
+                    image,
+                    model_name=spec.served_name,
+                    spec=spec,
+                    mode=job.spec.mode,
+                    chat=chat,
+                    max_tokens=job.spec.max_tokens,
+                    prompt=job.spec.prompt,
+                )
             except asyncio.CancelledError:
                 self.db.page_dropped(job.id, number)
                 raise
@@ -236,7 +267,7 @@ class JobService:
                 tries[number] -= 1
                 await asyncio.sleep(exc.retry_after)
                 continue
-            except DocumentError as exc:           # the page does not render: no try will help
+            except DocumentError as exc:  # the page does not render: no try will help
                 error, final = str(exc), True
             except APIError as exc:
                 error, final = exc.message, not retryable(exc.status) or tries[number] >= PAGE_TRIES
@@ -246,8 +277,14 @@ class JobService:
                 return
             self.db.page_error(job.id, number, f"try {tries[number]}: {error}", final)
             if final:
-                self._publish(self.get(job.id), "page", f"page {number} failed: {error}", page=number,
-                              page_state="failed", page_error=error)
+                self._publish(
+                    self.get(job.id),
+                    "page",
+                    f"page {number} failed: {error}",
+                    page=number,
+                    page_state="failed",
+                    page_error=error,
+                )
                 return
             log.warning("job %s page %d: try %d failed (%s); trying again", job.id, number, tries[number], error)
             await asyncio.sleep(RETRY_DELAY_S)

@@ -84,12 +84,25 @@ class JobStore:
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._db.execute("INSERT INTO jobs (id, state, source, model, mode, dpi, prompt, max_tokens, "
-                                 "created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                                 (job_id, JobState.QUEUED, spec.source, spec.model, spec.mode, spec.dpi, spec.prompt,
-                                  spec.max_tokens, now))
-                self._db.executemany("INSERT INTO pages (job_id, seq, number, state) VALUES (?,?,?,?)",
-                                     [(job_id, i, n, PageState.PENDING) for i, n in enumerate(spec.pages)])
+                self._db.execute(
+                    "INSERT INTO jobs (id, state, source, model, mode, dpi, prompt, max_tokens, "
+                    "created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        job_id,
+                        JobState.QUEUED,
+                        spec.source,
+                        spec.model,
+                        spec.mode,
+                        spec.dpi,
+                        spec.prompt,
+                        spec.max_tokens,
+                        now,
+                    ),
+                )
+                self._db.executemany(
+                    "INSERT INTO pages (job_id, seq, number, state) VALUES (?,?,?,?)",
+                    [(job_id, i, n, PageState.PENDING) for i, n in enumerate(spec.pages)],
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -101,8 +114,9 @@ class JobStore:
         rows = self._tx("SELECT * FROM jobs WHERE id = ?", job_id)
         if not rows:
             return None
-        pages = self._tx("SELECT number, state, tries, error, seconds, finished_at FROM pages WHERE job_id = ? "
-                         "ORDER BY seq", job_id)
+        pages = self._tx(
+            "SELECT number, state, tries, error, seconds, finished_at FROM pages WHERE job_id = ? ORDER BY seq", job_id
+        )
         return _job(tuple(rows[0]), [PageRecord(r[0], PageState(r[1]), r[2], r[3], r[4], r[5]) for r in pages])
 
     def recent(self, limit: int = 50) -> list[Job]:
@@ -112,8 +126,12 @@ class JobStore:
 
     def unfinished(self) -> list[str]:
         """Jobs a gateway must (re)start, oldest first."""
-        return [r[0] for r in self._tx("SELECT id FROM jobs WHERE state IN (?, ?) ORDER BY created_at",
-                                       JobState.QUEUED, JobState.RUNNING)]
+        return [
+            r[0]
+            for r in self._tx(
+                "SELECT id FROM jobs WHERE state IN (?, ?) ORDER BY created_at", JobState.QUEUED, JobState.RUNNING
+            )
+        ]
 
     def active_count(self) -> int:
         return int(self._tx("SELECT count(*) FROM jobs WHERE state IN (?, ?)", JobState.QUEUED, JobState.RUNNING)[0][0])
@@ -121,45 +139,74 @@ class JobStore:
     def mark_running(self, job_id: str) -> bool:
         """queued -> running (the first page reached the model); False when it was not queued."""
         with self._lock:
-            cur = self._db.execute("UPDATE jobs SET state = ?, started_at = coalesce(started_at, ?) WHERE id = ? "
-                                   "AND state = ?", (JobState.RUNNING, time.time(), job_id, JobState.QUEUED))
+            cur = self._db.execute(
+                "UPDATE jobs SET state = ?, started_at = coalesce(started_at, ?) WHERE id = ? AND state = ?",
+                (JobState.RUNNING, time.time(), job_id, JobState.QUEUED),
+            )
             return cur.rowcount == 1
 
     def finish_if_active(self, job_id: str, state: JobState, error: str | None = None) -> bool:
         """Move a queued or running job to a final state; False when it had already ended."""
         with self._lock:
-            cur = self._db.execute("UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state IN "
-                                   "(?, ?)", (state, time.time(), error, job_id, JobState.QUEUED, JobState.RUNNING))
+            cur = self._db.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state IN (?, ?)",
+                (state, time.time(), error, job_id, JobState.QUEUED, JobState.RUNNING),
+            )
             return cur.rowcount == 1
 
     # --- pages ------------------------------------------------------------------------------
 
     def page_started(self, job_id: str, number: int) -> None:
-        self._tx("UPDATE pages SET state = ?, tries = tries + 1 WHERE job_id = ? AND number = ?",
-                 PageState.RUNNING, job_id, number)
+        self._tx(
+            "UPDATE pages SET state = ?, tries = tries + 1 WHERE job_id = ? AND number = ?",
+            PageState.RUNNING,
+            job_id,
+            number,
+        )
 
     def page_done(self, job_id: str, page: Page, seconds: float) -> None:
-        _write_atomic(self.page_path(job_id, page.number),
-                      json.dumps(page.to_dict(), ensure_ascii=False).encode("utf-8"))
-        self._tx("UPDATE pages SET state = ?, error = NULL, seconds = ?, finished_at = ? "
-                 "WHERE job_id = ? AND number = ?",
-                 PageState.DONE, seconds, time.time(), job_id, page.number)
+        _write_atomic(
+            self.page_path(job_id, page.number), json.dumps(page.to_dict(), ensure_ascii=False).encode("utf-8")
+        )
+        self._tx(
+            "UPDATE pages SET state = ?, error = NULL, seconds = ?, finished_at = ? WHERE job_id = ? AND number = ?",
+            PageState.DONE,
+            seconds,
+            time.time(),
+            job_id,
+            page.number,
+        )
 
     def page_error(self, job_id: str, number: int, error: str, final: bool) -> None:
         """Keep the error of a try; `final`: no try is left, the page is failed."""
         state = PageState.FAILED if final else PageState.PENDING
-        self._tx("UPDATE pages SET state = ?, error = ?, finished_at = ? WHERE job_id = ? AND number = ?",
-                 state, error, time.time() if final else None, job_id, number)
+        self._tx(
+            "UPDATE pages SET state = ?, error = ?, finished_at = ? WHERE job_id = ? AND number = ?",
+            state,
+            error,
+            time.time() if final else None,
+            job_id,
+            number,
+        )
 
     def reset_running(self, job_id: str) -> None:
         """Pages a killed gateway left `running`: their cut try does not count."""
-        self._tx("UPDATE pages SET state = ?, tries = max(tries - 1, 0) WHERE job_id = ? AND state = ?",
-                 PageState.PENDING, job_id, PageState.RUNNING)
+        self._tx(
+            "UPDATE pages SET state = ?, tries = max(tries - 1, 0) WHERE job_id = ? AND state = ?",
+            PageState.PENDING,
+            job_id,
+            PageState.RUNNING,
+        )
 
     def page_dropped(self, job_id: str, number: int) -> None:
         """A try that was cut (cancel, shutdown): it does not count, the page is still to read."""
-        self._tx("UPDATE pages SET state = ?, tries = max(tries - 1, 0) WHERE job_id = ? AND number = ? AND state = ?",
-                 PageState.PENDING, job_id, number, PageState.RUNNING)
+        self._tx(
+            "UPDATE pages SET state = ?, tries = max(tries - 1, 0) WHERE job_id = ? AND number = ? AND state = ?",
+            PageState.PENDING,
+            job_id,
+            number,
+            PageState.RUNNING,
+        )
 
     # --- retention --------------------------------------------------------------------------
 
@@ -168,14 +215,29 @@ class JobStore:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def expired(self, older_than: float) -> list[str]:
-        return [r[0] for r in self._tx("SELECT id FROM jobs WHERE state IN (?, ?, ?) AND finished_at < ?",
-                                       JobState.DONE, JobState.FAILED, JobState.CANCELLED, older_than)]
+        return [
+            r[0]
+            for r in self._tx(
+                "SELECT id FROM jobs WHERE state IN (?, ?, ?) AND finished_at < ?",
+                JobState.DONE,
+                JobState.FAILED,
+                JobState.CANCELLED,
+                older_than,
+            )
+        ]
 
 
 def _job(row: tuple[Any, ...], pages: list[PageRecord]) -> Job:
     (job_id, state, source, model, mode, dpi, prompt, max_tokens, created, started, finished, error) = row
-    spec = JobSpec(source=source, model=model, mode=mode, pages=tuple(p.number for p in pages), dpi=dpi,
-                   prompt=prompt, max_tokens=max_tokens)
+    spec = JobSpec(
+        source=source,
+        model=model,
+        mode=mode,
+        pages=tuple(p.number for p in pages),
+        dpi=dpi,
+        prompt=prompt,
+        max_tokens=max_tokens,
+    )
     return Job(job_id, spec, JobState(state), created, started, finished, error, pages)
 
 

@@ -42,15 +42,21 @@ class LoadingStream:
             if ev.get("eta_s") is not None:
                 text += f" of about {ev['eta_s']:.0f} s"
             text += ")"
-        chunk = {"id": "chatcmpl-vlmswap-loading", "object": "chat.completion.chunk", "created": self._created,
-                 "model": self.model, "choices": [{"index": 0, "delta": {"role": "assistant",
-                                                                         "reasoning_content": text + "\n"},
-                                                   "finish_reason": None}]}
+        chunk = {
+            "id": "chatcmpl-vlmswap-loading",
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self.model,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "reasoning_content": text + "\n"}, "finish_reason": None}
+            ],
+        }
         if not self.started:
             self.started = True
             await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await self._send({"type": "http.response.body", "body": b"data: " + json.dumps(chunk).encode() + b"\n\n",
-                          "more_body": True})
+        await self._send(
+            {"type": "http.response.body", "body": b"data: " + json.dumps(chunk).encode() + b"\n\n", "more_body": True}
+        )
 
     async def send(self, message: Message) -> None:
         if not self.started:
@@ -64,6 +70,7 @@ class LoadingStream:
             return
         self._error_body += message.get("body", b"")  # an error answer: one SSE error event, then the end
         if not message.get("more_body"):
-            await self._send({"type": "http.response.body", "body": b"data: " + self._error_body + b"\n\n",
-                              "more_body": True})
+            await self._send(
+                {"type": "http.response.body", "body": b"data: " + self._error_body + b"\n\n", "more_body": True}
+            )
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from vlmswap.manager import Manager
-from vlmswap.profiles import Usage
-from vlmswap.states import Phase
+from vlmswap.registry.profiles import Usage
+from vlmswap.swap.manager import Manager
+from vlmswap.swap.states import Phase
 
 PHASE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 
@@ -49,8 +49,9 @@ class _Live(Collector):
             used = GaugeMetricFamily("vlmswap_gpu_memory_used_bytes", "GPU memory in use (all processes)")
             tot.add_metric([], snap.total_bytes)
             used.add_metric([], snap.used_bytes)
-            per = GaugeMetricFamily("vlmswap_backend_gpu_memory_bytes", "GPU memory held by a backend's processes",
-                                    labels=["model"])
+            per = GaugeMetricFamily(
+                "vlmswap_backend_gpu_memory_bytes", "GPU memory held by a backend's processes", labels=["model"]
+            )
             for name in m.lifecycle.backend_names():
                 pids = m.lifecycle.pids(name)
                 per.add_metric([name], sum(v for p, v in snap.processes.items() if p in pids))
@@ -58,18 +59,21 @@ class _Live(Collector):
         p = m.lifecycle.pool_status()
         sleeping = GaugeMetricFamily("vlmswap_sleeping_models", "Models asleep in the sleeping pool")
         sleeping.add_metric([], p["count"])
-        ram = GaugeMetricFamily("vlmswap_sleep_pool_ram_bytes", "Host RAM held by sleeping models (measured, "
-                                "else estimated)")
+        ram = GaugeMetricFamily(
+            "vlmswap_sleep_pool_ram_bytes", "Host RAM held by sleeping models (measured, else estimated)"
+        )
         ram.add_metric([], p["ram_bytes"])
         budget = GaugeMetricFamily("vlmswap_sleep_pool_ram_budget_bytes", "Host RAM the sleeping pool may hold")
         budget.add_metric([], p["ram_budget_bytes"])
         yield from (sleeping, ram, budget)
         if self.usage is not None:
             reqs = GaugeMetricFamily("vlmswap_profile_requests", "Requests per profile", labels=["profile"])
-            toks = GaugeMetricFamily("vlmswap_profile_tokens", "Tokens (prompt + completion) per profile",
-                                     labels=["profile"])
-            secs = GaugeMetricFamily("vlmswap_profile_gpu_seconds", "Seconds a model was held per profile",
-                                     labels=["profile"])
+            toks = GaugeMetricFamily(
+                "vlmswap_profile_tokens", "Tokens (prompt + completion) per profile", labels=["profile"]
+            )
+            secs = GaugeMetricFamily(
+                "vlmswap_profile_gpu_seconds", "Seconds a model was held per profile", labels=["profile"]
+            )
             for name, u in self.usage.to_dict().items():
                 reqs.add_metric([name], u["requests"])
                 toks.add_metric([name], u["tokens"])
@@ -80,20 +84,39 @@ class _Live(Collector):
 class GatewayMetrics:
     def __init__(self, manager: Manager):
         self.registry = CollectorRegistry()
-        self.requests = Counter("vlmswap_requests", "Proxied requests by model and HTTP status",
-                                ["model", "status"], registry=self.registry)
-        self.request_seconds = Histogram("vlmswap_request_duration_seconds",
-                                         "Proxied request time, queueing included", ["model"],
-                                         buckets=PHASE_BUCKETS, registry=self.registry)
-        self.switches = Counter("vlmswap_switches", "Switches by target model and result (ready/failed)",
-                                ["model", "result"], registry=self.registry)
-        self.phase_seconds = Histogram("vlmswap_switch_phase_duration_seconds", "Time spent in each switch phase",
-                                       ["phase"], buckets=PHASE_BUCKETS, registry=self.registry)
-        self.switch_seconds = Histogram("vlmswap_switch_duration_seconds",
-                                        "Whole switches, drain to ready: warm (woken from the sleeping pool) "
-                                        "or cold (started)", ["kind"], buckets=PHASE_BUCKETS, registry=self.registry)
-        self.crashes = Counter("vlmswap_backend_crashes", "Backends that exited while ready", ["model"],
-                               registry=self.registry)
+        self.requests = Counter(
+            "vlmswap_requests", "Proxied requests by model and HTTP status", ["model", "status"], registry=self.registry
+        )
+        self.request_seconds = Histogram(
+            "vlmswap_request_duration_seconds",
+            "Proxied request time, queueing included",
+            ["model"],
+            buckets=PHASE_BUCKETS,
+            registry=self.registry,
+        )
+        self.switches = Counter(
+            "vlmswap_switches",
+            "Switches by target model and result (ready/failed)",
+            ["model", "result"],
+            registry=self.registry,
+        )
+        self.phase_seconds = Histogram(
+            "vlmswap_switch_phase_duration_seconds",
+            "Time spent in each switch phase",
+            ["phase"],
+            buckets=PHASE_BUCKETS,
+            registry=self.registry,
+        )
+        self.switch_seconds = Histogram(
+            "vlmswap_switch_duration_seconds",
+            "Whole switches, drain to ready: warm (woken from the sleeping pool) or cold (started)",
+            ["kind"],
+            buckets=PHASE_BUCKETS,
+            registry=self.registry,
+        )
+        self.crashes = Counter(
+            "vlmswap_backend_crashes", "Backends that exited while ready", ["model"], registry=self.registry
+        )
         # Child metrics per label set, looked up once: `.labels()` per request (it takes a lock and
         # validates and joins the labels) was ~0.1 ms of a proxied request under the profiler.
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}

@@ -20,15 +20,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from vlmswap.config import ModelSpec
+from vlmswap.api.errors import APIError
+from vlmswap.api.openapi import error_responses
 from vlmswap.documents.export import document_markdown
 from vlmswap.documents.inputs import DEFAULT_DPI, DocumentError, SourceFile, open_bytes
 from vlmswap.documents.pipeline import chat_url, ocr_source, post_chat
 from vlmswap.documents.prompts import normalize_mode
-from vlmswap.errors import APIError
 from vlmswap.gateway.guard import identity
 from vlmswap.gateway.schemas import OCR_FORM, OcrResult
-from vlmswap.openapi import error_responses
+from vlmswap.registry.config import ModelSpec
 
 router = APIRouter()
 
@@ -58,8 +58,9 @@ async def _open_uploads(uploads: list[UploadFile], pages: str | None, dpi: float
             name = up.filename or "upload"
             data = await up.read(cap + 1)
             if len(data) > cap:
-                raise APIError(413, f"{name}: file is over the limit of {cap} bytes", param="file",
-                               code="file_too_large")
+                raise APIError(
+                    413, f"{name}: file is over the limit of {cap} bytes", param="file", code="file_too_large"
+                )
             try:
                 opened.append(await asyncio.to_thread(open_bytes, data, name, pages=pages, dpi=dpi))
             except DocumentError as exc:
@@ -90,11 +91,14 @@ async def read_form(request: Request, *, max_files: int = MAX_FILES, max_fields:
     """
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
-        raise APIError(415, "send the documents as multipart/form-data with one or more `file` parts",
-                       code="unsupported_media_type")
+        raise APIError(
+            415,
+            "send the documents as multipart/form-data with one or more `file` parts",
+            code="unsupported_media_type",
+        )
     try:
         form = await request.form(max_files=max_files, max_fields=max_fields)
-    except Exception as exc:   # malformed multipart, too many parts
+    except Exception as exc:  # malformed multipart, too many parts
         raise APIError(400, f"could not read the multipart form: {exc}", code="invalid_form") from None
     try:
         uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
@@ -111,7 +115,7 @@ async def read_form(request: Request, *, max_files: int = MAX_FILES, max_fields:
         except ValueError:
             raise APIError(400, f"dpi must be a number, not {dpi_text!r}", param="dpi", code="invalid_dpi") from None
         manager = request.app.state.manager
-        name = manager.resolve(model)   # 404 for an unknown model, before reading uploads
+        name = manager.resolve(model)  # 404 for an unknown model, before reading uploads
         who = identity(request.scope)
         if who is not None and not who.may_use(name):
             raise APIError(403, f"profile {who.name} may not use {name}", param="model", code="model_not_allowed")
@@ -127,8 +131,13 @@ def document_error(exc: DocumentError) -> APIError:
     return APIError(exc.status, str(exc), param="pages" if "page range" in exc.reason else "file", code=exc.code)
 
 
-async def leased_chat(manager: Any, http: httpx.AsyncClient, model: str, body: dict[str, Any],
-                      on_lease: Callable[[Any], None] | None = None) -> str:
+async def leased_chat(
+    manager: Any,
+    http: httpx.AsyncClient,
+    model: str,
+    body: dict[str, Any],
+    on_lease: Callable[[Any], None] | None = None,
+) -> str:
     """One page's chat request through a lease on `model`: queued, grouped and switched like any request.
 
     `on_lease` is called once the scheduler has granted the lease, before the request is sent.
@@ -144,13 +153,23 @@ def page_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(PAGE_TIMEOUT_S, connect=10.0), trust_env=False)
 
 
-@router.post("/api/ocr", response_model=OcrResult, openapi_extra={"requestBody": {
-    "required": True, "content": {"multipart/form-data": {"schema": OCR_FORM}}}}, responses=error_responses({
-        400: "bad form, mode, dpi or page range; a file that is no image or PDF", 404: "unknown model",
-        413: "a file or the body over gateway.max_body_mb", 415: "not multipart/form-data",
-        502: "the model's backend failed", 503: "the model is unavailable or the queue is full"}))
+@router.post(
+    "/api/ocr",
+    response_model=OcrResult,
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": OCR_FORM}}}},
+    responses=error_responses(
+        {
+            400: "bad form, mode, dpi or page range; a file that is no image or PDF",
+            404: "unknown model",
+            413: "a file or the body over gateway.max_body_mb",
+            415: "not multipart/form-data",
+            502: "the model's backend failed",
+            503: "the model is unavailable or the queue is full",
+        }
+    ),
+)
 async def api_ocr(request: Request) -> JSONResponse:
-    cap = _cap_bytes(request)    # the gateway's Guard caps the whole body at the same size
+    cap = _cap_bytes(request)  # the gateway's Guard caps the whole body at the same size
     form, fields = await read_form(request)
     try:
         opened = await _open_uploads(fields.uploads, fields.pages, fields.dpi, cap)
@@ -159,7 +178,7 @@ async def api_ocr(request: Request) -> JSONResponse:
     manager = request.app.state.manager
 
     async def chat(body: dict[str, Any]) -> str:
-        if await request.is_disconnected():   # nobody will read the rest: stop leasing the model for it
+        if await request.is_disconnected():  # nobody will read the rest: stop leasing the model for it
             raise APIError(499, "client closed the request", code="client_gone")
         return await leased_chat(manager, http, fields.model, body)
 
@@ -167,13 +186,15 @@ async def api_ocr(request: Request) -> JSONResponse:
     try:
         async with page_client() as http:
             for src in opened:
-                docs.append(await ocr_source(src, model_name=fields.spec.served_name, spec=fields.spec,
-                                             mode=fields.mode, chat=chat))
-    except DocumentError as exc:       # a PDF page that fails to render
+                docs.append(
+                    await ocr_source(
+                        src, model_name=fields.spec.served_name, spec=fields.spec, mode=fields.mode, chat=chat
+                    )
+                )
+    except DocumentError as exc:  # a PDF page that fails to render
         raise APIError(exc.status, str(exc), param="file", code=exc.code) from None
     finally:
         for src in opened:
             src.close()
     markdown = "\n\n".join(document_markdown(d) for d in docs)
-    return JSONResponse({"document": docs[0].to_dict(), "documents": [d.to_dict() for d in docs],
-                         "markdown": markdown})
+    return JSONResponse({"document": docs[0].to_dict(), "documents": [d.to_dict() for d in docs], "markdown": markdown})

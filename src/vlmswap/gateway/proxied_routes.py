@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vlmswap.errors import APIError
-from vlmswap.openai_types import completion_route_doc
+from vlmswap.api.errors import APIError
+from vlmswap.api.openai_types import completion_route_doc
 
 ERRORS = {
     400: "invalid request: not JSON, no `model`, or the backend refused a field",
@@ -21,7 +21,7 @@ ERRORS = {
     413: "request body over gateway.max_body_mb",
     502: "the model's backend failed to start, or died or dropped the connection during the request",
     503: "queue full, the model is unavailable here or backing off after a failed start, or the gateway is "
-         "shutting down (Retry-After says when to try again)",
+    "shutting down (Retry-After says when to try again)",
 }
 
 router = APIRouter(tags=["OpenAI"])

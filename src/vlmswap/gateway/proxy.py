@@ -19,13 +19,13 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vlmswap.errors import APIError, error_body
+from vlmswap.api.errors import APIError, error_body
 from vlmswap.gateway.guard import BodyTooLarge, identity
 from vlmswap.gateway.loading import LoadingStream
 from vlmswap.gateway.upstream import Response as UpstreamResponse
 from vlmswap.gateway.upstream import Upstream
-from vlmswap.manager import Lease, Manager, Ticket
-from vlmswap.profiles import OPEN, Identity, Limiter, Usage
+from vlmswap.registry.profiles import OPEN, Identity, Limiter, Usage
+from vlmswap.swap.manager import Lease, Manager, Ticket
 
 PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 PASS_RESPONSE_HEADERS = (b"content-type", b"cache-control")
@@ -42,8 +42,9 @@ def read_openai_body(body: bytes) -> tuple[dict[str, Any], str]:
         raise APIError(400, "request body must be a JSON object", code="invalid_request")
     model_id = payload.get("model")
     if not isinstance(model_id, str) or not model_id:
-        raise APIError(400, "`model` is required: one of the ids GET /v1/models lists", param="model",
-                       code="invalid_request")
+        raise APIError(
+            400, "`model` is required: one of the ids GET /v1/models lists", param="model", code="invalid_request"
+        )
     return payload, model_id
 
 
@@ -83,8 +84,12 @@ async def _json_response(send: Send, status: int, body: dict[str, Any], headers:
 
 
 async def _error(send: Send, exc: APIError) -> None:
-    await _json_response(send, exc.status, error_body(exc.status, exc.message, param=exc.param, code=exc.code,
-                                                      extra=exc.extra), exc.headers)
+    await _json_response(
+        send,
+        exc.status,
+        error_body(exc.status, exc.message, param=exc.param, code=exc.code, extra=exc.extra),
+        exc.headers,
+    )
 
 
 async def _wait_disconnect(receive: Receive) -> None:
@@ -141,9 +146,13 @@ class Proxy:
                 raise APIError(403, f"profile {who.name} may not use {name}", param="model", code="model_not_allowed")
             wait = self.limiter.admit(who, time.monotonic())
             if wait is not None:
-                raise APIError(429, f"profile {who.name} is over its limit (requests_per_minute "
-                                    f"{who.requests_per_minute}, max_concurrent {who.max_concurrent})",
-                               code="rate_limited", headers={"Retry-After": str(int(wait))})
+                raise APIError(
+                    429,
+                    f"profile {who.name} is over its limit (requests_per_minute "
+                    f"{who.requests_per_minute}, max_concurrent {who.max_concurrent})",
+                    code="rate_limited",
+                    headers={"Retry-After": str(int(wait))},
+                )
         tally = Tally()
         try:
             await self._serve(scope, receive, send, t0, body, payload, model_id, who, tally)
@@ -153,8 +162,18 @@ class Proxy:
             if self.usage is not None:
                 self.usage.record(who.name, tokens=tally.tokens, gpu_seconds=tally.held_s)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, t0: float, body: bytes,
-                     payload: dict[str, Any], model_id: str, who: Identity, tally: Tally) -> None:
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        t0: float,
+        body: bytes,
+        payload: dict[str, Any],
+        model_id: str,
+        who: Identity,
+        tally: Tally,
+    ) -> None:
         try:
             ticket = self.manager.request(model_id, who.priority)
         except APIError as exc:
@@ -166,8 +185,12 @@ class Proxy:
             body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         stream = payload.get("stream") is True
         loading = None
-        if stream and not ticket.future.done() and scope["path"] == "/v1/chat/completions" \
-                and self.manager.settings.stream_loading_status:
+        if (
+            stream
+            and not ticket.future.done()
+            and scope["path"] == "/v1/chat/completions"
+            and self.manager.settings.stream_loading_status
+        ):
             loading = LoadingStream(send, spec.served_name)
             send = loading.send
         try:
@@ -228,8 +251,17 @@ class Proxy:
             await waiter  # its cancellation releases the ticket
         raise ClientGone()
 
-    async def _exchange(self, scope: Scope, receive: Receive, send: Send, body: bytes, stream: bool, lease: Lease,
-                        t0: float, tally: Tally) -> None:
+    async def _exchange(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes,
+        stream: bool,
+        lease: Lease,
+        t0: float,
+        tally: Tally,
+    ) -> None:
         pool = getattr(scope["app"].state, "pool", None) if "app" in scope else None
         if pool is None:
             if self.pool is None:
@@ -262,8 +294,16 @@ class Proxy:
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         await send({"type": "http.response.body", "body": content})
 
-    async def _relay(self, receive: Receive, send: Send, resp: UpstreamResponse, headers: list[tuple[bytes, bytes]],
-                     lease: Lease, t0: float, tally: Tally) -> None:
+    async def _relay(
+        self,
+        receive: Receive,
+        send: Send,
+        resp: UpstreamResponse,
+        headers: list[tuple[bytes, bytes]],
+        lease: Lease,
+        t0: float,
+        tally: Tally,
+    ) -> None:
         """Chunk by chunk; a client that leaves stops the relay, a backend that dies ends it with an error event."""
         self._observe(lease.name, 200, t0)
 
@@ -277,8 +317,13 @@ class Proxy:
             except Exception as exc:
                 err = error_body(502, self._failure(lease, exc), code="backend_died")
                 self._observe(lease.name, 502, None)
-                await send({"type": "http.response.body", "body": b"data: " + json.dumps(err).encode() + b"\n\n",
-                            "more_body": True})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + json.dumps(err).encode() + b"\n\n",
+                        "more_body": True,
+                    }
+                )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         relay = asyncio.ensure_future(pump())

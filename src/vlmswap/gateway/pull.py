@@ -20,11 +20,11 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from vlmswap.download import Progress, PullCancelled, pull
-from vlmswap.errors import APIError
-from vlmswap.events import EventBus
-from vlmswap.hub import PullError, Source, pullable
-from vlmswap.openapi import error_responses
+from vlmswap.api.errors import APIError
+from vlmswap.api.openapi import error_responses
+from vlmswap.registry.download import Progress, PullCancelled, pull
+from vlmswap.registry.hub import PullError, Source, pullable
+from vlmswap.swap.events import EventBus
 
 PROGRESS_INTERVAL_S = 0.5
 
@@ -46,10 +46,20 @@ class PullJob:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "repo": self.source.repo, "revision": self.source.revision,
-                "pulling": not self.done, "done": self.done, "ok": self.ok, "message": self.message,
-                "downloaded_bytes": self.downloaded_bytes, "total_bytes": self.total_bytes,
-                "files_done": self.files_done, "files_total": self.files_total, "started": self.started}
+        return {
+            "model": self.model,
+            "repo": self.source.repo,
+            "revision": self.source.revision,
+            "pulling": not self.done,
+            "done": self.done,
+            "ok": self.ok,
+            "message": self.message,
+            "downloaded_bytes": self.downloaded_bytes,
+            "total_bytes": self.total_bytes,
+            "files_done": self.files_done,
+            "files_total": self.files_total,
+            "started": self.started,
+        }
 
 
 class Pulls:
@@ -78,18 +88,29 @@ class Pulls:
 
     def _publish(self, job: PullJob, message: str) -> None:
         job.message = message
-        self._events.publish("pull", job.model, message=message, downloaded_bytes=job.downloaded_bytes,
-                             total_bytes=job.total_bytes, files_done=job.files_done, files_total=job.files_total,
-                             done=job.done, ok=job.ok, repo=job.source.repo)
+        self._events.publish(
+            "pull",
+            job.model,
+            message=message,
+            downloaded_bytes=job.downloaded_bytes,
+            total_bytes=job.total_bytes,
+            files_done=job.files_done,
+            files_total=job.files_total,
+            done=job.done,
+            ok=job.ok,
+            repo=job.source.repo,
+        )
 
     def _run(self, job: PullJob, loop: asyncio.AbstractEventLoop) -> None:
         """Thread: the download; every event goes back to the loop, the bus's only caller."""
+
         def on_progress(p: Progress) -> None:
             def apply() -> None:
                 job.downloaded_bytes, job.total_bytes = p.downloaded_bytes, p.total_bytes
                 job.files_done, job.files_total = p.files_done, p.files_total
                 if not p.done:
                     self._publish(job, f"{p.files_done}/{p.files_total} files" + (f": {p.file}" if p.file else ""))
+
             loop.call_soon_threadsafe(apply)
 
         try:
@@ -105,6 +126,7 @@ class Pulls:
         def finish() -> None:
             job.done, job.ok = True, result
             self._publish(job, message)
+
         with contextlib.suppress(RuntimeError):  # the loop is closed: the gateway is gone anyway
             loop.call_soon_threadsafe(finish)
         self._threads.discard(threading.current_thread())
@@ -130,8 +152,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(lifespan=lifespan)
 
 
-@router.post("/api/models/{name:path}/pull", status_code=202, responses=error_responses({
-    400: "the model has no hub files to pull", 404: "unknown model", 409: "its files are being pulled already"}))
+@router.post(
+    "/api/models/{name:path}/pull",
+    status_code=202,
+    responses=error_responses(
+        {400: "the model has no hub files to pull", 404: "unknown model", 409: "its files are being pulled already"}
+    ),
+)
 async def start_pull(name: str, request: Request) -> JSONResponse:
     manager = request.app.state.manager
     real = manager.resolve(name)
@@ -148,7 +175,12 @@ async def pull_status(name: str, request: Request) -> dict[str, Any]:
     real = request.app.state.manager.resolve(name)
     job = request.app.state.pulls.get(real)
     if job is None:
-        return {"model": real, "pulling": False, "done": False, "ok": None,
-                "message": "no pull since the gateway started"}
+        return {
+            "model": real,
+            "pulling": False,
+            "done": False,
+            "ok": None,
+            "message": "no pull since the gateway started",
+        }
     state: dict[str, Any] = job.to_dict()
     return state

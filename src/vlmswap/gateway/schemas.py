@@ -1,7 +1,7 @@
 """Response bodies of the gateway's own API (admin, events, OCR), for its OpenAPI document.
 
 Deliberately open (`extra="allow"`): the manager owns these facts and may add fields; the
-document pins the fields clients rely on. The OpenAI shapes live in `vlmswap.openai_types`.
+document pins the fields clients rely on. The OpenAI shapes live in `vlmswap.api.openai_types`.
 """
 
 from __future__ import annotations
@@ -79,11 +79,18 @@ OCR_FORM: dict[str, Any] = {
     "type": "object",
     "required": ["file"],
     "properties": {
-        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                 "description": "images (PNG, JPEG, ...) or PDFs, one or more parts"},
+        "file": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "images (PNG, JPEG, ...) or PDFs, one or more parts",
+        },
         "model": {"type": "string", "default": "rapidocr"},
-        "mode": {"type": "string", "default": "layout", "examples": ["layout", "layout-only", "text"],
-                 "description": "layout | layout-only | text (a few aliases are accepted too; empty means layout)"},
+        "mode": {
+            "type": "string",
+            "default": "layout",
+            "examples": ["layout", "layout-only", "text"],
+            "description": "layout | layout-only | text (a few aliases are accepted too; empty means layout)",
+        },
         "pages": {"type": "string", "description": "PDF pages, e.g. 1-3,7"},
         "dpi": {"type": "number", "description": "PDF rendering resolution (default 150)"},
     },

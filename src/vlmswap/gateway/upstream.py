@@ -29,9 +29,18 @@ class Response:
     closes it otherwise (a half-read body leaves the connection in an unknown state).
     """
 
-    def __init__(self, pool: Upstream, key: tuple[str, int], reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, status: int, headers: list[tuple[bytes, bytes]],
-                 length: int | None, chunked: bool, keep_alive: bool):
+    def __init__(
+        self,
+        pool: Upstream,
+        key: tuple[str, int],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+    ):
         self.status = status
         self.headers = headers
         self._pool, self._key, self._reader, self._writer = pool, key, reader, writer
@@ -89,8 +98,9 @@ class Upstream:
         self.max_idle = max_idle
         self._idle: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
-    async def request(self, host: str, port: int, method: bytes, target: bytes,
-                      headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
+    async def request(
+        self, host: str, port: int, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> Response:
         """Send one request (head and body in one write); return once the response head is read.
 
         A kept-alive connection the backend closed while idle is detected (nothing read back) and
@@ -100,8 +110,11 @@ class Upstream:
         if len(self._idle) > (key in self._idle):  # idle connections to other backends
             self._sweep(key)
         lines = [method + b" " + target + b" HTTP/1.1", b"host: " + f"{host}:{port}".encode()]
-        lines += [k + b": " + v for k, v in headers if k.lower() not in (b"host", b"content-length",
-                                                                           b"connection", b"transfer-encoding")]
+        lines += [
+            k + b": " + v
+            for k, v in headers
+            if k.lower() not in (b"host", b"content-length", b"connection", b"transfer-encoding")
+        ]
         lines.append(b"content-length: " + str(len(body)).encode())
         raw = b"\r\n".join(lines) + b"\r\n\r\n" + body
         for attempt in range(2):
@@ -129,8 +142,9 @@ class Upstream:
                 raise UpstreamError(f"backend answered something that is not HTTP/1.1: {head[:80]!r}") from None
         raise UpstreamError("unreachable")  # pragma: no cover
 
-    def _response(self, key: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                  head: bytes) -> Response:
+    def _response(
+        self, key: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes
+    ) -> Response:
         lines = head[:-4].split(b"\r\n")
         version, status_text = lines[0].split(b" ", 2)[:2]
         if not version.startswith(b"HTTP/1."):

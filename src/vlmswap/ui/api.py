@@ -21,12 +21,24 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from vlmswap.client import API_KEY_ENV, START_HINT, Client, GatewayError, GatewayUnreachable, _raise_for
-from vlmswap.states import ModelState, Phase
+from vlmswap.client import Client, GatewayError, GatewayUnreachable
+from vlmswap.client.http import API_KEY_ENV, START_HINT, raise_for
+from vlmswap.swap.states import ModelState, Phase
 from vlmswap.ui.view import models
 
-__all__ = ["API_KEY_ENV", "DEFAULT_GATEWAY", "GATEWAY_ENV", "START_HINT", "Gateway", "GatewayError",
-           "GatewayUnreachable", "ProgressCallback", "SwitchResult", "find_model", "gateway_url"]
+__all__ = [
+    "API_KEY_ENV",
+    "DEFAULT_GATEWAY",
+    "GATEWAY_ENV",
+    "START_HINT",
+    "Gateway",
+    "GatewayError",
+    "GatewayUnreachable",
+    "ProgressCallback",
+    "SwitchResult",
+    "find_model",
+    "gateway_url",
+]
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 GATEWAY_ENV = "VLMSWAP_GATEWAY_URL"
@@ -75,7 +87,7 @@ class Gateway(Client):
 
     def status(self) -> dict[str, Any]:
         """/api/status as the signed-in profile sees it: only the models it may use, and `profile`."""
-        st: dict[str, Any] = self._request("GET", "/api/status", timeout=5.0).json()
+        st: dict[str, Any] = self.request("GET", "/api/status", timeout=5.0).json()
         if self._me is None:
             self._me = self.me()
         st["profile"] = self._me["profile"]
@@ -85,16 +97,17 @@ class Gateway(Client):
         return st
 
     # --- switching, followed live -------------------------------------------------------
-    def _events_reader(self, out: queue.Queue[dict[str, Any] | BaseException], ready: threading.Event,
-                       holder: dict[str, httpx.Client]) -> None:
+    def _events_reader(
+        self, out: queue.Queue[dict[str, Any] | BaseException], ready: threading.Event, holder: dict[str, httpx.Client]
+    ) -> None:
         """Thread: push every /api/events event into `out` until the follower closes the client."""
         try:
-            with self._stream_client(httpx.Timeout(5.0, read=None)) as c:
+            with self.stream_client(httpx.Timeout(5.0, read=None)) as c:
                 holder["client"] = c
                 with connect_sse(c, "GET", "/api/events") as src:
                     if src.response.status_code >= 400:
                         src.response.read()
-                        _raise_for(src.response)
+                        raise_for(src.response)
                     ready.set()
                     for sse in src.iter_sse():
                         try:
@@ -106,8 +119,13 @@ class Gateway(Client):
         finally:
             ready.set()
 
-    def switch(self, name: str, on_progress: ProgressCallback | None = None,  # type: ignore[override]
-               timeout: float = 900.0, poll_s: float = 0.25) -> SwitchResult:
+    def switch(
+        self,
+        name: str,
+        on_progress: ProgressCallback | None = None,  # type: ignore[override]
+        timeout: float = 900.0,
+        poll_s: float = 0.25,
+    ) -> SwitchResult:
         """Load `name` (evicting the resident model) and report each phase until ready or failed.
 
         Unlike `Client.switch`, a failed start is a SwitchResult (with its log lines), not an
@@ -163,8 +181,9 @@ class Gateway(Client):
                         report(last_phase, float(sw.get("elapsed_s") or now - t0), "")
                     if not sw and _settled(find_model(st, name), wall0):
                         return self._result(name, t0, st)
-            return SwitchResult(name, False, "timeout", time.monotonic() - t0,
-                                error=f"{name} was not ready after {timeout:.0f} s")
+            return SwitchResult(
+                name, False, "timeout", time.monotonic() - t0, error=f"{name} was not ready after {timeout:.0f} s"
+            )
         finally:
             client = holder.get("client")
             if client is not None:
@@ -181,15 +200,25 @@ class Gateway(Client):
             tail = self.logs(name, 20)
         except GatewayError:
             tail = []
-        return SwitchResult(name, False, state, elapsed, error=str(model.get("last_error") or f"{name} is {state}"),
-                            log_tail=tail)
+        return SwitchResult(
+            name, False, state, elapsed, error=str(model.get("last_error") or f"{name} is {state}"), log_tail=tail
+        )
 
     # --- work ------------------------------------------------------------------------
-    def ocr_page(self, filename: str, content: bytes, mime: str, *, model: str, mode: str, page: int,
-                 dpi: int = 200, timeout: float = 900.0) -> dict[str, Any]:
+    def ocr_page(
+        self,
+        filename: str,
+        content: bytes,
+        mime: str,
+        *,
+        model: str,
+        mode: str,
+        page: int,
+        dpi: int = 200,
+        timeout: float = 900.0,
+    ) -> dict[str, Any]:
         """One page of one uploaded file through /api/ocr; `page` is 1-based, as in the `pages` field."""
-        return self.ocr_upload(filename, content, mime, model=model, mode=mode, pages=page, dpi=dpi,
-                               timeout=timeout)
+        return self.ocr_upload(filename, content, mime, model=model, mode=mode, pages=page, dpi=dpi, timeout=timeout)
 
     def unload(self, name: str | None = None, timeout: float | None = 120.0) -> dict[str, Any]:
         """As `Client.unload`, with room for the resident's requests in flight to finish."""

@@ -17,8 +17,11 @@ HERE = Path(__file__).resolve().parent
 st.set_page_config(page_title="vlmswap", page_icon=":material/swap_horiz:", layout="wide")
 gw = session_gateway()
 st.session_state["gateway_status"] = sidebar.render(gw)
-page = st.navigation([
-    st.Page(HERE / "ocr_page.py", title="OCR", icon=":material/description:", default=True),
-    st.Page(HERE / "chat_page.py", title="Chat", icon=":material/chat:"),
-], position="top")
+page = st.navigation(
+    [
+        st.Page(HERE / "ocr_page.py", title="OCR", icon=":material/description:", default=True),
+        st.Page(HERE / "chat_page.py", title="Chat", icon=":material/chat:"),
+    ],
+    position="top",
+)
 page.run()

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from vlmswap.images import ImageError, open_image
+from vlmswap.api.images import ImageError, open_image
 from vlmswap.ui.api import Gateway, GatewayError, session_gateway
 from vlmswap.ui.progress import run_switch
 from vlmswap.ui.view import no_chat_hint, resident_name, with_capability
@@ -67,16 +67,22 @@ def main() -> None:
     names = [m["name"] for m in chat_models]
     resident = resident_name(status)
     top = st.columns([3, 1], vertical_alignment="bottom")
-    model = top[0].selectbox("Model", names, index=names.index(resident) if resident in names else 0,
-                             key="chat_model", help="Sending to a model that is not resident switches to it first.")
+    model = top[0].selectbox(
+        "Model",
+        names,
+        index=names.index(resident) if resident in names else 0,
+        key="chat_model",
+        help="Sending to a model that is not resident switches to it first.",
+    )
     if top[1].button("Clear history", key="chat_clear", icon=":material/delete_sweep:", width="stretch"):
         st.session_state[HISTORY_KEY] = []
     history: list[dict[str, Any]] = st.session_state.setdefault(HISTORY_KEY, [])
     for turn in history:
         _show_turn(turn)
 
-    prompt = st.chat_input("Ask about the attached images…", accept_file="multiple", file_type=IMAGE_TYPES,
-                           key="chat_input")
+    prompt = st.chat_input(
+        "Ask about the attached images…", accept_file="multiple", file_type=IMAGE_TYPES, key="chat_input"
+    )
     if not prompt:
         return
     text = prompt.text if hasattr(prompt, "text") else str(prompt)
@@ -110,8 +116,15 @@ def _answer(gw: Gateway, model: str, history: list[dict[str, Any]]) -> None:
                     st.code("\n".join(result.log_tail[-15:]), language=None)
                 return
         try:
-            answer = st.write_stream(gw.chat_stream(model, _api_messages([t for t in history if not t.get("error")]),
-                                                  timeout=900.0, max_tokens=512, temperature=0.2))
+            answer = st.write_stream(
+                gw.chat_stream(
+                    model,
+                    _api_messages([t for t in history if not t.get("error")]),
+                    timeout=900.0,
+                    max_tokens=512,
+                    temperature=0.2,
+                )
+            )
         except GatewayError as exc:
             msg = f"The model could not answer: {exc.message}"
             history.append({"role": "assistant", "content": msg, "error": True})
@@ -120,5 +133,6 @@ def _answer(gw: Gateway, model: str, history: list[dict[str, Any]]) -> None:
     history.append({"role": "assistant", "content": answer if isinstance(answer, str) else str(answer)})
     if switched:  # redraw the sidebar, which still shows the model that was resident before
         st.rerun()
+
 
 main()

@@ -18,7 +18,7 @@ from typing import Any
 
 import streamlit as st
 
-from vlmswap.client_jobs import DocumentJob
+from vlmswap.client.jobs import DocumentJob
 from vlmswap.documents import export
 from vlmswap.documents.layout import Document, Page
 from vlmswap.ui.api import Gateway, GatewayError, session_gateway
@@ -26,11 +26,17 @@ from vlmswap.ui.progress import run_switch
 from vlmswap.ui.view import flags_message, resident_name, with_capability
 
 DOC_TYPES = ["pdf", "png", "jpg", "jpeg", "webp", "tif", "tiff"]
-MODES = {"layout": "Layout + text", "layout-only": "Layout only", "text": "Text only",
-         "web-parsing": "Web page layout", "scene-spotting": "Scene text (lines)", "svg": "Image to SVG"}
+MODES = {
+    "layout": "Layout + text",
+    "layout-only": "Layout only",
+    "text": "Text only",
+    "web-parsing": "Web page layout",
+    "scene-spotting": "Scene text (lines)",
+    "svg": "Image to SVG",
+}
 MAX_UPLOAD_MB = float(os.environ.get("VLMSWAP_UI_MAX_UPLOAD_MB", "32"))
-VIEW_KEY = "ocr_view"          # the jobs on screen: {"jobs": [id, ...]}
-CACHE_KEY = "ocr_cache"        # (job id, page) -> entry, so a page is fetched once
+VIEW_KEY = "ocr_view"  # the jobs on screen: {"jobs": [id, ...]}
+CACHE_KEY = "ocr_cache"  # (job id, page) -> entry, so a page is fetched once
 RESULT_KEY = "ocr_result"
 _COMMENT = re.compile(r"<!--.*?-->", re.S)  # page markers in the Markdown; Streamlit would show them as text
 PAGE_KEY = "ocr_page_idx"
@@ -50,26 +56,28 @@ def _submit(gw: Gateway, files: list[Any], model: str, mode: str, dpi: int) -> N
     for f in files:
         size_mb = f.size / (1024 * 1024)
         if size_mb > MAX_UPLOAD_MB:
-            st.error(f"{f.name} is {size_mb:.1f} MB, over the upload limit of {MAX_UPLOAD_MB:.0f} MB.",
-                     icon=":material/block:")
+            st.error(
+                f"{f.name} is {size_mb:.1f} MB, over the upload limit of {MAX_UPLOAD_MB:.0f} MB.",
+                icon=":material/block:",
+            )
             continue
         try:
             ids.append(gw.submit_job(content=f.getvalue(), filename=f.name, model=model, mode=mode, dpi=dpi).id)
         except GatewayError as exc:
             if exc.status is None or exc.status >= 500 or exc.code == "gateway_unreachable":
                 raise
-            reason = exc.message[len(f.name) + 2:] if exc.message.startswith(f"{f.name}: ") else exc.message
+            reason = exc.message[len(f.name) + 2 :] if exc.message.startswith(f"{f.name}: ") else exc.message
             st.error(f"{f.name} cannot be used: {reason}", icon=":material/description:")
     if not ids:
         return
     _open(*ids)
-    if model != resident_name(gw.status()):   # the jobs would start it too; this shows the switch as it goes
+    if model != resident_name(gw.status()):  # the jobs would start it too; this shows the switch as it goes
         result = run_switch(gw, model)
         if result is None or not result.ok:
             notice = st.session_state.get("switch_notice", {})
             st.error(notice.get("text", f"{model} failed to start"), icon=":material/error:")
             return
-        st.rerun()   # redraw the sidebar, which still shows the model that was resident before
+        st.rerun()  # redraw the sidebar, which still shows the model that was resident before
 
 
 def _entry(gw: Gateway, info: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
@@ -78,8 +86,12 @@ def _entry(gw: Gateway, info: dict[str, Any], rec: dict[str, Any]) -> dict[str, 
     key = (info["id"], rec["number"], rec["state"])
     if key not in cache:
         job = DocumentJob(gw, info["id"])
-        entry: dict[str, Any] = {"source": info["source"], "number": rec["number"], "job": info["id"],
-                                 "image": job.page_image(rec["number"])}
+        entry: dict[str, Any] = {
+            "source": info["source"],
+            "number": rec["number"],
+            "job": info["id"],
+            "image": job.page_image(rec["number"]),
+        }
         if rec["state"] == "done":
             page = job.page(rec["number"])
             entry["page"] = page.to_dict()
@@ -93,8 +105,13 @@ def _entry(gw: Gateway, info: dict[str, Any], rec: dict[str, Any]) -> dict[str, 
 def _result(gw: Gateway, infos: list[dict[str, Any]]) -> dict[str, Any]:
     pages = [_entry(gw, info, rec) for info in infos for rec in info["pages"] if rec["state"] in ("done", "failed")]
     first = infos[0]
-    return {"model": first["model"], "mode": first["mode"], "pages": pages, "jobs": [i["id"] for i in infos],
-            "states": [i["state"] for i in infos]}
+    return {
+        "model": first["model"],
+        "mode": first["mode"],
+        "pages": pages,
+        "jobs": [i["id"] for i in infos],
+        "states": [i["state"] for i in infos],
+    }
 
 
 def _cancel(ids: list[str]) -> None:
@@ -121,7 +138,7 @@ def _follow(gw: Gateway, ids: list[str]) -> list[dict[str, Any]]:
     infos = [DocumentJob(gw, i).refresh() for i in ids]
     if all(i["state"] in FINISHED for i in infos):
         return infos
-    holder = st.empty()      # cleared once the jobs end: the result view takes its place
+    holder = st.empty()  # cleared once the jobs end: the result view takes its place
     with holder.container():
         st.button("Cancel", key="ocr_cancel", icon=":material/cancel:", on_click=_cancel, args=(ids,))
         bar = st.progress(0.0, text="Waiting for the first page…")
@@ -138,20 +155,32 @@ def _follow(gw: Gateway, ids: list[str]) -> list[dict[str, Any]]:
             return infos
         eta = max((i["eta_s"] for i in running if i.get("eta_s") is not None), default=None)
         state = "queued" if all(i["state"] == "queued" for i in running) else "running"
-        text = (f"{done + failed} of {total} pages" + (f" ({failed} failed)" if failed else "")
-                + f" · {state} · {_eta(eta)} · {time.monotonic() - t0:.0f} s")
+        text = (
+            f"{done + failed} of {total} pages"
+            + (f" ({failed} failed)" if failed else "")
+            + f" · {state} · {_eta(eta)} · {time.monotonic() - t0:.0f} s"
+        )
         bar.progress((done + failed) / max(1, total), text=text)
-        lines = [f"{'✓' if p['state'] == 'done' else '✗'} {i['source']} page {p['number']}"
-                 + (f" ({p['seconds']:.1f} s)" if p.get("seconds") else "")
-                 + (f": {p['error']}" if p["state"] == "failed" else "")
-                 for i in infos for p in sorted(i["pages"], key=_finished_at) if p["state"] in ("done", "failed")]
+        lines = [
+            f"{'✓' if p['state'] == 'done' else '✗'} {i['source']} page {p['number']}"
+            + (f" ({p['seconds']:.1f} s)" if p.get("seconds") else "")
+            + (f": {p['error']}" if p["state"] == "failed" else "")
+            for i in infos
+            for p in sorted(i["pages"], key=_finished_at)
+            if p["state"] in ("done", "failed")
+        ]
         arrived.markdown("  \n".join(lines[-12:]) or "_No page read yet._")
-        newest = max(((i, p) for i in infos for p in i["pages"] if p["state"] == "done"),
-                     key=lambda ip: _finished_at(ip[1]), default=None)
+        newest = max(
+            ((i, p) for i in infos for p in i["pages"] if p["state"] == "done"),
+            key=lambda ip: _finished_at(ip[1]),
+            default=None,
+        )
         if newest is not None:
             entry = _entry(gw, *newest)
-            latest.markdown(f"**Latest: {newest[0]['source']} page {newest[1]['number']}**\n\n"
-                            + (_COMMENT.sub("", entry.get("markdown") or "").strip() or "_(no text)_"))
+            latest.markdown(
+                f"**Latest: {newest[0]['source']} page {newest[1]['number']}**\n\n"
+                + (_COMMENT.sub("", entry.get("markdown") or "").strip() or "_(no text)_")
+            )
         time.sleep(POLL_S)
         infos = [DocumentJob(gw, i["id"]).refresh() if i["state"] not in FINISHED else i for i in infos]
 
@@ -171,11 +200,14 @@ def _recent(gw: Gateway) -> None:
     with st.expander(f"Recent jobs ({len(jobs)})", expanded=False):
         for j in jobs:
             row = st.columns([5, 2, 2, 1], vertical_alignment="center")
-            row[0].markdown(f"**{j['source']}** · {j['model']} · "
-                            f"{time.strftime('%H:%M:%S', time.localtime(j['created_at']))}")
+            row[0].markdown(
+                f"**{j['source']}** · {j['model']} · {time.strftime('%H:%M:%S', time.localtime(j['created_at']))}"
+            )
             row[1].markdown(f"{j['state']}")
-            row[2].markdown(f"{j['pages_done']}/{j['pages_total']} pages"
-                            + (f", {j['pages_failed']} failed" if j["pages_failed"] else ""))
+            row[2].markdown(
+                f"{j['pages_done']}/{j['pages_total']} pages"
+                + (f", {j['pages_failed']} failed" if j["pages_failed"] else "")
+            )
             row[3].button("Open", key=f"ocr_open_{j['id']}", on_click=_open, args=(j["id"],))
 
 
@@ -240,13 +272,28 @@ def _show(result: dict[str, Any]) -> None:
     left.image(annotated, caption=f"{len(page.blocks)} blocks", width="stretch", output_format="PNG")
     md_tab, blocks_tab, json_tab = right.tabs(["Markdown", "Blocks", "JSON"])
     md_tab.markdown(_COMMENT.sub("", entry.get("markdown") or "").strip() or "_(no text)_")
-    blocks_tab.selectbox("Highlight block", [None] + [b.index for b in page.blocks], key=pick_key,
-                         format_func=lambda i: "none" if i is None else f"{i}: {_block(page, i)}")
+    blocks_tab.selectbox(
+        "Highlight block",
+        [None] + [b.index for b in page.blocks],
+        key=pick_key,
+        format_func=lambda i: "none" if i is None else f"{i}: {_block(page, i)}",
+    )
     blocks_tab.dataframe(
-        [{"index": b.index, "category": b.category,
-          "box": None if b.bbox is None else ", ".join(f"{v:.0f}" for v in b.bbox), "text": b.text}
-         for b in page.blocks],
-        key=table_key, on_select="rerun", selection_mode="single-row", hide_index=True, width="stretch")
+        [
+            {
+                "index": b.index,
+                "category": b.category,
+                "box": None if b.bbox is None else ", ".join(f"{v:.0f}" for v in b.bbox),
+                "text": b.text,
+            }
+            for b in page.blocks
+        ],
+        key=table_key,
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        width="stretch",
+    )
     json_tab.json(entry["page"], expanded=1)
     _downloads(result, annotated, entry)
 
@@ -278,8 +325,9 @@ def _downloads(result: dict[str, Any], annotated: Any, entry: dict[str, Any]) ->
     ]
     row = st.container(horizontal=True)
     for i, (label, payload, file_name, mime) in enumerate(downloads):
-        row.download_button(label, payload, file_name, mime, key=f"dl_{i}", on_click="ignore",
-                            icon=":material/download:")
+        row.download_button(
+            label, payload, file_name, mime, key=f"dl_{i}", on_click="ignore", icon=":material/download:"
+        )
 
 
 def main() -> None:
@@ -317,8 +365,9 @@ def main() -> None:
     if result:
         ended = [s for s in result.get("states", []) if s != "done"]
         if ended:
-            st.warning(f"Job {', '.join(ended)}: showing the {len(result['pages'])} pages read.",
-                       icon=":material/cancel:")
+            st.warning(
+                f"Job {', '.join(ended)}: showing the {len(result['pages'])} pages read.", icon=":material/cancel:"
+            )
         if result["pages"]:
             _show(result)
 

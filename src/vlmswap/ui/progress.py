@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from vlmswap.states import Phase
+from vlmswap.swap.states import Phase
 from vlmswap.ui.api import Gateway, GatewayError, SwitchResult
 from vlmswap.ui.view import phase_label, time_bar
 
@@ -55,8 +55,7 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
     except GatewayError as exc:
         box.update(label=f"Could not switch to {name}", state="error", expanded=True)
         box.error(exc.message)
-        st.session_state[NOTICE_KEY] = {"ok": False, "model": name, "text": exc.message, "log_tail": [],
-                                         "steps": []}
+        st.session_state[NOTICE_KEY] = {"ok": False, "model": name, "text": exc.message, "log_tail": [], "steps": []}
         return None
     final = Phase.READY if result.ok else Phase.FAILED
     if final not in seen:
@@ -70,8 +69,13 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
         box.update(label=f"{name} failed to start", state="error", expanded=True)
         text = f"{name} failed to start: {result.error}"
     steps = [f"{phase_label(p)} {times.get(p, 0.0):.1f} s" for p in seen]
-    st.session_state[NOTICE_KEY] = {"ok": result.ok, "model": name, "text": text, "log_tail": result.log_tail,
-                                     "steps": steps}
+    st.session_state[NOTICE_KEY] = {
+        "ok": result.ok,
+        "model": name,
+        "text": text,
+        "log_tail": result.log_tail,
+        "steps": steps,
+    }
     return result
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from vlmswap.states import ModelState
+from vlmswap.swap.states import ModelState
 from vlmswap.ui.api import Gateway, GatewayError
 from vlmswap.ui.progress import NOTICE_KEY, run_switch, show_notice
 from vlmswap.ui.view import (
@@ -115,14 +115,24 @@ def _models(gw: Gateway, status: dict[str, Any]) -> None:
         elif state == ModelState.FAILED and m.get("last_error"):
             box.caption(f"last start failed: {m['last_error']}")
         left, mid, right = box.columns(3)
-        left.button("Wake" if state == ModelState.SLEEPING else "Switch" if state != ModelState.READY else "Resident",
-                    key=f"switch_{name}",
-                    disabled=(bool(m.get("unavailable")) and not pulled)
-                    or state in (ModelState.READY, ModelState.STARTING, ModelState.WAKING),
-                    on_click=_ask_switch, args=(name,), width="stretch")
+        left.button(
+            "Wake" if state == ModelState.SLEEPING else "Switch" if state != ModelState.READY else "Resident",
+            key=f"switch_{name}",
+            disabled=(bool(m.get("unavailable")) and not pulled)
+            or state in (ModelState.READY, ModelState.STARTING, ModelState.WAKING),
+            on_click=_ask_switch,
+            args=(name,),
+            width="stretch",
+        )
         if state == ModelState.READY and m.get("sleep_mode"):
-            mid.button("Sleep", key=f"sleep_{name}", width="stretch", on_click=_sleep, args=(gw, name),
-                       help="Park the weights in host RAM; the next request wakes it in a moment")
+            mid.button(
+                "Sleep",
+                key=f"sleep_{name}",
+                width="stretch",
+                on_click=_sleep,
+                args=(gw, name),
+                help="Park the weights in host RAM; the next request wakes it in a moment",
+            )
         if state in (ModelState.READY, ModelState.STARTING, ModelState.SLEEPING):
             right.button("Unload", key=f"unload_{name}", width="stretch", on_click=_unload, args=(gw, name))
 
@@ -133,8 +143,13 @@ def _sleep(gw: Gateway, name: str) -> None:
         gw.sleep(name)
         notice = {"ok": True, "model": name, "text": f"{name} is going to sleep.", "log_tail": [], "steps": []}
     except GatewayError as exc:
-        notice = {"ok": False, "model": name, "text": f"Could not put {name} to sleep: {exc.message}",
-                  "log_tail": [], "steps": []}
+        notice = {
+            "ok": False,
+            "model": name,
+            "text": f"Could not put {name} to sleep: {exc.message}",
+            "log_tail": [],
+            "steps": [],
+        }
     st.session_state[NOTICE_KEY] = notice
 
 
@@ -164,8 +179,15 @@ def _pull_box(gw: Gateway, name: str, reason: str) -> bool:
     if job.get("done"):
         st.caption(f":material/error: {pull_line(job)}")
     st.caption(f":material/cloud_download: {reason}")
-    st.button("Pull", key=f"pull_{name}", icon=":material/download:", width="stretch", on_click=_pull, args=(gw, name),
-              help=f"Download {name}'s files into the gateway's Hugging Face cache (same as `vlmswap pull {name}`).")
+    st.button(
+        "Pull",
+        key=f"pull_{name}",
+        icon=":material/download:",
+        width="stretch",
+        on_click=_pull,
+        args=(gw, name),
+        help=f"Download {name}'s files into the gateway's Hugging Face cache (same as `vlmswap pull {name}`).",
+    )
     return False
 
 
@@ -175,8 +197,13 @@ def _pull(gw: Gateway, name: str) -> None:
         gw.pull(name, wait=False)
         st.session_state.setdefault(PULLING_KEY, set()).add(name)
     except GatewayError as exc:
-        st.session_state[NOTICE_KEY] = {"ok": False, "model": name, "text": f"Could not pull {name}: {exc.message}",
-                                         "log_tail": [], "steps": []}
+        st.session_state[NOTICE_KEY] = {
+            "ok": False,
+            "model": name,
+            "text": f"Could not pull {name}: {exc.message}",
+            "log_tail": [],
+            "steps": [],
+        }
 
 
 def _unload(gw: Gateway, name: str) -> None:
@@ -185,6 +212,11 @@ def _unload(gw: Gateway, name: str) -> None:
         gw.unload(name)
         notice = {"ok": True, "model": name, "text": f"{name} unloaded.", "log_tail": [], "steps": []}
     except GatewayError as exc:
-        notice = {"ok": False, "model": name, "text": f"Could not unload {name}: {exc.message}", "log_tail": [],
-                  "steps": []}
+        notice = {
+            "ok": False,
+            "model": name,
+            "text": f"Could not unload {name}: {exc.message}",
+            "log_tail": [],
+            "steps": [],
+        }
     st.session_state[NOTICE_KEY] = notice

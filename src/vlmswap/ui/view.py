@@ -8,8 +8,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from vlmswap.hub import fmt_size
-from vlmswap.states import ModelState, Phase
+from vlmswap.registry.hub import fmt_size
+from vlmswap.swap.states import ModelState, Phase
 
 PHASES = tuple(p for p in Phase if p != Phase.FAILED)
 PHASE_LABELS = {
@@ -26,9 +26,15 @@ PHASE_LABELS = {
 }
 BADGE_COLOURS = {"ocr": "blue", "layout": "violet", "chat": "green", "grounding": "orange"}
 BADGE_LABELS = {"ocr": "OCR", "layout": "layout", "chat": "chat", "grounding": "grounding"}
-STATE_ICONS = {ModelState.READY: ":green[●]", ModelState.STARTING: ":orange[●]", ModelState.WAKING: ":orange[●]",
-               ModelState.STOPPING: ":orange[●]", ModelState.SLEEPING: ":blue[●]", ModelState.FAILED: ":red[●]",
-               ModelState.STOPPED: ":gray[○]"}
+STATE_ICONS = {
+    ModelState.READY: ":green[●]",
+    ModelState.STARTING: ":orange[●]",
+    ModelState.WAKING: ":orange[●]",
+    ModelState.STOPPING: ":orange[●]",
+    ModelState.SLEEPING: ":blue[●]",
+    ModelState.FAILED: ":red[●]",
+    ModelState.STOPPED: ":gray[○]",
+}
 # Colours of the GPU bar's segments, one per backend process, then "other".
 SEGMENT_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2")
 OTHER_COLOUR = "#9d9d9d"
@@ -118,8 +124,10 @@ def pool_line(status: dict[str, Any]) -> str:
     if not pool.get("count"):
         return ""
     limit = f" (at most {pool['max_sleeping']})" if pool.get("max_sleeping") is not None else ""
-    return (f"Sleeping pool: {pool['count']} model(s){limit}, {fmt_bytes(pool.get('ram_bytes'))} of "
-            f"{fmt_bytes(pool.get('ram_budget_bytes'))} host RAM budget")
+    return (
+        f"Sleeping pool: {pool['count']} model(s){limit}, {fmt_bytes(pool.get('ram_bytes'))} of "
+        f"{fmt_bytes(pool.get('ram_budget_bytes'))} host RAM budget"
+    )
 
 
 def activity_line(model: dict[str, Any]) -> str:
@@ -146,8 +154,10 @@ def _per_backend(gpu: dict[str, Any]) -> dict[str, int]:
     for key in ("per_backend", "per-backend", "backends", "by_backend"):
         val = gpu.get(key)
         if isinstance(val, dict):
-            return {str(k): int(v.get("bytes", v.get("used_bytes", 0)) if isinstance(v, dict) else v or 0)
-                    for k, v in val.items()}
+            return {
+                str(k): int(v.get("bytes", v.get("used_bytes", 0)) if isinstance(v, dict) else v or 0)
+                for k, v in val.items()
+            }
     return {}
 
 
@@ -172,16 +182,20 @@ def memory_bar_html(gpu: dict[str, Any]) -> str:
     for i, (label, n) in enumerate(segs):
         colour = OTHER_COLOUR if label == "other" else SEGMENT_COLOURS[i % len(SEGMENT_COLOURS)]
         pct = 100.0 * n / total
-        parts.append(f'<div title="{html.escape(label)}: {fmt_bytes(n)}" '
-                     f'style="width:{pct:.2f}%;background:{colour};height:100%"></div>')
+        parts.append(
+            f'<div title="{html.escape(label)}: {fmt_bytes(n)}" '
+            f'style="width:{pct:.2f}%;background:{colour};height:100%"></div>'
+        )
         legend.append(f'<span style="color:{colour}">■</span> {html.escape(label)} {fmt_bytes(n)}')
     name = html.escape(str(gpu.get("name") or "GPU"))
     used = int(gpu.get("used_bytes") or 0)
-    return (f'<div class="vlmswap-gpu"><div style="font-size:0.85em">{name}: {fmt_bytes(used)} of '
-            f'{fmt_bytes(total)} used</div>'
-            f'<div style="display:flex;width:100%;height:12px;background:#e6e6e6;border-radius:3px;'
-            f'overflow:hidden">{"".join(parts)}</div>'
-            f'<div style="font-size:0.75em">{" · ".join(legend)}</div></div>')
+    return (
+        f'<div class="vlmswap-gpu"><div style="font-size:0.85em">{name}: {fmt_bytes(used)} of '
+        f"{fmt_bytes(total)} used</div>"
+        f'<div style="display:flex;width:100%;height:12px;background:#e6e6e6;border-radius:3px;'
+        f'overflow:hidden">{"".join(parts)}</div>'
+        f'<div style="font-size:0.75em">{" · ".join(legend)}</div></div>'
+    )
 
 
 def resident_name(status: dict[str, Any]) -> str | None:
@@ -230,7 +244,7 @@ def pull_fraction(job: dict[str, Any]) -> float:
 
 
 def pull_line(job: dict[str, Any]) -> str:
-    """"Pulling: 120 MB of 513 MB (3/9 files)", or how the last pull ended."""
+    """ "Pulling: 120 MB of 513 MB (3/9 files)", or how the last pull ended."""
     done, total = fmt_size(int(job.get("downloaded_bytes") or 0)), fmt_size(job.get("total_bytes"))
     files = f" ({job['files_done']}/{job['files_total']} files)" if job.get("files_total") else ""
     if job.get("pulling"):
@@ -246,13 +260,19 @@ def no_chat_hint(status: dict[str, Any]) -> str:
     pullable = [m for m in chat if needs_pull(m)]
     if pullable:
         best = next((m for m in pullable if m["name"] == CPU_CHAT_MODEL), pullable[0])
-        size = str(best["unavailable"])[len(NOT_DOWNLOADED):].strip(" ()")
-        return (f"No chat model can run here yet: **{best['name']}** can once its files are here ({size}). "
-                f"Press **Pull** on it in the sidebar, or run `vlmswap pull {best['name']}` on the gateway's machine.")
+        size = str(best["unavailable"])[len(NOT_DOWNLOADED) :].strip(" ()")
+        return (
+            f"No chat model can run here yet: **{best['name']}** can once its files are here ({size}). "
+            f"Press **Pull** on it in the sidebar, or run `vlmswap pull {best['name']}` on the gateway's machine."
+        )
     cpu = next((m for m in chat if m["name"] == CPU_CHAT_MODEL), None)
     if cpu is not None:
-        return (f"No chat model can run here. **{cpu['name']}** runs on a CPU but here it says: {cpu['unavailable']}. "
-                f"Install the transformers extra (`pip install 'vlmswap[transformers]'`), restart the gateway, "
-                f"then `vlmswap pull {cpu['name']}`.")
-    return ("No chat model can run here. Add one to the registry, e.g. a small image-text-to-text checkpoint "
-            "through the transformers engine (see docs/models.md), then `vlmswap pull NAME`.")
+        return (
+            f"No chat model can run here. **{cpu['name']}** runs on a CPU but here it says: {cpu['unavailable']}. "
+            f"Install the transformers extra (`pip install 'vlmswap[transformers]'`), restart the gateway, "
+            f"then `vlmswap pull {cpu['name']}`."
+        )
+    return (
+        "No chat model can run here. Add one to the registry, e.g. a small image-text-to-text checkpoint "
+        "through the transformers engine (see docs/models.md), then `vlmswap pull NAME`."
+    )

@@ -26,10 +26,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 
-from vlmswap import openapi
-from vlmswap.errors import APIError, error_response, install_handlers, invalid_request
-from vlmswap.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, decode_data_url, open_image
-from vlmswap.openai_types import (
+from vlmswap.api import openapi
+from vlmswap.api.errors import APIError, error_response, install_handlers, invalid_request
+from vlmswap.api.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, decode_data_url, open_image
+from vlmswap.api.openai_types import (
     BODY_MODELS,
     ChatCompletionRequest,
     ChatMessage,
@@ -51,10 +51,14 @@ DEFAULT_MAX_MODEL_LEN = 32768
 # Body size cap: by Content-Length up front, and by counting what actually arrives (chunked
 # uploads carry no length, and a client may lie about it).
 
+
 class BodyTooLarge(APIError):
     def __init__(self, max_bytes: int):
-        super().__init__(413, f"request body over the limit of {max_bytes / 1048576:g} MiB ({max_bytes} bytes)",
-                         code="body_too_large")
+        super().__init__(
+            413,
+            f"request body over the limit of {max_bytes / 1048576:g} MiB ({max_bytes} bytes)",
+            code="body_too_large",
+        )
 
 
 class BodySizeLimit:
@@ -94,7 +98,7 @@ class BodySizeLimit:
 
 
 # ---------------------------------------------------------------------------------------------
-# Request bodies: the models live in vlmswap.openai_types (the gateway documents them too).
+# Request bodies: the models live in vlmswap.api.openai_types (the gateway documents them too).
 
 _B = TypeVar("_B", bound=BaseModel)
 
@@ -120,8 +124,9 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-def parse_messages(messages: list[ChatMessage], *, max_bytes: int, max_pixels: int,
-                   max_total_pixels: int | None = None) -> list[Message]:
+def parse_messages(
+    messages: list[ChatMessage], *, max_bytes: int, max_pixels: int, max_total_pixels: int | None = None
+) -> list[Message]:
     """Validated OpenAI messages -> engine messages, decoding data-URL images under the caps.
 
     Each image is capped at `max_pixels`, and all images of the request together at
@@ -146,8 +151,12 @@ def parse_messages(messages: list[ChatMessage], *, max_bytes: int, max_pixels: i
                     raise APIError(400, f"{pwhere}: {exc}", param=pwhere, code=exc.code) from None
                 total += im.width * im.height
                 if total > budget:
-                    raise APIError(400, f"{pwhere}: the request's images hold {total} pixels together, "
-                                   f"over the cap of {budget}", param=pwhere, code="image_too_large")
+                    raise APIError(
+                        400,
+                        f"{pwhere}: the request's images hold {total} pixels together, over the cap of {budget}",
+                        param=pwhere,
+                        code="image_too_large",
+                    )
                 images.append(im)
         role = "system" if m.role == "developer" else m.role
         out.append(Message(role=role, text="\n".join(texts), images=images))
@@ -255,7 +264,7 @@ class _StopFilter:
         self.buf += piece
         hits = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
         if hits:
-            out, self.buf, self.stopped = self.buf[:min(hits)], "", True
+            out, self.buf, self.stopped = self.buf[: min(hits)], "", True
             return out
         keep = 0
         for s in self.stops:
@@ -278,6 +287,7 @@ def _dumps(obj: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------
 
+
 class _State:
     def __init__(self, engine: Engine, served_name: str, loaded: bool):
         self.engine = engine
@@ -287,11 +297,17 @@ class _State:
         self.lock = asyncio.Lock()
         self.created = int(time.time())
         self.clients_gone = 0  # requests whose client left before the answer was complete
-        self.waiting = 0       # requests waiting for the engine (vLLM's num_requests_waiting)
+        self.waiting = 0  # requests waiting for the engine (vLLM's num_requests_waiting)
 
 
-def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAULT_MAX_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS, loaded: bool = False) -> FastAPI:
+def create_app(
+    engine: Engine,
+    served_name: str,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    loaded: bool = False,
+) -> FastAPI:
     """An app serving `engine` as `served_name`.
 
     With `loaded=False` the engine is loaded on a thread at startup and `/health` answers 503
@@ -304,6 +320,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = None
         if not state.loaded:
+
             async def load() -> None:
                 try:
                     await asyncio.to_thread(engine.load)
@@ -311,6 +328,7 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                 except Exception as exc:
                     log.exception("engine failed to load")
                     state.load_error = f"{type(exc).__name__}: {exc}"
+
             task = asyncio.create_task(load())
         yield
         if task is not None and not task.done():
@@ -318,8 +336,13 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
 
     from vlmswap import __version__
 
-    app = FastAPI(title="vlmswap worker", version=__version__, lifespan=lifespan, redoc_url=None,
-                  description="vLLM's OpenAI-compatible API (the part vlmswap relies on) over an embedded engine.")
+    app = FastAPI(
+        title="vlmswap worker",
+        version=__version__,
+        lifespan=lifespan,
+        redoc_url=None,
+        description="vLLM's OpenAI-compatible API (the part vlmswap relies on) over an embedded engine.",
+    )
     install_handlers(app)
     openapi.install(app, BODY_MODELS)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
@@ -329,8 +352,13 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
         if not model or not isinstance(model, str):
             raise APIError(400, "the 'model' field is required", param="model", code="model_required")
         if model != served_name:
-            raise APIError(404, f"The model `{model}` does not exist. This worker serves: {served_name}",
-                           param="model", code="model_not_found", extra={"available": [served_name]})
+            raise APIError(
+                404,
+                f"The model `{model}` does not exist. This worker serves: {served_name}",
+                param="model",
+                code="model_not_found",
+                extra={"available": [served_name]},
+            )
 
     def check_ready() -> None:
         if not state.loaded:
@@ -417,12 +445,24 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                     parts.append(stopper.flush())
             text = "".join(parts)
             if kind == "chat":
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                          "finish_reason": finish()}
+                choice = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": finish(),
+                }
             else:
                 choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish()}
-            return JSONResponse({"id": rid, "object": obj, "created": created, "model": served_name,
-                                 "choices": [choice], "usage": usage()})
+            return JSONResponse(
+                {
+                    "id": rid,
+                    "object": obj,
+                    "created": created,
+                    "model": served_name,
+                    "choices": [choice],
+                    "usage": usage(),
+                }
+            )
 
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunk_obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
@@ -437,8 +477,13 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                 choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             else:
                 choice = {"index": 0, "text": delta_text or "", "logprobs": None, "finish_reason": finish_reason}
-            c: dict[str, Any] = {"id": rid, "object": chunk_obj, "created": created, "model": served_name,
-                                 "choices": [choice]}
+            c: dict[str, Any] = {
+                "id": rid,
+                "object": chunk_obj,
+                "created": created,
+                "model": served_name,
+                "choices": [choice],
+            }
             if include_usage:
                 c["usage"] = None
             return f"data: {_dumps(c)}\n\n"
@@ -461,16 +506,28 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                         if rest:
                             yield chunk(rest)
                 except Exception as exc:
-                    err = {"error": {"message": f"engine error: {type(exc).__name__}: {exc}",
-                                     "type": "server_error", "param": None, "code": "engine_error"}}
+                    err = {
+                        "error": {
+                            "message": f"engine error: {type(exc).__name__}: {exc}",
+                            "type": "server_error",
+                            "param": None,
+                            "code": "engine_error",
+                        }
+                    }
                     yield f"data: {_dumps(err)}\n\n"
                     yield "data: [DONE]\n\n"
                     completed = True
                     return
                 yield chunk(None if kind == "chat" else "", finish())
                 if include_usage:
-                    last = {"id": rid, "object": chunk_obj, "created": created, "model": served_name, "choices": [],
-                            "usage": usage()}
+                    last = {
+                        "id": rid,
+                        "object": chunk_obj,
+                        "created": created,
+                        "model": served_name,
+                        "choices": [],
+                        "usage": usage(),
+                    }
                     yield f"data: {_dumps(last)}\n\n"
                 yield "data: [DONE]\n\n"
                 completed = True
@@ -479,15 +536,19 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                     state.clients_gone += 1
                 job.cancelled.set()  # no-op when done; stops the engine early when the client left
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     # -- routes ---------------------------------------------------------------------------------
 
     not_ready = openapi.error_responses({503: "the model is loading or failed to load"})
 
-    @app.get("/health", responses={200: {"description": "ready (empty body)", "content": None}, **not_ready},
-             response_class=Response)
+    @app.get(
+        "/health",
+        responses={200: {"description": "ready (empty body)", "content": None}, **not_ready},
+        response_class=Response,
+    )
     async def health() -> Response:
         if state.loaded:
             return Response(status_code=200)
@@ -500,15 +561,27 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
 
     @app.get("/v1/models", response_model=ModelList)
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{
-            "id": served_name, "object": "model", "created": state.created, "owned_by": "vlmswap",
-            "root": served_name, "parent": None,
-            "max_model_len": int(getattr(engine, "max_model_len", DEFAULT_MAX_MODEL_LEN)),
-        }]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": served_name,
+                    "object": "model",
+                    "created": state.created,
+                    "owned_by": "vlmswap",
+                    "root": served_name,
+                    "parent": None,
+                    "max_model_len": int(getattr(engine, "max_model_len", DEFAULT_MAX_MODEL_LEN)),
+                }
+            ],
+        }
 
-    errors = {400: "invalid request: bad JSON, a bad field, an image that cannot be read or is over the caps",
-              404: "`model` is not the model this worker serves", 413: "request body over the size cap",
-              503: "the model is loading, failed to load, or is sleeping"}
+    errors = {
+        400: "invalid request: bad JSON, a bad field, an image that cannot be read or is over the caps",
+        404: "`model` is not the model this worker serves",
+        413: "request body over the size cap",
+        503: "the model is loading, failed to load, or is sleeping",
+    }
 
     @app.post("/v1/chat/completions", **completion_route_doc("chat", errors=errors))
     async def chat_completions(request: Request) -> Response:
@@ -516,8 +589,9 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
         check_model(data.get("model"))
         body = _validated(ChatCompletionRequest, data)
         check_ready()
-        messages = await run_in_threadpool(parse_messages, body.messages, max_bytes=max_body_bytes,
-                                           max_pixels=max_pixels)
+        messages = await run_in_threadpool(
+            parse_messages, body.messages, max_bytes=max_body_bytes, max_pixels=max_pixels
+        )
         job = await start_job(sampling(body, messages))
         return await run(job, _stops(body.stop), "chat", body, request)
 
@@ -561,8 +635,10 @@ def create_app(engine: Engine, served_name: str, *, max_body_bytes: int = DEFAUL
                 await run_in_threadpool(engine.wake_up)
         return Response(status_code=200)
 
-    @app.post("/collective_rpc", responses={**not_ready, **openapi.error_responses({400: "a method other than "
-                                                                                        "reload_weights"})})
+    @app.post(
+        "/collective_rpc",
+        responses={**not_ready, **openapi.error_responses({400: "a method other than reload_weights"})},
+    )
     async def collective_rpc(request: Request) -> dict[str, Any]:
         data = await _json_body(request)
         if data.get("method") != "reload_weights":

@@ -17,8 +17,8 @@ from PIL import Image
 
 @dataclass
 class Message:
-    role: str                      # system | user | assistant
-    text: str                      # the message's text parts joined with "\n"
+    role: str  # system | user | assistant
+    text: str  # the message's text parts joined with "\n"
     images: list[Image.Image] = field(default_factory=list)  # decoded, RGB, capped
 
 
@@ -47,7 +47,7 @@ class Generation(ABC):
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    finish_reason: str = "stop"     # "stop" | "length"
+    finish_reason: str = "stop"  # "stop" | "length"
 
     @abstractmethod
     def __iter__(self) -> Iterator[str]: ...

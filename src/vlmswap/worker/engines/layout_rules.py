@@ -49,22 +49,22 @@ class Piece(Protocol):
 class Rules:
     """The thresholds, each relative to the body text height `h` or to the page size."""
 
-    join_gap: float = 1.2            # pieces of one line: horizontal gap < join_gap * h
-    band: float = 0.07               # page header / footer: centre within this fraction of the top / bottom
-    furniture_width: float = 0.6     # ... and narrower than this fraction of the page width
-    para_gap: float = 0.5            # a paragraph's next line: gap < para_gap * the lower line's height
-                                     # (measured gaps: 1.5 spacing ~0.4, double spacing ~0.7) ...
-    para_gap_slack: float = 0.4      # ... and < the page's usual line gap + para_gap_slack * h
-    same_size: float = 1.2           # lines of one paragraph: set in sizes within this ratio (size_ratio)
-    left_tolerance: float = 1.0      # left edges agree within left_tolerance * h
-    indent: float = 4.0              # a paragraph's first line may be indented up to indent * h
-    title_ratio: float = 1.5         # title: set at least title_ratio times the body size (Body.scale)
-    header_ratio: float = 1.1        # section header: at least header_ratio times (body lines: 0.9-1.05)
-    heading_lines: int = 3           # headings are at most this many lines
-    gutter: float = 1.0              # column gutter: at least gutter * h wide
-    cell_width: float = 0.35         # table cell: narrower than this fraction of the text's width
-    table_rows: int = 2              # a table has at least this many rows ...
-    table_cols: int = 2              # ... and columns
+    join_gap: float = 1.2  # pieces of one line: horizontal gap < join_gap * h
+    band: float = 0.07  # page header / footer: centre within this fraction of the top / bottom
+    furniture_width: float = 0.6  # ... and narrower than this fraction of the page width
+    para_gap: float = 0.5  # a paragraph's next line: gap < para_gap * the lower line's height
+    # (measured gaps: 1.5 spacing ~0.4, double spacing ~0.7) ...
+    para_gap_slack: float = 0.4  # ... and < the page's usual line gap + para_gap_slack * h
+    same_size: float = 1.2  # lines of one paragraph: set in sizes within this ratio (size_ratio)
+    left_tolerance: float = 1.0  # left edges agree within left_tolerance * h
+    indent: float = 4.0  # a paragraph's first line may be indented up to indent * h
+    title_ratio: float = 1.5  # title: set at least title_ratio times the body size (Body.scale)
+    header_ratio: float = 1.1  # section header: at least header_ratio times (body lines: 0.9-1.05)
+    heading_lines: int = 3  # headings are at most this many lines
+    gutter: float = 1.0  # column gutter: at least gutter * h wide
+    cell_width: float = 0.35  # table cell: narrower than this fraction of the text's width
+    table_rows: int = 2  # a table has at least this many rows ...
+    table_cols: int = 2  # ... and columns
 
 
 @dataclass(frozen=True)
@@ -111,12 +111,16 @@ class Element:
 
     category: Category
     lines: list[Line] = field(default_factory=list)
-    html: str = ""                   # tables only
+    html: str = ""  # tables only
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
-        return (min(ln.x1 for ln in self.lines), min(ln.y1 for ln in self.lines),
-                max(ln.x2 for ln in self.lines), max(ln.y2 for ln in self.lines))
+        return (
+            min(ln.x1 for ln in self.lines),
+            min(ln.y1 for ln in self.lines),
+            max(ln.x2 for ln in self.lines),
+            max(ln.y2 for ln in self.lines),
+        )
 
     @property
     def text(self) -> str:
@@ -134,6 +138,7 @@ _PAGE_NUMBER = re.compile(r"^(?:page\s*)?[-–]?\s*\d{1,4}\s*[-–]?(?:\s*(?:/|o
 
 
 # --- 1. lines ----------------------------------------------------------------------------------
+
 
 def rows_of(items: Iterable[Line], min_overlap: float = 0.5) -> list[list[Line]]:
     """Items sharing a baseline, top to bottom, each row left to right.
@@ -162,8 +167,13 @@ def lines_of(pieces: Iterable[Piece], rules: Rules = Rules()) -> list[Line]:
         current = row[0]
         for it in row[1:]:
             if it.x1 - current.x2 < rules.join_gap * min(current.height, it.height):
-                current = Line(current.x1, min(current.y1, it.y1), max(current.x2, it.x2),
-                               max(current.y2, it.y2), f"{current.text} {it.text}")
+                current = Line(
+                    current.x1,
+                    min(current.y1, it.y1),
+                    max(current.x2, it.x2),
+                    max(current.y2, it.y2),
+                    f"{current.text} {it.text}",
+                )
             else:
                 out.append(current)
                 current = it
@@ -186,11 +196,14 @@ def body_size(lines: Sequence[Line]) -> Body:
     """Height and per-character width most of the page's characters have (medians weighted by text length)."""
     if not lines:
         return Body(1.0, 1.0)
-    return Body(_weighted_median([(ln.height, len(ln.text)) for ln in lines]),
-                _weighted_median([(ln.advance, len(ln.text)) for ln in lines]))
+    return Body(
+        _weighted_median([(ln.height, len(ln.text)) for ln in lines]),
+        _weighted_median([(ln.advance, len(ln.text)) for ln in lines]),
+    )
 
 
 # --- 2. page headers and footers ---------------------------------------------------------------
+
 
 def furniture(lines: Sequence[Line], page: tuple[int, int], h: float, rules: Rules = Rules()) -> dict[int, Category]:
     """Index -> Page-header / Page-footer for short lines in the top / bottom band, apart from the body."""
@@ -213,6 +226,7 @@ def furniture(lines: Sequence[Line], page: tuple[int, int], h: float, rules: Rul
 
 
 # --- 3. tables ---------------------------------------------------------------------------------
+
 
 def _column_spans(cells: Iterable[Line]) -> list[tuple[float, float]]:
     """Cells' x ranges merged where they overlap: one span per aligned column."""
@@ -242,8 +256,11 @@ def tables(lines: Sequence[Line], h: float, rules: Rules = Rules()) -> list[list
     text_width = max(ln.x2 for ln in lines) - min(ln.x1 for ln in lines)
 
     def cell_row(row: list[Line]) -> bool:
-        return (len(row) >= rules.table_cols and all(c.width < rules.cell_width * text_width for c in row)
-                and all(b.x1 - a.x2 >= rules.gutter * h for a, b in itertools.pairwise(row)))
+        return (
+            len(row) >= rules.table_cols
+            and all(c.width < rules.cell_width * text_width for c in row)
+            and all(b.x1 - a.x2 >= rules.gutter * h for a, b in itertools.pairwise(row))
+        )
 
     found: list[list[list[Line]]] = []
     run: list[list[Line]] = []
@@ -283,6 +300,7 @@ def table_html(rows: Sequence[list[Line]]) -> str:
 
 # --- 4. paragraphs -----------------------------------------------------------------------------
 
+
 def size_ratio(a: Line, b: Line) -> float:
     """How much larger the larger of two lines is set (>= 1; heights and widths per character, as Body.scale)."""
     h = max(a.height, b.height) / min(a.height, b.height)
@@ -298,9 +316,14 @@ def usual_gap(lines: Sequence[Line], rules: Rules = Rules()) -> float | None:
     """The median vertical gap between a line and the next one under it of the same height."""
     gaps = []
     for a in lines:
-        under = [b for b in lines if b is not a and _below(a, b) > -0.3 * a.height
-                 and min(a.x2, b.x2) - max(a.x1, b.x1) > 0.5 * min(a.width, b.width)
-                 and size_ratio(a, b) <= rules.same_size]
+        under = [
+            b
+            for b in lines
+            if b is not a
+            and _below(a, b) > -0.3 * a.height
+            and min(a.x2, b.x2) - max(a.x1, b.x1) > 0.5 * min(a.width, b.width)
+            and size_ratio(a, b) <= rules.same_size
+        ]
         if under:
             gaps.append(min(_below(a, b) for b in under))
     return statistics.median(gaps) if gaps else None
@@ -325,7 +348,7 @@ def paragraphs(lines: Sequence[Line], rules: Rules = Rules()) -> list[list[Line]
                 if size_ratio(last, ln) > rules.same_size:
                     continue
                 if min(last.x2, ln.x2) <= max(last.x1, ln.x1):
-                    continue                                            # no horizontal overlap
+                    continue  # no horizontal overlap
                 tol = rules.left_tolerance * h
                 left = para[1].x1 if len(para) > 1 else last.x1
                 first_indent = len(para) == 1 and 0 <= last.x1 - ln.x1 <= rules.indent * h
@@ -416,6 +439,7 @@ def reading_order(elements: Sequence[Element], gutter: float) -> list[Element]:
 
 # --- all together ------------------------------------------------------------------------------
 
+
 def layout(pieces: Iterable[Piece], page: tuple[int, int], rules: Rules = Rules()) -> list[Element]:
     """The page's elements in reading order: headers first, then the body, then footers."""
     lines = lines_of(pieces, rules)
@@ -429,8 +453,10 @@ def layout(pieces: Iterable[Piece], page: tuple[int, int], rules: Rules = Rules(
     in_tables = {id(c) for t in found for row in t for c in row}
     elements = classify(paragraphs([ln for ln in body if id(ln) not in in_tables], rules), page, body_text, rules)
     elements += [Element("Table", [c for row in t for c in row], table_html(t)) for t in found]
-    headers = sorted((Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-header"),
-                     key=lambda e: e.bbox[0])
-    footers = sorted((Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-footer"),
-                     key=lambda e: e.bbox[0])
+    headers = sorted(
+        (Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-header"), key=lambda e: e.bbox[0]
+    )
+    footers = sorted(
+        (Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-footer"), key=lambda e: e.bbox[0]
+    )
     return headers + reading_order(elements, rules.gutter * h) + footers

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from vlmswap import dots_prompts
+from vlmswap.documents import dots_prompts
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest, Message
 
 log = logging.getLogger("vlmswap.worker.transformers")
@@ -51,7 +51,7 @@ def resolve_model_path(model: str) -> Path:
         raise ModelNotAvailable(f"{model}: no such model folder")
     from huggingface_hub.constants import HF_HUB_CACHE
 
-    from vlmswap.hub import Source, local_snapshot
+    from vlmswap.registry.hub import Source, local_snapshot
 
     try:
         folder = local_snapshot(Source(model))
@@ -60,7 +60,8 @@ def resolve_model_path(model: str) -> Path:
     if folder is None:
         raise ModelNotAvailable(
             f"{model}: not a local folder and not in the Hugging Face cache ({HF_HUB_CACHE}), or only partly; "
-            f"the worker never downloads: fetch it first (`vlmswap pull NAME`, or `hf download {model}`)")
+            f"the worker never downloads: fetch it first (`vlmswap pull NAME`, or `hf download {model}`)"
+        )
     return folder
 
 
@@ -88,8 +89,7 @@ def _load_model(path: Path, dtype: Any, trust_remote_code: bool) -> Any:
         if auto is None:
             continue
         try:
-            return auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
-                                        local_files_only=True)
+            return auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, local_files_only=True)
         except ValueError as exc:  # "Unrecognized configuration class ... for this kind of AutoModel"
             errors.append(f"{name}: {str(exc).splitlines()[0]}")
     raise RuntimeError(f"{path}: no Auto class loads this model: " + "; ".join(errors))
@@ -111,8 +111,7 @@ class TransformersGeneration(Generation):
     """One answer. Generation starts on first iteration and holds the engine's lock until
     it ends, so sleep/wake never move weights under a running generate()."""
 
-    def __init__(self, engine: TransformersEngine, inputs: dict[str, Any], gen_kwargs: dict[str, Any],
-                 stop: list[str]):
+    def __init__(self, engine: TransformersEngine, inputs: dict[str, Any], gen_kwargs: dict[str, Any], stop: list[str]):
         self._engine = engine
         self._inputs = inputs
         self._kwargs = gen_kwargs
@@ -136,8 +135,8 @@ class TransformersGeneration(Generation):
             def run() -> None:
                 try:
                     result["sequences"] = engine.model.generate(
-                        **inputs, **self._kwargs, streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([flag]))
+                        **inputs, **self._kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([flag])
+                    )
                 except BaseException as exc:
                     result["error"] = exc
                     streamer.end()  # unblock the consumer
@@ -163,8 +162,8 @@ class TransformersGeneration(Generation):
                             yield pending[:cut]
                         pending = ""
                     elif len(pending) > hold:
-                        yield pending[:len(pending) - hold]
-                        pending = pending[len(pending) - hold:]
+                        yield pending[: len(pending) - hold]
+                        pending = pending[len(pending) - hold :]
                 if pending and not hit_stop:
                     yield pending
             finally:
@@ -179,7 +178,7 @@ class TransformersGeneration(Generation):
     def _account(self, sequences: Any, hit_stop: bool) -> None:
         if sequences is None:
             return
-        new = sequences[0, self.prompt_tokens:].tolist()
+        new = sequences[0, self.prompt_tokens :].tolist()
         pad = self._engine.pad_token_id
         while new and pad is not None and new[-1] == pad and pad not in self._engine.eos_token_ids:
             new.pop()
@@ -211,7 +210,7 @@ class TransformersEngine(Engine):
         self.pad_token_id: int | None = None
         self._sleeping = False
         self._dropped = False  # level 2: the weights are gone until reload_weights()
-        self._lock = threading.Lock()       # the model: one generate() / sleep / wake at a time
+        self._lock = threading.Lock()  # the model: one generate() / sleep / wake at a time
         self._prep_lock = threading.Lock()  # the processor: prompt building and tokenizing
 
     # -- loading -----------------------------------------------------------------------------
@@ -224,8 +223,9 @@ class TransformersEngine(Engine):
         self.device = _pick_device(self.requested_device)
         self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         started = time.monotonic()
-        self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=self.trust_remote_code,
-                                                       local_files_only=True)
+        self.processor = AutoProcessor.from_pretrained(
+            path, trust_remote_code=self.trust_remote_code, local_files_only=True
+        )
         self.tokenizer = getattr(self.processor, "tokenizer", None) or self.processor
         model = _load_model(path, self.dtype, self.trust_remote_code)
         self.model = model.to(self.device).eval()
@@ -235,8 +235,9 @@ class TransformersEngine(Engine):
     def _read_limits(self) -> None:
         config = self.model.config
         text_config = getattr(config, "text_config", None) or config
-        self.max_model_len = int(getattr(text_config, "max_position_embeddings", 0)
-                                 or getattr(config, "max_position_embeddings", 0) or 32768)
+        self.max_model_len = int(
+            getattr(text_config, "max_position_embeddings", 0) or getattr(config, "max_position_embeddings", 0) or 32768
+        )
         gen = self.model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_token_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -250,8 +251,9 @@ class TransformersEngine(Engine):
         Placeholders a client wrote into a message that carries images (dots.ocr's client
         writes `<|img|><|imgpad|><|endofimg|>` for vLLM) are dropped: the slots are placed here.
         """
-        messages = [Message(m.role, dots_prompts.without_placeholders(m.text), m.images) if m.images else m
-                    for m in messages]
+        messages = [
+            Message(m.role, dots_prompts.without_placeholders(m.text), m.images) if m.images else m for m in messages
+        ]
         if getattr(self.processor, "chat_template", None):
             conversation = []
             for m in messages:
@@ -287,11 +289,15 @@ class TransformersEngine(Engine):
     def _generation_kwargs(self, request: GenerationRequest, prompt_tokens: int) -> dict[str, Any]:
         room = self.max_model_len - prompt_tokens
         if room < 1:
-            raise ValueError(f"the prompt is {prompt_tokens} tokens; this model's maximum context length "
-                             f"is {self.max_model_len} tokens")
+            raise ValueError(
+                f"the prompt is {prompt_tokens} tokens; this model's maximum context length "
+                f"is {self.max_model_len} tokens"
+            )
         if request.max_tokens is not None and request.max_tokens > room:
-            raise ValueError(f"this model's maximum context length is {self.max_model_len} tokens; the prompt "
-                             f"is {prompt_tokens} tokens and max_tokens is {request.max_tokens}")
+            raise ValueError(
+                f"this model's maximum context length is {self.max_model_len} tokens; the prompt "
+                f"is {prompt_tokens} tokens and max_tokens is {request.max_tokens}"
+            )
         kwargs: dict[str, Any] = {"max_new_tokens": request.max_tokens or min(DEFAULT_MAX_TOKENS, room)}
         if request.temperature < GREEDY_BELOW:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
@@ -348,8 +354,11 @@ class TransformersEngine(Engine):
                     tensor.data = host
                 torch.cuda.synchronize()
                 torch.cuda.empty_cache()
-                log.info("asleep: weights in pinned host memory after %.2f s; CUDA memory reserved now %d bytes",
-                         time.monotonic() - started, torch.cuda.memory_reserved())
+                log.info(
+                    "asleep: weights in pinned host memory after %.2f s; CUDA memory reserved now %d bytes",
+                    time.monotonic() - started,
+                    torch.cuda.memory_reserved(),
+                )
             else:
                 log.info("asleep: the weights already live in host memory (%s); nothing to free", self.device)
             self._sleeping = True
@@ -362,8 +371,9 @@ class TransformersEngine(Engine):
         if not self._dropped:
             return
         started = time.monotonic()
-        self.model = _load_model(resolve_model_path(self.model_ref), self.dtype, self.trust_remote_code) \
-            .to(self.device).eval()
+        self.model = (
+            _load_model(resolve_model_path(self.model_ref), self.dtype, self.trust_remote_code).to(self.device).eval()
+        )
         self._dropped = False
         log.info("weights reloaded from the checkpoint in %.2f s", time.monotonic() - started)
 

@@ -24,23 +24,28 @@ class Stats:
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS samples (model TEXT NOT NULL, metric TEXT NOT NULL, "
-                         "value REAL NOT NULL, at REAL NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS samples (model TEXT NOT NULL, metric TEXT NOT NULL, "
+            "value REAL NOT NULL, at REAL NOT NULL)"
+        )
         self._db.execute("CREATE INDEX IF NOT EXISTS samples_model_metric ON samples (model, metric, at)")
         self._cache: dict[tuple[str, str], list[float]] = {}
 
     def record(self, model: str, metric: Metric, value: float) -> None:
         self._db.execute("INSERT INTO samples VALUES (?, ?, ?, ?)", (model, metric, float(value), time.time()))
-        self._db.execute("DELETE FROM samples WHERE model = ? AND metric = ? AND rowid NOT IN (SELECT rowid FROM "
-                         "samples WHERE model = ? AND metric = ? ORDER BY at DESC LIMIT ?)",
-                         (model, metric, model, metric, KEEP))
+        self._db.execute(
+            "DELETE FROM samples WHERE model = ? AND metric = ? AND rowid NOT IN (SELECT rowid FROM "
+            "samples WHERE model = ? AND metric = ? ORDER BY at DESC LIMIT ?)",
+            (model, metric, model, metric, KEEP),
+        )
         self._cache.pop((model, metric), None)
 
     def values(self, model: str, metric: Metric) -> list[float]:
         key = (model, metric)
         if key not in self._cache:
-            rows = self._db.execute("SELECT value FROM samples WHERE model = ? AND metric = ? ORDER BY at",
-                                    (model, metric)).fetchall()
+            rows = self._db.execute(
+                "SELECT value FROM samples WHERE model = ? AND metric = ? ORDER BY at", (model, metric)
+            ).fetchall()
             self._cache[key] = [r[0] for r in rows]
         return self._cache[key]
 

@@ -25,17 +25,18 @@ from typing import Any
 
 import psutil
 
-from vlmswap import backends, gpu, pool
+from vlmswap import backends, gpu
 from vlmswap.backends.base import Backend, BackendError, LogBuffer
 from vlmswap.backends.vllm_log import out_of_memory, phase_detail
-from vlmswap.config import Registry
-from vlmswap.events import EventBus
-from vlmswap.hub import missing_weights
-from vlmswap.states import ModelState, Phase, SwitchKind
-from vlmswap.stats import Stats
+from vlmswap.registry.config import Registry
+from vlmswap.registry.hub import missing_weights
+from vlmswap.swap import pool
+from vlmswap.swap.events import EventBus
+from vlmswap.swap.states import ModelState, Phase, SwitchKind
+from vlmswap.swap.stats import Stats
 
 MIB = 1024 * 1024
-GIB = 1024 ** 3
+GIB = 1024**3
 VRAM_SLACK_FRACTION = 0.05  # "back near where it was": within 5 % of the card ...
 VRAM_SLACK_BYTES = 256 * MIB  # ... or 256 MiB, whichever is larger
 WARMUP_TIMEOUT_S = 60.0
@@ -73,9 +74,16 @@ def safe_name(name: str) -> str:
 class Lifecycle:
     """Owns every backend of one gateway and the state of every model."""
 
-    def __init__(self, registry: Registry, state_dir: Path, events: EventBus, *,
-                 gpu_probe: Callable[[], gpu.GpuSnapshot], clock: Callable[[], float],
-                 on_exit: Callable[[str, str], None]):
+    def __init__(
+        self,
+        registry: Registry,
+        state_dir: Path,
+        events: EventBus,
+        *,
+        gpu_probe: Callable[[], gpu.GpuSnapshot],
+        clock: Callable[[], float],
+        on_exit: Callable[[str, str], None],
+    ):
         self.registry = registry
         self.settings = registry.gateway
         self.state_dir = state_dir
@@ -146,18 +154,23 @@ class Lifecycle:
 
     def pool_status(self) -> dict[str, Any]:
         names = self.sleepers()
-        return {"sleeping": names, "count": len(names),
-                "ram_bytes": sum(self.estimated_sleep_ram(n) for n in names),
-                "ram_budget_bytes": self.ram_budget_bytes, "max_sleeping": self.settings.max_sleeping,
-                "gpu_residual_bytes": sum(self.models[n].sleep_gpu_bytes or 0 for n in names)}
+        return {
+            "sleeping": names,
+            "count": len(names),
+            "ram_bytes": sum(self.estimated_sleep_ram(n) for n in names),
+            "ram_budget_bytes": self.ram_budget_bytes,
+            "max_sleeping": self.settings.max_sleeping,
+            "gpu_residual_bytes": sum(self.models[n].sleep_gpu_bytes or 0 for n in names),
+        }
 
     # --- logs ------------------------------------------------------------------------------
 
     def log(self, name: str) -> LogBuffer:
         if name not in self._logs:
             s = self.settings
-            self._logs[name] = LogBuffer(self.log_path(name), s.log_tail_lines, max_bytes=int(s.log_max_mb * 2**20),
-                                         keep=s.log_keep)
+            self._logs[name] = LogBuffer(
+                self.log_path(name), s.log_tail_lines, max_bytes=int(s.log_max_mb * 2**20), keep=s.log_keep
+            )
         return self._logs[name]
 
     def log_path(self, name: str) -> Path:
@@ -259,8 +272,11 @@ class Lifecycle:
         except BackendError as exc:
             if not out_of_memory(exc.log_tail) or not self.sleepers():
                 raise
-            self.phase(to_model, Phase.STARTING, f"{to_model} ran out of GPU memory at start; evicting every sleeper "
-                                                 f"and retrying once")
+            self.phase(
+                to_model,
+                Phase.STARTING,
+                f"{to_model} ran out of GPU memory at start; evicting every sleeper and retrying once",
+            )
             for victim in self.sleepers():
                 await self.stop(victim, to_model, f"out of memory starting {to_model}")
             await self.start(to_model)
@@ -269,8 +285,11 @@ class Lifecycle:
     async def retire(self, name: str, for_model: str | None, protect: frozenset[str]) -> None:
         """Take `name` off the GPU: to sleep when its registry entry allows it, else stopped."""
         spec = self.registry.models[name]
-        if spec.sleep_mode and self.state(name) == ModelState.READY and await self.put_to_sleep(name, for_model or name,
-                                                                                                 protect):
+        if (
+            spec.sleep_mode
+            and self.state(name) == ModelState.READY
+            and await self.put_to_sleep(name, for_model or name, protect)
+        ):
             return
         reason = f"switching to {for_model}" if for_model and for_model != name else "unload"
         await self.stop(name, for_model or name, reason)
@@ -283,11 +302,18 @@ class Lifecycle:
         if backend is None:
             return False
         leaving = [sl for sl in self._sleepers() if sl.name != phase_model]  # the one about to wake leaves the pool
-        plan = pool.plan_sleep(name, self.estimated_sleep_ram(name), leaving, max_sleeping=s.max_sleeping,
-                               ram_budget_bytes=self.ram_budget_bytes, protect=protect)
+        plan = pool.plan_sleep(
+            name,
+            self.estimated_sleep_ram(name),
+            leaving,
+            max_sleeping=s.max_sleeping,
+            ram_budget_bytes=self.ram_budget_bytes,
+            protect=protect,
+        )
         if not plan.fits:
-            self.phase(phase_model, Phase.SLEEPING, f"{name} does not fit the sleeping pool ({plan.why}); "
-                                                    f"stopping it instead")
+            self.phase(
+                phase_model, Phase.SLEEPING, f"{name} does not fit the sleeping pool ({plan.why}); stopping it instead"
+            )
             await self.stop(name, phase_model, "the sleeping pool is full")
             return False
         for victim in plan.evict:
@@ -300,8 +326,11 @@ class Lifecycle:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            why = f"no answer in {s.sleep_timeout_s:g} s (sleep_timeout_s)" if isinstance(exc, TimeoutError) \
+            why = (
+                f"no answer in {s.sleep_timeout_s:g} s (sleep_timeout_s)"
+                if isinstance(exc, TimeoutError)
                 else str(exc).splitlines()[0]
+            )
             self.phase(phase_model, Phase.SLEEPING, f"sleep of {name} failed: {why}; stopping it instead")
             await self.stop(name, phase_model, "sleep failed")
             return False
@@ -314,10 +343,15 @@ class Lifecycle:
         with contextlib.suppress(Exception):
             st.sleep_ram_bytes = await asyncio.to_thread(backend.host_memory_bytes)
             self.stats.record(name, "sleep_ram_bytes", st.sleep_ram_bytes)
-        self.set_state(name, ModelState.SLEEPING, message=f"asleep in {self.clock() - t0:.2f} s, holding "
-                                                          f"{(st.sleep_ram_bytes or 0) / GIB:.2f} GiB of host RAM")
-        self.phase(phase_model, Phase.SLEEPING, f"{name} asleep in {self.clock() - t0:.3f} s",
-                   backend_s=round(backend_s, 4))
+        self.set_state(
+            name,
+            ModelState.SLEEPING,
+            message=f"asleep in {self.clock() - t0:.2f} s, holding "
+            f"{(st.sleep_ram_bytes or 0) / GIB:.2f} GiB of host RAM",
+        )
+        self.phase(
+            phase_model, Phase.SLEEPING, f"{name} asleep in {self.clock() - t0:.3f} s", backend_s=round(backend_s, 4)
+        )
         return True
 
     async def _verify_asleep(self, name: str, phase_model: str, backend: Backend) -> int | None:
@@ -334,9 +368,12 @@ class Lifecycle:
             if held <= allowance:
                 return held
             if self.clock() >= deadline:
-                self.phase(phase_model, Phase.SLEEPING,
-                           f"{name} still holds {held / MIB:.0f} MiB of GPU memory after sleep (allowed "
-                           f"{allowance / MIB:.0f} MiB, sleep_residual_gb): the sleep leaked; stopping it")
+                self.phase(
+                    phase_model,
+                    Phase.SLEEPING,
+                    f"{name} still holds {held / MIB:.0f} MiB of GPU memory after sleep (allowed "
+                    f"{allowance / MIB:.0f} MiB, sleep_residual_gb): the sleep leaked; stopping it",
+                )
                 return None
             await asyncio.sleep(self.settings.poll_interval_s)
             snap = self.gpu_probe()
@@ -355,8 +392,9 @@ class Lifecycle:
                 await backend.wait_awake(s.wake_timeout_s, min(s.poll_interval_s, 0.01))
             backend_s = self.clock() - t0
         except TimeoutError:
-            raise BackendError(f"{name} not awake after {s.wake_timeout_s:g} s (wake_timeout_s)",
-                               self.logs(name, 30)) from None
+            raise BackendError(
+                f"{name} not awake after {s.wake_timeout_s:g} s (wake_timeout_s)", self.logs(name, 30)
+            ) from None
         await self._warm_up(name, backend)
         took = self.clock() - t0
         st.last_wake_s = round(took, 4)
@@ -378,8 +416,9 @@ class Lifecycle:
         need = self.need_bytes(target)
         awake_others = {p for n in self.awake() if n != target for p in self.pids(n)}  # policy fit: others awake
         held = sum(v for p, v in snap.processes.items() if p in awake_others)
-        plan = pool.plan_gpu(target, need, self._sleepers(snap), capacity_bytes=snap.total_bytes - held,
-                             protect=protect)
+        plan = pool.plan_gpu(
+            target, need, self._sleepers(snap), capacity_bytes=snap.total_bytes - held, protect=protect
+        )
         for victim in plan.evict:
             await self.stop(victim, target, f"its GPU residual is needed for {target}")
         if not plan.fits:
@@ -402,8 +441,9 @@ class Lifecycle:
         if not spec.download_on_start:  # say so now, not after a download behind a "loading" spinner
             missing = await asyncio.to_thread(missing_weights, spec)
             if missing is not None:
-                raise BackendError(f"{name}: {missing}; fetch it first: vlmswap pull {name} "
-                                   f"(or POST /api/models/{name}/pull)")
+                raise BackendError(
+                    f"{name}: {missing}; fetch it first: vlmswap pull {name} (or POST /api/models/{name}/pull)"
+                )
         snap = self.gpu_probe()
         if snap.available:
             self._vram_before[name] = snap.used_bytes
@@ -494,8 +534,9 @@ class Lifecycle:
         crashed = self.state(name) == ModelState.FAILED
         if not crashed:
             self.set_state(name, ModelState.STOPPING, message=reason)
-        self.phase(phase_model, Phase.STOPPING, f"stopping {name} ({reason}): SIGTERM, SIGKILL after "
-                                                f"{self.grace(name):g} s")
+        self.phase(
+            phase_model, Phase.STOPPING, f"stopping {name} ({reason}): SIGTERM, SIGKILL after {self.grace(name):g} s"
+        )
         t0 = self.clock()
         try:
             await backend.stop(self.grace(name))
@@ -520,14 +561,23 @@ class Lifecycle:
             slack = max(VRAM_SLACK_FRACTION * snap.total_bytes, VRAM_SLACK_BYTES)
             near = baseline is None or snap.used_bytes <= baseline + slack
             if not held and near:
-                self.phase(phase_model, Phase.WAITING_VRAM,
-                           f"released in {self.clock() - t0:.2f} s; {snap.used_bytes / MIB:.0f} MiB in use")
+                self.phase(
+                    phase_model,
+                    Phase.WAITING_VRAM,
+                    f"released in {self.clock() - t0:.2f} s; {snap.used_bytes / MIB:.0f} MiB in use",
+                )
                 return
             if self.clock() >= deadline:
-                why = f"pids {sorted(held)} still on the GPU" if held else \
-                    f"{snap.used_bytes / MIB:.0f} MiB in use, {baseline / MIB if baseline else 0:.0f} MiB before"
-                self.phase(phase_model, Phase.WAITING_VRAM,
-                           f"gave up after {self.settings.vram_release_timeout_s:g} s (vram_release_timeout_s): {why}")
+                why = (
+                    f"pids {sorted(held)} still on the GPU"
+                    if held
+                    else f"{snap.used_bytes / MIB:.0f} MiB in use, {baseline / MIB if baseline else 0:.0f} MiB before"
+                )
+                self.phase(
+                    phase_model,
+                    Phase.WAITING_VRAM,
+                    f"gave up after {self.settings.vram_release_timeout_s:g} s (vram_release_timeout_s): {why}",
+                )
                 return
             await asyncio.sleep(self.settings.poll_interval_s)
             snap = self.gpu_probe()
@@ -538,19 +588,24 @@ class Lifecycle:
         if backend is not None:
             with contextlib.suppress(Exception):
                 await backend.stop(0.0)  # reap it, remove its pid file
-        self.set_state(name, ModelState.STOPPED, message=f"left the sleeping pool: its backend exited ({status}); "
-                                                         f"the next request starts it cold")
+        self.set_state(
+            name,
+            ModelState.STOPPED,
+            message=f"left the sleeping pool: its backend exited ({status}); the next request starts it cold",
+        )
 
     async def shutdown(self) -> None:
         """Stop every backend, sleepers included."""
         for task in list(self._watchers):
             task.cancel()
         names = list(self._backends)
-        results = await asyncio.gather(*(self._backends[n].stop(self.grace(n)) for n in names),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(self._backends[n].stop(self.grace(n)) for n in names), return_exceptions=True)
         for name, res in zip(names, results):
-            self.set_state(name, ModelState.FAILED if isinstance(res, Exception) else ModelState.STOPPED,
-                           error=str(res) if isinstance(res, Exception) else None)
+            self.set_state(
+                name,
+                ModelState.FAILED if isinstance(res, Exception) else ModelState.STOPPED,
+                error=str(res) if isinstance(res, Exception) else None,
+            )
         self._backends.clear()
         for logs in self._logs.values():
             logs.close()

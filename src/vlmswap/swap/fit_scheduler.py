@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vlmswap.placement import Candidate, Placement
-from vlmswap.scheduler import (
+from vlmswap.swap.placement import Candidate, Placement
+from vlmswap.swap.scheduler import (
     Action,
     Drain,
     ModelPolicy,
@@ -28,12 +28,11 @@ from vlmswap.scheduler import (
 )
 
 if TYPE_CHECKING:
-    from vlmswap.config import Registry
+    from vlmswap.registry.config import Registry
 
 
 class FitScheduler(Scheduler):
-    def __init__(self, models: dict[str, ModelPolicy], placement: Placement,
-                 settings: SchedulerSettings | None = None):
+    def __init__(self, models: dict[str, ModelPolicy], placement: Placement, settings: SchedulerSettings | None = None):
         super().__init__(models, settings)
         self.placement = placement
         self.awake: dict[str, bool] = {}  # model -> ready (False: being started or woken)
@@ -108,8 +107,12 @@ class FitScheduler(Scheduler):
             return []
         actions = self._fail_in_flight(model, error) + self._fail(model, error, now)
         left = self.backoff_left(model, now)
-        actions += self._reject_queued(model, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}",
-                                       retry_after=max(1, int(left + 0.999)))
+        actions += self._reject_queued(
+            model,
+            503,
+            f"{model} crashed: {error.splitlines()[0] if error else ''}",
+            retry_after=max(1, int(left + 0.999)),
+        )
         self._retired((model,))
         if model in self.victims and self.switch is not None and self.switch.phase == "draining":
             # A victim died while draining: call the switch off and decide again, counting its memory
@@ -127,7 +130,7 @@ class FitScheduler(Scheduler):
         """Take `model` (None: every awake model) off the GPU after its requests in flight."""
         self.pending_load = None
         actions: list[Action] = []
-        for m in ([model] if model is not None else list(self.awake)):
+        for m in [model] if model is not None else list(self.awake):
             if self.awake.get(m) and m not in self.victims and m not in self.unloads:
                 self.unloads[m] = sleep
                 self.drains[m] = now
@@ -206,21 +209,32 @@ class FitScheduler(Scheduler):
         kind = "load" if self.pending_load == target else "queue"
         if self.pending_load == target:
             self.pending_load = None
-        candidates = [Candidate(m, len(self.models[m].in_flight), self.queued(m), self.last_used.get(m, 0.0))
-                      for m in self.awake_models() if m not in self.drains]
+        candidates = [
+            Candidate(m, len(self.models[m].in_flight), self.queued(m), self.last_used.get(m, 0.0))
+            for m in self.awake_models()
+            if m not in self.drains
+        ]
         # What is starting, draining or stopping still holds its memory: it counts, and cannot be chosen.
         fixed = frozenset(self.occupied() - {c.name for c in candidates})
         victims = self.placement.victims(target, candidates, fixed)
         if victims is None:
             need, cap = self.placement.need.get(target, 0), self.placement.capacity_bytes or 0
-            return self._reject_queued(target, 503, f"{target} needs {need / 2**30:.1f} GiB of GPU memory, more than "
-                                                    f"the budget of {cap / 2**30:.1f} GiB (gateway.gpu_budget_gb)")
+            return self._reject_queued(
+                target,
+                503,
+                f"{target} needs {need / 2**30:.1f} GiB of GPU memory, more than "
+                f"the budget of {cap / 2**30:.1f} GiB (gateway.gpu_budget_gb)",
+            )
         left = {c.name for c in candidates} - set(victims)
         if not self.placement.fits(fixed | left | {target}):
             return None  # what is stopping must finish first; its stop_done decides again
         waiting = self._target_waiting()
-        if victims and any(self.queued(v) for v in victims) and waiting is not None \
-                and now - waiting.arrived < self.settings.max_wait_s:
+        if (
+            victims
+            and any(self.queued(v) for v in victims)
+            and waiting is not None
+            and now - waiting.arrived < self.settings.max_wait_s
+        ):
             return None  # grouping: the victims' queued work first, within the starvation bound
         self.victims = tuple(victims)
         if not victims:
@@ -233,8 +247,11 @@ class FitScheduler(Scheduler):
         return [Drain(v, target, len(self.models[v].in_flight)) for v in victims]
 
     def _step_switch(self, sw: Switch, now: float) -> list[Action] | None:
-        pending = [v for v in self.victims
-                   if self.models[v].in_flight and now - self.drains.get(v, now) < self.policies[v].drain_timeout_s]
+        pending = [
+            v
+            for v in self.victims
+            if self.models[v].in_flight and now - self.drains.get(v, now) < self.policies[v].drain_timeout_s
+        ]
         if pending:
             return None
         for v in self.victims:
@@ -248,8 +265,12 @@ class FitScheduler(Scheduler):
     def _step_ttl(self, now: float) -> list[Action] | None:
         for m in self.awake_models():
             ttl = self.policies[m].ttl_s
-            if ttl is not None and not self.models[m].in_flight and not self.queued(m) \
-                    and now - self.last_used.get(m, 0.0) >= ttl:
+            if (
+                ttl is not None
+                and not self.models[m].in_flight
+                and not self.queued(m)
+                and now - self.last_used.get(m, 0.0) >= ttl
+            ):
                 self._retired((m,))
                 self.stopping.add(m)
                 self._refresh_resident(None)

@@ -4,7 +4,7 @@ One module for both apps: the worker validates requests with these models, and b
 worker and the gateway publish them in their OpenAPI documents. Neither app lets FastAPI
 parse these bodies (the gateway answers the two completion routes in its plain-ASGI proxy,
 the worker reads them by hand under its size caps), so `completion_route_doc` describes them
-and `vlmswap.openapi.install` puts the request models into the document's components.
+and `vlmswap.api.openapi.install` puts the request models into the document's components.
 
 Unknown request fields are accepted and ignored (OpenAI clients send many); responses may
 carry more fields than listed (vLLM adds some).
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlmswap.openapi import REF, error_responses
+from vlmswap.api.openapi import REF, error_responses
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -26,6 +26,7 @@ class _Open(BaseModel):
 
 
 # --- requests ------------------------------------------------------------------------------
+
 
 class StreamOptions(_Open):
     include_usage: bool = False
@@ -74,6 +75,7 @@ class CompletionRequest(SamplingParams):
 
 
 # --- responses -----------------------------------------------------------------------------
+
 
 class Usage(_Open):
     prompt_tokens: int
@@ -166,27 +168,46 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (ChatCompletionRequest, CompletionReq
 def completion_route_doc(kind: Literal["chat", "completion"], *, errors: dict[int, str]) -> dict[str, Any]:
     """Keyword arguments for `app.post(...)` describing POST /v1/chat/completions or /v1/completions.
 
-    The body is read by hand, so it is described here (`vlmswap.openapi.install` adds the
+    The body is read by hand, so it is described here (`vlmswap.api.openapi.install` adds the
     components);
     `errors`: the statuses this app answers with, each with why.
     """
     request, answer, chunk = _KINDS[kind]
     event = {  # OpenAPI 3.1: an event stream's `schema` describes one event
-        "type": "object", "required": ["data"],
-        "properties": {"data": {"anyOf": [
-            {"const": "[DONE]", "description": "the last event"},
-            {"type": "string", "contentMediaType": "application/json",
-             "contentSchema": {"anyOf": [{"$ref": REF.format(model=chunk.__name__)},
-                                         {"$ref": REF.format(model="ErrorBody")}]},
-             "description": f"one {chunk.__name__}; an error after the stream began comes as one error body"},
-        ]}},
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "anyOf": [
+                    {"const": "[DONE]", "description": "the last event"},
+                    {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {
+                            "anyOf": [
+                                {"$ref": REF.format(model=chunk.__name__)},
+                                {"$ref": REF.format(model="ErrorBody")},
+                            ]
+                        },
+                        "description": f"one {chunk.__name__}; an error after the stream began comes as one error body",
+                    },
+                ]
+            }
+        },
     }
     return {
-        "openapi_extra": {"requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"$ref": REF.format(model=request.__name__)}}}}},
+        "openapi_extra": {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": REF.format(model=request.__name__)}}},
+            }
+        },
         "responses": {
-            200: {"model": answer, "description": f"{answer.__name__}, or with `stream: true` an SSE stream",
-                  "content": {"text/event-stream": {"schema": event}}},
+            200: {
+                "model": answer,
+                "description": f"{answer.__name__}, or with `stream: true` an SSE stream",
+                "content": {"text/event-stream": {"schema": event}},
+            },
             **error_responses(errors),
         },
         "response_model": None,

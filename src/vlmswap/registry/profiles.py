@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vlmswap.config import ConfigError, Registry
+from vlmswap.registry.config import ConfigError, Registry
 
 ANONYMOUS = "anonymous"
 
@@ -63,8 +63,7 @@ class Profiles:
                 assert p.key_sha256 is not None
                 d = bytes.fromhex(p.key_sha256)
             models = None if "*" in p.models else frozenset(registry.require(m) for m in p.models)
-            self._keys.append((d, Identity(name, p.admin, models, p.priority, p.max_concurrent,
-                                           p.requests_per_minute)))
+            self._keys.append((d, Identity(name, p.admin, models, p.priority, p.max_concurrent, p.requests_per_minute)))
         if errors:
             raise ConfigError("profiles", errors)
         if api_key:
@@ -138,5 +137,7 @@ class Usage:
         u.gpu_seconds += gpu_seconds
 
     def to_dict(self) -> dict[str, dict[str, float | int]]:
-        return {name: {"requests": u.requests, "tokens": u.tokens, "gpu_seconds": round(u.gpu_seconds, 3)}
-                for name, u in sorted(self.by_profile.items())}
+        return {
+            name: {"requests": u.requests, "tokens": u.tokens, "gpu_seconds": round(u.gpu_seconds, 3)}
+            for name, u in sorted(self.by_profile.items())
+        }

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from vlmswap.config import Registry
+    from vlmswap.registry.config import Registry
 
 # --- actions ------------------------------------------------------------------------------
 
@@ -170,9 +170,13 @@ class Scheduler:
             )
             for name, spec in registry.models.items()
         }
-        settings = SchedulerSettings(max_queue=g.max_queue, max_wait_s=g.max_wait_s,
-                                     backoff_initial_s=g.backoff_initial_s, backoff_max_s=g.backoff_max_s,
-                                     grouping=grouping)
+        settings = SchedulerSettings(
+            max_queue=g.max_queue,
+            max_wait_s=g.max_wait_s,
+            backoff_initial_s=g.backoff_initial_s,
+            backoff_max_s=g.backoff_max_s,
+            grouping=grouping,
+        )
         return cls(policies, settings)
 
     # --- queries ---------------------------------------------------------------------------
@@ -237,8 +241,14 @@ class Scheduler:
         if self._may_grant_now(model, now):
             return self._grant(id, model, now)
         if len(self.queue) >= self.settings.max_queue:
-            return [Reject(id, 503, f"queue full ({self.settings.max_queue} requests waiting)",
-                          retry_after=self.settings.queue_full_retry_after_s)]
+            return [
+                Reject(
+                    id,
+                    503,
+                    f"queue full ({self.settings.max_queue} requests waiting)",
+                    retry_after=self.settings.queue_full_retry_after_s,
+                )
+            ]
         self.queue[id] = Waiting(id, model, now, priority)
         return self._decide(now)
 
@@ -294,8 +304,9 @@ class Scheduler:
         actions = self._fail_in_flight(model, error) + self._fail(model, error, now)
         # Requests that were waiting for it (a drain under way) meet the backoff.
         left = self.backoff_left(model, now)
-        actions += self._reject_queued(model, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}",
-                                       retry_after=math.ceil(left) or 1)
+        actions += self._reject_queued(
+            model, 503, f"{model} crashed: {error.splitlines()[0] if error else ''}", retry_after=math.ceil(left) or 1
+        )
         sw = self.switch
         self.ready = False
         if sw is not None and sw.phase == "draining" and sw.from_model == model:

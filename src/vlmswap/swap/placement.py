@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-GIB = 1024 ** 3
+GIB = 1024**3
 RESERVE_FRACTION = 0.05
 
 

@@ -22,8 +22,10 @@ Mode = Literal["layout_all", "layout_only", "ocr", "grounding_ocr", "web_parsing
 #: What dots.ocr's client (dots_ocr/model/inference.py) writes before every prompt.
 IMAGE_PREFIX = "<|img|><|imgpad|><|endofimg|>"
 
-_PLACEHOLDERS = re.compile(r"<\|img\|>|<\|imgpad\|>|<\|endofimg\|>|<\|vision_start\|>|<\|image_pad\|>"
-                           r"|<\|vision_end\|>|<image>")
+_PLACEHOLDERS = re.compile(
+    r"<\|img\|>|<\|imgpad\|>|<\|endofimg\|>|<\|vision_start\|>|<\|image_pad\|>"
+    r"|<\|vision_end\|>|<image>"
+)
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _BOX = re.compile(rf"\[{_NUM},{_NUM},{_NUM},{_NUM}\]")
 _INT = r"\s*(\d+)\s*"
@@ -31,8 +33,11 @@ _INT = r"\s*(\d+)\s*"
 
 @lru_cache(maxsize=1)
 def prompts() -> dict[str, str]:
-    data = json.loads(resources.files("vlmswap").joinpath("dots_ocr_prompts.json").read_text(encoding="utf-8"))
-    return data["prompts"]
+    data = json.loads(
+        resources.files("vlmswap.documents").joinpath("dots_ocr_prompts.json").read_text(encoding="utf-8")
+    )
+    found: dict[str, str] = data["prompts"]
+    return found
 
 
 def layout_all() -> str:
@@ -92,15 +97,19 @@ def recognise(prompt: str) -> Recognised | None:
     """
     p = strip_placeholders(prompt)
     table = prompts()
-    exact: dict[str, Mode] = {"prompt_layout_all_en": "layout_all", "prompt_layout_only_en": "layout_only",
-                              "prompt_ocr": "ocr", "prompt_web_parsing": "web_parsing",
-                              "prompt_scene_spotting": "scene_spotting"}
+    exact: dict[str, Mode] = {
+        "prompt_layout_all_en": "layout_all",
+        "prompt_layout_only_en": "layout_only",
+        "prompt_ocr": "ocr",
+        "prompt_web_parsing": "web_parsing",
+        "prompt_scene_spotting": "scene_spotting",
+    }
     for key, mode in exact.items():
         if p == table[key].strip():
             return Recognised(mode)
     grounding = table["prompt_grounding_ocr"].strip()
     if p.startswith(grounding):
-        m = _BOX.search(p[len(grounding):])
+        m = _BOX.search(p[len(grounding) :])
         if m is None:
             raise ValueError("grounding prompt without a box [x1, y1, x2, y2]")
         x1, y1, x2, y2 = (float(v) for v in m.groups())

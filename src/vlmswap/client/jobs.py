@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 from httpx_sse import connect_sse
 
+from vlmswap.client.http import Connection, GatewayError, GatewayUnreachable, raise_for
+
 if TYPE_CHECKING:
-    from vlmswap.client import Client
     from vlmswap.documents.layout import Document, Page
 
 FINISHED = frozenset({"done", "failed", "cancelled"})
@@ -27,7 +28,7 @@ RECONNECT_S = 1.0
 class DocumentJob:
     """One job by id. `info` is the last state seen (a dict as `GET /api/jobs/{id}` gives)."""
 
-    def __init__(self, client: Client, job_id: str, info: dict[str, Any] | None = None):
+    def __init__(self, client: Connection, job_id: str, info: dict[str, Any] | None = None):
         self.client = client
         self.id = job_id
         self.info: dict[str, Any] = info or {"id": job_id}
@@ -45,7 +46,7 @@ class DocumentJob:
 
     def refresh(self) -> dict[str, Any]:
         """The job now, pages included."""
-        self.info = self.client._request("GET", f"/api/jobs/{self.id}").json()
+        self.info = self.client.request("GET", f"/api/jobs/{self.id}").json()
         return self.info
 
     def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
@@ -53,15 +54,15 @@ class DocumentJob:
 
         One connection; ends after `ended`. `timeout` bounds the wait for each event (pings count).
         """
-        from vlmswap.client import GatewayUnreachable, _raise_for
-
         read = timeout if timeout is not None else 60.0
         try:
-            with self.client._stream_client(httpx.Timeout(10.0, read=read)) as c, \
-                    connect_sse(c, "GET", f"/api/jobs/{self.id}/events") as src:
+            with (
+                self.client.stream_client(httpx.Timeout(10.0, read=read)) as c,
+                connect_sse(c, "GET", f"/api/jobs/{self.id}/events") as src,
+            ):
                 if src.response.status_code >= 400:
                     src.response.read()
-                    _raise_for(src.response)
+                    raise_for(src.response)
                 for sse in src.iter_sse():
                     if not sse.data:
                         continue
@@ -82,15 +83,17 @@ class DocumentJob:
             if key in ev:
                 self.info[key] = ev[key]
 
-    def wait(self, timeout: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
-             reconnect_for: float = 120.0) -> dict[str, Any]:
+    def wait(
+        self,
+        timeout: float | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        reconnect_for: float = 120.0,
+    ) -> dict[str, Any]:
         """Block until the job ends; returns it (pages included). `on_event` sees every event.
 
         A broken connection is retried for up to `reconnect_for` seconds (a gateway restarting
         picks the job up again); GatewayError when the gateway stays away or `timeout` passes.
         """
-        from vlmswap.client import GatewayError
-
         deadline = None if timeout is None else time.monotonic() + timeout
         lost_since: float | None = None
         while True:
@@ -100,12 +103,13 @@ class DocumentJob:
                     if on_event is not None:
                         on_event(ev)
                     if deadline is not None and time.monotonic() > deadline:
-                        raise GatewayError(f"job {self.id} was still {self.state} after {timeout:.0f} s",
-                                           code="timeout")
+                        raise GatewayError(
+                            f"job {self.id} was still {self.state} after {timeout:.0f} s", code="timeout"
+                        )
                     if ev["step"] == "ended":
                         return self.refresh()
             except GatewayError as exc:
-                if exc.status is not None:          # the gateway answered: an error, not a lost connection
+                if exc.status is not None:  # the gateway answered: an error, not a lost connection
                     raise
                 lost_since = lost_since or time.monotonic()
                 if time.monotonic() - lost_since > reconnect_for:
@@ -113,8 +117,10 @@ class DocumentJob:
             except (httpx.TransportError, httpx.StreamError):
                 lost_since = lost_since or time.monotonic()
                 if time.monotonic() - lost_since > reconnect_for:
-                    raise GatewayError(f"lost the gateway at {self.client.url} while following job {self.id}",
-                                       code="gateway_unreachable") from None
+                    raise GatewayError(
+                        f"lost the gateway at {self.client.url} while following job {self.id}",
+                        code="gateway_unreachable",
+                    ) from None
             if deadline is not None and time.monotonic() > deadline:
                 raise GatewayError(f"job {self.id} was still {self.state} after {timeout:.0f} s", code="timeout")
             time.sleep(RECONNECT_S)
@@ -123,7 +129,7 @@ class DocumentJob:
         """The pages read so far: a Document (json), Markdown text (md) or the ZIP's bytes (zip)."""
         from vlmswap.documents.layout import Document
 
-        resp = self.client._request("GET", f"/api/jobs/{self.id}/result", params={"format": format})
+        resp = self.client.request("GET", f"/api/jobs/{self.id}/result", params={"format": format})
         if format == "json":
             return Document.from_dict(resp.json())
         return resp.text if format == "md" else resp.content
@@ -131,16 +137,16 @@ class DocumentJob:
     def page(self, number: int) -> Page:
         from vlmswap.documents.layout import Page
 
-        return Page.from_dict(self.client._request("GET", f"/api/jobs/{self.id}/pages/{number}").json())
+        return Page.from_dict(self.client.request("GET", f"/api/jobs/{self.id}/pages/{number}").json())
 
     def page_image(self, number: int) -> bytes:
         """The page as the job read it (PNG): the image its boxes refer to."""
-        return self.client._request("GET", f"/api/jobs/{self.id}/pages/{number}/image").content
+        return self.client.request("GET", f"/api/jobs/{self.id}/pages/{number}/image").content
 
     def cancel(self, purge: bool = False) -> dict[str, Any]:
         """Stop the job (pages done are kept); `purge` also removes it and its files from the gateway."""
-        body = self.client._request("DELETE", f"/api/jobs/{self.id}",
-                                    params={"purge": "true"} if purge else None).json()
+        resp = self.client.request("DELETE", f"/api/jobs/{self.id}", params={"purge": "true"} if purge else None)
+        body: dict[str, Any] = resp.json()
         self.info.update({k: v for k, v in body.items() if k != "purged"})
         return body
 

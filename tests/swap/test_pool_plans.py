@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vlmswap.pool import Sleeper, plan_gpu, plan_sleep
+from vlmswap.swap.pool import Sleeper, plan_gpu, plan_sleep
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 def sleepers(*spec: tuple[str, float, float, float]) -> list[Sleeper]:
@@ -15,8 +15,9 @@ def sleepers(*spec: tuple[str, float, float, float]) -> list[Sleeper]:
 
 
 def test_a_model_that_fits_both_budgets_joins_without_evictions():
-    plan = plan_sleep("c", 2 * GIB, sleepers(("a", 2, 0.8, 1), ("b", 2, 0.8, 2)), max_sleeping=None,
-                      ram_budget_bytes=8 * GIB)
+    plan = plan_sleep(
+        "c", 2 * GIB, sleepers(("a", 2, 0.8, 1), ("b", 2, 0.8, 2)), max_sleeping=None, ram_budget_bytes=8 * GIB
+    )
     assert plan.fits and plan.evict == ()
 
 
@@ -71,8 +72,12 @@ def test_gpu_plan_says_when_even_evicting_every_sleeper_is_not_enough():
     assert not plan.fits and plan.evict == ("a",)
 
 
-@given(st.lists(st.tuples(st.floats(0, 8), st.floats(0, 1), st.floats(0, 100)), max_size=8),
-       st.floats(0, 8), st.integers(0, 5) | st.none(), st.floats(0, 16))
+@given(
+    st.lists(st.tuples(st.floats(0, 8), st.floats(0, 1), st.floats(0, 100)), max_size=8),
+    st.floats(0, 8),
+    st.integers(0, 5) | st.none(),
+    st.floats(0, 16),
+)
 def test_a_plan_that_fits_keeps_both_budgets(items, need, max_sleeping, budget):
     pool = [Sleeper(f"m{i}", int(r * GIB), int(g * GIB), u) for i, (r, g, u) in enumerate(items)]
     plan = plan_sleep("new", int(need * GIB), pool, max_sleeping=max_sleeping, ram_budget_bytes=int(budget * GIB))

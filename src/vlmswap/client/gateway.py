@@ -19,85 +19,21 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from httpx_sse import connect_sse
 
-from vlmswap.states import ModelState, Phase
+from vlmswap.client.http import (
+    Connection,
+    GatewayError,
+    GatewayUnreachable,
+    SwitchError,
+    json_object,
+    raise_for,
+)
+from vlmswap.client.jobs import DocumentJob
+from vlmswap.swap.states import ModelState, Phase
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from vlmswap.client_jobs import DocumentJob
     from vlmswap.documents.layout import Document
-
-DEFAULT_URL = "http://127.0.0.1:8080"
-API_KEY_ENV = "VLMSWAP_API_KEY"
-START_HINT = "vlmswap serve"
-
-
-class GatewayError(Exception):
-    """The gateway answered with an error (its OpenAI-style message) or could not be reached.
-
-    `message` is a sentence fit to show a user as it is; `log_tail` holds backend log lines
-    where the failure has them.
-    """
-
-    def __init__(self, message: str, status: int | None = None, code: str | None = None,
-                 log_tail: list[str] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.log_tail = log_tail or []
-
-
-class GatewayUnreachable(GatewayError):
-    """No gateway answers at `url` (refused, reset, DNS); the message says how to start one."""
-
-    def __init__(self, url: str, detail: str = ""):
-        msg = (f"The gateway at {url} is not reachable{f' ({detail})' if detail else ''}. "
-               f"Start it with `{START_HINT}` (or `vlmswap up` for gateway and UI together).")
-        super().__init__(msg, code="gateway_unreachable")
-        self.url = url
-
-
-class SwitchError(GatewayError):
-    """A switch ended in `failed`; `log_tail` holds the backend's last output lines."""
-
-    def __init__(self, message: str, log_tail: list[str] | None = None):
-        super().__init__(message, status=502, code="switch_failed", log_tail=log_tail)
-
-    def __str__(self) -> str:
-        if not self.log_tail:
-            return self.message
-        return self.message + "\n--- last log lines ---\n" + "\n".join(self.log_tail)
-
-
-def _error_message(resp: httpx.Response) -> tuple[str, str | None]:
-    """The gateway's OpenAI-style `{"error": {"message", "code"}}`, a FastAPI `detail`, or the raw body."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return resp.text.strip()[:500] or f"HTTP {resp.status_code}", None
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        return str(err.get("message") or f"HTTP {resp.status_code}"), err.get("code")
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"]), None
-    return resp.text.strip()[:500] or f"HTTP {resp.status_code}", None
-
-
-def _raise_for(resp: httpx.Response) -> None:
-    if resp.status_code < 400:
-        return
-    msg, code = _error_message(resp)
-    raise GatewayError(msg, status=resp.status_code, code=code)
-
-
-def _json_object(resp: httpx.Response) -> dict[str, Any]:
-    """The answer's JSON object (every admin route answers one)."""
-    body = resp.json()
-    if not isinstance(body, dict):
-        raise GatewayError(f"{resp.request.url}: expected a JSON object, got {type(body).__name__}",
-                           status=resp.status_code)
-    return body
 
 
 def image_data_url(image: str | os.PathLike[str] | bytes | Image.Image) -> str:
@@ -117,64 +53,23 @@ def image_data_url(image: str | os.PathLike[str] | bytes | Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-class Client:
+class Client(Connection):
     """A gateway at `url`. Methods raise GatewayError with the gateway's own message,
     GatewayUnreachable when nothing answers there.
-
-    Without `api_key`, the key in $VLMSWAP_API_KEY (what `vlmswap serve --api-key` reads) is
-    sent, looked up on every request so a long-lived client follows the environment.
     """
-
-    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 600.0):
-        self.url = url.rstrip("/")
-        self.api_key = api_key
-        self.timeout = timeout
-        self._http = httpx.Client(base_url=self.url, trust_env=False,
-                                  timeout=httpx.Timeout(timeout, connect=10.0))
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def _headers(self) -> dict[str, str]:
-        key = self.api_key or os.environ.get(API_KEY_ENV)
-        return {"authorization": f"Bearer {key}"} if key else {}
-
-    def _stream_client(self, timeout: httpx.Timeout) -> httpx.Client:
-        """A separate connection for a long stream (events, streamed chat), so short calls never wait on it."""
-        return httpx.Client(base_url=self.url, headers=self._headers(), trust_env=False, timeout=timeout)
-
-    def _transport_error(self, exc: httpx.TransportError, what: str) -> GatewayError:
-        if isinstance(exc, httpx.TimeoutException):
-            return GatewayError(f"The gateway at {self.url} did not answer {what} in time.", code="timeout")
-        return GatewayUnreachable(self.url, type(exc).__name__)
-
-    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        """One call; `timeout=` overrides the client's for it."""
-        try:
-            resp = self._http.request(method, path, headers=self._headers(), **kw)
-        except httpx.TransportError as exc:
-            raise self._transport_error(exc, f"{method} {path}") from None
-        _raise_for(resp)
-        return resp
 
     # --- admin -----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return _json_object(self._request("GET", "/api/status"))
+        return json_object(self.request("GET", "/api/status"))
 
     def me(self) -> dict[str, Any]:
         """The profile this client's key signs in as: `profile`, `admin`, the `models` it may use."""
-        return _json_object(self._request("GET", "/api/me"))
+        return json_object(self.request("GET", "/api/me"))
 
     def usage(self) -> dict[str, Any]:
         """Requests, tokens and GPU seconds per profile (an admin's key sees every profile)."""
-        return _json_object(self._request("GET", "/api/usage"))
+        return json_object(self.request("GET", "/api/usage"))
 
     def active_model(self) -> str | None:
         """The registry name of the model that is resident and ready, or None."""
@@ -182,32 +77,33 @@ class Client:
         return resident
 
     def models(self) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = _json_object(self._request("GET", "/v1/models"))["data"]
+        data: list[dict[str, Any]] = json_object(self.request("GET", "/v1/models"))["data"]
         return data
 
     def load(self, name: str, wait: bool = False) -> dict[str, Any]:
-        return _json_object(self._request("POST", f"/api/models/{name}/load",
-                                          params={"wait": "true"} if wait else None))
+        return json_object(self.request("POST", f"/api/models/{name}/load", params={"wait": "true"} if wait else None))
 
     @contextlib.contextmanager
     def _events(self) -> Iterator[Iterator[dict[str, Any]]]:
         """/api/events, subscribed before the caller asks for anything (so no event is missed), as
         an iterator of event dicts; a broken stream becomes GatewayError / GatewayUnreachable."""
-        with self._stream_client(httpx.Timeout(60.0, connect=10.0)) as c:
+        with self.stream_client(httpx.Timeout(60.0, connect=10.0)) as c:
             try:
                 with connect_sse(c, "GET", "/api/events") as src:
                     if src.response.status_code >= 400:
                         src.response.read()
-                        _raise_for(src.response)
+                        raise_for(src.response)
                     yield (json.loads(sse.data) for sse in src.iter_sse() if sse.data)
             except httpx.ConnectError as exc:
                 raise GatewayUnreachable(self.url, type(exc).__name__) from None
             except httpx.TransportError as exc:
-                raise GatewayError(f"lost the event stream of {self.url} ({type(exc).__name__})",
-                                   code="gateway_unreachable") from None
+                raise GatewayError(
+                    f"lost the event stream of {self.url} ({type(exc).__name__})", code="gateway_unreachable"
+                ) from None
 
-    def switch(self, name: str, on_progress: Callable[[dict[str, Any]], None] | None = None,
-               timeout: float = 900.0) -> dict[str, Any]:
+    def switch(
+        self, name: str, on_progress: Callable[[dict[str, Any]], None] | None = None, timeout: float = 900.0
+    ) -> dict[str, Any]:
         """Make `name` resident and return the status once it is ready; SwitchError when it fails.
 
         Subscribes to /api/events before asking for the load, so no phase is missed;
@@ -236,8 +132,13 @@ class Client:
                     raise SwitchError(str(ev.get("message") or f"{real} failed"), tail)
         raise GatewayError("the gateway closed the event stream", code="events_closed")
 
-    def pull(self, name: str, wait: bool = True, on_progress: Callable[[dict[str, Any]], None] | None = None,
-             timeout: float = 24 * 3600.0) -> dict[str, Any]:
+    def pull(
+        self,
+        name: str,
+        wait: bool = True,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        timeout: float = 24 * 3600.0,
+    ) -> dict[str, Any]:
         """Have the gateway download `name`'s files into its Hugging Face cache.
 
         Without `wait`, returns at once with the pull's state (`pulling`, `total_bytes`, ...).
@@ -246,10 +147,10 @@ class Client:
         pull fails (409 when one of the same files is already under way).
         """
         if not wait:
-            return _json_object(self._request("POST", f"/api/models/{name}/pull"))
+            return json_object(self.request("POST", f"/api/models/{name}/pull"))
         deadline = time.monotonic() + timeout
         with self._events() as events:
-            real = self._request("POST", f"/api/models/{name}/pull").json()["model"]
+            real = self.request("POST", f"/api/models/{name}/pull").json()["model"]
             for ev in events:
                 if time.monotonic() > deadline:
                     raise GatewayError(f"the pull of {name} did not finish in {timeout:.0f} s", code="timeout")
@@ -265,33 +166,34 @@ class Client:
 
     def pull_status(self, name: str) -> dict[str, Any]:
         """The gateway's latest pull of `name` (`pulling`, `downloaded_bytes`, `total_bytes`, `ok`, ...)."""
-        return _json_object(self._request("GET", f"/api/models/{name}/pull"))
+        return json_object(self.request("GET", f"/api/models/{name}/pull"))
 
     def unload(self, name: str | None = None, timeout: float | None = None) -> dict[str, Any]:
         """Stop the awake model and every sleeper, or only `name` if given (after its requests in flight)."""
         path = f"/api/models/{name}/unload" if name else "/api/unload"
-        resp = self._request("POST", path, **({"timeout": timeout} if timeout is not None else {}))
+        resp = self.request("POST", path, **({"timeout": timeout} if timeout is not None else {}))
         return resp.json() if resp.content else {}
 
     def sleep(self, name: str, timeout: float | None = None) -> dict[str, Any]:
         """Put the awake model `name` to sleep (after its requests in flight); the next request wakes it."""
         extra = {"timeout": timeout} if timeout is not None else {}
-        resp = self._request("POST", f"/api/models/{name}/sleep", **extra)
+        resp = self.request("POST", f"/api/models/{name}/sleep", **extra)
         return resp.json() if resp.content else {}
 
     def logs(self, name: str, tail: int = 100) -> list[str]:
-        return [str(x) for x in self._request("GET", f"/api/models/{name}/logs", params={"tail": tail}).json()["lines"]]
+        return [str(x) for x in self.request("GET", f"/api/models/{name}/logs", params={"tail": tail}).json()["lines"]]
 
     # --- work ------------------------------------------------------------------------------
 
     def chat(self, model: str, messages: list[dict[str, Any]], **kw: Any) -> str:
         """One chat completion (not streamed); returns the answer text."""
         body = {"model": model, "messages": messages, **kw, "stream": False}
-        data = self._request("POST", "/v1/chat/completions", json=body).json()
+        data = self.request("POST", "/v1/chat/completions", json=body).json()
         return data["choices"][0]["message"]["content"] or ""
 
-    def chat_stream(self, model: str, messages: list[dict[str, Any]], timeout: float | None = None,
-                    **kw: Any) -> Iterator[str]:
+    def chat_stream(
+        self, model: str, messages: list[dict[str, Any]], timeout: float | None = None, **kw: Any
+    ) -> Iterator[str]:
         """A streamed chat completion: its text deltas as the gateway sends them.
 
         `timeout` bounds the wait for each chunk (default: the client's); an error the
@@ -300,11 +202,13 @@ class Client:
         body = {"model": model, "messages": messages, **kw, "stream": True}
         read = timeout if timeout is not None else self.timeout
         try:
-            with self._stream_client(httpx.Timeout(10.0, read=read)) as c, \
-                    connect_sse(c, "POST", "/v1/chat/completions", json=body) as src:
+            with (
+                self.stream_client(httpx.Timeout(10.0, read=read)) as c,
+                connect_sse(c, "POST", "/v1/chat/completions", json=body) as src,
+            ):
                 if src.response.status_code >= 400:
                     src.response.read()
-                    _raise_for(src.response)
+                    raise_for(src.response)
                 for sse in src.iter_sse():
                     if sse.data.strip() == "[DONE]":
                         return
@@ -326,64 +230,82 @@ class Client:
         except httpx.TransportError as exc:
             raise GatewayError(f"The connection to the gateway broke: {type(exc).__name__}") from None
 
-    def process_image(self, image: str | os.PathLike[str] | bytes | Image.Image, prompt: str, model: str,
-                      max_tokens: int = 4096) -> str:
+    def process_image(
+        self, image: str | os.PathLike[str] | bytes | Image.Image, prompt: str, model: str, max_tokens: int = 4096
+    ) -> str:
         """The seed's call: one image and a prompt, sampled as dots.ocr expects (0.1 / 0.9)."""
-        messages = [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": image_data_url(image)}},
-            {"type": "text", "text": prompt},
-        ]}]
+        messages = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": image_data_url(image)}},
+                    {"type": "text", "text": prompt},
+                ],
+            }
+        ]
         return self.chat(model, messages, max_tokens=max_tokens, temperature=0.1, top_p=0.9)
 
-    def ocr(self, path: str | os.PathLike[str], model: str | None = None, mode: str | None = None,
-            **fields: Any) -> Document:
+    def ocr(
+        self, path: str | os.PathLike[str], model: str | None = None, mode: str | None = None, **fields: Any
+    ) -> Document:
         """A file (image or PDF) through the gateway's document pipeline (/api/ocr)."""
         from vlmswap.documents.layout import Document
 
         p = Path(path)
-        return Document.from_dict(self.ocr_upload(p.name, p.read_bytes(), model=model, mode=mode,
-                                                  **fields)["document"])
+        return Document.from_dict(self.ocr_upload(p.name, p.read_bytes(), model=model, mode=mode, **fields)["document"])
 
-    def ocr_upload(self, filename: str, content: bytes, mime: str | None = None, *, model: str | None = None,
-                   mode: str | None = None, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+    def ocr_upload(
+        self,
+        filename: str,
+        content: bytes,
+        mime: str | None = None,
+        *,
+        model: str | None = None,
+        mode: str | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
         """File bytes (an upload, not a path) through /api/ocr; returns the whole JSON answer
         (`document`, `markdown`, ...). `fields` are the form fields, e.g. `pages="2"`, `dpi=200`."""
         data = {k: str(v) for k, v in {"model": model, "mode": mode, **fields}.items() if v is not None}
         files = {"file": (filename, content, mime) if mime else (filename, content)}  # no mime: httpx guesses
         extra = {"timeout": timeout} if timeout is not None else {}
-        return _json_object(self._request("POST", "/api/ocr", files=files, data=data, **extra))
+        return json_object(self.request("POST", "/api/ocr", files=files, data=data, **extra))
 
     # --- document jobs (/api/jobs) ---------------------------------------------------------
 
-    def submit_job(self, path: str | os.PathLike[str] | None = None, *, content: bytes | None = None,
-                   filename: str | None = None, model: str | None = None, mode: str | None = None,
-                   **fields: Any) -> DocumentJob:
+    def submit_job(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        content: bytes | None = None,
+        filename: str | None = None,
+        model: str | None = None,
+        mode: str | None = None,
+        **fields: Any,
+    ) -> DocumentJob:
         """Submit one document as a job (a path, or `content` with a `filename`); returns at once.
 
         `fields` are the form fields: `pages="1-3,7"`, `dpi=200`, `prompt=...`, `max_tokens=...`.
         The gateway checks the file before it accepts it (GatewayError with its 4xx otherwise).
         Then `job.wait()`, `job.events()`, `job.result()`, `job.cancel()`.
         """
-        from vlmswap.client_jobs import DocumentJob
-
         if content is None:
             if path is None:
                 raise ValueError("submit_job needs a path or content=")
             p = Path(path)
             content, filename = p.read_bytes(), filename or p.name
         data = {k: str(v) for k, v in {"model": model, "mode": mode, **fields}.items() if v is not None}
-        body = self._request("POST", "/api/jobs", files={"file": (filename or "upload", content)}, data=data).json()
+        body = self.request("POST", "/api/jobs", files={"file": (filename or "upload", content)}, data=data).json()
         return DocumentJob(self, body["id"], body)
 
     def job(self, job_id: str) -> DocumentJob:
         """A job by id (404 GatewayError when the gateway does not know it)."""
-        from vlmswap.client_jobs import DocumentJob
-
         job = DocumentJob(self, job_id)
         job.refresh()
         return job
 
     def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The gateway's recent document jobs, newest first (summaries, no pages)."""
-        data: list[dict[str, Any]] = _json_object(self._request("GET", "/api/jobs", params={"limit": limit}))["data"]
+        data: list[dict[str, Any]] = json_object(self.request("GET", "/api/jobs", params={"limit": limit}))["data"]
         return data

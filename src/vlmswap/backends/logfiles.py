@@ -24,8 +24,9 @@ class RotatingLog:
             raise ValueError(f"max_bytes and keep must be at least 1 (got {max_bytes}, {keep})")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8",
-                                            errors="replace")
+        self._handler = RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8", errors="replace"
+        )
         self._handler.setFormatter(logging.Formatter("%(message)s"))
 
     def write(self, line: str) -> None:

@@ -32,8 +32,9 @@ def decode_data_url(url: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     head = url[:16].lower()
     if not head.startswith("data:"):
         scheme = url.split(":", 1)[0] if ":" in url else "(none)"
-        raise ImageError(f"only data: URLs are accepted for images, not {scheme}: (URLs are never fetched)",
-                         code="url_not_allowed")
+        raise ImageError(
+            f"only data: URLs are accepted for images, not {scheme}: (URLs are never fetched)", code="url_not_allowed"
+        )
     meta, sep, payload = url.partition(",")
     if not sep:
         raise ImageError("malformed data URL: no comma")
@@ -65,8 +66,7 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int 
         if w <= 0 or h <= 0:
             raise ImageError("image has no pixels")
         if w * h > max_pixels:
-            raise ImageError(f"image is {w}x{h} = {w * h} pixels, over the cap of {max_pixels}",
-                             code="image_too_large")
+            raise ImageError(f"image is {w}x{h} = {w * h} pixels, over the cap of {max_pixels}", code="image_too_large")
         try:
             if frame:
                 im.seek(frame)

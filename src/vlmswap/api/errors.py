@@ -48,8 +48,16 @@ class ErrorBody(BaseModel):
 class APIError(Exception):
     """Raise anywhere in a request handler; the app turns it into an OpenAI error body."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -59,8 +67,9 @@ class APIError(Exception):
         self.extra = extra or {}
 
 
-def error_body(status: int, message: str, *, param: str | None = None, code: str | None = None,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, *, param: str | None = None, code: str | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     err: dict[str, Any] = {
         "message": message,
         "type": _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
@@ -72,10 +81,18 @@ def error_body(status: int, message: str, *, param: str | None = None, code: str
     return {"error": err}
 
 
-def error_response(status: int, message: str, *, param: str | None = None, code: str | None = None,
-                   headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message, param=param, code=code, extra=extra), status_code=status,
-                        headers=headers)
+def error_response(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(status, message, param=param, code=code, extra=extra), status_code=status, headers=headers
+    )
 
 
 def _readable(part: Any) -> bool:
@@ -104,8 +121,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(APIError)
     async def _api_error(_request: Any, exc: APIError) -> JSONResponse:
-        return error_response(exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers,
-                              extra=exc.extra)
+        return error_response(
+            exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers, extra=exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Any, exc: RequestValidationError) -> JSONResponse:

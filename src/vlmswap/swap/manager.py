@@ -30,15 +30,16 @@ from typing import Any
 import psutil
 
 from vlmswap import backends, gpu
+from vlmswap.api.errors import APIError
 from vlmswap.backends.base import BackendError
 from vlmswap.backends.base import state_dir as default_state_dir
-from vlmswap.config import ModelSpec, Registry, unavailable_reason
-from vlmswap.errors import APIError
-from vlmswap.events import EventBus, Subscription
-from vlmswap.fit_scheduler import FitScheduler
-from vlmswap.lifecycle import Lifecycle, ModelStatus
-from vlmswap.placement import Placement
-from vlmswap.scheduler import (
+from vlmswap.registry.availability import unavailable_reason
+from vlmswap.registry.config import ModelSpec, Registry
+from vlmswap.swap.events import EventBus, Subscription
+from vlmswap.swap.fit_scheduler import FitScheduler
+from vlmswap.swap.lifecycle import Lifecycle, ModelStatus
+from vlmswap.swap.placement import Placement
+from vlmswap.swap.scheduler import (
     Action,
     Drain,
     FailInFlight,
@@ -48,7 +49,7 @@ from vlmswap.scheduler import (
     StartSwitch,
     StopResident,
 )
-from vlmswap.states import ModelState, Phase
+from vlmswap.swap.states import ModelState, Phase
 
 __all__ = ["Lease", "Manager", "ModelStatus", "Ticket"]
 
@@ -102,9 +103,16 @@ class Ticket:
 class Manager:
     """Feeds the scheduler, carries out its actions through the lifecycle, hands out leases."""
 
-    def __init__(self, registry: Registry, *, state_dir: Path | None = None,
-                 gpu_probe: Callable[[], gpu.GpuSnapshot] = gpu.probe, clock: Callable[[], float] = time.monotonic,
-                 gateway_id: str | None = None, grouping: bool = True):
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        state_dir: Path | None = None,
+        gpu_probe: Callable[[], gpu.GpuSnapshot] = gpu.probe,
+        clock: Callable[[], float] = time.monotonic,
+        gateway_id: str | None = None,
+        grouping: bool = True,
+    ):
         self.registry = registry
         self.settings = registry.gateway
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
@@ -112,8 +120,9 @@ class Manager:
         self.clock = clock
         self.gateway_id = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
         self.events = EventBus()
-        self.lifecycle = Lifecycle(registry, self.state_dir, self.events, gpu_probe=gpu_probe, clock=clock,
-                                   on_exit=self._backend_exited)
+        self.lifecycle = Lifecycle(
+            registry, self.state_dir, self.events, gpu_probe=gpu_probe, clock=clock, on_exit=self._backend_exited
+        )
         self.scheduler: Scheduler = self._new_scheduler(grouping)
         self._tickets: dict[int, Ticket] = {}
         self._lease_errors: dict[int, str] = {}
@@ -134,8 +143,9 @@ class Manager:
         if self.settings.policy != "fit":
             return Scheduler.from_registry(self.registry, grouping=grouping)
         lc = self.lifecycle
-        placement = Placement.for_card(lc.card_bytes(), self.settings.gpu_budget_gb,
-                                       {name: lc.need_bytes(name) for name in self.registry.models})
+        placement = Placement.for_card(
+            lc.card_bytes(), self.settings.gpu_budget_gb, {name: lc.need_bytes(name) for name in self.registry.models}
+        )
         return FitScheduler.from_registry_fit(self.registry, placement)
 
     def awake(self) -> list[str]:
@@ -199,8 +209,7 @@ class Manager:
                 await task
         for ticket in list(self._tickets.values()):
             if not ticket.future.done():
-                ticket.future.set_exception(APIError(503, "the gateway is shutting down",
-                                                     headers={"Retry-After": "5"}))
+                ticket.future.set_exception(APIError(503, "the gateway is shutting down", headers={"Retry-After": "5"}))
         self._tickets.clear()
         await self.lifecycle.shutdown()
 
@@ -220,8 +229,7 @@ class Manager:
         for ticket in list(self._tickets.values()):
             if not ticket.future.done():
                 ticket.release(gone=True)  # leaves the scheduler's queue
-                ticket.future.set_exception(APIError(503, "the gateway is shutting down",
-                                                     headers={"Retry-After": "5"}))
+                ticket.future.set_exception(APIError(503, "the gateway is shutting down", headers={"Retry-After": "5"}))
 
     def request(self, model_id: str, priority: int = 0) -> Ticket:
         """Join the queue for a model (raises APIError 404/503 at once when that is the answer).
@@ -277,13 +285,23 @@ class Manager:
     async def _wait_loaded(self, name: str, sub: Subscription) -> None:
         spec = self.registry.models[name]
         s = self.settings
-        bound = spec.startup_timeout_s + s.drain_timeout_s + s.stop_grace_s + s.vram_release_timeout_s + s.max_wait_s \
-            + s.sleep_timeout_s + s.wake_timeout_s
+        bound = (
+            spec.startup_timeout_s
+            + s.drain_timeout_s
+            + s.stop_grace_s
+            + s.vram_release_timeout_s
+            + s.max_wait_s
+            + s.sleep_timeout_s
+            + s.wake_timeout_s
+        )
         try:
             async with asyncio.timeout(bound):
                 while not (self.resident() == name and self.scheduler.switch is None):
-                    if self.scheduler.pending_load != name and self.scheduler.switch is None \
-                            and self.scheduler.resident != name:
+                    if (
+                        self.scheduler.pending_load != name
+                        and self.scheduler.switch is None
+                        and self.scheduler.resident != name
+                    ):
                         raise APIError(409, f"the load of {name} was superseded", code="load_superseded")
                     ev = await sub.__anext__()
                     if ev["type"] == "state" and ev["model"] == name and ev["state"] == ModelState.READY:
@@ -325,8 +343,11 @@ class Manager:
         """Put the awake model `name` to sleep (after its requests in flight); 409 when it cannot sleep."""
         name = self.resolve(name)
         if not self.registry.models[name].sleep_mode:
-            raise APIError(409, f"{name} has no sleep mode (sleep_mode: false in the registry); unload it instead",
-                           code="no_sleep_mode")
+            raise APIError(
+                409,
+                f"{name} has no sleep mode (sleep_mode: false in the registry); unload it instead",
+                code="no_sleep_mode",
+            )
         if self.models[name].state == ModelState.SLEEPING:
             return {"model": name, "sleeping": False, "state": ModelState.SLEEPING, "message": f"{name} is asleep"}
         return self._take_off_gpu(name, sleep=True)
@@ -338,8 +359,7 @@ class Manager:
             name = self.resolve(name)
             awake = name in self.awake() if isinstance(self.scheduler, FitScheduler) else resident == name
             if not awake:
-                return {"model": name, key: False, "state": self.models[name].state,
-                        "message": f"{name} is not awake"}
+                return {"model": name, key: False, "state": self.models[name].state, "message": f"{name} is not awake"}
         if resident is None:
             return {"model": None, key: False, "message": "no model is awake"}
         self._apply_all(self.scheduler.unload_requested(self.clock(), sleep=sleep, model=name))
@@ -364,8 +384,7 @@ class Manager:
     def _apply_all(self, actions: list[Action]) -> None:
         for action in actions:
             self._apply(action)
-        if self.scheduler.switch is None and self.lifecycle.progress is not None \
-                and not self._jobs_running():
+        if self.scheduler.switch is None and self.lifecycle.progress is not None and not self._jobs_running():
             self.lifecycle.progress = None  # e.g. a drain called off because everyone waiting left
         self._rearm_timer()
 
@@ -393,8 +412,9 @@ class Manager:
             target = a.to_model or a.model
             self.lifecycle.begin(target)
             what = f"switching to {a.to_model}" if a.to_model else "unloading"
-            self.lifecycle.phase(target, Phase.DRAINING, f"{a.model} admits no new requests ({what}); "
-                                                         f"{a.in_flight} in flight")
+            self.lifecycle.phase(
+                target, Phase.DRAINING, f"{a.model} admits no new requests ({what}); {a.in_flight} in flight"
+            )
         elif isinstance(a, StartSwitch):
             retire = tuple(m for m in (a.from_model, *a.evict) if m is not None)
             self._spawn(self._run_switch(retire, a.to_model))
@@ -464,8 +484,9 @@ class Manager:
             tail = lc.logs(name, 20)
             error = f"{name} exited unexpectedly ({status})"
             lc.set_state(name, ModelState.FAILED, error=error)
-            self.events.publish("phase", name, phase=Phase.FAILED, elapsed_s=0.0, message=error, log_tail=tail,
-                                crash=True)
+            self.events.publish(
+                "phase", name, phase=Phase.FAILED, elapsed_s=0.0, message=error, log_tail=tail, crash=True
+            )
             self._apply_all(self.scheduler.backend_crashed(name, error, self.clock()))
         # starting, waking, stopping: the slow work under way sees the exit itself
 
@@ -532,14 +553,27 @@ class Manager:
         spec = self.registry.models[name]
         st = self.models[name]
         out: dict[str, Any] = {
-            "name": name, "served_name": spec.served_name, "aliases": list(spec.aliases), "family": spec.family,
-            "capabilities": list(spec.capabilities), "vram_gb": spec.vram_gb, "backend": spec.backend,
-            "description": spec.description, "sleep_mode": spec.sleep_mode,
-            "state": st.state, "since": st.since, "last_error": st.last_error, "last_start_s": st.last_start_s,
-            "last_wake_s": st.last_wake_s, "starts": st.starts, "wakes": st.wakes,
-            "need_bytes": self.lifecycle.need_bytes(name), "stats": self.lifecycle.stats.summary(name),
+            "name": name,
+            "served_name": spec.served_name,
+            "aliases": list(spec.aliases),
+            "family": spec.family,
+            "capabilities": list(spec.capabilities),
+            "vram_gb": spec.vram_gb,
+            "backend": spec.backend,
+            "description": spec.description,
+            "sleep_mode": spec.sleep_mode,
+            "state": st.state,
+            "since": st.since,
+            "last_error": st.last_error,
+            "last_start_s": st.last_start_s,
+            "last_wake_s": st.last_wake_s,
+            "starts": st.starts,
+            "wakes": st.wakes,
+            "need_bytes": self.lifecycle.need_bytes(name),
+            "stats": self.lifecycle.stats.summary(name),
             "unavailable": self.unavailable().get(name),
-            "in_flight": self.scheduler.in_flight(name), "queued": self.scheduler.queued(name),
+            "in_flight": self.scheduler.in_flight(name),
+            "queued": self.scheduler.queued(name),
             "backoff_s": round(self.scheduler.backoff_left(name, self.clock()), 3) or None,
         }
         if st.state == ModelState.SLEEPING:
@@ -567,8 +601,12 @@ class Manager:
         p = self.lifecycle.progress
         sw = None
         if p is not None:
-            sw = {"target": p.target, "phase": p.phase, "elapsed_s": round(self.clock() - p.started, 3),
-                  "eta_s": None if p.eta_s is None else round(p.eta_s, 3)}
+            sw = {
+                "target": p.target,
+                "phase": p.phase,
+                "elapsed_s": round(self.clock() - p.started, 3),
+                "eta_s": None if p.eta_s is None else round(p.eta_s, 3),
+            }
         return {
             "resident": self.resident(),
             "awake": self.awake(),

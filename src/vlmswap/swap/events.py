@@ -27,13 +27,29 @@ class EventBus:
         """The sequence number of the last event published (0: none yet)."""
         return self._seq
 
-    def publish(self, type: str, model: str | None, *, state: str | None = None, phase: str | None = None,
-                elapsed_s: float | None = None, message: str = "", **extra: Any) -> Event:
+    def publish(
+        self,
+        type: str,
+        model: str | None,
+        *,
+        state: str | None = None,
+        phase: str | None = None,
+        elapsed_s: float | None = None,
+        message: str = "",
+        **extra: Any,
+    ) -> Event:
         """Send one event to every subscriber and listener; returns it (with `seq` and `time`)."""
         self._seq += 1
-        ev: Event = {"seq": self._seq, "time": time.time(), "type": type, "model": model,
-                     "state": state, "phase": phase,
-                     "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3), "message": message}
+        ev: Event = {
+            "seq": self._seq,
+            "time": time.time(),
+            "type": type,
+            "model": model,
+            "state": state,
+            "phase": phase,
+            "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3),
+            "message": message,
+        }
         ev.update(extra)
         for q in list(self._subscribers):
             if q.full():

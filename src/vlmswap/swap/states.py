@@ -39,6 +39,3 @@ class Phase(StrEnum):
 
 SwitchKind = Literal["warm", "cold"]
 """warm: the model was woken from the sleeping pool; cold: its backend was started."""
-
-AWAKE = frozenset({ModelState.STARTING, ModelState.READY, ModelState.WAKING})
-"""States in which a backend may hold its model's full GPU memory."""

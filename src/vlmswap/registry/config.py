@@ -7,9 +7,7 @@ else in vlmswap reads models from here; nothing else parses the YAML.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import sys
 from functools import cached_property
 from importlib import resources
@@ -18,8 +16,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from vlmswap.hub import missing_weights
 
 Family = Literal["dots_ocr", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "phi3_v", "rapidocr", "generic"]
 Capability = Literal["chat", "ocr", "layout", "grounding"]
@@ -62,19 +58,32 @@ class ModelSpec(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     min_pixels: int | None = Field(None, gt=0, description="Document pipeline: smart_resize lower bound.")
     max_pixels: int | None = Field(None, gt=0, description="Document pipeline: smart_resize upper bound.")
-    sleep_mode: bool = Field(False, description="Backend serves vLLM's /sleep, /wake_up, /is_sleeping: a switch "
-                                                "away puts it to sleep in host RAM, a switch back wakes it.")
-    sleep_level: Literal[1, 2] = Field(1, description="1: weights to host RAM (fast wake); 2: weights dropped, "
-                                                      "reloaded from the checkpoint on wake (little RAM held).")
-    sleep_ram_gb: float | None = Field(None, ge=0, description="Host RAM it holds asleep, until measured; default: "
-                                                              "vram_gb for level 1, 0 for level 2.")
+    sleep_mode: bool = Field(
+        False,
+        description="Backend serves vLLM's /sleep, /wake_up, /is_sleeping: a switch "
+        "away puts it to sleep in host RAM, a switch back wakes it.",
+    )
+    sleep_level: Literal[1, 2] = Field(
+        1,
+        description="1: weights to host RAM (fast wake); 2: weights dropped, "
+        "reloaded from the checkpoint on wake (little RAM held).",
+    )
+    sleep_ram_gb: float | None = Field(
+        None, ge=0, description="Host RAM it holds asleep, until measured; default: vram_gb for level 1, 0 for level 2."
+    )
     warmup: bool = Field(False, description="Send a 1-token request after a start or wake, before the first client's.")
-    hf_repo: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$",
-                                description="Hugging Face repo whose files the model needs (`vlmswap pull`); "
-                                            "default: the one its command names (`vllm serve REPO`, `--model REPO`).")
-    download_on_start: bool = Field(False, description="Start even when its files are not in the local Hugging Face "
-                                                       "cache, letting the backend download them (vLLM does) inside "
-                                                       "the switch; default: say `not downloaded` and refuse.")
+    hf_repo: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$",
+        description="Hugging Face repo whose files the model needs (`vlmswap pull`); "
+        "default: the one its command names (`vllm serve REPO`, `--model REPO`).",
+    )
+    download_on_start: bool = Field(
+        False,
+        description="Start even when its files are not in the local Hugging Face "
+        "cache, letting the backend download them (vLLM does) inside "
+        "the switch; default: say `not downloaded` and refuse.",
+    )
     # docker backend
     image: str | None = None
     command: list[str] | None = Field(None, description="docker backend: the container's command (argv).")
@@ -113,16 +122,28 @@ class ModelSpec(_Strict):
 class GatewaySettings(_Strict):
     """How the gateway schedules and switches. Per-model fields override the defaults here."""
 
-    policy: Literal["single", "fit"] = Field("single", description="single: at most one model awake; fit: "
-                                                                     "several awake while their GPU memory fits.")
-    gpu_budget_gb: float | None = Field(None, gt=0, description="fit: GPU memory the awake models may use; default: "
-                                                                "the card's total less a 5 % reserve.")
-    gpu_memory_gb: float | None = Field(None, gt=0, description="Declare the card's memory where NVML cannot read it "
-                                                                "(CPU machines, tests): placement decides against it.")
-    preload: list[str] = Field(default_factory=list, description="Models to load at start (fit: every one that "
-                                                                 "fits; single: the first).")
-    stream_loading_status: bool = Field(False, description="A streamed chat request that waits for a switch gets the "
-                                                           "progress as reasoning_content deltas before the answer.")
+    policy: Literal["single", "fit"] = Field(
+        "single", description="single: at most one model awake; fit: several awake while their GPU memory fits."
+    )
+    gpu_budget_gb: float | None = Field(
+        None,
+        gt=0,
+        description="fit: GPU memory the awake models may use; default: the card's total less a 5 % reserve.",
+    )
+    gpu_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Declare the card's memory where NVML cannot read it "
+        "(CPU machines, tests): placement decides against it.",
+    )
+    preload: list[str] = Field(
+        default_factory=list, description="Models to load at start (fit: every one that fits; single: the first)."
+    )
+    stream_loading_status: bool = Field(
+        False,
+        description="A streamed chat request that waits for a switch gets the "
+        "progress as reasoning_content deltas before the answer.",
+    )
     max_queue: int = Field(256, ge=1, description="Requests waiting beyond this get 503 + Retry-After.")
     max_wait_s: float = Field(60.0, gt=0, description="Starvation bound: no request waits longer behind other models.")
     drain_timeout_s: float = Field(30.0, ge=0)
@@ -133,42 +154,61 @@ class GatewaySettings(_Strict):
     backoff_initial_s: float = Field(2.0, ge=0, description="After a failed start; doubles per failure.")
     backoff_max_s: float = Field(120.0, ge=0)
     log_tail_lines: int = Field(2000, ge=10)
-    max_sleeping: int | None = Field(None, ge=0, description="Most models asleep at once; none: only the RAM "
-                                                                 "budget limits the sleeping pool.")
-    sleep_ram_budget_gb: float | None = Field(None, ge=0, description="Host RAM the sleeping pool may hold; default: "
-                                                                     "half of this machine's memory.")
+    max_sleeping: int | None = Field(
+        None, ge=0, description="Most models asleep at once; none: only the RAM budget limits the sleeping pool."
+    )
+    sleep_ram_budget_gb: float | None = Field(
+        None, ge=0, description="Host RAM the sleeping pool may hold; default: half of this machine's memory."
+    )
     sleep_timeout_s: float = Field(30.0, gt=0, description="Bound on POST /sleep; past it the model is stopped.")
     wake_timeout_s: float = Field(30.0, gt=0, description="Bound on waking a model; past it it is started cold.")
-    sleep_residual_gb: float = Field(1.5, ge=0, description="Most GPU memory a sleeping backend may keep (its CUDA "
-                                                            "context, ~0.8 GB on vLLM); more means the sleep leaked "
-                                                            "and the model is stopped.")
+    sleep_residual_gb: float = Field(
+        1.5,
+        ge=0,
+        description="Most GPU memory a sleeping backend may keep (its CUDA "
+        "context, ~0.8 GB on vLLM); more means the sleep leaked "
+        "and the model is stopped.",
+    )
     log_max_mb: float = Field(20.0, gt=0, description="Each model's log file is rotated past this size.")
     log_keep: int = Field(3, ge=1, description="Rotated log files kept per model (NAME.log.1 .. NAME.log.N).")
-    docker_host: str | None = Field(None, description="docker backend: Engine API address; default $DOCKER_HOST, "
-                                                     "else unix:///var/run/docker.sock.")
+    docker_host: str | None = Field(
+        None, description="docker backend: Engine API address; default $DOCKER_HOST, else unix:///var/run/docker.sock."
+    )
     jobs_concurrency: int = Field(2, ge=1, le=64, description="Document jobs: pages of one job in flight at once.")
-    jobs_retention_h: float = Field(72.0, gt=0, description="Document jobs: finished jobs and their files are "
-                                                            "removed this many hours after they ended.")
+    jobs_retention_h: float = Field(
+        72.0,
+        gt=0,
+        description="Document jobs: finished jobs and their files are removed this many hours after they ended.",
+    )
     jobs_max_pages: int = Field(2000, ge=1, description="Document jobs: pages one job may ask for.")
-    jobs_max_queued: int = Field(100, ge=1, description="Document jobs: unfinished jobs (queued or running) "
-                                                        "beyond which a new one gets 429.")
-    jobs_max_upload_mb: float = Field(32.0, gt=0, description="Document jobs: size of one uploaded file "
-                                                              "(the whole request is also capped by max_body_mb).")
+    jobs_max_queued: int = Field(
+        100, ge=1, description="Document jobs: unfinished jobs (queued or running) beyond which a new one gets 429."
+    )
+    jobs_max_upload_mb: float = Field(
+        32.0,
+        gt=0,
+        description="Document jobs: size of one uploaded file (the whole request is also capped by max_body_mb).",
+    )
 
 
 class ProfileSpec(_Strict):
     """A named client: its key (never in the file itself), what it may use, how it is served."""
 
     key_env: str | None = Field(None, description="Environment variable that holds the profile's API key.")
-    key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
-                                   description="SHA-256 (hex) of the key, when the key itself must not be on "
-                                               "this machine's environment: `printf %s KEY | sha256sum`.")
-    models: list[str] = Field(default_factory=lambda: ["*"], description="Models it may use (ids or registry "
-                                                                         "names); `*`: all.")
+    key_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="SHA-256 (hex) of the key, when the key itself must not be on "
+        "this machine's environment: `printf %s KEY | sha256sum`.",
+    )
+    models: list[str] = Field(
+        default_factory=lambda: ["*"], description="Models it may use (ids or registry names); `*`: all."
+    )
     priority: int = Field(0, description="Served first when several models wait (within the starvation bound).")
     max_concurrent: int | None = Field(None, ge=1, description="Requests at once; more get 429.")
-    requests_per_minute: int | None = Field(None, ge=1, description="Requests in any minute; more get 429 with "
-                                                                    "Retry-After.")
+    requests_per_minute: int | None = Field(
+        None, ge=1, description="Requests in any minute; more get 429 with Retry-After."
+    )
     admin: bool = Field(False, description="May use the admin API (load, unload, sleep, pull, logs).")
 
     @model_validator(mode="after")
@@ -181,8 +221,9 @@ class ProfileSpec(_Strict):
 class Registry(_Strict):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     models: dict[str, ModelSpec]
-    profiles: dict[str, ProfileSpec] = Field(default_factory=dict, description="Named clients with their keys, "
-                                                                                "models, priority and limits.")
+    profiles: dict[str, ProfileSpec] = Field(
+        default_factory=dict, description="Named clients with their keys, models, priority and limits."
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Registry:
@@ -213,10 +254,14 @@ class Registry(_Strict):
         """Registry name for a client's model id, or the 404 (OpenAI's wording) listing the known ids."""
         name = self.resolve(model_id)
         if name is None:
-            from vlmswap.errors import APIError
+            from vlmswap.api.errors import APIError
 
-            raise APIError(404, f"The model `{model_id}` does not exist. Known models: {', '.join(self.known_ids())}",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"The model `{model_id}` does not exist. Known models: {', '.join(self.known_ids())}",
+                param="model",
+                code="model_not_found",
+            )
         return name
 
     def known_ids(self) -> list[str]:
@@ -256,7 +301,7 @@ def parse_registry(data: Any, source: str = "<registry>") -> Registry:
 def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
     """Load and validate a registry file; None: the default shipped in the package."""
     if path is None:
-        text = resources.files("vlmswap").joinpath(DEFAULT_REGISTRY).read_text(encoding="utf-8")
+        text = resources.files("vlmswap.registry").joinpath(DEFAULT_REGISTRY).read_text(encoding="utf-8")
         source = f"<default {DEFAULT_REGISTRY}>"
     else:
         p = Path(path)
@@ -278,40 +323,3 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "vlmswap registry"
     return schema
-
-
-# --- can this model run here? -------------------------------------------------------------
-
-def _has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
-
-
-def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str | None:
-    """Why this model cannot run on this machine, or None when nothing is known against it."""
-    if gpu_present is None:
-        from vlmswap import gpu
-
-        gpu_present = gpu.probe().available
-    if spec.backend == "docker":
-        if not _has_module("docker"):
-            return "docker extra not installed"
-        if spec.gpus and not gpu_present:
-            return "no NVIDIA GPU"
-        return None if spec.download_on_start else missing_weights(spec)
-    argv = spec.cmd or []
-    exe = Path(argv[0]).name if argv else ""
-    if exe == "vllm":
-        if shutil.which("vllm") is None:
-            return "vllm not installed"
-        if not gpu_present:
-            return "no NVIDIA GPU"
-    if "worker" in argv and "transformers" in argv:
-        if not (_has_module("torch") and _has_module("transformers")):
-            return "transformers extra not installed"
-        if "cuda" in argv and not gpu_present:
-            return "no NVIDIA GPU"
-        return missing_weights(spec)  # the worker never downloads, whatever download_on_start says
-    elif (exe not in ("vllm", "${PYTHON}", "python", "python3") and shutil.which(argv[0]) is None
-          and not Path(argv[0]).exists()):
-        return f"{argv[0]} not found"
-    return None if spec.download_on_start else missing_weights(spec)

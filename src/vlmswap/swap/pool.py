@@ -29,8 +29,15 @@ def _lru(sleepers: list[Sleeper], protect: frozenset[str]) -> list[Sleeper]:
     return sorted((s for s in sleepers if s.name not in protect), key=lambda s: s.last_used)
 
 
-def plan_sleep(candidate: str, ram_bytes: int, sleepers: list[Sleeper], *, max_sleeping: int | None,
-               ram_budget_bytes: int, protect: frozenset[str] = frozenset()) -> Plan:
+def plan_sleep(
+    candidate: str,
+    ram_bytes: int,
+    sleepers: list[Sleeper],
+    *,
+    max_sleeping: int | None,
+    ram_budget_bytes: int,
+    protect: frozenset[str] = frozenset(),
+) -> Plan:
     """May `candidate` join the pool (holding `ram_bytes`)? Which sleepers leave first so it fits
     both `max_sleeping` and the RAM budget. Protected sleepers (the model about to wake, the one
     the oldest queued request waits for) never leave."""
@@ -38,8 +45,9 @@ def plan_sleep(candidate: str, ram_bytes: int, sleepers: list[Sleeper], *, max_s
     if max_sleeping is not None and max_sleeping <= 0:
         return Plan((), False, "max_sleeping is 0")
     if ram_bytes > ram_budget_bytes:
-        return Plan((), False, f"it needs {_gb(ram_bytes)} of host RAM, over the whole budget of "
-                                f"{_gb(ram_budget_bytes)}")
+        return Plan(
+            (), False, f"it needs {_gb(ram_bytes)} of host RAM, over the whole budget of {_gb(ram_budget_bytes)}"
+        )
     count, held = len(others), sum(s.ram_bytes for s in others)
     evict: list[str] = []
     for s in _lru(others, protect):
@@ -49,13 +57,18 @@ def plan_sleep(candidate: str, ram_bytes: int, sleepers: list[Sleeper], *, max_s
         count -= 1
         held -= s.ram_bytes
     if (max_sleeping is not None and count + 1 > max_sleeping) or held + ram_bytes > ram_budget_bytes:
-        return Plan((), False, f"the pool holds {_gb(held)} in {count} protected sleeper(s); budget "
-                                f"{_gb(ram_budget_bytes)}, max_sleeping {max_sleeping}")
+        return Plan(
+            (),
+            False,
+            f"the pool holds {_gb(held)} in {count} protected sleeper(s); budget "
+            f"{_gb(ram_budget_bytes)}, max_sleeping {max_sleeping}",
+        )
     return Plan(tuple(evict), True)
 
 
-def plan_gpu(target: str, need_bytes: int, sleepers: list[Sleeper], *, capacity_bytes: int,
-             protect: frozenset[str] = frozenset()) -> Plan:
+def plan_gpu(
+    target: str, need_bytes: int, sleepers: list[Sleeper], *, capacity_bytes: int, protect: frozenset[str] = frozenset()
+) -> Plan:
     """Before `target` wakes or starts: its need plus every other sleeper's residual must fit the
     card; sleepers leave least recently used first (never a protected one)."""
     others = [s for s in sleepers if s.name != target]
@@ -67,10 +80,13 @@ def plan_gpu(target: str, need_bytes: int, sleepers: list[Sleeper], *, capacity_
         evict.append(s.name)
         held -= s.gpu_bytes
     if held + need_bytes > capacity_bytes:
-        return Plan(tuple(evict), False, f"{_gb(need_bytes)} needed, {_gb(held)} held by protected sleepers, "
-                                         f"card {_gb(capacity_bytes)}")
+        return Plan(
+            tuple(evict),
+            False,
+            f"{_gb(need_bytes)} needed, {_gb(held)} held by protected sleepers, card {_gb(capacity_bytes)}",
+        )
     return Plan(tuple(evict), True)
 
 
 def _gb(n: int) -> str:
-    return f"{n / 1024 ** 3:.2f} GiB"
+    return f"{n / 1024**3:.2f} GiB"

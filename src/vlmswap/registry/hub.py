@@ -9,7 +9,7 @@ Everything goes through huggingface_hub, so `HF_HOME` / `HF_HUB_CACHE`, `HF_ENDP
 `HF_TOKEN` and `HF_HUB_OFFLINE` mean what they mean everywhere else. A pull takes the files a
 server needs to run the checkpoint (configs, tokenizer, chat template, remote code, weights:
 safetensors, or .bin only where the repo has no safetensors), not ONNX/GGUF/TF/Flax variants
-or README images. The download itself is `vlmswap.download`.
+or README images. The download itself is `vlmswap.registry.download`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vlmswap.config import ModelSpec
+    from vlmswap.registry.config import ModelSpec
 
 # What a server needs to run a checkpoint. Weights: safetensors; .bin/.pt only without them.
 NEEDED = ("*.json", "*.safetensors", "*.py", "*.model", "*.tiktoken", "*.txt", "*.jinja")
@@ -35,12 +35,12 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SIZE_LOOKUP_TIMEOUT_S = 3.0
 
 
-
 class PullError(Exception):
     """A pull that could not happen or did not finish; the message is one line fit for a user."""
 
 
 # --- which repo ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Source:
@@ -64,8 +64,7 @@ def repo_from_argv(argv: list[str]) -> str | None:
     """The hub repo a command line serves: `vllm serve REPO` or `--model REPO` (None: a local path,
     a ${VARIABLE}, or no model named)."""
     candidate = None
-    if len(argv) >= 3 and PurePosixPath(argv[0]).name == "vllm" and argv[1] == "serve" \
-            and not argv[2].startswith("-"):
+    if len(argv) >= 3 and PurePosixPath(argv[0]).name == "vllm" and argv[1] == "serve" and not argv[2].startswith("-"):
         candidate = argv[2]
     else:
         candidate = _flag(argv, "--model")
@@ -116,15 +115,19 @@ def pullable(spec: ModelSpec) -> Source:
         raise PullError("needs no download (no Hugging Face repo in its command; set `hf_repo` if it has one)")
     if spec.backend == "docker" and src.cache_dir is None:
         vols = ", ".join(spec.volumes) or "none"
-        raise PullError(f"runs in a container with its own Hugging Face cache (volumes: {vols}); bind-mount a host "
-                        f"folder onto /root/.cache/huggingface to pull it from here")
+        raise PullError(
+            f"runs in a container with its own Hugging Face cache (volumes: {vols}); bind-mount a host "
+            f"folder onto /root/.cache/huggingface to pull it from here"
+        )
     return src
 
 
 # --- which files, how big -----------------------------------------------------------------
 
+
 def select(paths: dict[str, int | None]) -> dict[str, int | None]:
     """The files of a repo (path -> size) that a pull fetches; see NEEDED."""
+
     def skipped(p: str) -> bool:
         return any(part in SKIPPED_DIRS for part in PurePosixPath(p).parts[:-1])
 
@@ -253,7 +256,7 @@ def fmt_size(n: int | None) -> str:
 
 
 def missing_weights(spec: ModelSpec) -> str | None:
-    """"not downloaded (N GB)" when `spec` needs hub files that are not in the local cache, else None.
+    """ "not downloaded (N GB)" when `spec` needs hub files that are not in the local cache, else None.
 
     Reads the cache; asks the hub only for the size when nothing of the model is cached (once
     per process, bounded). A docker model without a bind-mounted cache is not judged (None):

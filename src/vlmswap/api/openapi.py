@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from vlmswap.errors import ErrorBody
+from vlmswap.api.errors import ErrorBody
 
 REF = "#/components/schemas/{model}"
 _FASTAPI_422 = ("HTTPValidationError", "ValidationError")
@@ -30,9 +30,13 @@ def _errors_as_400(doc: dict[str, Any]) -> None:
             responses = op.get("responses", {})
             if "422" in responses:
                 del responses["422"]
-                responses.setdefault("400", {"description": "Invalid request: an OpenAI error body",
-                                             "content": {"application/json": {
-                                                 "schema": {"$ref": REF.format(model="ErrorBody")}}}})
+                responses.setdefault(
+                    "400",
+                    {
+                        "description": "Invalid request: an OpenAI error body",
+                        "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}},
+                    },
+                )
 
 
 def _bearer(doc: dict[str, Any], open_paths: frozenset[str]) -> None:
@@ -43,13 +47,18 @@ def _bearer(doc: dict[str, Any], open_paths: frozenset[str]) -> None:
                 op["security"] = []
                 continue
             op["security"] = [{"bearer": []}]
-            op.setdefault("responses", {}).setdefault("401", {
-                "description": "missing or wrong API key",
-                "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}})
+            op.setdefault("responses", {}).setdefault(
+                "401",
+                {
+                    "description": "missing or wrong API key",
+                    "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}},
+                },
+            )
 
 
-def install(app: Any, body_models: tuple[type[BaseModel], ...] = (), *,
-            bearer_except: frozenset[str] | None = None) -> None:
+def install(
+    app: Any, body_models: tuple[type[BaseModel], ...] = (), *, bearer_except: frozenset[str] | None = None
+) -> None:
     """Make `app.openapi()` (and so /openapi.json) describe `body_models` and the 400s truly.
 
     `bearer_except`: an API key is required on every path but these (the gateway's guard).

@@ -1,6 +1,6 @@
 """The download of a registry model's files into the Hugging Face cache, with progress and resume.
 
-`vlmswap pull` and the gateway's pull route call `pull()`; `vlmswap.hub` says what to fetch.
+`vlmswap pull` and the gateway's pull route call `pull()`; `vlmswap.registry.hub` says what to fetch.
 Resuming: files already in the cache are skipped; a large file's partial bytes are kept across
 pulls and the next pull asks only for the rest (a Range request; see `_fetch_blob`), and
 huggingface_hub itself resumes a transfer the network breaks mid-pull.
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlmswap.hub import PullError, Source, is_cached, local_snapshot, remote_files
+from vlmswap.registry.hub import PullError, Source, is_cached, local_snapshot, remote_files
 
 # Files at least this big are downloaded so that a stopped pull resumes them (huggingface_hub
 # writes in 10 MB chunks: below that there is nothing to resume).
@@ -65,8 +65,12 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: float = 0.2,
-         should_stop: Callable[[], bool] | None = None) -> Path:
+def pull(
+    src: Source,
+    on_progress: ProgressFn | None = None,
+    min_interval_s: float = 0.2,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
     """Download what `src` needs into the hub cache (files already there are skipped); returns the
     snapshot folder. With the hub out of reach, a complete cached copy is the answer.
     `on_progress` is called from this thread at most every `min_interval_s`, at
@@ -104,8 +108,11 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
         if on_progress is None or not (force or now - state["last"] >= min_interval_s):
             return
         state["last"] = now
-        on_progress(Progress(min(int(state["bytes"]), total), total, str(state["file"]), int(state["files_done"]),
-                             len(files), done))
+        on_progress(
+            Progress(
+                min(int(state["bytes"]), total), total, str(state["file"]), int(state["files_done"]), len(files), done
+            )
+        )
 
     def check_stop() -> None:
         if should_stop is not None and should_stop():
@@ -125,8 +132,7 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
         try:
             if (files[path] or 0) >= RESUMABLE_FROM_BYTES:
                 _fetch_blob(src, commit, path, bar)
-            hf_hub_download(src.repo, path, revision=commit, cache_dir=src.cache_dir,
-                            tqdm_class=bar)  # type: ignore[arg-type]
+            hf_hub_download(src.repo, path, revision=commit, cache_dir=src.cache_dir, tqdm_class=bar)  # type: ignore[arg-type]
         except (PullCancelled, PullError):
             raise
         except Exception as exc:  # HTTP errors, the network gone after its retries, a full disk
@@ -135,8 +141,13 @@ def pull(src: Source, on_progress: ProgressFn | None = None, min_interval_s: flo
         state["files_done"] += 1
         report(force=True)
     try:  # records the revision -> commit ref and the file listing, so the cache can be judged offline
-        folder = snapshot_download(src.repo, revision=src.revision, cache_dir=src.cache_dir,
-                                   allow_patterns=list(files), tqdm_class=_silent_class())
+        folder = snapshot_download(
+            src.repo,
+            revision=src.revision,
+            cache_dir=src.cache_dir,
+            allow_patterns=list(files),
+            tqdm_class=_silent_class(),
+        )
     except Exception as exc:
         raise PullError(f"{src.repo}: could not record the snapshot: {_one_line(exc)}") from None
     state["file"] = ""
@@ -184,8 +195,15 @@ def _fetch_blob(src: Source, commit: str, path: str, bar: Callable[..., _FileBar
                 partial.unlink()
                 have = 0
             with partial.open("ab") as f:
-                http_get(meta.location, f, resume_size=have, headers=headers, expected_size=meta.size,
-                         displayed_filename=path, tqdm_class=bar)  # type: ignore[arg-type]
+                http_get(
+                    meta.location,
+                    f,
+                    resume_size=have,
+                    headers=headers,
+                    expected_size=meta.size,
+                    displayed_filename=path,
+                    tqdm_class=bar,
+                )  # type: ignore[arg-type]
             if re.fullmatch(r"[0-9a-f]{64}", meta.etag):  # an LFS file's etag is its SHA-256
                 digest = hashlib.sha256()
                 with partial.open("rb") as f:
@@ -193,8 +211,9 @@ def _fetch_blob(src: Source, commit: str, path: str, bar: Callable[..., _FileBar
                         digest.update(chunk)
                 if digest.hexdigest() != meta.etag:
                     partial.unlink()
-                    raise PullError(f"{src.repo}: {path}: the downloaded bytes do not match the hub's SHA-256; "
-                                    f"pull again")
+                    raise PullError(
+                        f"{src.repo}: {path}: the downloaded bytes do not match the hub's SHA-256; pull again"
+                    )
             partial.rename(blob)
     except Timeout:
         raise PullError(f"{src.repo}: {path} is being downloaded by another pull") from None
