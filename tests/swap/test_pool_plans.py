@@ -86,6 +86,6 @@ def test_a_plan_that_fits_keeps_both_budgets(items, need, max_sleeping, budget):
         assert sum(s.ram_bytes for s in left) + int(need * GIB) <= int(budget * GIB)
         assert max_sleeping is None or len(left) + 1 <= max_sleeping
         gone = [s for s in pool if s.name in plan.evict]
-        assert all(g.last_used <= k.last_used for g in gone for k in left)  # LRU first
+        assert all(g.keep <= k.keep for g in gone for k in left)  # least worth keeping first
     else:
         assert plan.evict == ()

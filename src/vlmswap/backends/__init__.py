@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from vlmswap.backends.base import Backend, BackendError, LogBuffer
 from vlmswap.registry.config import GatewaySettings, ModelSpec, Registry
 
-__all__ = ["Backend", "BackendError", "LogBuffer", "cleanup_orphans", "create"]
+__all__ = ["Backend", "BackendError", "BackendFactory", "LogBuffer", "cleanup_orphans", "create"]
+
+BackendFactory = Callable[[str, ModelSpec, GatewaySettings, LogBuffer, Path], Backend]
+"""How the lifecycle gets a backend for a model (`create`; tests pass their own)."""
 
 
 def create(name: str, spec: ModelSpec, settings: GatewaySettings, logs: LogBuffer, state_dir: Path) -> Backend:

@@ -17,21 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from vlmswap import backends, gpu
+from vlmswap.backends import BackendFactory
 from vlmswap.backends.base import Backend, BackendError, LogBuffer
 from vlmswap.backends.vllm_log import out_of_memory, phase_detail
 from vlmswap.registry.config import Registry
 from vlmswap.registry.hub import missing_weights
 from vlmswap.swap import pool
 from vlmswap.swap.events import EventBus
+from vlmswap.swap.model import Model, safe_name
 from vlmswap.swap.states import ModelState, Phase, SwitchKind
 from vlmswap.swap.stats import Stats
 
@@ -43,20 +44,6 @@ WARMUP_TIMEOUT_S = 60.0
 
 
 @dataclass
-class ModelStatus:
-    state: ModelState = ModelState.STOPPED
-    since: float = field(default_factory=time.time)
-    last_error: str | None = None
-    last_start_s: float | None = None  # the last cold start, seconds
-    last_wake_s: float | None = None  # the last wake, seconds
-    starts: int = 0
-    wakes: int = 0
-    sleep_ram_bytes: int | None = None  # measured RSS while asleep (replaces the estimate)
-    sleep_gpu_bytes: int | None = None  # measured GPU residual while asleep
-    last_used: float = 0.0  # clock: when it was last awake (the pool's LRU order)
-
-
-@dataclass
 class Progress:
     """The switch under way, as operators see it (`/api/status`'s `switch`, events' elapsed_s)."""
 
@@ -65,10 +52,6 @@ class Progress:
     phase: Phase | None = None
     phase_started: float | None = None
     eta_s: float | None = None  # expected seconds from `started` to ready (learned), once known
-
-
-def safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 class Lifecycle:
@@ -83,6 +66,8 @@ class Lifecycle:
         gpu_probe: Callable[[], gpu.GpuSnapshot],
         clock: Callable[[], float],
         on_exit: Callable[[str, str], None],
+        backend_factory: BackendFactory = backends.create,
+        keep: Callable[[str], float] | None = None,
     ):
         self.registry = registry
         self.settings = registry.gateway
@@ -91,16 +76,22 @@ class Lifecycle:
         self.gpu_probe = gpu_probe
         self.clock = clock
         self.on_exit = on_exit
-        self.models = {name: ModelStatus() for name in registry.models}
+        self.backend_factory = backend_factory
+        self.models: dict[str, Model] = {
+            name: Model(name, spec, state_dir / "logs" / f"{safe_name(name)}.log")
+            for name, spec in registry.models.items()
+        }
+        self.keep: Callable[[str], float] = keep if keep is not None else self._since
         self.progress: Progress | None = None
-        self._backends: dict[str, Backend] = {}
-        self._logs: dict[str, LogBuffer] = {}
         self._watchers: set[asyncio.Task[None]] = set()
-        self._vram_before: dict[str, int] = {}
         self._phase_listeners: list[Callable[[str, str, float], None]] = []
         self.stats = Stats(state_dir / "stats.sqlite3")
         budget = self.settings.sleep_ram_budget_gb
         self.ram_budget_bytes = int(budget * GIB) if budget is not None else psutil.virtual_memory().total // 2
+
+    def _since(self, name: str) -> float:
+        """Without a scheduler's word: a sleeper fell asleep at its last state change (least recently used)."""
+        return self.models[name].since
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -108,26 +99,23 @@ class Lifecycle:
         return self.models[name].state
 
     def backend_names(self) -> list[str]:
-        return list(self._backends)
+        return [n for n, m in self.models.items() if m.backend is not None]
 
     def base_url(self, name: str) -> str | None:
-        b = self._backends.get(name)
-        return b.base_url if b is not None else None
+        return self.models[name].base_url
 
     def pids(self, name: str) -> set[int]:
-        b = self._backends.get(name)
-        return b.pids() if b is not None else set()
+        return self.models[name].pids()
 
     def exit_status(self, name: str) -> str | None:
-        b = self._backends.get(name)
-        return b.exit_status() if b is not None else None
+        return self.models[name].exit_status()
 
     def sleepers(self) -> list[str]:
-        return [n for n in self._backends if self.models[n].state == ModelState.SLEEPING]
+        return [n for n, m in self.models.items() if m.asleep]
 
     def awake(self) -> list[str]:
-        """Models whose backend may hold their full GPU memory (the invariant: at most one)."""
-        return [n for n in self._backends if self.models[n].state not in (ModelState.SLEEPING,)]
+        """Models whose backend may hold their full GPU memory (policy single: at most one)."""
+        return [n for n, m in self.models.items() if m.backend is not None and not m.asleep]
 
     def estimated_sleep_ram(self, name: str) -> int:
         st, spec = self.models[name], self.registry.models[name]
@@ -166,25 +154,18 @@ class Lifecycle:
     # --- logs ------------------------------------------------------------------------------
 
     def log(self, name: str) -> LogBuffer:
-        if name not in self._logs:
-            s = self.settings
-            self._logs[name] = LogBuffer(
-                self.log_path(name), s.log_tail_lines, max_bytes=int(s.log_max_mb * 2**20), keep=s.log_keep
-            )
-        return self._logs[name]
+        m = self.models[name]
+        if m.log is None:
+            st = self.settings
+            m.log = LogBuffer(m.log_path, st.log_tail_lines, max_bytes=int(st.log_max_mb * 2**20), keep=st.log_keep)
+        return m.log
 
     def log_path(self, name: str) -> Path:
-        return self.state_dir / "logs" / f"{safe_name(name)}.log"
+        return self.models[name].log_path
 
     def logs(self, name: str, tail: int = 100) -> list[str]:
         """The backend's last output lines (from memory, or from its log file after a restart)."""
-        if name in self._logs:
-            return self._logs[name].tail(tail)
-        try:
-            with open(self.log_path(name), encoding="utf-8", errors="replace") as f:
-                return [line.rstrip("\n") for line in deque(f, maxlen=max(tail, 0))] if tail > 0 else []
-        except OSError:
-            return []
+        return self.models[name].tail(tail)
 
     # --- events ----------------------------------------------------------------------------
 
@@ -198,8 +179,6 @@ class Lifecycle:
             st.last_error = error
         if st.state == state and error is None:
             return
-        if st.state in (ModelState.READY, ModelState.WAKING) and state != st.state:
-            st.last_used = self.clock()
         st.state = state
         st.since = time.time()
         self.events.publish("state", name, state=state, message=message or (error or ""))
@@ -255,7 +234,7 @@ class Lifecycle:
         for name in retire:
             if name != to_model:
                 await self.retire(name, to_model, protect)
-        if self.state(to_model) == ModelState.SLEEPING and to_model in self._backends:
+        if self.models[to_model].asleep:
             await self.make_gpu_room(to_model, protect)
             try:
                 await self.wake(to_model)
@@ -298,7 +277,7 @@ class Lifecycle:
         """Sleep `name`, verified; False when it was stopped instead (it did not fit the pool, its
         /sleep failed, or its GPU memory did not go). Room is made in the pool first."""
         spec, s = self.registry.models[name], self.settings
-        backend = self._backends.get(name)
+        backend = self.models[name].backend
         if backend is None:
             return False
         leaving = [sl for sl in self._sleepers() if sl.name != phase_model]  # the one about to wake leaves the pool
@@ -380,8 +359,9 @@ class Lifecycle:
 
     async def wake(self, name: str) -> None:
         spec, s = self.registry.models[name], self.settings
-        backend = self._backends[name]
         st = self.models[name]
+        backend = st.backend
+        assert backend is not None
         self.set_state(name, ModelState.WAKING)
         self._expect("wake_s", name)
         self.phase(name, Phase.WAKING, f"waking {name} (level {spec.sleep_level})")
@@ -431,7 +411,7 @@ class Lifecycle:
             if snap is not None and snap.available:
                 pids = self.pids(n)
                 gpu_bytes = sum(v for p, v in snap.processes.items() if p in pids)
-            out.append(pool.Sleeper(n, self.estimated_sleep_ram(n), gpu_bytes, self.models[n].last_used))
+            out.append(pool.Sleeper(n, self.estimated_sleep_ram(n), gpu_bytes, self.keep(n)))
         return out
 
     # --- cold start and stop ---------------------------------------------------------------
@@ -444,15 +424,15 @@ class Lifecycle:
                 raise BackendError(
                     f"{name}: {missing}; fetch it first: vlmswap pull {name} (or POST /api/models/{name}/pull)"
                 )
+        st = self.models[name]
         snap = self.gpu_probe()
         if snap.available:
-            self._vram_before[name] = snap.used_bytes
-        backend = backends.create(name, spec, self.settings, self.log(name), self.state_dir)
+            st.vram_before = snap.used_bytes
+        backend = self.backend_factory(name, spec, self.settings, self.log(name), self.state_dir)
         total = self.card_bytes(snap)
         if total:  # vLLM reserves this fraction of the card's total: the model's need, not a guess
             backend.variables["GPU_MEMORY_UTILIZATION"] = f"{min(0.95, max(0.05, self.need_bytes(name) / total)):.3f}"
-        self._backends[name] = backend
-        st = self.models[name]
+        st.backend = backend
         st.starts += 1
         self.set_state(name, ModelState.STARTING)
         self._expect("cold_start_s", name)
@@ -478,7 +458,7 @@ class Lifecycle:
         except Exception:
             with contextlib.suppress(Exception):
                 await backend.stop(0.0 if backend.exit_status() else self.grace(name))
-            self._backends.pop(name, None)
+            st.backend = None
             raise
         finally:
             with contextlib.suppress(ValueError):
@@ -527,7 +507,8 @@ class Lifecycle:
 
     async def stop(self, name: str, phase_model: str, reason: str) -> None:
         """Stop `name`'s backend and wait for NVML to show its GPU memory released."""
-        backend = self._backends.get(name)
+        m = self.models[name]
+        backend = m.backend
         if backend is None:
             return
         pids = backend.pids()
@@ -541,14 +522,14 @@ class Lifecycle:
         try:
             await backend.stop(self.grace(name))
         finally:
-            self._backends.pop(name, None)
+            m.backend = None
         if not crashed:
             self.set_state(name, ModelState.STOPPED, message=f"stopped in {self.clock() - t0:.2f} s ({reason})")
         await self._wait_vram(name, phase_model, pids)
 
     async def _wait_vram(self, name: str, phase_model: str, pids: set[int]) -> None:
         snap = self.gpu_probe()
-        baseline = self._vram_before.pop(name, None)
+        baseline, self.models[name].vram_before = self.models[name].vram_before, None
         if not snap.available:
             self.phase(phase_model, Phase.WAITING_VRAM, f"no NVIDIA GPU, skipped ({snap.reason})")
             return
@@ -584,7 +565,8 @@ class Lifecycle:
 
     async def forget(self, name: str, status: str) -> None:
         """A sleeping backend died: it leaves the pool quietly; the next request starts it cold."""
-        backend = self._backends.pop(name, None)
+        m = self.models[name]
+        backend, m.backend = m.backend, None
         if backend is not None:
             with contextlib.suppress(Exception):
                 await backend.stop(0.0)  # reap it, remove its pid file
@@ -598,17 +580,19 @@ class Lifecycle:
         """Stop every backend, sleepers included."""
         for task in list(self._watchers):
             task.cancel()
-        names = list(self._backends)
-        results = await asyncio.gather(*(self._backends[n].stop(self.grace(n)) for n in names), return_exceptions=True)
-        for name, res in zip(names, results):
+        live = [m for m in self.models.values() if m.backend is not None]
+        results = await asyncio.gather(
+            *(m.backend.stop(self.grace(m.name)) for m in live if m.backend is not None), return_exceptions=True
+        )
+        for m, res in zip(live, results):
+            m.backend = None
+            failed = isinstance(res, BaseException)
             self.set_state(
-                name,
-                ModelState.FAILED if isinstance(res, Exception) else ModelState.STOPPED,
-                error=str(res) if isinstance(res, Exception) else None,
+                m.name, ModelState.FAILED if failed else ModelState.STOPPED, error=str(res) if failed else None
             )
-        self._backends.clear()
-        for logs in self._logs.values():
-            logs.close()
+        for m in self.models.values():
+            if m.log is not None:
+                m.log.close()
         self.stats.close()
 
     # --- push: a backend that ends tells us --------------------------------------------------
@@ -616,7 +600,7 @@ class Lifecycle:
     def _watch(self, name: str, backend: Backend) -> None:
         async def watch() -> None:
             status = await backend.wait_exit()
-            if self._backends.get(name) is backend:  # not one we are stopping or have replaced
+            if self.models[name].backend is backend:  # not one we are stopping or have replaced
                 self.on_exit(name, status)
 
         task = asyncio.create_task(watch(), name=f"exit-{name}")

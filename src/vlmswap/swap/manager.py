@@ -36,9 +36,9 @@ from vlmswap.backends.base import state_dir as default_state_dir
 from vlmswap.registry.availability import unavailable_reason
 from vlmswap.registry.config import ModelSpec, Registry
 from vlmswap.swap.events import EventBus, Subscription
-from vlmswap.swap.fit_scheduler import FitScheduler
-from vlmswap.swap.lifecycle import Lifecycle, ModelStatus
-from vlmswap.swap.placement import Placement
+from vlmswap.swap.lifecycle import Lifecycle
+from vlmswap.swap.model import Model
+from vlmswap.swap.policies import EvictAll, Placement, Policy
 from vlmswap.swap.scheduler import (
     Action,
     Drain,
@@ -49,9 +49,9 @@ from vlmswap.swap.scheduler import (
     StartSwitch,
     StopResident,
 )
-from vlmswap.swap.states import ModelState, Phase
+from vlmswap.swap.states import ModelState, Phase, Residency
 
-__all__ = ["Lease", "Manager", "ModelStatus", "Ticket"]
+__all__ = ["Lease", "Manager", "Model", "Ticket"]
 
 UNAVAILABLE_REFRESH_S = 5.0
 
@@ -82,22 +82,19 @@ class Ticket:
         self.future = future
         self._released = False
 
-    @property
-    def granted(self) -> bool:
-        return self.future.done() and not self.future.cancelled() and self.future.exception() is None
-
     async def wait(self) -> Lease:
         try:
             return await self.future
         except asyncio.CancelledError:
             # The client went away while waiting (or just after the grant): leave the queue.
-            self.release(gone=True)
+            self.release()
             raise
 
-    def release(self, gone: bool = False) -> None:
+    def release(self) -> None:
+        """The request is over, or left the queue; once only."""
         if not self._released:
             self._released = True
-            self.manager._release(self.id, gone)
+            self.manager._release(self.id)
 
 
 class Manager:
@@ -121,9 +118,15 @@ class Manager:
         self.gateway_id = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
         self.events = EventBus()
         self.lifecycle = Lifecycle(
-            registry, self.state_dir, self.events, gpu_probe=gpu_probe, clock=clock, on_exit=self._backend_exited
+            registry,
+            self.state_dir,
+            self.events,
+            gpu_probe=gpu_probe,
+            clock=clock,
+            on_exit=self._backend_exited,
+            keep=self._keep,
         )
-        self.scheduler: Scheduler = self._new_scheduler(grouping)
+        self.scheduler = Scheduler.from_registry(registry, policy=self._policy(), grouping=grouping)
         self._tickets: dict[int, Ticket] = {}
         self._lease_errors: dict[int, str] = {}
         self._ids = itertools.count(1)
@@ -139,24 +142,24 @@ class Manager:
         self._preloading: list[str] = []  # fit: the rest of gateway.preload, loaded one by one
         self.switch_count = 0
 
-    def _new_scheduler(self, grouping: bool) -> Scheduler:
+    def _policy(self) -> Policy:
+        """gateway.policy: `single` evicts everything else; `fit` keeps what fits beside the target."""
         if self.settings.policy != "fit":
-            return Scheduler.from_registry(self.registry, grouping=grouping)
+            return EvictAll()
         lc = self.lifecycle
-        placement = Placement.for_card(
-            lc.card_bytes(), self.settings.gpu_budget_gb, {name: lc.need_bytes(name) for name in self.registry.models}
-        )
-        return FitScheduler.from_registry_fit(self.registry, placement)
+        needs = {name: lc.need_bytes(name) for name in self.registry.models}
+        return Placement.for_card(lc.card_bytes(), self.settings.gpu_budget_gb, needs)
+
+    def _keep(self, name: str) -> float:
+        """How much a sleeper is worth keeping in the pool; the lowest leaves first (least recently used)."""
+        return self.scheduler.last_used(name)
 
     def awake(self) -> list[str]:
         """The models awake and serving (policy single: at most one)."""
-        if isinstance(self.scheduler, FitScheduler):
-            return self.scheduler.awake_models()
-        r = self.resident()
-        return [r] if r else []
+        return self.scheduler.awake()
 
     @property
-    def models(self) -> dict[str, ModelStatus]:
+    def models(self) -> dict[str, Model]:
         """Each model's state, last error and timings (owned by the lifecycle)."""
         return self.lifecycle.models
 
@@ -176,25 +179,20 @@ class Manager:
         return messages
 
     def _preload(self) -> None:
-        """`gateway.preload`: under fit every model that fits, in order; under single the first."""
-        names = [self.resolve(n) for n in self.settings.preload]
-        if not names:
-            return
-        if not isinstance(self.scheduler, FitScheduler):
-            self._apply_all(self.scheduler.load_requested(names[0], self.clock()))
-            return
-        self._preloading = names
+        """`gateway.preload`: every model that fits beside the ones before it, in order (policy single: the
+        first)."""
+        self._preloading = [self.resolve(n) for n in self.settings.preload]
         self._preload_next()
 
     def _preload_next(self) -> None:
-        """The next preload that fits beside what is awake (never evicting an earlier one)."""
-        s = self.scheduler
-        while self._preloading and isinstance(s, FitScheduler):
+        """The next preload that fits beside what is up (never evicting an earlier one)."""
+        while self._preloading:
             name = self._preloading.pop(0)
-            if s.placement.fits(s.occupied() | {name}):
-                self._apply_all(s.load_requested(name, self.clock()))
+            if self.scheduler.fits_beside(name):
+                self._apply_all(self.scheduler.load_requested(name, self.clock()))
                 return
-            self.events.publish("state", name, message=f"preload: {name} does not fit beside {s.occupied()}")
+            up = sorted(self.scheduler.occupied())
+            self.events.publish("state", name, message=f"preload: {name} does not fit beside {', '.join(up)}")
 
     async def shutdown(self) -> None:
         """Stop every backend this manager started, sleepers included; answer waiting requests with 503."""
@@ -228,7 +226,7 @@ class Manager:
         self._exiting = True
         for ticket in list(self._tickets.values()):
             if not ticket.future.done():
-                ticket.release(gone=True)  # leaves the scheduler's queue
+                ticket.release()  # leaves the scheduler's queue
                 ticket.future.set_exception(APIError(503, "the gateway is shutting down", headers={"Retry-After": "5"}))
 
     def request(self, model_id: str, priority: int = 0) -> Ticket:
@@ -259,12 +257,12 @@ class Manager:
         finally:
             ticket.release()
 
-    def _release(self, id: int, gone: bool) -> None:
+    def _release(self, id: int) -> None:
         self._tickets.pop(id, None)
         self._lease_errors.pop(id, None)
         if not self._closing:
             now = self.clock()
-            self._apply_all(self.scheduler.client_gone(id, now) if gone else self.scheduler.request_finished(id, now))
+            self._apply_all(self.scheduler.request_finished(id, now))
 
     # --- operator actions ------------------------------------------------------------------
 
@@ -296,12 +294,8 @@ class Manager:
         )
         try:
             async with asyncio.timeout(bound):
-                while not (self.resident() == name and self.scheduler.switch is None):
-                    if (
-                        self.scheduler.pending_load != name
-                        and self.scheduler.switch is None
-                        and self.scheduler.resident != name
-                    ):
+                while self.scheduler.residency(name) != Residency.READY:
+                    if not self.scheduler.wants(name):
                         raise APIError(409, f"the load of {name} was superseded", code="load_superseded")
                     ev = await sub.__anext__()
                     if ev["type"] == "state" and ev["model"] == name and ev["state"] == ModelState.READY:
@@ -312,8 +306,9 @@ class Manager:
             raise APIError(504, f"{name} was not ready after {bound:.0f} s") from None
 
     def _awake_target(self) -> str | None:
-        p = self.lifecycle.progress
-        return self.scheduler.resident or (p.target if p is not None else None)
+        """The model an unload or a sleep without a name means: the one up, else the one coming up."""
+        sw, p = self.scheduler.switch(), self.lifecycle.progress
+        return self.scheduler.resident() or (sw.target if sw else None) or (p.target if p else None)
 
     async def unload(self, name: str | None = None) -> dict[str, Any]:
         """Stop the awake model (after its requests in flight) and every sleeper; `name`: only that one
@@ -357,8 +352,7 @@ class Manager:
         resident = self._awake_target()
         if name is not None:
             name = self.resolve(name)
-            awake = name in self.awake() if isinstance(self.scheduler, FitScheduler) else resident == name
-            if not awake:
+            if self.scheduler.residency(name) not in (Residency.READY, Residency.STARTING):
                 return {"model": name, key: False, "state": self.models[name].state, "message": f"{name} is not awake"}
         if resident is None:
             return {"model": None, key: False, "message": "no model is awake"}
@@ -384,46 +378,50 @@ class Manager:
     def _apply_all(self, actions: list[Action]) -> None:
         for action in actions:
             self._apply(action)
-        if self.scheduler.switch is None and self.lifecycle.progress is not None and not self._jobs_running():
+        if self.scheduler.switch() is None and self.lifecycle.progress is not None and not self._jobs_running():
             self.lifecycle.progress = None  # e.g. a drain called off because everyone waiting left
         self._rearm_timer()
 
     def _jobs_running(self) -> bool:
         return any(not t.done() for t in self._jobs)
 
-    def _apply(self, a: Action) -> None:
-        if isinstance(a, Grant):
-            ticket = self._tickets.get(a.id)
-            url = self.lifecycle.base_url(a.model)
-            if ticket is None or ticket.future.done():
-                return
-            if url is None:  # cannot happen while the scheduler and lifecycle agree
-                ticket.future.set_exception(APIError(502, f"{a.model} has no backend"))
-                return
-            ticket.future.set_result(Lease(a.model, self.registry.models[a.model], url, a.id, self._lease_errors))
-        elif isinstance(a, Reject):
-            ticket = self._tickets.pop(a.id, None)
-            if ticket is None or ticket.future.done():
-                return
-            headers = {"Retry-After": str(max(1, math.ceil(a.retry_after)))} if a.retry_after else None
-            code = {404: "model_not_found", 502: "backend_start_failed", 503: "unavailable"}.get(a.status)
-            ticket.future.set_exception(APIError(a.status, a.message, code=code, headers=headers))
-        elif isinstance(a, Drain):
-            target = a.to_model or a.model
-            self.lifecycle.begin(target)
-            what = f"switching to {a.to_model}" if a.to_model else "unloading"
-            self.lifecycle.phase(
-                target, Phase.DRAINING, f"{a.model} admits no new requests ({what}); {a.in_flight} in flight"
-            )
-        elif isinstance(a, StartSwitch):
-            retire = tuple(m for m in (a.from_model, *a.evict) if m is not None)
-            self._spawn(self._run_switch(retire, a.to_model))
-        elif isinstance(a, StopResident):
-            self.lifecycle.begin(a.model)
-            self._spawn(self._run_stop(a.model, a.reason, a.sleep))
-        elif isinstance(a, FailInFlight):
-            for id in a.ids:
-                self._lease_errors[id] = a.error
+    def _apply(self, action: Action) -> None:
+        match action:
+            case Grant(id, model):
+                self._grant(id, model)
+            case Reject(id, status, message, retry_after):
+                ticket = self._tickets.pop(id, None)
+                if ticket is None or ticket.future.done():
+                    return
+                headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
+                code = {404: "model_not_found", 502: "backend_start_failed", 503: "unavailable"}.get(status)
+                ticket.future.set_exception(APIError(status, message, code=code, headers=headers))
+            case Drain(model, to_model, in_flight):
+                target = to_model or model
+                self.lifecycle.begin(target)
+                what = f"switching to {to_model}" if to_model else "unloading"
+                self.lifecycle.phase(
+                    target, Phase.DRAINING, f"{model} admits no new requests ({what}); {in_flight} in flight"
+                )
+            case StartSwitch(from_model, to_model, evict):
+                retire = tuple(m for m in (from_model, *evict) if m is not None)
+                self._spawn(self._run_switch(retire, to_model))
+            case StopResident(model, cause, sleep):
+                self.lifecycle.begin(model)
+                self._spawn(self._run_stop(model, cause.reason, sleep))
+            case FailInFlight(_model, error, ids):
+                for id in ids:
+                    self._lease_errors[id] = error
+
+    def _grant(self, id: int, model: str) -> None:
+        ticket = self._tickets.get(id)
+        url = self.lifecycle.base_url(model)
+        if ticket is None or ticket.future.done():
+            return
+        if url is None:  # cannot happen while the scheduler and lifecycle agree
+            ticket.future.set_exception(APIError(502, f"{model} has no backend"))
+            return
+        ticket.future.set_result(Lease(model, self.registry.models[model], url, id, self._lease_errors))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -453,8 +451,7 @@ class Manager:
         else:
             self.switch_count += 1
             lc.end(to_model)
-            if isinstance(self.scheduler, FitScheduler):  # a new measurement replaces the estimate
-                self.scheduler.placement.need[to_model] = lc.need_bytes(to_model)
+            self.scheduler.measured(to_model, lc.need_bytes(to_model))  # a new measurement replaces the estimate
             self._apply_all(self.scheduler.switch_done(to_model, self.clock()))
             self._preload_next()
 
@@ -524,10 +521,8 @@ class Manager:
         return self.lifecycle.exit_status(name)
 
     def resident(self) -> str | None:
-        s = self.scheduler
-        if s.resident is not None and s.ready:
-            return s.resident
-        return None
+        """The model up and most recently used (policy single: the one up), or None."""
+        return self.scheduler.resident()
 
     def unavailable(self) -> dict[str, str | None]:
         """Why each model cannot run here (None: nothing known against it); refreshed in the background,

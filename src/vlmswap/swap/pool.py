@@ -15,7 +15,7 @@ class Sleeper:
     name: str
     ram_bytes: int  # host RAM it holds asleep (measured, else estimated)
     gpu_bytes: int  # GPU memory it keeps asleep (its CUDA context), measured per pid
-    last_used: float  # when it was last awake (clock); least recently used leave first
+    keep: float  # what keeping it is worth (the manager's: when it was last used); the lowest leave first
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class Plan:
     why: str = ""
 
 
-def _lru(sleepers: list[Sleeper], protect: frozenset[str]) -> list[Sleeper]:
-    return sorted((s for s in sleepers if s.name not in protect), key=lambda s: s.last_used)
+def _cheapest(sleepers: list[Sleeper], protect: frozenset[str]) -> list[Sleeper]:
+    return sorted((s for s in sleepers if s.name not in protect), key=lambda s: s.keep)
 
 
 def plan_sleep(
@@ -50,7 +50,7 @@ def plan_sleep(
         )
     count, held = len(others), sum(s.ram_bytes for s in others)
     evict: list[str] = []
-    for s in _lru(others, protect):
+    for s in _cheapest(others, protect):
         if (max_sleeping is None or count + 1 <= max_sleeping) and held + ram_bytes <= ram_budget_bytes:
             break
         evict.append(s.name)
@@ -74,7 +74,7 @@ def plan_gpu(
     others = [s for s in sleepers if s.name != target]
     held = sum(s.gpu_bytes for s in others)
     evict: list[str] = []
-    for s in _lru(others, protect):
+    for s in _cheapest(others, protect):
         if held + need_bytes <= capacity_bytes:
             break
         evict.append(s.name)

@@ -39,3 +39,41 @@ class Phase(StrEnum):
 
 SwitchKind = Literal["warm", "cold"]
 """warm: the model was woken from the sleeping pool; cold: its backend was started."""
+
+
+class Residency(StrEnum):
+    """The scheduler's coarse view of a model: whether its memory counts, and whether it takes work.
+
+    Coarser than `ModelState` on purpose: the scheduler does not care whether a model that is
+    not resident is asleep in the pool or stopped, nor which step of a start is under way.
+    """
+
+    ABSENT = "absent"  # no memory of the GPU budget held (stopped, or asleep in the pool)
+    STARTING = "starting"  # the switch under way brings it up (a wake or a cold start)
+    READY = "ready"  # serving
+    DRAINING = "draining"  # admits nothing new; leaves once its requests in flight are done
+    STOPPING = "stopping"  # taken off the GPU outside a switch (unload, ttl, crash); stop_done ends it
+
+
+class SwitchStep(StrEnum):
+    """Where the one switch under way is."""
+
+    DRAINING = "draining"  # its victims admit nothing new while their requests in flight finish
+    SWITCHING = "switching"  # the lifecycle retires the victims and brings the target up
+
+
+class Cause(StrEnum):
+    """Why a switch or a stop began (events, logs and the stop's reason say it)."""
+
+    QUEUE = "queue"  # a queued request wants a model that is not up
+    STARVATION = "starvation"  # ... and has waited max_wait_s: the models in its way stop admitting
+    LOAD = "load"  # an operator asked for the model
+    UNLOAD = "unload"  # an operator asked for it to go
+    SLEEP = "sleep"  # an operator asked for it to sleep
+    TTL = "ttl"  # idle for its ttl_s
+    CRASH = "crash"  # its backend died
+
+    @property
+    def reason(self) -> str:
+        """The words a stop's message uses."""
+        return {Cause.TTL: "ttl idle", Cause.CRASH: "crashed"}.get(self, self.value)

@@ -1,31 +1,34 @@
-"""Policy `fit` driven synchronously with a fake clock: who may be awake together, who makes room."""
+"""The scheduler under policy `fit` (Placement), driven with a fake clock: who may be awake together, who makes room."""
 
 from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmswap.swap.fit_scheduler import FitScheduler
-from vlmswap.swap.placement import Candidate, Placement
+from vlmswap.swap.policies import Candidate, EvictAll, Placement
 from vlmswap.swap.scheduler import (
     Drain,
     FailInFlight,
     Grant,
     ModelPolicy,
     Reject,
+    Scheduler,
     SchedulerSettings,
     StartSwitch,
     StopResident,
 )
+from vlmswap.swap.states import Cause, Residency
 
 GIB = 1024**3
+UP = (Residency.READY, Residency.DRAINING)
 SIZES = {"a": 4, "b": 4, "c": 6, "huge": 12, "cpu": 0}
 
 
 class Harness:
-    def __init__(self, capacity_gib: float | None = 10, **settings):
+    def __init__(self, capacity_gib: float | None = 10, policy=None, **settings):
         policies = {
             m: ModelPolicy(drain_timeout_s=settings.pop("drain_timeout_s", 30.0), ttl_s=settings.pop("ttl_s", None))
             for m in SIZES
@@ -33,7 +36,8 @@ class Harness:
         placement = Placement(
             None if capacity_gib is None else int(capacity_gib * GIB), {m: int(g * GIB) for m, g in SIZES.items()}
         )
-        self.s = FitScheduler(policies, placement, SchedulerSettings(**settings))
+        self.placement = placement  # the sizes, whichever policy decides
+        self.s = Scheduler(policies, SchedulerSettings(**settings), policy or placement)
         self.now = 0.0
         self.ids = itertools.count(1)
 
@@ -62,7 +66,7 @@ def test_two_models_that_fit_are_awake_together_without_a_drain():
     i2, out = h.arrive("a")
     assert out == [Grant(i2, "a")]  # a is served while b loads
     assert Grant(ib, "b") in h.s.switch_done("b", h.now)
-    assert sorted(h.s.awake_models()) == ["a", "b"]
+    assert sorted(h.s.awake()) == ["a", "b"]
 
 
 def test_the_third_makes_room_by_retiring_the_least_recently_used_idle_model():
@@ -77,7 +81,7 @@ def test_the_third_makes_room_by_retiring_the_least_recently_used_idle_model():
     ic, out = h.arrive("c")  # 6 GiB: one of the 4s must go, the least recently used: a
     assert Drain("a", "c", 0) in out and StartSwitch("a", "c") in out
     assert Grant(ic, "c") in h.s.switch_done("c", h.now)
-    assert sorted(h.s.awake_models()) == ["b", "c"]
+    assert sorted(h.s.awake()) == ["b", "c"]
 
 
 def test_a_busy_model_is_not_chosen_while_an_idle_one_frees_enough():
@@ -88,11 +92,27 @@ def test_a_busy_model_is_not_chosen_while_an_idle_one_frees_enough():
     assert StartSwitch("b", "c") in out and all(not (isinstance(x, Drain) and x.model == "a") for x in out)
 
 
-def test_a_busy_victim_is_drained_first():
+def test_a_busy_victim_keeps_serving_until_idle_then_makes_room():
+    """Grouping, as under policy single: the model in the way is not drained while it has work."""
     h = Harness(capacity_gib=6)
     (ia,) = h.up("a")
     ic, out = h.arrive("c")  # only a can go, and it is busy
-    assert out == [Drain("a", "c", 1)]
+    assert out == []
+    i2, out = h.arrive("a")
+    assert out == [Grant(i2, "a")]  # c has not waited max_wait_s: a keeps its work
+    h.s.request_finished(ia, h.now)
+    out = h.s.request_finished(i2, h.now)
+    assert out == [Drain("a", "c", 0), StartSwitch("a", "c")]
+    assert Grant(ic, "c") in h.s.switch_done("c", h.now)
+
+
+def test_a_busy_victim_is_drained_once_the_waiting_request_is_overdue():
+    h = Harness(capacity_gib=6, max_wait_s=10)
+    (ia,) = h.up("a")
+    ic, _ = h.arrive("c")
+    assert h.s.next_deadline(h.now) == 10
+    h.now = 10
+    assert h.s.tick(h.now) == [Drain("a", "c", 1)]
     i2, out = h.arrive("a")
     assert out == []  # a admits nothing new while it drains
     out = h.s.request_finished(ia, h.now)
@@ -122,7 +142,7 @@ def test_a_crashed_model_holds_its_memory_until_its_stop_is_done():
     h = Harness(capacity_gib=9)
     ia, ib = h.up("a", "b")
     out = h.s.backend_crashed("a", "boom", h.now)
-    assert FailInFlight("a", "boom", (ia,)) in out and StopResident("a", "crashed") in out
+    assert FailInFlight("a", "boom", (ia,)) in out and StopResident("a", Cause.CRASH) in out
     h.s.request_finished(ib, h.now)
     ic, out = h.arrive("c")  # even with b gone, 4 (a, stopping) + 6 > 9: c waits for a's stop
     assert all(not isinstance(x, StartSwitch) for x in out)
@@ -137,7 +157,7 @@ def test_a_model_is_not_started_again_before_its_old_backend_is_stopped():
     i2, out = h.arrive("a")
     assert out == []  # a drains: nothing new
     out = h.s.request_finished(ia, h.now)
-    assert out == [StopResident("a", "unload")]  # and nothing started beside its stop
+    assert out == [StopResident("a", Cause.UNLOAD)]  # and nothing started beside its stop
     out = h.s.stop_done("a", h.now)
     assert out == [StartSwitch(None, "a")]
 
@@ -147,8 +167,8 @@ def test_operator_unload_of_one_model_keeps_the_others():
     ia, ib = h.up("a", "b")
     h.s.request_finished(ia, h.now)
     out = h.s.unload_requested(h.now, sleep=True, model="a")
-    assert StopResident("a", "sleep", sleep=True) in out
-    assert h.s.awake_models() == ["b"]
+    assert StopResident("a", Cause.SLEEP, sleep=True) in out
+    assert h.s.awake() == ["b"]
 
 
 def test_ttl_retires_idle_models_one_by_one():
@@ -159,7 +179,7 @@ def test_ttl_retires_idle_models_one_by_one():
     assert h.s.next_deadline(h.now) == 10
     h.now = 11
     out = h.s.tick(h.now)
-    assert [x for x in out if isinstance(x, StopResident)] == [StopResident("a", "ttl idle")]
+    assert [x for x in out if isinstance(x, StopResident)] == [StopResident("a", Cause.TTL)]
 
 
 def test_placement_prefers_idle_then_no_queue_then_least_recently_used():
@@ -180,11 +200,15 @@ event = st.one_of(
 )
 
 
+@pytest.mark.parametrize("policy", ["placement", "evict_all"])
 @settings(max_examples=300, deadline=None)
-@given(st.lists(event, max_size=60))
-def test_random_events_keep_memory_within_the_budget_and_answer_every_request(events):
-    h = Harness(capacity_gib=10, max_wait_s=5, drain_timeout_s=3, ttl_s=20)
+@given(events=st.lists(event, max_size=60))
+def test_random_events_keep_memory_within_the_budget_and_answer_every_request(policy, events):
+    h = Harness(
+        capacity_gib=10, policy=EvictAll() if policy == "evict_all" else None, max_wait_s=5, drain_timeout_s=3, ttl_s=20
+    )
     s = h.s
+    granted_to: dict[int, str] = {}
     backends: set[str] = set()  # what holds memory in the world
     jobs: list[tuple[str, str]] = []
     answers: dict[int, int] = {}
@@ -197,6 +221,7 @@ def test_random_events_keep_memory_within_the_budget_and_answer_every_request(ev
                 answers[a.id] = answers.get(a.id, 0) + 1
                 assert a.model in backends
                 in_flight.add(a.id)
+                granted_to[a.id] = a.model
             elif isinstance(a, Reject):
                 answers[a.id] = answers.get(a.id, 0) + 1
             elif isinstance(a, StartSwitch):
@@ -208,7 +233,7 @@ def test_random_events_keep_memory_within_the_budget_and_answer_every_request(ev
                 jobs.append(("switch", a.to_model))
             elif isinstance(a, StopResident):
                 jobs.append(("stop", a.model))
-            assert s.placement.used(backends) <= 10 * GIB, backends
+            assert h.placement.used(backends) <= 10 * GIB, backends
 
     for kind, arg in events:
         if kind == "arrive":
@@ -229,9 +254,9 @@ def test_random_events_keep_memory_within_the_budget_and_answer_every_request(ev
             else:
                 backends.discard(m)
                 apply(s.switch_failed(m, "failed", h.now))
-        elif kind == "crash" and s.awake.get(arg) and not [j for j in jobs if j[1] == arg]:
+        elif kind == "crash" and s.residency(arg) in UP and not [j for j in jobs if j[1] == arg]:
             for i in list(in_flight):
-                if s.granted.get(i) == arg:
+                if granted_to.get(i) == arg:
                     in_flight.discard(i)
             apply(s.backend_crashed(arg, "crashed", h.now))
         elif kind == "unload":

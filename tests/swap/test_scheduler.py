@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vlmswap.swap.policies import EvictAll, Placement
 from vlmswap.swap.scheduler import (
     Drain,
     FailInFlight,
@@ -19,37 +20,58 @@ from vlmswap.swap.scheduler import (
     StartSwitch,
     StopResident,
 )
+from vlmswap.swap.states import Cause, Residency
+
+GIB = 1024**3
+UP = (Residency.READY, Residency.DRAINING)
 
 
 class Harness:
     """A scheduler plus a clock and a record of what each request got."""
 
-    def __init__(self, models=("a", "b", "c"), **settings):
+    def __init__(self, models=("a", "b", "c"), policy=None, **settings):
         policies = {
             m: ModelPolicy(drain_timeout_s=settings.pop("drain_timeout_s", 30.0), ttl_s=settings.pop("ttl_s", None))
             for m in models
         }
-        self.s = Scheduler(policies, SchedulerSettings(**settings))
+        self.s = Scheduler(policies, SchedulerSettings(**settings), policy or EvictAll())
         self.now = 0.0
         self.ids = itertools.count(1)
         self.actions: list = []
 
-    def do(self, name, *args):
-        out = getattr(self.s, name)(*args, self.now)
+    def record(self, out):
         self.actions += out
         return out
 
-    def arrive(self, model):
+    def arrive(self, model, priority=0):
         i = next(self.ids)
-        return i, self.do("request_arrived", i, model)
+        return i, self.record(self.s.request_arrived(i, model, self.now, priority))
+
+    def finish(self, id):
+        return self.record(self.s.request_finished(id, self.now))
 
     def ready(self, model):
         """Complete the switch under way to `model`."""
-        return self.do("switch_done", model)
+        return self.record(self.s.switch_done(model, self.now))
+
+    def failed(self, model, error):
+        return self.record(self.s.switch_failed(model, error, self.now))
+
+    def stopped(self, model):
+        return self.record(self.s.stop_done(model, self.now))
+
+    def crash(self, model, error):
+        return self.record(self.s.backend_crashed(model, error, self.now))
+
+    def unload(self, sleep=False, model=None):
+        return self.record(self.s.unload_requested(self.now, sleep=sleep, model=model))
+
+    def load(self, model):
+        return self.record(self.s.load_requested(model, self.now))
 
     def advance(self, dt):
         self.now += dt
-        return self.do("tick")
+        return self.record(self.s.tick(self.now))
 
     def granted(self, out=None):
         return [a.id for a in (self.actions if out is None else out) if isinstance(a, Grant)]
@@ -89,7 +111,7 @@ def test_request_for_other_model_waits_for_requests_in_flight():
     j, out = h.arrive("b")
     assert out == []  # waits: a is busy, b is not over max_wait_s yet
     assert h.s.queued("b") == 1
-    out = h.do("request_finished", 1)
+    out = h.finish(1)
     assert out == [Drain("a", "b", 0), StartSwitch("a", "b")]
     assert h.ready("b") == [Grant(j, "b")]
 
@@ -105,7 +127,7 @@ def test_queue_collation_groups_by_model():
     out = h.ready("a")
     assert [ids[g] for g in h.granted(out)] == ["a", "a", "a"]
     for g in h.granted(out):
-        h.do("request_finished", g)
+        h.finish(g)
     out = h.ready("b")
     assert [ids[g] for g in h.granted(out)] == ["b", "b", "b"]
     assert [(s.from_model, s.to_model) for s in h.switches()] == [(None, "a"), ("a", "b")]
@@ -115,13 +137,15 @@ def test_first_come_first_served_switches_on_every_change():
     h = Harness(grouping=False)
     for m in ["a", "b", "a", "b"]:
         h.arrive(m)
+    in_flight: set[int] = set()
     while True:
-        sw = h.s.switch
+        sw = h.s.switch()
         if sw is None:
             break
-        h.ready(sw.to_model)
-        for g in list(h.s.granted):
-            h.do("request_finished", g)
+        in_flight.update(h.granted(h.ready(sw.target)))
+        for g in sorted(in_flight):
+            in_flight.discard(g)
+            in_flight.update(h.granted(h.finish(g)))
     assert [s.to_model for s in h.switches()] == ["a", "b", "a", "b"]
 
 
@@ -150,7 +174,7 @@ def test_starvation_bound_forces_switch():
     assert out == [Drain("a", "b", 1)]  # a stops admitting; request 1 still in flight
     i, out = h.arrive("a")
     assert out == [] and h.s.queued("a") == 1  # draining: no new work for a
-    out = h.do("request_finished", 1)
+    out = h.finish(1)
     assert out == [StartSwitch("a", "b")]
     out = h.ready("b")
     assert h.granted(out) == [j]
@@ -161,9 +185,9 @@ def test_starved_model_is_served_then_the_queue_goes_back():
     j, _ = h.arrive("b")
     h.advance(10)
     k, _ = h.arrive("a")
-    h.do("request_finished", 1)
+    h.finish(1)
     h.ready("b")
-    h.do("request_finished", j)  # b idle; a waits -> switch back
+    h.finish(j)  # b idle; a waits -> switch back
     assert [s.to_model for s in h.switches()][-1] == "a"
     out = h.ready("a")
     assert h.granted(out) == [k]
@@ -190,7 +214,7 @@ def test_drain_timeout():
     out = h.advance(0.1)
     assert out == [StartSwitch("a", "b")]  # request 1 is cut by the stop
     assert h.s.in_flight("a") == 0
-    assert h.do("request_finished", 1) == []  # late finish is harmless
+    assert h.finish(1) == []  # late finish is harmless
 
 
 def test_one_switch_at_a_time():
@@ -200,8 +224,8 @@ def test_one_switch_at_a_time():
     h.arrive("c")
     assert len(h.switches()) == 1
     assert h.s.backends() == 1
-    h.do("load_requested", "c")
-    h.do("unload_requested")
+    h.load("c")
+    h.unload()
     h.advance(100)
     assert len(h.switches()) == 1  # nothing starts while a is starting
 
@@ -211,7 +235,7 @@ def test_next_model_is_that_of_the_oldest_waiting_request():
     h.arrive("c")
     h.advance(1)
     h.arrive("b")
-    h.do("request_finished", 1)
+    h.finish(1)
     assert h.switches()[-1] == StartSwitch("a", "c")
 
 
@@ -219,9 +243,9 @@ def test_client_gone_leaves_queue():
     h = serving("a")
     j, _ = h.arrive("b")
     assert h.s.queued() == 1
-    h.do("client_gone", j)
+    h.finish(j)
     assert h.s.queued() == 0
-    h.do("request_finished", 1)
+    h.finish(1)
     assert h.switches() == []  # nobody waits for b any more: a stays
 
 
@@ -230,8 +254,8 @@ def test_client_gone_during_drain_cancels_the_switch():
     j, _ = h.arrive("b")
     h.advance(1)
     assert h.s.draining()
-    h.do("client_gone", j)
-    out = h.do("request_finished", 1)
+    h.finish(j)
+    out = h.finish(1)
     assert h.switches() == [] and not h.s.draining()
     i, out = h.arrive("a")
     assert out == [Grant(i, "a")]
@@ -239,7 +263,7 @@ def test_client_gone_during_drain_cancels_the_switch():
 
 def test_client_gone_in_flight_releases():
     h = serving("a")
-    h.do("client_gone", 1)
+    h.finish(1)
     assert h.s.in_flight() == 0
 
 
@@ -258,7 +282,7 @@ def test_failed_start_backs_off():
     h = Harness(backoff_initial_s=2, backoff_max_s=5)
     i, _ = h.arrive("a")
     j, _ = h.arrive("a")
-    out = h.do("switch_failed", "a", "boom")
+    out = h.failed("a", "boom")
     assert {(r.id, r.status) for r in out if isinstance(r, Reject)} == {(i, 502), (j, 502)}
     assert all("boom" in r.message for r in out if isinstance(r, Reject))
     k, out = h.arrive("a")
@@ -266,12 +290,12 @@ def test_failed_start_backs_off():
     h.advance(2)
     k, out = h.arrive("a")
     assert out == [StartSwitch(None, "a")]
-    h.do("switch_failed", "a", "boom again")
+    h.failed("a", "boom again")
     _, out = h.arrive("a")
     assert out[0].retry_after == 4  # doubled
     h.advance(4)
     h.arrive("a")
-    h.do("switch_failed", "a", "third")
+    h.failed("a", "third")
     _, out = h.arrive("a")
     assert out[0].retry_after == 5  # capped at backoff_max_s
 
@@ -279,41 +303,41 @@ def test_failed_start_backs_off():
 def test_backoff_resets_after_a_request_succeeds():
     h = Harness(backoff_initial_s=2)
     h.arrive("a")
-    h.do("switch_failed", "a", "x")
+    h.failed("a", "x")
     h.advance(2)
     i, _ = h.arrive("a")
     h.ready("a")
-    h.do("request_finished", i)
-    assert h.s.models["a"].failures == 0
+    h.finish(i)
+    assert h.s.failures("a") == 0
 
 
 def test_failed_start_lets_other_models_run():
     h = Harness()
     h.arrive("a")
     j, _ = h.arrive("b")
-    h.do("switch_failed", "a", "boom")
+    h.failed("a", "boom")
     assert h.switches()[-1] == StartSwitch(None, "b")
     assert h.granted(h.ready("b")) == [j]
 
 
 def test_ttl_unloads_idle_model():
     h = serving("a", ttl_s=30)
-    h.do("request_finished", 1)
+    h.finish(1)
     assert h.s.next_deadline(h.now) == pytest.approx(30)
     assert h.advance(29) == []
     out = h.advance(1)
-    assert out == [StopResident("a", "ttl idle")]
+    assert out == [StopResident("a", Cause.TTL)]
     assert h.s.backends() == 1  # still stopping
-    h.do("stop_done", "a")
-    assert h.s.backends() == 0 and h.s.resident is None
+    h.stopped("a")
+    assert h.s.backends() == 0 and h.s.resident() is None
 
 
 def test_ttl_counts_from_the_last_request():
     h = serving("a", ttl_s=30)
     h.advance(20)
-    h.do("request_finished", 1)
+    h.finish(1)
     assert h.advance(29) == []
-    assert h.advance(1) == [StopResident("a", "ttl idle")]
+    assert h.advance(1) == [StopResident("a", Cause.TTL)]
 
 
 def test_ttl_never_unloads_while_busy():
@@ -323,41 +347,41 @@ def test_ttl_never_unloads_while_busy():
 
 def test_unload_waits_for_requests_in_flight():
     h = serving("a")
-    out = h.do("unload_requested")
+    out = h.unload()
     assert out == [Drain("a", None, 1)]
     i, out = h.arrive("a")
     assert out == []  # queued while draining
-    out = h.do("request_finished", 1)
-    assert out == [StopResident("a", "unload")]
-    out = h.do("stop_done", "a")
+    out = h.finish(1)
+    assert out == [StopResident("a", Cause.UNLOAD)]
+    out = h.stopped("a")
     assert out == [StartSwitch(None, "a")]  # the queued request brings it back
 
 
 def test_unload_when_idle_stops_at_once():
     h = serving("a")
-    h.do("request_finished", 1)
-    assert h.do("unload_requested") == [Drain("a", None, 0), StopResident("a", "unload")]
+    h.finish(1)
+    assert h.unload() == [Drain("a", None, 0), StopResident("a", Cause.UNLOAD)]
 
 
 def test_load_switches_when_resident_drains():
     h = serving("a")
-    out = h.do("load_requested", "b")
+    out = h.load("b")
     assert out == [Drain("a", "b", 1)]
-    out = h.do("request_finished", 1)
+    out = h.finish(1)
     assert out == [StartSwitch("a", "b")]
     h.ready("b")
-    assert h.s.resident == "b" and h.s.ready
+    assert h.s.resident() == "b" and h.s.residency("b") == Residency.READY
 
 
 def test_load_of_resident_does_nothing():
     h = serving("a")
-    assert h.do("load_requested", "a") == []
+    assert h.load("a") == []
 
 
 def test_load_during_switch_runs_after_it():
     h = Harness()
     h.arrive("a")
-    h.do("load_requested", "b")
+    h.load("b")
     assert len(h.switches()) == 1
     out = h.ready("a")
     assert Drain("a", "b", 0) in out  # queued request for a is not granted: the operator asked for b
@@ -367,20 +391,20 @@ def test_load_during_switch_runs_after_it():
 def test_load_clears_backoff():
     h = Harness()
     h.arrive("a")
-    h.do("switch_failed", "a", "x")
-    assert h.do("load_requested", "a") == [StartSwitch(None, "a")]
+    h.failed("a", "x")
+    assert h.load("a") == [StartSwitch(None, "a")]
 
 
 def test_crash_fails_in_flight_and_backs_off():
     h = serving("a")
     h.arrive("a")
-    out = h.do("backend_crashed", "a", "exit code 1")
+    out = h.crash("a", "exit code 1")
     assert out[0] == FailInFlight("a", "exit code 1", (1, 2))
-    assert StopResident("a", "crashed") in out
+    assert StopResident("a", Cause.CRASH) in out
     assert h.s.backends() == 1  # the dead backend is reaped before anything else starts
     i, out = h.arrive("a")
     assert out[0].status == 503
-    h.do("stop_done", "a")
+    h.stopped("a")
     h.advance(2)
     i, out = h.arrive("a")
     assert out == [StartSwitch(None, "a")]
@@ -390,14 +414,14 @@ def test_crash_while_draining_lets_the_switch_proceed():
     h = serving("a", max_wait_s=1)
     h.arrive("b")
     h.advance(1)
-    out = h.do("backend_crashed", "a", "segfault")
+    out = h.crash("a", "segfault")
     assert StartSwitch("a", "b") in out
 
 
 def test_crash_report_for_a_model_not_ready_is_ignored():
     h = Harness()
     h.arrive("a")
-    assert h.do("backend_crashed", "a", "x") == []
+    assert h.crash("a", "x") == []
 
 
 def test_unknown_model_is_rejected():
@@ -408,10 +432,10 @@ def test_unknown_model_is_rejected():
 
 def test_late_events_are_ignored():
     h = serving("a")
-    assert h.do("switch_done", "b") == []
-    assert h.do("switch_failed", "b", "x") == []
-    assert h.do("stop_done", "a") == []
-    assert h.do("request_finished", 999) == []
+    assert h.ready("b") == []
+    assert h.failed("b", "x") == []
+    assert h.stopped("a") == []
+    assert h.finish(999) == []
 
 
 # --- property: random event sequences -----------------------------------------------------
@@ -432,9 +456,15 @@ event = st.one_of(
 class World:
     """What the manager would do with the actions: one pending slow job at a time."""
 
-    def __init__(self, grouping: bool, max_queue: int):
+    def __init__(self, grouping: bool, max_queue: int, policy=None):
         self.h = Harness(
-            models=MODELS, grouping=grouping, max_queue=max_queue, max_wait_s=5, drain_timeout_s=3, ttl_s=10
+            models=MODELS,
+            policy=policy,
+            grouping=grouping,
+            max_queue=max_queue,
+            max_wait_s=5,
+            drain_timeout_s=3,
+            ttl_s=10,
         )
         self.backend: str | None = None  # what exists
         self.job: tuple[str, str] | None = None  # ('switch', to) or ('stop', model)
@@ -479,7 +509,7 @@ class World:
                     return
                 self.gone.add(i)
             self.in_flight.discard(i)
-            self.apply(h.do("client_gone" if kind == "gone" else "request_finished", i))
+            self.apply(h.finish(i))
         elif kind == "complete":
             if self.job is None:
                 return
@@ -487,19 +517,19 @@ class World:
             self.job = None
             if what == "stop":
                 self.backend = None
-                self.apply(h.do("stop_done", model))
+                self.apply(h.stopped(model))
             elif arg:
-                self.apply(h.do("switch_done", model))
+                self.apply(h.ready(model))
             else:
                 self.backend = None
-                self.apply(h.do("switch_failed", model, "failed"))
+                self.apply(h.failed(model, "failed"))
         elif kind == "crash":
-            if self.backend is not None and self.job is None and h.s.ready:
-                self.apply(h.do("backend_crashed", self.backend, "crashed"))
+            if self.backend is not None and self.job is None and h.s.residency(self.backend) in UP:
+                self.apply(h.crash(self.backend, "crashed"))
         elif kind == "unload":
-            self.apply(h.do("unload_requested"))
+            self.apply(h.unload())
         elif kind == "load":
-            self.apply(h.do("load_requested", arg))
+            self.apply(h.load(arg))
         elif kind == "tick":
             self.apply(h.advance(arg))
 
@@ -516,10 +546,18 @@ class World:
                 break
 
 
+ONE_AT_A_TIME = {
+    "evict_all": EvictAll,
+    # each model needs more than half the card: placement itself allows only one at a time
+    "placement": lambda: Placement(10 * GIB, dict.fromkeys(MODELS, 6 * GIB)),
+}
+
+
+@pytest.mark.parametrize("policy", sorted(ONE_AT_A_TIME))
 @settings(max_examples=300, deadline=None)
-@given(st.lists(event, max_size=60), st.booleans(), st.integers(1, 6))
-def test_random_events_never_two_backends_never_lose_a_request(events, grouping, max_queue):
-    w = World(grouping, max_queue)
+@given(events=st.lists(event, max_size=60), grouping=st.booleans(), max_queue=st.integers(1, 6))
+def test_random_events_never_two_backends_never_lose_a_request(policy, events, grouping, max_queue):
+    w = World(grouping, max_queue, ONE_AT_A_TIME[policy]())
     for kind, arg in events:
         w.step(kind, arg)
     w.settle()
@@ -536,8 +574,8 @@ def test_priority_picks_the_next_model_within_the_starvation_bound():
     i, out = h.arrive("a")
     h.ready("a")
     j, _ = h.arrive("b")  # priority 0, first
-    h.s.request_arrived(next(h.ids), "c", h.now, priority=5)  # a higher-priority client, later
-    out = h.do("request_finished", i)
+    h.arrive("c", priority=5)  # a higher-priority client, later
+    out = h.finish(i)
     assert [x.to_model for x in out if isinstance(x, Drain)] == ["c"]
 
 
@@ -547,6 +585,6 @@ def test_a_request_past_the_starvation_bound_goes_first_whatever_its_priority():
     h.ready("a")
     j, _ = h.arrive("b")  # priority 0
     h.now += 11  # b has now waited past max_wait_s
-    out = h.s.request_arrived(next(h.ids), "c", h.now, priority=5)  # the overdue b starts the drain now
-    out += h.do("request_finished", i)
+    _, out = h.arrive("c", priority=5)  # the overdue b starts the drain now
+    out += h.finish(i)
     assert [x.to_model for x in out if isinstance(x, Drain)] == ["b"]
