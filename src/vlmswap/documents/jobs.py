@@ -46,6 +46,7 @@ class JobSpec:
     dpi: float = 150.0
     prompt: str | None = None  # replaces the mode's prompt; the answer is read in the mode's format
     max_tokens: int | None = None
+    owner: str = "anonymous"  # the profile that submitted it: only it (and admins) may see or cancel it
 
 
 @dataclass
@@ -104,6 +105,7 @@ class Job:
             "source": self.spec.source,
             "model": self.spec.model,
             "mode": self.spec.mode,
+            "owner": self.spec.owner,
             "pages_total": len(self.pages),
             "pages_done": self.count(PageState.DONE),
             "pages_failed": self.count(PageState.FAILED),

@@ -214,8 +214,9 @@ def _error_message(resp: httpx.Response) -> str:
     return resp.text[:300] or resp.reason_phrase
 
 
-async def post_chat(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> str:
-    """POST one chat request; the answer's text, or APIError with the backend's message."""
+async def post_chat_completion(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST one chat request; the answer (a chat completion, `usage` included), or APIError with the
+    backend's message."""
     try:
         resp = await http.post(url, json=body)
     except httpx.TransportError as exc:
@@ -231,10 +232,23 @@ async def post_chat(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> 
             headers={k: v for k, v in resp.headers.items() if k.lower() == "retry-after"},
         )
     try:
-        choice = resp.json()["choices"][0]
-        return str(choice["message"].get("content") or "")
-    except (ValueError, KeyError, IndexError, TypeError):
+        answer = resp.json()
+        answer_text(answer)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise APIError(502, "model answered with no chat completion", code="backend_error") from None
+    if not isinstance(answer, dict):
+        raise APIError(502, "model answered with no chat completion", code="backend_error")
+    return answer
+
+
+def answer_text(answer: dict[str, Any]) -> str:
+    """The text of a chat completion's first choice."""
+    return str(answer["choices"][0]["message"].get("content") or "")
+
+
+async def post_chat(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> str:
+    """POST one chat request; the answer's text, or APIError with the backend's message."""
+    return answer_text(await post_chat_completion(http, url, body))
 
 
 def unknown_model(model: str, known: Iterable[str]) -> APIError:

@@ -24,8 +24,11 @@ from vlmswap.documents import export
 from vlmswap.documents.inputs import DocumentError, open_bytes
 from vlmswap.documents.jobs import Job, JobSpec, PageState
 from vlmswap.documents.layout import Document
+from vlmswap.gateway import state
+from vlmswap.gateway.guard import identity
 from vlmswap.gateway.jobs_runner import EVENT_TYPE, JobService
 from vlmswap.gateway.ocr import document_error, form_field, read_form
+from vlmswap.registry.profiles import OPEN, Identity
 
 router = APIRouter()
 
@@ -34,8 +37,12 @@ MB = 1024 * 1024
 
 
 def _service(request: Request) -> JobService:
-    service: JobService = request.app.state.jobs
-    return service
+    return state.jobs(request)
+
+
+def _who(request: Request) -> Identity:
+    """The caller: a job is its owner's (and admins'); another profile gets 404 for it."""
+    return identity(request.scope) or OPEN
 
 
 def _int_field(form: Any, name: str) -> int | None:
@@ -81,7 +88,7 @@ IMAGE_ERRORS = error_responses({400: "the page cannot be rendered", 404: NO_JOB 
 async def submit(request: Request) -> JSONResponse:
     """Multipart: one `file`, and `model`, `mode`, `pages`, `dpi`, `prompt`, `max_tokens` -> 202 with the job's id."""
     service = _service(request)
-    settings = request.app.state.manager.settings
+    settings = state.manager(request).settings
     cap = int(min(settings.jobs_max_upload_mb, settings.max_body_mb) * MB)
     form, fields = await read_form(request, max_files=2)
     try:
@@ -118,6 +125,7 @@ async def submit(request: Request) -> JSONResponse:
             code="too_many_pages",
         )
     spec = JobSpec(
+        owner=_who(request).name,
         source=name,
         model=fields.model,
         mode=fields.mode,
@@ -135,25 +143,25 @@ async def submit(request: Request) -> JSONResponse:
 
 @router.get("/api/jobs")
 async def list_jobs(request: Request, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
-    """The newest jobs first (finished ones are kept `gateway.jobs_retention_h`)."""
+    """The newest jobs first, the caller's own (an admin: everyone's); finished ones are kept `jobs_retention_h`."""
     service = _service(request)
-    return {"object": "list", "data": [j.summary(service.concurrency()) for j in service.recent(limit)]}
+    return {"object": "list", "data": [j.summary(service.concurrency()) for j in service.recent(_who(request), limit)]}
 
 
 @router.get("/api/jobs/{job_id}", responses=JOB_ERRORS)
 async def get_job(request: Request, job_id: str) -> dict[str, Any]:
     service = _service(request)
-    return service.get(job_id).to_dict(service.concurrency())
+    return service.get(job_id, _who(request)).to_dict(service.concurrency())
 
 
 @router.get("/api/jobs/{job_id}/events", responses=JOB_ERRORS)
 async def job_events(request: Request, job_id: str) -> EventSourceResponse:
     """One SSE event per page read or failed and one when the job ends; first a `snapshot` of the job so far."""
     service = _service(request)
-    manager = request.app.state.manager
+    manager = state.manager(request)
     sub = manager.events.subscribe()  # before the snapshot is read: nothing falls between the two
     try:
-        job = service.get(job_id)
+        job = service.get(job_id, _who(request))
     except APIError:
         await sub.aclose()
         raise
@@ -217,7 +225,7 @@ async def result(request: Request, job_id: str, format: Literal["json", "md", "z
     200 once the job has ended; 206 while it runs (the pages done so far). `X-Job-State` says which.
     """
     service = _service(request)
-    job = service.get(job_id)
+    job = service.get(job_id, _who(request))
     doc = _document(service, job)
     status = 200 if job.state.finished else 206
     headers = {"X-Job-State": str(job.state), "X-Pages-Done": str(len(doc.pages)), "X-Pages-Total": str(len(job.pages))}
@@ -240,7 +248,7 @@ async def result(request: Request, job_id: str, format: Literal["json", "md", "z
 async def page(request: Request, job_id: str, number: int) -> dict[str, Any]:
     """One page's JSON once it is read (409 while it is still to come or failed)."""
     service = _service(request)
-    job = service.get(job_id)
+    job = service.get(job_id, _who(request))
     rec = next((p for p in job.pages if p.number == number), None)
     if rec is None:
         raise APIError(
@@ -262,7 +270,7 @@ async def page(request: Request, job_id: str, number: int) -> dict[str, Any]:
 async def page_image(request: Request, job_id: str, number: int) -> Response:
     """The page as the job read it (PNG, rendered again at the job's dpi): the image its boxes refer to."""
     service = _service(request)
-    job = service.get(job_id)
+    job = service.get(job_id, _who(request))
     if number not in job.spec.pages:
         raise APIError(404, f"page {number} is not part of job {job_id}", param="number", code="page_not_in_job")
 
@@ -281,7 +289,7 @@ async def page_image(request: Request, job_id: str, number: int) -> Response:
 async def cancel(request: Request, job_id: str, purge: bool = False) -> dict[str, Any]:
     """Cancel (pages done are kept); `?purge=true` also removes the job and its files."""
     service = _service(request)
-    job = await service.cancel(job_id, purge=purge)
+    job = await service.cancel(job_id, _who(request), purge=purge)
     return {**job.summary(service.concurrency()), "purged": purge}
 
 

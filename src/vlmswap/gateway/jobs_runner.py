@@ -1,14 +1,18 @@
-"""Document jobs run: each page an ordinary request to the manager's scheduler, nothing lost.
+"""Document jobs run: each page an ordinary request of the job's owner, nothing lost.
+
+A job belongs to the profile that submitted it: only that profile (and admins) may see,
+follow, fetch or cancel it, and every page enters through the one `Admission` as that
+profile's request: its priority, its rate limits, its usage, the request metrics.
 
 One task per unfinished job; inside it at most `gateway.jobs_concurrency` pages are in flight,
 each through `leased_chat` (a lease on the model, so grouping keeps the model loaded across
 the job and the starvation bound still holds for chat) and the same page pipeline as
 `/api/ocr`. Every finished page is on disk before it is reported. A try cut short (a cancel,
 the gateway stopping) does not count: the page is read again by the next start. A page that
-the scheduler refused to serve (503 before any lease: the gateway is stopping, a model in
-its backoff, the queue full) waits and asks again without spending a try; a 5xx or timeout
-from the model spends one (`PAGE_TRIES`), a 4xx fails the page at once. The job goes on
-past failed pages. Progress goes out on the manager's event bus as `job` events.
+was not served (429 over the owner's limits, or 503 before any lease: the gateway is
+stopping, a model in its backoff, the queue full) waits and asks again without spending a
+try; a 5xx or timeout from the model spends one (`PAGE_TRIES`), another 4xx fails the page at
+once. The job goes on past failed pages. Progress goes out on the event bus as `job` events.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from vlmswap.documents.jobs import PAGE_TRIES, Job, JobSpec, JobState, PageState
 from vlmswap.documents.pipeline import ocr_page
 from vlmswap.gateway.jobs_store import JobStore
 from vlmswap.gateway.ocr import leased_chat, page_client
+from vlmswap.registry.profiles import Identity, Profiles
+from vlmswap.swap.admission import Admission
+from vlmswap.swap.manager import Lease
 
 log = logging.getLogger("vlmswap.jobs")
 
@@ -36,7 +43,7 @@ EVENT_TYPE = "job"
 
 
 class NotServed(Exception):
-    """The scheduler answered 503 before granting a lease: the page never reached the model."""
+    """Admission answered 429 or 503 before granting a lease: the page never reached the model."""
 
     def __init__(self, error: APIError):
         super().__init__(error.message)
@@ -51,9 +58,11 @@ class JobService:
     """Owns the job store and the runner tasks of one gateway (`start` at app start, `stop` before
     the manager shuts down)."""
 
-    def __init__(self, manager: Any):
-        self.manager = manager
-        self.settings = manager.settings
+    def __init__(self, admission: Admission, profiles: Profiles):
+        self.admission = admission
+        self.profiles = profiles
+        self.manager = admission.manager
+        self.settings = self.manager.settings
         self.store: JobStore | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -106,9 +115,11 @@ class JobService:
         self._launch(job.id)
         return job
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, who: Identity | None = None) -> Job:
+        """The job; with `who`, only when that profile may see it (its owner, or an admin): another
+        profile's job is as unknown as one that never was."""
         job = self.db.get(job_id)
-        if job is None:
+        if job is None or (who is not None and not who.admin and job.spec.owner != who.name):
             raise APIError(
                 404,
                 f"no document job {job_id!r} (finished jobs are kept {self.settings.jobs_retention_h:g} h)",
@@ -117,12 +128,13 @@ class JobService:
             )
         return job
 
-    def recent(self, limit: int = 50) -> list[Job]:
-        return self.db.recent(limit)
+    def recent(self, who: Identity, limit: int = 50) -> list[Job]:
+        """The newest jobs `who` may see: its own, or (an admin) everyone's."""
+        return self.db.recent(limit, owner=None if who.admin else who.name)
 
-    async def cancel(self, job_id: str, purge: bool = False) -> Job:
+    async def cancel(self, job_id: str, who: Identity, purge: bool = False) -> Job:
         """Stop a job (the pages done are kept); `purge` also removes it and its files."""
-        job = self.get(job_id)
+        job = self.get(job_id, who)
         if self.db.finish_if_active(job_id, JobState.CANCELLED):
             task = self._tasks.get(job_id)
             if task is not None:
@@ -186,13 +198,17 @@ class JobService:
         except APIError as exc:  # the registry changed since the job was accepted
             self._fail(job, exc.message)
             return
+        owner = self.profiles.named(job.spec.owner)
+        if owner is None:
+            self._fail(job, f"its profile {job.spec.owner!r} is no longer in the registry")
+            return
         try:
             src = await asyncio.to_thread(self._open, job)
         except (OSError, DocumentError) as exc:
             self._fail(job, f"the input can no longer be read: {exc}")
             return
         try:
-            await self._pages(job, model, src)
+            await self._pages(job, owner, model, src)
         finally:
             await asyncio.to_thread(src.close)
         end = final_state(self.get(job_id))
@@ -205,42 +221,46 @@ class JobService:
                 f"{job.count(PageState.FAILED)} failed)",
             )
 
-    async def _pages(self, job: Job, model: str, src: SourceFile) -> None:
+    async def _pages(self, job: Job, owner: Identity, model: str, src: SourceFile) -> None:
         """Every page still to read, `jobs_concurrency` at a time."""
         todo = job.pending()
         tries = {p.number: p.tries for p in job.pages}
         async with asyncio.TaskGroup() as tg:
             for _ in range(min(self.concurrency(), len(todo))):
-                tg.create_task(self._worker(job, model, src, todo, tries))
+                tg.create_task(self._worker(job, owner, model, src, todo, tries))
 
     def _open(self, job: Job) -> SourceFile:
         data = self.db.input_path(job.id).read_bytes()
         return open_bytes(data, job.spec.source, pages=",".join(map(str, job.spec.pages)), dpi=job.spec.dpi)
 
-    async def _worker(self, job: Job, model: str, src: SourceFile, todo: list[int], tries: dict[int, int]) -> None:
+    async def _worker(
+        self, job: Job, owner: Identity, model: str, src: SourceFile, todo: list[int], tries: dict[int, int]
+    ) -> None:
         while todo:
-            await self._page(job, model, src, todo.pop(0), tries)
+            await self._page(job, owner, model, src, todo.pop(0), tries)
 
-    async def _page(self, job: Job, model: str, src: SourceFile, number: int, tries: dict[int, int]) -> None:
+    async def _page(
+        self, job: Job, owner: Identity, model: str, src: SourceFile, number: int, tries: dict[int, int]
+    ) -> None:
         spec = self.manager.registry.models[model]
         assert self._http is not None
         http = self._http
 
-        def granted(_lease: Any) -> None:
+        def granted(_lease: Lease) -> None:
             if self.db.mark_running(job.id):
                 self._publish(self.get(job.id), "started", f"{job.spec.source}: running on {model}")
 
         async def chat(body: dict[str, Any]) -> str:
             lease_granted: list[bool] = []
 
-            def on_lease(lease: Any) -> None:
+            def on_lease(lease: Lease) -> None:
                 lease_granted.append(True)
                 granted(lease)
 
             try:
-                return await leased_chat(self.manager, http, model, body, on_lease=on_lease)
+                return await leased_chat(self.admission, owner, http, model, body, on_lease=on_lease)
             except APIError as exc:
-                if exc.status == 503 and not lease_granted:
+                if exc.status in (429, 503) and not lease_granted:
                     raise NotServed(exc) from None
                 raise
 

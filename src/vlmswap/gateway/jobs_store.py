@@ -26,7 +26,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, state TEXT NOT NULL, source TEXT NOT NULL, model TEXT NOT NULL, mode TEXT NOT NULL,
   dpi REAL NOT NULL, prompt TEXT, max_tokens INTEGER, created_at REAL NOT NULL, started_at REAL,
-  finished_at REAL, error TEXT);
+  finished_at REAL, error TEXT, owner TEXT NOT NULL DEFAULT 'anonymous');
 CREATE TABLE IF NOT EXISTS pages (
   job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, seq INTEGER NOT NULL, number INTEGER NOT NULL,
   state TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0, error TEXT, seconds REAL, finished_at REAL,
@@ -45,6 +45,9 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "owner" not in columns:  # a state dir from before jobs had owners: theirs are anonymous
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'anonymous'")
 
     def close(self) -> None:
         with self._lock:
@@ -86,7 +89,7 @@ class JobStore:
             try:
                 self._db.execute(
                     "INSERT INTO jobs (id, state, source, model, mode, dpi, prompt, max_tokens, "
-                    "created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    "created_at, owner) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         job_id,
                         JobState.QUEUED,
@@ -97,6 +100,7 @@ class JobStore:
                         spec.prompt,
                         spec.max_tokens,
                         now,
+                        spec.owner,
                     ),
                 )
                 self._db.executemany(
@@ -119,9 +123,13 @@ class JobStore:
         )
         return _job(tuple(rows[0]), [PageRecord(r[0], PageState(r[1]), r[2], r[3], r[4], r[5]) for r in pages])
 
-    def recent(self, limit: int = 50) -> list[Job]:
-        """The newest jobs first, with their page rows (a list shows counts, not pages)."""
-        ids = [r[0] for r in self._tx("SELECT id FROM jobs ORDER BY created_at DESC LIMIT ?", limit)]
+    def recent(self, limit: int = 50, owner: str | None = None) -> list[Job]:
+        """The newest jobs first (`owner`: only that profile's), with their page rows."""
+        if owner is None:
+            rows = self._tx("SELECT id FROM jobs ORDER BY created_at DESC LIMIT ?", limit)
+        else:
+            rows = self._tx("SELECT id FROM jobs WHERE owner = ? ORDER BY created_at DESC LIMIT ?", owner, limit)
+        ids = [r[0] for r in rows]
         return [j for j in (self.get(i) for i in ids) if j is not None]
 
     def unfinished(self) -> list[str]:
@@ -228,7 +236,7 @@ class JobStore:
 
 
 def _job(row: tuple[Any, ...], pages: list[PageRecord]) -> Job:
-    (job_id, state, source, model, mode, dpi, prompt, max_tokens, created, started, finished, error) = row
+    (job_id, state, source, model, mode, dpi, prompt, max_tokens, created, started, finished, error, owner) = row
     spec = JobSpec(
         source=source,
         model=model,
@@ -237,6 +245,7 @@ def _job(row: tuple[Any, ...], pages: list[PageRecord]) -> Job:
         dpi=dpi,
         prompt=prompt,
         max_tokens=max_tokens,
+        owner=owner,
     )
     return Job(job_id, spec, JobState(state), created, started, finished, error, pages)
 

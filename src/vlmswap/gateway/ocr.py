@@ -24,11 +24,15 @@ from vlmswap.api.errors import APIError
 from vlmswap.api.openapi import error_responses
 from vlmswap.documents.export import document_markdown
 from vlmswap.documents.inputs import DEFAULT_DPI, DocumentError, SourceFile, open_bytes
-from vlmswap.documents.pipeline import chat_url, ocr_source, post_chat
+from vlmswap.documents.pipeline import answer_text, chat_url, ocr_source, post_chat_completion
 from vlmswap.documents.prompts import normalize_mode
+from vlmswap.gateway import state
 from vlmswap.gateway.guard import identity
 from vlmswap.gateway.schemas import OCR_FORM, OcrResult
 from vlmswap.registry.config import ModelSpec
+from vlmswap.registry.profiles import OPEN, Identity
+from vlmswap.swap.admission import Admission
+from vlmswap.swap.manager import Lease
 
 router = APIRouter()
 
@@ -47,8 +51,7 @@ def form_field(form: Any, name: str, default: str | None = None) -> str | None:
 
 
 def _cap_bytes(request: Request) -> int:
-    manager = request.app.state.manager
-    return int(manager.settings.max_body_mb * 1024 * 1024)
+    return int(state.manager(request).settings.max_body_mb * 1024 * 1024)
 
 
 async def _open_uploads(uploads: list[UploadFile], pages: str | None, dpi: float, cap: int) -> list[SourceFile]:
@@ -114,7 +117,7 @@ async def read_form(request: Request, *, max_files: int = MAX_FILES, max_fields:
             dpi = float(dpi_text) if dpi_text is not None else DEFAULT_DPI
         except ValueError:
             raise APIError(400, f"dpi must be a number, not {dpi_text!r}", param="dpi", code="invalid_dpi") from None
-        manager = request.app.state.manager
+        manager = state.manager(request)
         name = manager.resolve(model)  # 404 for an unknown model, before reading uploads
         who = identity(request.scope)
         if who is not None and not who.may_use(name):
@@ -132,20 +135,24 @@ def document_error(exc: DocumentError) -> APIError:
 
 
 async def leased_chat(
-    manager: Any,
+    admission: Admission,
+    who: Identity,
     http: httpx.AsyncClient,
     model: str,
     body: dict[str, Any],
-    on_lease: Callable[[Any], None] | None = None,
+    on_lease: Callable[[Lease], None] | None = None,
 ) -> str:
-    """One page's chat request through a lease on `model`: queued, grouped and switched like any request.
+    """One page's chat request, admitted like any request (the caller's profile, its limits, the queue,
+    usage, metrics): queued, grouped and switched with the chat traffic.
 
     `on_lease` is called once the scheduler has granted the lease, before the request is sent.
     """
-    async with manager.lease(model) as lease:
+    async with admission.lease(who, model) as (lease, entry):
         if on_lease is not None:
             on_lease(lease)
-        return await post_chat(http, chat_url(lease.base_url), {**body, "model": lease.spec.served_name})
+        answer = await post_chat_completion(http, chat_url(lease.base_url), {**body, "model": lease.spec.served_name})
+        entry.count(answer)
+        return answer_text(answer)
 
 
 def page_client() -> httpx.AsyncClient:
@@ -163,6 +170,8 @@ def page_client() -> httpx.AsyncClient:
             404: "unknown model",
             413: "a file or the body over gateway.max_body_mb",
             415: "not multipart/form-data",
+            403: "the profile may not use the model",
+            429: "the profile is over its requests_per_minute or max_concurrent",
             502: "the model's backend failed",
             503: "the model is unavailable or the queue is full",
         }
@@ -175,12 +184,12 @@ async def api_ocr(request: Request) -> JSONResponse:
         opened = await _open_uploads(fields.uploads, fields.pages, fields.dpi, cap)
     finally:
         await form.close()
-    manager = request.app.state.manager
+    admission, who = state.admission(request), identity(request.scope) or OPEN
 
     async def chat(body: dict[str, Any]) -> str:
         if await request.is_disconnected():  # nobody will read the rest: stop leasing the model for it
             raise APIError(499, "client closed the request", code="client_gone")
-        return await leased_chat(manager, http, fields.model, body)
+        return await leased_chat(admission, who, http, fields.model, body)
 
     docs = []
     try:

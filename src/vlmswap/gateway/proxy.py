@@ -1,4 +1,4 @@
-"""The OpenAI routes as plain ASGI: take a lease on the requested model, pass the request through.
+"""The OpenAI routes as plain ASGI: admit the request, take a lease on its model, pass it through.
 
 This sits on every request, so it skips the web framework: FastAPI's routing, dependency and
 response layers cost more CPU than the proxying itself. The body is read and parsed once,
@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,8 +22,9 @@ from vlmswap.gateway.guard import BodyTooLarge, identity
 from vlmswap.gateway.loading import LoadingStream
 from vlmswap.gateway.upstream import Response as UpstreamResponse
 from vlmswap.gateway.upstream import Upstream
-from vlmswap.registry.profiles import OPEN, Identity, Limiter, Usage
-from vlmswap.swap.manager import Lease, Manager, Ticket
+from vlmswap.registry.profiles import OPEN
+from vlmswap.swap.admission import Admission, Entry
+from vlmswap.swap.manager import Lease
 
 PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 PASS_RESPONSE_HEADERS = (b"content-type", b"cache-control")
@@ -46,25 +45,6 @@ def read_openai_body(body: bytes) -> tuple[dict[str, Any], str]:
             400, "`model` is required: one of the ids GET /v1/models lists", param="model", code="invalid_request"
         )
     return payload, model_id
-
-
-@dataclass
-class Tally:
-    """What one request cost its profile: tokens (from the answer's `usage`) and seconds the model was held."""
-
-    tokens: int = 0
-    held_s: float = 0.0
-
-    def count(self, content: bytes) -> None:
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
-            self.tokens += int(json.loads(content).get("usage", {}).get("total_tokens") or 0)
-
-    def count_events(self, chunk: bytes) -> None:
-        for line in chunk.split(b"\n"):
-            if line.startswith(b"data: {") and b'"usage"' in line:
-                with contextlib.suppress(ValueError, AttributeError, TypeError):
-                    usage = json.loads(line[6:]).get("usage") or {}
-                    self.tokens += int(usage.get("total_tokens") or 0)
 
 
 class ClientGone(Exception):
@@ -100,14 +80,14 @@ async def _wait_disconnect(receive: Receive) -> None:
 
 
 class Proxy:
-    """ASGI middleware: serves POST /v1/chat/completions and /v1/completions, passes the rest to `app`."""
+    """ASGI middleware: serves POST /v1/chat/completions and /v1/completions, passes the rest to `app`.
 
-    def __init__(self, app: ASGIApp, manager: Manager, metrics: Any = None, usage: Usage | None = None):
+    Every request enters through `admission` (the profile, its limits, the queue, usage, metrics)."""
+
+    def __init__(self, app: ASGIApp, admission: Admission):
         self.app = app
-        self.manager = manager
-        self.metrics = metrics
-        self.usage = usage
-        self.limiter = Limiter()
+        self.admission = admission
+        self.manager = admission.manager
         self.pool: Upstream | None = None
 
     async def aclose(self) -> None:
@@ -117,9 +97,8 @@ class Proxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in PATHS and scope["method"] == "POST":
-            t0 = time.perf_counter()
             try:
-                await self.forward(scope, receive, send, t0)
+                await self.forward(scope, receive, send)
             except APIError as exc:
                 await _error(send, exc)
             except BodyTooLarge:
@@ -127,7 +106,7 @@ class Proxy:
             return
         await self.app(scope, receive, send)
 
-    async def forward(self, scope: Scope, receive: Receive, send: Send, t0: float) -> None:
+    async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks = []
         while True:
             msg = await receive()
@@ -139,47 +118,28 @@ class Proxy:
                 break
         body = b"".join(chunks)
         payload, model_id = read_openai_body(body)
-        who = identity(scope) or OPEN
-        if who is not OPEN:
-            name = self.manager.resolve(model_id)
-            if not who.may_use(name):
-                raise APIError(403, f"profile {who.name} may not use {name}", param="model", code="model_not_allowed")
-            wait = self.limiter.admit(who, time.monotonic())
-            if wait is not None:
-                raise APIError(
-                    429,
-                    f"profile {who.name} is over its limit (requests_per_minute "
-                    f"{who.requests_per_minute}, max_concurrent {who.max_concurrent})",
-                    code="rate_limited",
-                    headers={"Retry-After": str(int(wait))},
-                )
-        tally = Tally()
+        entry = self.admission.enter(identity(scope) or OPEN, model_id)
+        status = 500
         try:
-            await self._serve(scope, receive, send, t0, body, payload, model_id, who, tally)
+            status = await self._serve(scope, receive, send, body, payload, model_id, entry)
+        except APIError as exc:
+            status = exc.status
+            raise
         finally:
-            if who is not OPEN:
-                self.limiter.release(who)
-            if self.usage is not None:
-                self.usage.record(who.name, tokens=tally.tokens, gpu_seconds=tally.held_s)
+            entry.close(status)
 
     async def _serve(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        t0: float,
         body: bytes,
         payload: dict[str, Any],
         model_id: str,
-        who: Identity,
-        tally: Tally,
-    ) -> None:
-        try:
-            ticket = self.manager.request(model_id, who.priority)
-        except APIError as exc:
-            self._observe(self.manager.registry.resolve(model_id) or "unknown", exc.status, t0)
-            raise
-        spec = self.manager.registry.models[ticket.name]
+        entry: Entry,
+    ) -> int:
+        """The request's answer, sent; returns its status."""
+        spec = self.manager.registry.models[entry.name]
         if model_id != spec.served_name:
             payload["model"] = spec.served_name
             body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
@@ -187,41 +147,37 @@ class Proxy:
         loading = None
         if (
             stream
-            and not ticket.future.done()
+            and entry.queued
             and scope["path"] == "/v1/chat/completions"
             and self.manager.settings.stream_loading_status
         ):
             loading = LoadingStream(send, spec.served_name)
             send = loading.send
         try:
-            lease = ticket.future.result() if ticket.future.done() else await self._wait(ticket, receive, loading)
+            lease = await self._wait(entry, receive, loading) if entry.queued else await entry.wait()
         except ClientGone:
-            self._observe(ticket.name, 499, t0)
+            entry.observe(499)
             # Nobody reads this (the server drops it), but the response is complete, as ASGI expects.
             await _error(send, APIError(499, "client closed the request", code="client_gone"))
-            return
+            return 499
         except APIError as exc:
-            self._observe(ticket.name, exc.status, t0)
+            entry.observe(exc.status)
             if loading is not None and loading.started:
                 await _error(send, exc)  # inside the stream already open: an error event
-                return
+                return exc.status
             raise
-        granted = time.monotonic()
         try:
-            await self._exchange(scope, receive, send, body, stream, lease, t0, tally)
+            return await self._exchange(scope, receive, send, body, stream, lease, entry)
         except APIError as exc:
             if loading is not None and loading.started:
                 await _error(send, exc)
-                return
+                return exc.status
             raise
-        finally:
-            tally.held_s = time.monotonic() - granted
-            ticket.release()
 
-    async def _wait(self, ticket: Ticket, receive: Receive, loading: LoadingStream | None = None) -> Lease:
+    async def _wait(self, entry: Entry, receive: Receive, loading: LoadingStream | None = None) -> Lease:
         """Wait for the grant; a client that disconnects meanwhile leaves the queue. With `loading`,
         the switch's progress events are streamed to the client meanwhile."""
-        waiter = asyncio.ensure_future(ticket.wait())
+        waiter = asyncio.ensure_future(entry.wait())
         gone = asyncio.ensure_future(_wait_disconnect(receive))
         sub = self.manager.subscribe() if loading is not None else None
         try:
@@ -252,16 +208,8 @@ class Proxy:
         raise ClientGone()
 
     async def _exchange(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        body: bytes,
-        stream: bool,
-        lease: Lease,
-        t0: float,
-        tally: Tally,
-    ) -> None:
+        self, scope: Scope, receive: Receive, send: Send, body: bytes, stream: bool, lease: Lease, entry: Entry
+    ) -> int:
         pool = getattr(scope["app"].state, "pool", None) if "app" in scope else None
         if pool is None:
             if self.pool is None:
@@ -273,26 +221,25 @@ class Proxy:
         try:
             resp = await pool.request(host, int(port), b"POST", scope["path"].encode(), headers, body)
         except Exception as exc:  # UpstreamError, OSError (refused, reset), timeouts
-            self._observe(lease.name, 502, t0)
+            entry.observe(502)
             raise APIError(502, self._failure(lease, exc), code="backend_unreachable") from None
         out = [(k, v) for k, v in resp.headers if k in PASS_RESPONSE_HEADERS]  # names come lower-cased
         ctype = next((v for k, v in out if k == b"content-type"), b"")
         if stream and resp.status == 200 and ctype.startswith(b"text/event-stream"):
-            await self._relay(receive, send, resp, out, lease, t0, tally)
-            return
+            return await self._relay(receive, send, resp, out, lease, entry)
         try:
             content = b"".join([c async for c in resp.aiter_stream()])
         except Exception as exc:
-            self._observe(lease.name, 502, t0)
+            entry.observe(502)
             raise APIError(502, self._failure(lease, exc), code="backend_died") from None
         finally:
             await resp.aclose()
-        self._observe(lease.name, resp.status, t0)
-        if self.usage is not None:
-            tally.count(content)
+        entry.observe(resp.status)
+        entry.count(content)
         out.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": out})
         await send({"type": "http.response.body", "body": content})
+        return resp.status
 
     async def _relay(
         self,
@@ -301,22 +248,23 @@ class Proxy:
         resp: UpstreamResponse,
         headers: list[tuple[bytes, bytes]],
         lease: Lease,
-        t0: float,
-        tally: Tally,
-    ) -> None:
+        entry: Entry,
+    ) -> int:
         """Chunk by chunk; a client that leaves stops the relay, a backend that dies ends it with an error event."""
-        self._observe(lease.name, 200, t0)
+        entry.observe(200)
 
         async def pump() -> None:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
                 async for chunk in resp.aiter_stream():
-                    if b'"usage"' in chunk and self.usage is not None:  # a stream's usage chunk, when asked for
-                        tally.count_events(chunk)
+                    if b'"usage"' in chunk:  # a stream's usage chunk, when asked for
+                        for line in chunk.split(b"\n"):
+                            if line.startswith(b"data: {") and b'"usage"' in line:
+                                entry.count(line[6:])
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except Exception as exc:
                 err = error_body(502, self._failure(lease, exc), code="backend_died")
-                self._observe(lease.name, 502, None)
+                self.admission.observe(lease.name, 502, None)  # counted again: it failed midway
                 await send(
                     {
                         "type": "http.response.body",
@@ -338,6 +286,7 @@ class Proxy:
             await resp.aclose()
         if relay.done() and not relay.cancelled() and relay.exception() is not None:
             raise relay.exception()  # type: ignore[misc]
+        return 200
 
     def _failure(self, lease: Lease, exc: BaseException) -> str:
         why = lease.error
@@ -347,7 +296,3 @@ class Proxy:
                 why = f"{lease.name} exited unexpectedly ({status})"
         detail = f" ({why})" if why else ""
         return f"the backend of {lease.name} failed during the request: {type(exc).__name__}{detail}"
-
-    def _observe(self, model: str, status: int, t0: float | None) -> None:
-        if self.metrics is not None:
-            self.metrics.observe_request(model, status, 0.0 if t0 is None else time.perf_counter() - t0)

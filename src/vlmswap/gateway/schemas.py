@@ -20,7 +20,7 @@ class Health(_Open):
     resident: str | None
 
 
-class ModelState(_Open):
+class ModelStatus(_Open):
     """One model as `/api/status` (and a load) reports it."""
 
     name: str
@@ -40,7 +40,7 @@ class Switch(_Open):
 
 class Status(_Open):
     resident: str | None
-    models: dict[str, ModelState]
+    models: dict[str, ModelStatus]
     queue_length: int
     in_flight: int
     switch: Switch | None
@@ -96,4 +96,4 @@ OCR_FORM: dict[str, Any] = {
     },
 }
 
-__all__ = ["OCR_FORM", "Health", "Logs", "ModelState", "OcrResult", "Status", "Switch", "UnloadResult"]
+__all__ = ["OCR_FORM", "Health", "Logs", "ModelStatus", "OcrResult", "SleepResult", "Status", "Switch", "UnloadResult"]

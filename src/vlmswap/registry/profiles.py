@@ -73,6 +73,12 @@ class Profiles:
     def enabled(self) -> bool:
         return bool(self._keys)
 
+    def named(self, name: str) -> Identity | None:
+        """The profile called `name` (a document job's owner, after a restart); without profiles, the open one."""
+        if not self._keys:
+            return OPEN if name == OPEN.name else None
+        return next((who for _, who in self._keys if who.name == name), None)
+
     def identify(self, authorization: bytes) -> Identity | None:
         """The profile whose key is in `Authorization: Bearer KEY`; None for no or a wrong key."""
         if not self._keys:
@@ -102,6 +108,8 @@ class Limiter:
 
     def admit(self, who: Identity, now: float) -> float | None:
         """None: admitted (release() when done); else seconds until it would be."""
+        if who.requests_per_minute is None and who.max_concurrent is None:
+            return None  # nothing to count
         w = self._state[who.name]
         while w.times and now - w.times[0] >= 60.0:
             w.times.popleft()
@@ -114,7 +122,8 @@ class Limiter:
         return None
 
     def release(self, who: Identity) -> None:
-        self._state[who.name].in_flight -= 1
+        if who.requests_per_minute is not None or who.max_concurrent is not None:
+            self._state[who.name].in_flight -= 1
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The OpenAI completion routes as the gateway's OpenAPI document describes them.
+"""The OpenAI routes: `GET /v1/models` served here, the two completion routes declared here.
 
 The gateway answers POST /v1/chat/completions and /v1/completions in its plain-ASGI proxy
 (`proxy.py`), before FastAPI routes anything, so these declarations are never reached. Why
@@ -10,10 +10,14 @@ a test can hold the document to it.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
 
 from vlmswap.api.errors import APIError
-from vlmswap.api.openai_types import completion_route_doc
+from vlmswap.api.openai_types import ModelList, completion_route_doc
+from vlmswap.gateway import state
+from vlmswap.gateway.guard import identity
 
 ERRORS = {
     400: "invalid request: not JSON, no `model`, or the backend refused a field",
@@ -25,6 +29,29 @@ ERRORS = {
 }
 
 router = APIRouter(tags=["OpenAI"])
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(request: Request) -> dict[str, Any]:
+    """The models this caller may use (a profile sees its own), with their state."""
+    manager, who = state.manager(request), identity(request.scope)
+    data = [
+        {
+            "id": spec.served_name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "vlmswap",
+            "name": name,
+            "aliases": list(spec.aliases),
+            "family": spec.family,
+            "capabilities": list(spec.capabilities),
+            "state": manager.models[name].state,
+            "description": spec.description,
+        }
+        for name, spec in manager.registry.models.items()
+        if who is None or who.may_use(name)
+    ]
+    return {"object": "list", "data": data}
 
 
 def _not_proxied() -> APIError:

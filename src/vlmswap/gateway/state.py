@@ -1,0 +1,39 @@
+"""What the gateway's routes share, typed: the objects `create_app` puts on `app.state`, one accessor each."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import HTTPConnection
+
+if TYPE_CHECKING:
+    from vlmswap.gateway.jobs_runner import JobService
+    from vlmswap.gateway.metrics import GatewayMetrics
+    from vlmswap.registry.profiles import Usage
+    from vlmswap.swap.admission import Admission
+    from vlmswap.swap.manager import Manager
+
+
+def manager(request: HTTPConnection) -> Manager:
+    found: Manager = request.app.state.manager
+    return found
+
+
+def admission(request: HTTPConnection) -> Admission:
+    found: Admission = request.app.state.admission
+    return found
+
+
+def jobs(request: HTTPConnection) -> JobService:
+    found: JobService = request.app.state.jobs
+    return found
+
+
+def usage(request: HTTPConnection) -> Usage:
+    found: Usage = request.app.state.usage
+    return found
+
+
+def metrics(request: HTTPConnection) -> GatewayMetrics:
+    found: GatewayMetrics = request.app.state.metrics
+    return found
