@@ -37,7 +37,8 @@ MB = 1024 * 1024
 
 
 def _service(request: Request) -> JobService:
-    return state.jobs(request)
+    service: JobService = request.app.state.jobs
+    return service
 
 
 def _who(request: Request) -> Identity:

@@ -1,4 +1,7 @@
-"""What the gateway's routes share, typed: the objects `create_app` puts on `app.state`, one accessor each."""
+"""What the gateway's routes share, typed: the objects `create_app` puts on `app.state`, one accessor each.
+
+(The document jobs' service is read in gateway/jobs.py, beside its routes.)
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:
-    from vlmswap.gateway.jobs_runner import JobService
     from vlmswap.gateway.metrics import GatewayMetrics
     from vlmswap.registry.profiles import Usage
     from vlmswap.swap.admission import Admission
@@ -21,11 +23,6 @@ def manager(request: HTTPConnection) -> Manager:
 
 def admission(request: HTTPConnection) -> Admission:
     found: Admission = request.app.state.admission
-    return found
-
-
-def jobs(request: HTTPConnection) -> JobService:
-    found: JobService = request.app.state.jobs
     return found
 
 
