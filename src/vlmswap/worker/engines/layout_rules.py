@@ -89,6 +89,7 @@ class Line:
     y2: float
     text: str
     ink: Ink | None = None
+    chars: tuple[tuple[float, float], ...] | None = None   # x ranges of the non-space characters, if known
     pair: bool = False               # a label and its value ("Name: Anna"): a line of its own, no paragraph
 
     @property
@@ -190,7 +191,12 @@ def _join(a: Line, b: Line, pair: bool = False) -> Line:
 
 
 def _as_lines(pieces: Iterable[Piece]) -> list[Line]:
-    return [Line(p.x1, p.y1, p.x2, p.y2, p.text.strip()) for p in pieces if p.text.strip()]
+    out = []
+    for p in pieces:
+        if p.text.strip():
+            chars = getattr(p, "chars", None)
+            out.append(Line(p.x1, p.y1, p.x2, p.y2, p.text.strip(), chars=None if chars is None else tuple(chars)))
+    return out
 
 
 def lines_of(pieces: Iterable[Piece], rules: Rules = Rules()) -> list[Line]:
@@ -320,22 +326,37 @@ def _is_table(rows: Sequence[list[Line]], rules: Rules) -> bool:
 
 
 def _best_tables(run: list[list[Line]], rules: Rules) -> list[list[list[Line]]]:
-    """The longest stretches of a run of cell rows that are tables, top to bottom."""
-    found: list[list[list[Line]]] = []
-    i = 0
-    while i <= len(run) - rules.table_rows:
-        for j in range(len(run), i + rules.table_rows - 1, -1):
+    """The longest stretch of a run of cell rows that is a table, then the same in what is left
+    above and below it (a label/value list just above a table lines up with its first rows)."""
+    best: tuple[int, int] | None = None
+    for i in range(len(run) - rules.table_rows + 1):
+        longest = best[1] - best[0] if best else rules.table_rows - 1
+        for j in range(len(run), i + longest, -1):
             if _is_table(run[i:j], rules):
-                found.append(run[i:j])
-                i = j
+                best = (i, j)
                 break
-        else:
-            i += 1
-    return found
+    if best is None:
+        return []
+    i, j = best
+    return _best_tables(run[:i], rules) + [run[i:j]] + _best_tables(run[j:], rules)
 
 
-def tables(pieces: Sequence[Line], h: float, rules: Rules = Rules()) -> list[list[list[Line]]]:
-    """Tables among the pieces: each a list of rows of cells (see the module's rule 1)."""
+@dataclass
+class Table:
+    """A table found among the pieces: its rows of cells, and the pieces it took."""
+
+    rows: list[list[Line]]
+    pieces: list[Line]
+    spans: list[tuple[float, float]]   # the columns' x ranges, from the rows below any header
+
+    @property
+    def html(self) -> str:
+        return table_html(self.rows, self.spans)
+
+
+def tables(pieces: Sequence[Line], h: float, rules: Rules = Rules()) -> list[Table]:
+    """Tables among the pieces (see the module's rule 1), each with its header row where the
+    detector read that row as one piece."""
     if not pieces:
         return []
     text_width = max(ln.x2 for ln in pieces) - min(ln.x1 for ln in pieces)
@@ -343,9 +364,12 @@ def tables(pieces: Sequence[Line], h: float, rules: Rules = Rules()) -> list[lis
     def cell_row(row: list[Line]) -> bool:
         return len(row) >= rules.table_cols and all(c.width < rules.cell_width * text_width for c in row)
 
+    raw = rows_of(pieces)
+    cells = [_cells(r, h, rules) for r in raw]
+    index = {id(r): k for k, r in enumerate(cells)}
     found: list[list[list[Line]]] = []
     run: list[list[Line]] = []
-    for row in (_cells(r, h, rules) for r in rows_of(pieces)):
+    for row in cells:
         near = bool(run) and min(c.y1 for c in row) - max(c.y2 for c in run[-1]) < 2.0 * h
         if cell_row(row) and (not run or near):
             run.append(row)
@@ -353,21 +377,81 @@ def tables(pieces: Sequence[Line], h: float, rules: Rules = Rules()) -> list[lis
         found += _best_tables(run, rules)
         run = [row] if cell_row(row) else []
     found += _best_tables(run, rules)
-    return found
+    taken = {index[id(r)] for t in found for r in t}
+    out = []
+    for t in found:
+        ks = [index[id(r)] for r in t]
+        rows = list(t)
+        above = ks[0] - 1
+        if above >= 0 and above not in taken:
+            header = _header(raw[above], rows, h)
+            if header is not None:
+                rows.insert(0, header)
+                ks.insert(0, above)
+                taken.add(above)
+        spans = _aligned(t) or _column_spans(c for row in t for c in row)
+        out.append(Table(rows, [p for k in ks for p in raw[k]], spans))
+    return out
 
 
-def table_html(rows: Sequence[list[Line]]) -> str:
-    """HTML as dots.ocr writes tables; a cell missing from a row stays an empty <td>."""
-    spans = _aligned(rows) or _column_spans(c for row in rows for c in row)
+def _header(row: list[Line], rows: list[list[Line]], h: float) -> list[Line] | None:
+    """The row just above a table as the table's header, cut at its columns: the detector reads
+    a header whose words stand a few spaces apart as one piece. Only a row of as many words as
+    there are columns or more, within the table's width and close above it."""
+    spans = _aligned(rows)
+    if spans is None or min(c.y1 for c in rows[0]) - max(c.y2 for c in row) > 1.5 * h:
+        return None
+    if min(c.x1 for c in row) < spans[0][0] - 2 * h or max(c.x2 for c in row) > spans[-1][1] + 4 * h:
+        return None
+    words: list[tuple[str, float, float]] = []
+    for piece in row:
+        words += _word_spans(piece)
+    if len(words) < len(spans):
+        return None
+    columns: list[list[tuple[str, float, float]]] = [[] for _ in spans]
+    last = 0
+    for w in words:
+        k = _best_column(spans, Line(w[1], 0, w[2], 1, w[0]))
+        if k < last:
+            return None
+        last = k
+        columns[k].append(w)
+    if sum(1 for c in columns if c) < 2:
+        return None
+    y1, y2 = min(c.y1 for c in row), max(c.y2 for c in row)
+    return [Line(c[0][1], y1, c[-1][2], y2, " ".join(w[0] for w in c)) for c in columns if c]
+
+
+def _word_spans(piece: Line) -> list[tuple[str, float, float]]:
+    """A piece's words with the x range of each: from the recognizer's character positions where
+    they came with it, else spread evenly over the piece's width."""
+    words = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", piece.text)]
+    if piece.chars is not None and len(piece.chars) == sum(1 for c in piece.text if not c.isspace()):
+        where = {i: k for k, i in enumerate(i for i, c in enumerate(piece.text) if not c.isspace())}
+        return [(w, piece.chars[where[a]][0], piece.chars[where[b - 1]][1]) for w, a, b in words]
+    per = piece.width / max(len(piece.text), 1)
+    return [(w, piece.x1 + a * per, piece.x1 + b * per) for w, a, b in words]
+
+
+def table_html(rows: Sequence[list[Line]], spans: Sequence[tuple[float, float]] | None = None) -> str:
+    """HTML as dots.ocr writes tables; a cell missing from a row stays an empty <td>. Each cell
+    goes to the column it overlaps most (`spans`: the columns, else those the rows line up in)."""
+    if spans is None:
+        spans = _aligned(rows) or _column_spans(c for row in rows for c in row)
     out = ["<table>"]
     for row in rows:
         cells = [""] * len(spans)
         for c in row:
-            k = _column(spans, c)
+            k = _best_column(spans, c)
             cells[k] = (cells[k] + " " + c.text).strip()
         out.append("<tr>" + "".join(f"<td>{html.escape(t, quote=False)}</td>" for t in cells) + "</tr>")
     out.append("</table>")
     return "".join(out)
+
+
+def _best_column(spans: Sequence[tuple[float, float]], c: Line) -> int:
+    return max(range(len(spans)), key=lambda k: (min(c.x2, spans[k][1]) - max(c.x1, spans[k][0]),
+                                                 -abs(c.x1 + c.x2 - spans[k][0] - spans[k][1])))
 
 
 # --- paragraphs --------------------------------------------------------------------------------
@@ -492,8 +576,24 @@ def _columns(elements: Sequence[Element], gutter: float) -> tuple[list[list[Elem
     return [list(elements)], []
 
 
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    return min(a[3], b[3]) - max(a[1], b[1])
+
+
 def _rows(elements: Sequence[Element]) -> list[Element]:
-    """Elements of one band in rows, top to bottom, each row left to right."""
+    """Elements of one band in rows, top to bottom, each row left to right.
+
+    A paragraph of several lines beside other elements on the same rows (short lines stacked
+    in a code listing or a list of labels, with their values to the right) is no paragraph the
+    rules can be sure of: its lines go back to being lines, read row by row with the rest.
+    """
+    elements = list(elements)
+    unsure = [e for e in elements if len(e.lines) > 1 and e.category in ("Text", "List-item")
+              and any(o is not e and _overlap(e.bbox, o.bbox) > 0.5 * min(ln.height for ln in o.lines)
+                      for o in elements)]
+    for e in unsure:
+        elements.remove(e)
+        elements += [Element("Text", [ln]) for ln in e.lines]
     rows: list[tuple[float, float, list[Element]]] = []
     for e in sorted(elements, key=lambda e: (e.bbox[1], e.bbox[0])):
         x1, y1, x2, y2 = e.bbox
@@ -507,9 +607,22 @@ def _rows(elements: Sequence[Element]) -> list[Element]:
     return [e for _, _, members in rows for e in sorted(members, key=lambda e: e.bbox[0])]
 
 
-def _crosses(e: Element, gutters: Sequence[Span]) -> bool:
-    x1, _, x2, _ = e.bbox
-    return any(x1 < g1 and x2 > g2 for g1, g2 in gutters)
+def _runs_on(part: Sequence[Element], band: Sequence[Element], gutter: float) -> bool:
+    """Whether the band continues the longest column of the part above it: it lies within that
+    column, which already reaches lower than the others (a column longer than its neighbour
+    runs on below it; text under the shorter column, or across, starts a new part)."""
+    columns = _columns(part, gutter)[0]
+    if len(columns) < 2:
+        return False
+    x1, x2 = min(e.bbox[0] for e in band), max(e.bbox[2] for e in band)
+    ends = [max(e.bbox[3] for e in col) for col in columns]
+    for col, end in zip(columns, ends):
+        cx1, cx2 = min(e.bbox[0] for e in col), max(e.bbox[2] for e in col)
+        others = [c for c in columns if c is not col]
+        clear = all(x2 < min(e.bbox[0] for e in o) or x1 > max(e.bbox[2] for e in o) for o in others)
+        if cx1 - gutter <= x1 and x2 <= cx2 + gutter and clear:
+            return end >= max(ends)
+    return False
 
 
 def _common(a: Sequence[Span], b: Sequence[Span], min_gap: float) -> list[Span]:
@@ -541,7 +654,7 @@ def reading_order(elements: Sequence[Element], gutter: float) -> list[Element]:
         if common:
             parts[-1].extend(band)
             shared = common
-        elif shared and not gutters and not any(_crosses(e, shared) for e in band):
+        elif shared and not gutters and _runs_on(parts[-1], band, gutter):
             parts[-1].extend(band)                  # a column running on below the other one's end
         else:
             parts.append(list(band))
@@ -569,7 +682,7 @@ def layout(pieces: Iterable[Piece], page: tuple[int, int], rules: Rules = Rules(
         return []
     h = body_size(lines_of(raw, rules)).height
     found = tables(raw, h, rules)
-    in_tables = {id(piece) for t in found for row in t for cell in row for piece in _members(cell, raw)}
+    in_tables = {id(piece) for t in found for piece in t.pieces}
     lines = lines_of([p for p in raw if id(p) not in in_tables], rules)
     if measure is not None:
         lines = [replace(ln, ink=measure(_own_box(ln, lines)) if _TALL.intersection(ln.text) else None)
@@ -578,7 +691,7 @@ def layout(pieces: Iterable[Piece], page: tuple[int, int], rules: Rules = Rules(
     marks = furniture(lines, page, h, rules)
     body = [ln for i, ln in enumerate(lines) if i not in marks]
     elements = classify(paragraphs(body, rules), page, body_text, rules)
-    elements += [Element("Table", [c for row in t for c in row], table_html(t)) for t in found]
+    elements += [Element("Table", [c for row in t.rows for c in row], t.html) for t in found]
     headers = sorted((Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-header"),
                      key=lambda e: e.bbox[0])
     footers = sorted((Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-footer"),
@@ -599,10 +712,3 @@ def _own_box(ln: Line, lines: Sequence[Line]) -> tuple[float, float, float, floa
         elif (o.y1 + o.y2) / 2 > mid and o.y1 < y2:
             y2 = min(y2, (o.y1 + ln.y2) / 2)
     return (ln.x1, y1, ln.x2, y2)
-
-
-def _members(cell: Line, pieces: Sequence[Line]) -> list[Line]:
-    """The pieces a table cell was joined from (cells are pieces, or pieces joined across word gaps)."""
-    return [p for p in pieces if p.x1 >= cell.x1 - 0.5 and p.x2 <= cell.x2 + 0.5
-            and p.y1 >= cell.y1 - 0.5 and p.y2 <= cell.y2 + 0.5]
-
