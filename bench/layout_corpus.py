@@ -382,8 +382,8 @@ def article(i: int) -> Page:
                         "Maintaining Old Pumping Stations", "A Survey of Rural Households"])
     y = s.block("Title", title, left, 120, width, scale=1.9, bold=True, align="center")
     author = rng.choice(PEOPLE)
-    y = s.block("Text", f"{author}, Department of Applied Studies", left, y + 0.5 * body, width, align="center")
-    y = s.block("Text", f"{author.split()[1].lower()}@example.org", left, y, width, align="center")
+    y = s.block("Text", [f"{author}, Department of Applied Studies", f"{author.split()[1].lower()}@example.org"],
+                left, y + 0.5 * body, width, align="center")
     y = s.block("Text", "Abstract. " + paragraph(rng, 3), left + 2 * body, y + body, width - 4 * body)
     top = y + body
     heads = ["1 Introduction", "2 Method", "3 Results", "4 Discussion"]

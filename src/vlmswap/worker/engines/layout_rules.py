@@ -66,6 +66,7 @@ class Rules:
     para_gap_slack: float = 0.4      # ... and < the page's usual line gap + para_gap_slack * h
     same_size: float = 1.2           # lines of one paragraph: set in sizes within this ratio (size_ratio)
     same_weight: float = 1.15        # ... and in strokes within this ratio, where the ink is measured
+    pitch_slack: float = 0.3         # ... and baselines at most the page's usual pitch + pitch_slack * letter height
     left_tolerance: float = 1.0      # left edges agree within left_tolerance * h
     indent: float = 4.0              # a paragraph's first line may be indented up to indent * h
     taller: float = 1.12             # heading: letters at least this much taller than the body's ...
@@ -487,9 +488,26 @@ def usual_gap(lines: Sequence[Line], rules: Rules = Rules()) -> float | None:
     return statistics.median(gaps) if gaps else None
 
 
+def usual_pitch(lines: Sequence[Line], rules: Rules = Rules()) -> float | None:
+    """The median distance between the baselines of a line and the next one under it (same size,
+    overlapping), where the ink is measured: a paragraph's lines are set at this pitch."""
+    pitches = []
+    for a in lines:
+        if a.ink is None:
+            continue
+        under = [b.ink.base - a.ink.base for b in lines if b is not a and b.ink is not None
+                 and b.ink.base - a.ink.base > 0.5 * a.ink.height
+                 and min(a.x2, b.x2) - max(a.x1, b.x1) > 0.5 * min(a.width, b.width)
+                 and size_ratio(a, b) <= rules.same_size]
+        if under:
+            pitches.append(min(under))
+    return statistics.median(pitches) if pitches else None
+
+
 def paragraphs(lines: Sequence[Line], rules: Rules = Rules()) -> list[list[Line]]:
     """Lines -> paragraphs (each top to bottom); see the module's rule 4."""
     usual = usual_gap(lines, rules)
+    pitch = usual_pitch(lines, rules)
     paras: list[list[Line]] = []
     for ln in sorted(lines, key=lambda ln: (ln.y1, ln.x1)):
         best, best_gap = None, None
@@ -507,6 +525,9 @@ def paragraphs(lines: Sequence[Line], rules: Rules = Rules()) -> list[list[Line]
                     continue
                 if size_ratio(last, ln) > rules.same_size or weight_ratio(last, ln) > rules.same_weight:
                     continue
+                if pitch is not None and last.ink is not None and ln.ink is not None and (
+                        ln.ink.base - last.ink.base > pitch + rules.pitch_slack * min(last.ink.height, ln.ink.height)):
+                    continue                                            # set further apart than its lines
                 if min(last.x2, ln.x2) <= max(last.x1, ln.x1):
                     continue                                            # no horizontal overlap
                 tol = rules.left_tolerance * h
@@ -565,7 +586,10 @@ def _split(elements: Sequence[Element], axis: int, min_gap: float) -> tuple[list
 
 
 def _running_text(group: Sequence[Element]) -> bool:
-    return any(e.category != "Table" and len(e.lines) >= 2 for e in group)
+    """A paragraph of two lines or more, of ten characters a line or more: prose, an address,
+    not a stack of short terms or labels."""
+    return any(e.category != "Table" and len(e.lines) >= 2 and sum(len(ln.text) for ln in e.lines) >= 10 * len(e.lines)
+               for e in group)
 
 
 def _columns(elements: Sequence[Element], gutter: float) -> tuple[list[list[Element]], list[Span]]:
