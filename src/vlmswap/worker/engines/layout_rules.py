@@ -156,7 +156,7 @@ class Element:
 
 _LIST_MARK = re.compile(r"^(?:[•·●▪◦‣∙*–—-]|\(?\d{1,3}[.)]|\(?[a-z][.)])\s")
 #: letters that reach above the x-height: a line without any has no letter height to measure
-_TALL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789bdfhklt")
+_TALL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789bdfhkl")
 _BULLET = re.compile(r"^[•·●▪◦‣∙*–—-]\s")
 _PAGE_NUMBER = re.compile(r"^(?:page\s*)?[-–]?\s*\d{1,4}\s*[-–]?(?:\s*(?:/|of)\s*\d{1,4})?$", re.I)
 _NUMERIC = re.compile(r"^[-+(]?[$€£%]?\s?[\d.,'’:/ -]*\d[\d.,'’:/ -]*\s?(?:%|[$€£]|EUR|USD|GBP|kg|g|l|m|h)?\)?$")
@@ -309,21 +309,26 @@ def numeric(text: str) -> bool:
 
 
 def _is_table(rows: Sequence[list[Line]], rules: Rules) -> bool:
-    """Aligned rows that hold what tables hold: a column of numbers (below a header row), or three by three.
-    Label/value lists line up as well, and are no table."""
+    """Aligned rows that hold what tables hold: a column of numbers with a number on every row
+    below the header, or three columns filled on three rows or more. Label/value lists and
+    two columns of prose line up as well, and are no table."""
     spans = _aligned(rows)
     if spans is None or len(rows) < rules.table_rows or len(spans) < rules.table_cols:
         return False
-    grid = [[c for c in row] for row in rows]
-    labels = sum(1 for row in grid if row[0].text.endswith(":"))
-    if labels * 2 >= len(grid):
+    labels = sum(1 for row in rows if row[0].text.endswith(":"))
+    if labels * 2 >= len(rows):
         return False
-    body = grid[1:] if len(grid) > 2 else grid
-    for k in range(1, len(spans)):
-        col = [c for row in body for c in row if _column(spans, c) == k]
-        if len(col) >= max(2, len(body) // 2) and sum(numeric(c.text) for c in col) >= rules.numeric * len(col):
-            return True
-    return len(spans) >= 3 and len(rows) >= 3 and sum(len(r) >= 3 for r in rows) * 2 >= len(rows)
+    tops = [min(c.y1 for c in row) for row in rows]
+    pitches = [b - a for a, b in zip(tops, tops[1:])]
+    if max(pitches) > 1.5 * statistics.median(pitches):
+        return False                    # evenly pitched rows, not a line above set further off
+    body = rows[1:] if len(rows) > 2 else rows
+    if all(any(numeric(c.text) for c in row if _column(spans, c) > 0) for row in body):
+        for k in range(1, len(spans)):
+            col = [c for row in body for c in row if _column(spans, c) == k]
+            if len(col) >= max(2, len(body) // 2) and sum(numeric(c.text) for c in col) >= rules.numeric * len(col):
+                return True
+    return len(spans) >= 3 and len(rows) >= 3 and all(len(r) >= 3 for r in rows)
 
 
 def _best_tables(run: list[list[Line]], rules: Rules) -> list[list[list[Line]]]:
@@ -370,8 +375,14 @@ def tables(pieces: Sequence[Line], h: float, rules: Rules = Rules()) -> list[Tab
     index = {id(r): k for k, r in enumerate(cells)}
     found: list[list[list[Line]]] = []
     run: list[list[Line]] = []
+    def top(row: list[Line]) -> float:
+        return min(c.y1 for c in row)
+
     for row in cells:
-        near = bool(run) and min(c.y1 for c in row) - max(c.y2 for c in run[-1]) < 2.0 * h
+        near = bool(run) and top(row) - max(c.y2 for c in run[-1]) < 2.0 * h
+        if len(run) >= 2:      # a table's rows are evenly pitched: a row set further off is not one of them
+            pitch = statistics.median(top(b) - top(a) for a, b in zip(run, run[1:]))
+            near = near and top(row) - top(run[-1]) <= 1.5 * pitch
         if cell_row(row) and (not run or near):
             run.append(row)
             continue
@@ -384,7 +395,8 @@ def tables(pieces: Sequence[Line], h: float, rules: Rules = Rules()) -> list[Tab
         ks = [index[id(r)] for r in t]
         rows = list(t)
         above = ks[0] - 1
-        if above >= 0 and above not in taken:
+        headless = any(numeric(c.text) for c in rows[0][1:])    # its first row is data: the header is above
+        if headless and above >= 0 and above not in taken:
             header = _header(raw[above], rows, h)
             if header is not None:
                 rows.insert(0, header)
@@ -404,6 +416,8 @@ def _header(row: list[Line], rows: list[list[Line]], h: float) -> list[Line] | N
         return None
     if min(c.x1 for c in row) < spans[0][0] - 2 * h or max(c.x2 for c in row) > spans[-1][1] + 4 * h:
         return None
+    if any(c.text.endswith(":") or numeric(c.text) for c in row):
+        return None                     # a header names its columns: no label, no number
     words: list[tuple[str, float, float]] = []
     for piece in row:
         words += _word_spans(piece)
