@@ -103,9 +103,16 @@ class Page:
         return "\n".join(block_text(b) for b in self.blocks)
 
     def truth(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "held_out": self.held_out, "size": list(self.image.size),
-                "font": self.font, "body_px": self.body_px, "paragraphs": self.paragraphs,
-                "blocks": [b.to_dict() for b in self.blocks]}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "held_out": self.held_out,
+            "size": list(self.image.size),
+            "font": self.font,
+            "body_px": self.body_px,
+            "paragraphs": self.paragraphs,
+            "blocks": [b.to_dict() for b in self.blocks],
+        }
 
 
 def block_text(b: Block) -> str:
@@ -143,8 +150,17 @@ class Sheet:
                 lines.append(word)
         return lines
 
-    def lines(self, texts: Sequence[str], fnt: ImageFont.FreeTypeFont, x: float, y: float, *, width: float = 0,
-              align: str = "left", leading: float = 1.35) -> tuple[tuple[float, float, float, float], float]:
+    def lines(
+        self,
+        texts: Sequence[str],
+        fnt: ImageFont.FreeTypeFont,
+        x: float,
+        y: float,
+        *,
+        width: float = 0,
+        align: str = "left",
+        leading: float = 1.35,
+    ) -> tuple[tuple[float, float, float, float], float]:
         """Draw lines one under the other; (their ink box, the y below them)."""
         pitch = fnt.size * leading
         box = [1e9, 1e9, -1e9, -1e9]
@@ -157,9 +173,20 @@ class Sheet:
             box = [min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3])]
         return (box[0], box[1], box[2], box[3]), y + len(texts) * pitch
 
-    def block(self, category: str, text: str | Sequence[str], x: float, y: float, width: float, *,
-              scale: float = 1.0, bold: bool = False, align: str = "left", leading: float = 1.35,
-              family: str | None = None) -> float:
+    def block(
+        self,
+        category: str,
+        text: str | Sequence[str],
+        x: float,
+        y: float,
+        width: float,
+        *,
+        scale: float = 1.0,
+        bold: bool = False,
+        align: str = "left",
+        leading: float = 1.35,
+        family: str | None = None,
+    ) -> float:
         """One block: `text` wrapped to `width` (a list: lines kept as given); returns the y below it."""
         fnt = self.f(scale, bold, family)
         texts = self.wrap(text, fnt, width) if isinstance(text, str) else list(text)
@@ -173,14 +200,24 @@ class Sheet:
         self.draw.text((x, y), label, font=fnt, fill="black")
         self.draw.text((value_x, y), value, font=fnt, fill="black")
         lb, vb = self.draw.textbbox((x, y), label, font=fnt), self.draw.textbbox((value_x, y), value, font=fnt)
-        if underline:        # the field's rule, as printed forms have
+        if underline:  # the field's rule, as printed forms have
             ly = y + self.body * 1.25
             self.draw.line([(value_x - 4, ly), (value_x + 9 * self.body, ly)], fill="black")
         self.blocks.append(Block("Text", f"{label} {value}", (lb[0], min(lb[1], vb[1]), vb[2], max(lb[3], vb[3]))))
 
-    def table(self, rows: Sequence[Sequence[str]], x: float, y: float, columns: Sequence[float], *,
-              right: Sequence[bool] = (), header_bold: bool = True, leading: float = 1.5, rule: bool = False,
-              family: str | None = None) -> float:
+    def table(
+        self,
+        rows: Sequence[Sequence[str]],
+        x: float,
+        y: float,
+        columns: Sequence[float],
+        *,
+        right: Sequence[bool] = (),
+        header_bold: bool = True,
+        leading: float = 1.5,
+        rule: bool = False,
+        family: str | None = None,
+    ) -> float:
         """A table: cell k of each row at columns[k] (its right edge there when right[k]); returns the y below."""
         box = [1e9, 1e9, -1e9, -1e9]
         pitch = self.body * leading
@@ -238,19 +275,76 @@ SENTENCES = [
     "The board thanked the volunteers who ran the spring market for the fourth time.",
     "Orders placed before two o'clock are shipped on the same working day.",
 ]
-PEOPLE = ["Anna Novak", "Peter Lindqvist", "Maria Fernandes", "Jonas Becker", "Claire Dubois", "Tomasz Wojcik",
-          "Elena Rossi", "David Okafor", "Sofia Karlsson", "Martin Hughes"]
-COMPANIES = ["Northwind Supplies Ltd", "Bluewater Engineering", "Alder & Finch Printing", "Riverside Dairy Co.",
-             "Meridian Office Services", "Harbour Lane Books", "Greenfield Tools GmbH", "Oakridge Consulting"]
-STREETS = ["12 Mill Road", "45 Harbour Street", "7 Station Lane", "230 Park Avenue", "18 Church Walk",
-           "3 Linden Square", "91 Bridge Road", "56 Orchard Close"]
-TOWNS = ["Cambridge CB2 1TN", "1010 Vienna", "Leeds LS1 4AP", "80331 Munich", "Bristol BS1 5TR", "Utrecht 3511 AB",
-         "Lyon 69002", "Galway H91 E2K3"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
-ITEMS = ["Printer paper A4, 500 sheets", "Toner cartridge black", "Desk lamp LED", "Office chair, grey",
-         "Cable ties, pack of 100", "Whiteboard markers, set of 4", "Archive box", "USB-C charger 65 W",
-         "Stapler, heavy duty", "Monitor stand", "Envelopes C5, box of 500", "Label printer tape"]
+PEOPLE = [
+    "Anna Novak",
+    "Peter Lindqvist",
+    "Maria Fernandes",
+    "Jonas Becker",
+    "Claire Dubois",
+    "Tomasz Wojcik",
+    "Elena Rossi",
+    "David Okafor",
+    "Sofia Karlsson",
+    "Martin Hughes",
+]
+COMPANIES = [
+    "Northwind Supplies Ltd",
+    "Bluewater Engineering",
+    "Alder & Finch Printing",
+    "Riverside Dairy Co.",
+    "Meridian Office Services",
+    "Harbour Lane Books",
+    "Greenfield Tools GmbH",
+    "Oakridge Consulting",
+]
+STREETS = [
+    "12 Mill Road",
+    "45 Harbour Street",
+    "7 Station Lane",
+    "230 Park Avenue",
+    "18 Church Walk",
+    "3 Linden Square",
+    "91 Bridge Road",
+    "56 Orchard Close",
+]
+TOWNS = [
+    "Cambridge CB2 1TN",
+    "1010 Vienna",
+    "Leeds LS1 4AP",
+    "80331 Munich",
+    "Bristol BS1 5TR",
+    "Utrecht 3511 AB",
+    "Lyon 69002",
+    "Galway H91 E2K3",
+]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+ITEMS = [
+    "Printer paper A4, 500 sheets",
+    "Toner cartridge black",
+    "Desk lamp LED",
+    "Office chair, grey",
+    "Cable ties, pack of 100",
+    "Whiteboard markers, set of 4",
+    "Archive box",
+    "USB-C charger 65 W",
+    "Stapler, heavy duty",
+    "Monitor stand",
+    "Envelopes C5, box of 500",
+    "Label printer tape",
+]
 
 
 def paragraph(rng: random.Random, n: int) -> str:
@@ -280,18 +374,31 @@ def letter(i: int) -> Page:
     s = Sheet(A4, family, body)
     left, width = 150, A4[0] - 300
     company = rng.choice(COMPANIES)
-    if i % 2 == 0:           # a letterhead set large and bold: the page's title
+    if i % 2 == 0:  # a letterhead set large and bold: the page's title
         y = s.block("Title", company, left, 110, width, scale=1.7, bold=True)
-    else:                    # a plain letterhead at body size: text, nothing more
+    else:  # a plain letterhead at body size: text, nothing more
         y = s.block("Text", company, left, 110, width)
-    y = s.block("Text", [rng.choice(STREETS), rng.choice(TOWNS), f"Phone +44 20 7946 0{rng.randint(100, 999)}"],
-                left, y + 0.3 * body, width, scale=0.9, leading=1.3)
-    y = s.block("Text", [rng.choice(PEOPLE), rng.choice(COMPANIES), rng.choice(STREETS), rng.choice(TOWNS)],
-                left, y + 3 * body, width * 0.5)
+    y = s.block(
+        "Text",
+        [rng.choice(STREETS), rng.choice(TOWNS), f"Phone +44 20 7946 0{rng.randint(100, 999)}"],
+        left,
+        y + 0.3 * body,
+        width,
+        scale=0.9,
+        leading=1.3,
+    )
+    y = s.block(
+        "Text",
+        [rng.choice(PEOPLE), rng.choice(COMPANIES), rng.choice(STREETS), rng.choice(TOWNS)],
+        left,
+        y + 3 * body,
+        width * 0.5,
+    )
     y = s.block("Text", date(rng), left, y + 1.5 * body, width, align="right")
-    if i % 3 != 2:           # a subject line in bold: a heading by weight, at body size
-        y = s.block("Section-header", f"Delivery note {rng.randint(1000, 9999)}", left, y + 1.5 * body, width,
-                    bold=True)
+    if i % 3 != 2:  # a subject line in bold: a heading by weight, at body size
+        y = s.block(
+            "Section-header", f"Delivery note {rng.randint(1000, 9999)}", left, y + 1.5 * body, width, bold=True
+        )
     name = rng.choice(PEOPLE)
     y = s.block("Text", f"Dear {name.split()[0]},", left, y + 1.5 * body, width)
     for n in (3, 2, 3)[: 2 + i % 2]:
@@ -300,8 +407,15 @@ def letter(i: int) -> Page:
     y = s.block("Text", f"We will credit {amount} EUR within 30 days.", left, y + 0.9 * body, width)
     y = s.block("Text", "Kind regards,", left, y + 1.5 * body, width)
     y = s.block("Text", [rng.choice(PEOPLE), "Customer Service"], left, y + 2.5 * body, width)
-    s.block("Page-footer", f"{company} · Registered in England No. {rng.randint(1000000, 9999999)}", left,
-            A4[1] - 90, width, scale=0.75, align="center")
+    s.block(
+        "Page-footer",
+        f"{company} · Registered in England No. {rng.randint(1000000, 9999999)}",
+        left,
+        A4[1] - 90,
+        width,
+        scale=0.75,
+        align="center",
+    )
     return s.page(f"letter-{i}", "letter")
 
 
@@ -314,11 +428,15 @@ def invoice(i: int) -> Page:
     seller, buyer = rng.sample(COMPANIES, 2)
     top = y + body
     s.block("Text", [seller, rng.choice(STREETS), rng.choice(TOWNS)], left, top, width * 0.45)
-    y = s.block("Text", ["Bill to:", buyer, rng.choice(STREETS), rng.choice(TOWNS)], left + width * 0.55, top,
-                width * 0.45)
+    y = s.block(
+        "Text", ["Bill to:", buyer, rng.choice(STREETS), rng.choice(TOWNS)], left + width * 0.55, top, width * 0.45
+    )
     y += body
-    for label, value in (("Invoice no.:", f"2025-{rng.randint(100, 999)}"), ("Date:", date(rng)),
-                         ("Due date:", date(rng))):
+    for label, value in (
+        ("Invoice no.:", f"2025-{rng.randint(100, 999)}"),
+        ("Date:", date(rng)),
+        ("Due date:", date(rng)),
+    ):
         s.pair(label, value, left, y, left + 8 * body)
         y += body * 1.4
     y += body
@@ -331,7 +449,11 @@ def invoice(i: int) -> Page:
         total += q * p
         rows.append([it, str(q), money(p), money(q * p)])
     vat = total * 0.2
-    rows += [["", "", "Subtotal", money(total)], ["", "", "VAT 20%", money(vat)], ["", "", "Total EUR", money(total + vat)]]
+    rows += [
+        ["", "", "Subtotal", money(total)],
+        ["", "", "VAT 20%", money(vat)],
+        ["", "", "Total EUR", money(total + vat)],
+    ]
     cols = [left, left + width * 0.62, left + width * 0.80, left + width]
     y = s.table(rows, left, y, cols, right=[False, True, True, True], rule=i % 2 == 0)
     y = s.block("Text", "Payment within 30 days by bank transfer. " + paragraph(rng, 1), left, y + 1.5 * body, width)
@@ -351,7 +473,7 @@ def report(i: int) -> Page:
     y = s.block("Text", paragraph(rng, 3), left, y + 0.5 * body, width)
     # the small table: columns a few spaces apart (narrow gaps on odd pages)
     params = rng.sample(["pH", "Chlorine", "Nitrate", "Turbidity", "Iron", "Lead", "Hardness"], 2 + i % 3)
-    months = MONTHS[(i * 3) % 12: (i * 3) % 12 + 3]
+    months = MONTHS[(i * 3) % 12 : (i * 3) % 12 + 3]
     rows = [["Parameter", *months]] + [[p] + [f"{rng.uniform(0.1, 9.9):.1f}" for _ in months] for p in params]
     fnt = s.f()
     gap = body * (0.9 if i % 2 else 2.5)
@@ -378,12 +500,24 @@ def article(i: int) -> Page:
     left, width = 110, A4[0] - 220
     gutter = 2.2 * body
     colw = (width - gutter) / 2
-    title = rng.choice(["Smaller Classes and Language Learning", "Rainfall and River Levels in the Valley",
-                        "Maintaining Old Pumping Stations", "A Survey of Rural Households"])
+    title = rng.choice(
+        [
+            "Smaller Classes and Language Learning",
+            "Rainfall and River Levels in the Valley",
+            "Maintaining Old Pumping Stations",
+            "A Survey of Rural Households",
+        ]
+    )
     y = s.block("Title", title, left, 120, width, scale=1.9, bold=True, align="center")
     author = rng.choice(PEOPLE)
-    y = s.block("Text", [f"{author}, Department of Applied Studies", f"{author.split()[1].lower()}@example.org"],
-                left, y + 0.5 * body, width, align="center")
+    y = s.block(
+        "Text",
+        [f"{author}, Department of Applied Studies", f"{author.split()[1].lower()}@example.org"],
+        left,
+        y + 0.5 * body,
+        width,
+        align="center",
+    )
     y = s.block("Text", "Abstract. " + paragraph(rng, 3), left + 2 * body, y + body, width - 4 * body)
     top = y + body
     heads = ["1 Introduction", "2 Method", "3 Results", "4 Discussion"]
@@ -413,30 +547,56 @@ def form(i: int) -> Page:
     family, body = style(i, "form")
     s = Sheet(A4, family, body)
     left, width = 130, A4[0] - 260
-    y = s.block("Title", rng.choice(["Application for a Parking Permit", "Change of Address",
-                                     "Equipment Loan Request", "Membership Application"]),
-                left, 120, width, scale=1.6, bold=True)
+    y = s.block(
+        "Title",
+        rng.choice(
+            [
+                "Application for a Parking Permit",
+                "Change of Address",
+                "Equipment Loan Request",
+                "Membership Application",
+            ]
+        ),
+        left,
+        120,
+        width,
+        scale=1.6,
+        bold=True,
+    )
     person = rng.choice(PEOPLE)
 
-    sections = [("Applicant", [("Surname:", person.split()[1]), ("First name:", person.split()[0]),
-                               ("Date of birth:", f"{rng.randint(1, 28)}.{rng.randint(1, 12)}.19{rng.randint(50, 99)}"),
-                               ("Phone:", f"0{rng.randint(100, 999)} {rng.randint(100000, 999999)}")]),
-                ("Address", [("Street:", rng.choice(STREETS)), ("Town:", rng.choice(TOWNS)),
-                             ("Since:", date(rng))])]
+    sections = [
+        (
+            "Applicant",
+            [
+                ("Surname:", person.split()[1]),
+                ("First name:", person.split()[0]),
+                ("Date of birth:", f"{rng.randint(1, 28)}.{rng.randint(1, 12)}.19{rng.randint(50, 99)}"),
+                ("Phone:", f"0{rng.randint(100, 999)} {rng.randint(100000, 999999)}"),
+            ],
+        ),
+        ("Address", [("Street:", rng.choice(STREETS)), ("Town:", rng.choice(TOWNS)), ("Since:", date(rng))]),
+    ]
     for title, pairs in sections:
         y = s.block("Section-header", title, left, y + body, width, scale=1.0 + 0.25 * (i % 2), bold=True)
         y += 0.5 * body
         two = i % 3 == 1
         for k, (label, value) in enumerate(pairs):
             if two and k % 2 == 1:
-                s.pair(label, value, left + width / 2, y - body * 1.8, left + width / 2 + 7 * body,
-                       underline=i % 2 == 0)
+                s.pair(
+                    label, value, left + width / 2, y - body * 1.8, left + width / 2 + 7 * body, underline=i % 2 == 0
+                )
                 continue
             s.pair(label, value, left, y, left + 7 * body, underline=i % 2 == 0)
             y += body * 1.8
     y = s.block("Section-header", "Declaration", left, y + body, width, scale=1.0 + 0.25 * (i % 2), bold=True)
-    y = s.block("Text", "I confirm that the information given on this form is correct. " + paragraph(rng, 1),
-                left, y + 0.5 * body, width)
+    y = s.block(
+        "Text",
+        "I confirm that the information given on this form is correct. " + paragraph(rng, 1),
+        left,
+        y + 0.5 * body,
+        width,
+    )
     y += body
     s.pair("Signature:", person, left, y, left + 7 * body, underline=i % 2 == 0)
     s.block("Page-footer", f"Form A-{10 + i} (2025)", left, A4[1] - 90, width, scale=0.75)
@@ -450,13 +610,42 @@ def receipt(i: int) -> Page:
     size = (620, 1500)
     s = Sheet(size, family, body)
     left, width = 50, size[0] - 100
-    y = s.block("Title", rng.choice(["CORNER MARKET", "CAFE LINDEN", "HARDWARE PLUS", "BAKERY NOVAK"]), left, 60,
-                width, scale=1.5, bold=True, align="center")
+    y = s.block(
+        "Title",
+        rng.choice(["CORNER MARKET", "CAFE LINDEN", "HARDWARE PLUS", "BAKERY NOVAK"]),
+        left,
+        60,
+        width,
+        scale=1.5,
+        bold=True,
+        align="center",
+    )
     y = s.block("Text", [rng.choice(STREETS), rng.choice(TOWNS)], left, y + 0.3 * body, width, align="center")
-    y = s.block("Text", f"{rng.randint(1, 28):02d}.{rng.randint(1, 12):02d}.2025 {rng.randint(7, 20):02d}:"
-                f"{rng.randint(0, 59):02d}", left, y + body, width, align="center")
-    goods = rng.sample(["Milk 1 l", "Bread", "Apples 1 kg", "Coffee beans", "Butter", "Eggs x6", "Screws M4",
-                        "Tape 25 m", "Croissant", "Tea", "Orange juice", "Cheese"], 4 + i % 4)
+    y = s.block(
+        "Text",
+        f"{rng.randint(1, 28):02d}.{rng.randint(1, 12):02d}.2025 {rng.randint(7, 20):02d}:{rng.randint(0, 59):02d}",
+        left,
+        y + body,
+        width,
+        align="center",
+    )
+    goods = rng.sample(
+        [
+            "Milk 1 l",
+            "Bread",
+            "Apples 1 kg",
+            "Coffee beans",
+            "Butter",
+            "Eggs x6",
+            "Screws M4",
+            "Tape 25 m",
+            "Croissant",
+            "Tea",
+            "Orange juice",
+            "Cheese",
+        ],
+        4 + i % 4,
+    )
     rows = []
     total = 0.0
     for g in goods:
@@ -477,26 +666,46 @@ def slide(i: int) -> Page:
     size = (1600, 900)
     s = Sheet(size, family, body)
     left, width = 100, size[0] - 200
-    y = s.block("Title", rng.choice(["Quarterly Results", "Project Timeline", "What Changed This Year",
-                                     "Next Steps for the Team", "Survey Highlights"]), left, 70, width, scale=1.7,
-                bold=True)
+    y = s.block(
+        "Title",
+        rng.choice(
+            [
+                "Quarterly Results",
+                "Project Timeline",
+                "What Changed This Year",
+                "Next Steps for the Team",
+                "Survey Highlights",
+            ]
+        ),
+        left,
+        70,
+        width,
+        scale=1.7,
+        bold=True,
+    )
     y += body
-    if i % 3 == 2:           # a slide with a small table
-        rows = [["Region", "2024", "2025"]] + [[r, str(rng.randint(100, 900)), str(rng.randint(100, 900))]
-                                               for r in rng.sample(["North", "South", "East", "West"], 3)]
+    if i % 3 == 2:  # a slide with a small table
+        rows = [["Region", "2024", "2025"]] + [
+            [r, str(rng.randint(100, 900)), str(rng.randint(100, 900))]
+            for r in rng.sample(["North", "South", "East", "West"], 3)
+        ]
         y = s.table(rows, left, y, [left, left + 8 * body, left + 13 * body], right=[False, True, True])
     else:
         for _ in range(3 + i % 2):
             text = rng.choice(SENTENCES).split(",")[0].rstrip(".")
             y = s.block("List-item", "• " + text, left, y + 0.4 * body, width)
-    s.block("Page-footer", f"{rng.choice(COMPANIES)}  |  {i + 2}", left, size[1] - 70, width, scale=0.55,
-            align="right")
+    s.block("Page-footer", f"{rng.choice(COMPANIES)}  |  {i + 2}", left, size[1] - 70, width, scale=0.55, align="right")
     return s.page(f"slide-{i}", "slide")
 
 
 SYNTHETIC: dict[str, Callable[[int], Page]] = {
-    "letter": letter, "invoice": invoice, "report": report, "article": article, "form": form,
-    "receipt": receipt, "slide": slide,
+    "letter": letter,
+    "invoice": invoice,
+    "report": report,
+    "article": article,
+    "form": form,
+    "receipt": receipt,
+    "slide": slide,
 }
 PER_KIND = 5
 
@@ -533,8 +742,12 @@ def manual_page(kind: str, path: str, number: int) -> Page:
         ch = "-" if ch == "\x02" else ch
         left, right, bottom, top = (ctypes.c_double() for _ in range(4))
         raw.FPDFText_GetCharBox(tp, i, *(ctypes.byref(v) for v in (left, right, bottom, top)))
-        box = (left.value * scale, (height_pt - top.value) * scale, right.value * scale,
-               (height_pt - bottom.value) * scale)
+        box = (
+            left.value * scale,
+            (height_pt - top.value) * scale,
+            right.value * scale,
+            (height_pt - bottom.value) * scale,
+        )
         lines[-1].append((ch, raw.FPDFText_GetFontSize(tp, i), _font_info(tp, i, buf, flags), box))
     lines = [ln for ln in lines if "".join(c[0] for c in ln).strip()]
     ink = [c for ln in lines for c in ln if c[0].strip()]
@@ -546,8 +759,12 @@ def manual_page(kind: str, path: str, number: int) -> Page:
     for ln in lines:
         chars = [c for c in ln if c[0].strip()]
         text = " ".join("".join(c[0] for c in ln).split())
-        box = (min(c[3][0] for c in chars), min(c[3][1] for c in chars), max(c[3][2] for c in chars),
-               max(c[3][3] for c in chars))
+        box = (
+            min(c[3][0] for c in chars),
+            min(c[3][1] for c in chars),
+            max(c[3][2] for c in chars),
+            max(c[3][3] for c in chars),
+        )
         bold = sum(1 for c in chars if any(k in c[2] for k in ("Bold", "BX"))) >= 0.9 * len(chars)
         large = sum(1 for c in chars if c[1] >= 1.15 * body) >= 0.9 * len(chars)
         centre = (box[1] + box[3]) / 2 / (height_pt * scale)

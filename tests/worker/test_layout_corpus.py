@@ -81,7 +81,7 @@ def test_invoice_line_items_come_out_as_table_rows_under_their_header(rapidocr_w
 
 
 def test_small_report_table_with_narrow_column_gaps_keeps_its_rows(rapidocr_worker: Worker) -> None:
-    page = layout_corpus.page("report-1")          # columns under one em apart
+    page = layout_corpus.page("report-1")  # columns under one em apart
     cells = layout(rapidocr_worker, page)
     assert cer(page.text, text_of(cells)) <= 0.01
     assert rows_of_tables(cells) == truth_rows(page)
@@ -100,12 +100,12 @@ def test_two_column_article_reads_column_by_column_and_its_author_is_no_heading(
 
 
 def test_form_labels_are_read_with_their_values_row_by_row(rapidocr_worker: Worker) -> None:
-    page = layout_corpus.page("form-1")            # two label/value pairs on a row
+    page = layout_corpus.page("form-1")  # two label/value pairs on a row
     cells = layout(rapidocr_worker, page)
     assert cer(page.text, text_of(cells)) <= 0.01
     texts = [cell_text(c) for c in cells]
     pairs = [b.text for b in page.blocks if b.category == "Text" and ":" in b.text and len(b.text) < 40]
-    assert [t for t in texts if t in pairs] == pairs          # each pair one block, in row order
+    assert [t for t in texts if t in pairs] == pairs  # each pair one block, in row order
     assert "Table" not in [c["category"] for c in cells]
 
 

@@ -14,9 +14,9 @@ from vlmswap.worker.engines.ink import Ink
 from vlmswap.worker.engines.layout_rules import Line
 
 PAGE = (1240, 1754)
-H = 28        # body line height in these pages
+H = 28  # body line height in these pages
 ADVANCE = 15  # body pixels per character
-BODY_INK = Ink(18.0, 2.7)   # letter height and stroke of the body text
+BODY_INK = Ink(18.0, 2.7)  # letter height and stroke of the body text
 
 
 def body(x: float, y: float, text: str | None = None, w: float = 800, h: float = H) -> Line:
@@ -40,16 +40,23 @@ def cats(elements: list[lr.Element]) -> list[str]:
 
 
 def test_pieces_of_a_line_join_across_word_gaps_but_not_across_a_gutter():
-    pieces = [Line(100, 100, 300, 128, "left"), Line(310, 101, 500, 127, "words"),   # word gap: 10 px
-              Line(700, 100, 900, 128, "right column")]                                # gutter: 200 px
+    pieces = [
+        Line(100, 100, 300, 128, "left"),
+        Line(310, 101, 500, 127, "words"),  # word gap: 10 px
+        Line(700, 100, 900, 128, "right column"),
+    ]  # gutter: 200 px
     lines = lr.lines_of(pieces)
     assert [ln.text for ln in lines] == ["left words", "right column"]
     assert (lines[0].x1, lines[0].x2) == (100, 500)
 
 
 def test_a_label_ending_in_a_colon_takes_its_value_across_a_wide_gap():
-    pieces = [Line(100, 100, 220, 128, "Surname:"), Line(400, 100, 500, 128, "Novak"),
-              Line(700, 100, 840, 128, "First name:"), Line(1000, 100, 1080, 128, "Anna")]
+    pieces = [
+        Line(100, 100, 220, 128, "Surname:"),
+        Line(400, 100, 500, 128, "Novak"),
+        Line(700, 100, 840, 128, "First name:"),
+        Line(1000, 100, 1080, 128, "Anna"),
+    ]
     lines = lr.lines_of(pieces)
     assert [ln.text for ln in lines] == ["Surname: Novak", "First name: Anna"]
     assert all(ln.pair for ln in lines)
@@ -73,7 +80,7 @@ def test_body_size_is_the_size_most_characters_are_written_in():
 
 
 def test_lines_with_the_usual_gap_and_left_edge_merge_and_a_wider_gap_starts_a_paragraph():
-    lines = para(100, 100, 3, tag="a") + para(100, 100 + 3 * 32 + 30, 2, tag="b")   # 30 px extra gap
+    lines = para(100, 100, 3, tag="a") + para(100, 100 + 3 * 32 + 30, 2, tag="b")  # 30 px extra gap
     paras = lr.paragraphs(lines)
     assert [len(p) for p in paras] == [3, 2]
     assert paras[1][0].text.startswith("b line 0")
@@ -111,17 +118,21 @@ def test_a_large_box_alone_is_no_heading_without_ink_to_say_so():
 
 
 def test_taller_letters_make_a_heading_the_largest_near_the_top_the_title():
-    lines = ([Line(100, 150, 900, 210, "The title set large", ink=Ink(36, 5))] + inked(para(100, 260, 3))
-             + [Line(100, 400, 420, 434, "A section header", ink=Ink(22, 3.3))] + inked(para(100, 460, 3))
-             + [Line(100, 1300, 1000, 1360, "Large but low on the page", ink=Ink(36, 5))]
-             + inked(para(100, 1400, 2)) + inked([Line(100, 1600, 400, 1634, "Tall box, body-size letters")]))
+    lines = (
+        [Line(100, 150, 900, 210, "The title set large", ink=Ink(36, 5))]
+        + inked(para(100, 260, 3))
+        + [Line(100, 400, 420, 434, "A section header", ink=Ink(22, 3.3))]
+        + inked(para(100, 460, 3))
+        + [Line(100, 1300, 1000, 1360, "Large but low on the page", ink=Ink(36, 5))]
+        + inked(para(100, 1400, 2))
+        + inked([Line(100, 1600, 400, 1634, "Tall box, body-size letters")])
+    )
     elements = lr.classify(lr.paragraphs(lines), PAGE, lr.body_size(lines))
     assert cats(elements) == ["Title", "Text", "Section-header", "Text", "Section-header", "Text", "Text"]
 
 
 def test_heavier_strokes_at_body_height_make_a_heading_and_a_bold_word_does_not():
-    lines = (inked([body(100, 100, "Delivery note 4471", w=270)], stroke=4.3)
-             + inked(para(100, 160, 3)))
+    lines = inked([body(100, 100, "Delivery note 4471", w=270)], stroke=4.3) + inked(para(100, 160, 3))
     elements = lr.classify(lr.paragraphs(lines), PAGE, lr.body_size(lines))
     assert cats(elements) == ["Section-header", "Text"]
     slightly = inked([body(100, 100, "One word in bold here", w=300)], stroke=2.9) + inked(para(100, 160, 3))
@@ -129,8 +140,12 @@ def test_heavier_strokes_at_body_height_make_a_heading_and_a_bold_word_does_not(
 
 
 def test_bullets_and_numbers_start_list_items_even_without_a_gap():
-    texts = [(100, "• first point"), (100, "• second point"), (100, "1. numbered point"),
-             (130, "continues under its text")]
+    texts = [
+        (100, "• first point"),
+        (100, "• second point"),
+        (100, "1. numbered point"),
+        (130, "continues under its text"),
+    ]
     lines = [body(x, 100 + 32 * i, t, w=ADVANCE * len(t)) for i, (x, t) in enumerate(texts)]
     elements = lr.classify(lr.paragraphs(lines), PAGE, lr.body_size(lines))
     assert cats(elements) == ["List-item", "List-item", "List-item"]
@@ -138,10 +153,12 @@ def test_bullets_and_numbers_start_list_items_even_without_a_gap():
 
 
 def test_a_numbered_line_set_large_is_a_heading_and_a_bullet_never_is():
-    lines = ([Line(100, 100, 300, 140, "1. Summary", ink=Ink(24, 3.6))] + inked(para(100, 160, 3))
-             + [Line(100, 300, 500, 340, "• Set large", ink=Ink(24, 3.6))])
-    assert cats(lr.classify(lr.paragraphs(lines), PAGE, lr.body_size(lines))) == ["Section-header", "Text",
-                                                                                  "List-item"]
+    lines = (
+        [Line(100, 100, 300, 140, "1. Summary", ink=Ink(24, 3.6))]
+        + inked(para(100, 160, 3))
+        + [Line(100, 300, 500, 340, "• Set large", ink=Ink(24, 3.6))]
+    )
+    assert cats(lr.classify(lr.paragraphs(lines), PAGE, lr.body_size(lines))) == ["Section-header", "Text", "List-item"]
 
 
 def test_short_lines_in_the_top_and_bottom_bands_are_page_header_and_footer():
@@ -155,8 +172,9 @@ def test_a_full_width_line_at_the_top_is_body_text_not_a_header():
     assert lr.furniture(lines, PAGE, H) == {}
 
 
-def grid(rows: list[tuple[str | None, ...]], x: float = 100, y: float = 200, col: float = 350,
-         pitch: float = 45) -> list[Line]:
+def grid(
+    rows: list[tuple[str | None, ...]], x: float = 100, y: float = 200, col: float = 350, pitch: float = 45
+) -> list[Line]:
     out = []
     for r, row in enumerate(rows):
         for c, text in enumerate(row):
@@ -170,32 +188,43 @@ def test_aligned_rows_with_a_column_of_numbers_are_a_table_and_its_html_keeps_em
     lines = para(100, 100, 2, w=1000) + grid([("Name", "Qty", "Price"), ("apple", "3", "1.20"), ("pear", None, "0.80")])
     found = lr.tables(lines, H)
     assert len(found) == 1 and len(found[0].rows) == 3
-    assert found[0].html == ("<table><tr><td>Name</td><td>Qty</td><td>Price</td></tr>"
-                             "<tr><td>apple</td><td>3</td><td>1.20</td></tr>"
-                             "<tr><td>pear</td><td></td><td>0.80</td></tr></table>")
+    assert found[0].html == (
+        "<table><tr><td>Name</td><td>Qty</td><td>Price</td></tr>"
+        "<tr><td>apple</td><td>3</td><td>1.20</td></tr>"
+        "<tr><td>pear</td><td></td><td>0.80</td></tr></table>"
+    )
 
 
 def test_two_address_blocks_side_by_side_are_no_table():
-    blocks = grid([("Northwind Ltd", "Bill to:"), ("12 Mill Road", "Riverside Dairy"), ("Leeds LS1 4AP", "Bristol")],
-                  col=550, pitch=32)
+    blocks = grid(
+        [("Northwind Ltd", "Bill to:"), ("12 Mill Road", "Riverside Dairy"), ("Leeds LS1 4AP", "Bristol")],
+        col=550,
+        pitch=32,
+    )
     assert lr.tables(blocks, H) == []
 
 
 def test_a_label_and_value_list_is_no_table_and_the_table_under_it_keeps_its_header():
-    lines = grid([("Invoice no.:", "2025-131"), ("Date:", "23 July 2025"), ("Due date:", "2 August 2025")],
-                 col=170, pitch=34)
-    lines += grid([("Description", "Qty", "Amount"), ("Desk lamp", "1", "27.00"), ("Stapler", "4", "36.00")],
-                  y=320, col=420, pitch=34)
+    lines = grid(
+        [("Invoice no.:", "2025-131"), ("Date:", "23 July 2025"), ("Due date:", "2 August 2025")], col=170, pitch=34
+    )
+    lines += grid(
+        [("Description", "Qty", "Amount"), ("Desk lamp", "1", "27.00"), ("Stapler", "4", "36.00")],
+        y=320,
+        col=420,
+        pitch=34,
+    )
     found = lr.tables(lines, H)
     assert [[[c.text for c in row] for row in t.rows] for t in found] == [
-        [["Description", "Qty", "Amount"], ["Desk lamp", "1", "27.00"], ["Stapler", "4", "36.00"]]]
+        [["Description", "Qty", "Amount"], ["Desk lamp", "1", "27.00"], ["Stapler", "4", "36.00"]]
+    ]
 
 
 def test_a_header_row_read_as_one_piece_is_cut_at_the_columns_below_it():
     header = Line(100, 150, 660, 178, "Parameter April May")
     rows = grid([("Turbidity", "5.2", "1.7"), ("Iron", "6.1", "4.7")], col=250, pitch=34, y=186)
     (table,) = lr.tables([header, *rows], H)
-    assert [[c.text for c in row] for row in table.rows][0] == ["Parameter", "April", "May"]
+    assert [c.text for c in table.rows[0]] == ["Parameter", "April", "May"]
 
 
 def test_two_columns_of_text_are_no_table():
@@ -204,15 +233,19 @@ def test_two_columns_of_text_are_no_table():
 
 
 def test_misaligned_short_lines_are_no_table():
-    lines = [Line(100, 100, 200, 128, "1"), Line(500, 100, 600, 128, "2"),
-             Line(150, 145, 540, 173, "3 spans both"), Line(700, 145, 780, 173, "4")]
+    lines = [
+        Line(100, 100, 200, 128, "1"),
+        Line(500, 100, 600, 128, "2"),
+        Line(150, 145, 540, 173, "3 spans both"),
+        Line(700, 145, 780, 173, "4"),
+    ]
     assert lr.tables(lines, H) == []
 
 
 def test_two_columns_are_read_column_by_column_even_when_their_breaks_align():
     title = [Line(100, 100, 1000, 160, "Title across both columns")]
     left = para(100, 200, 3, w=480, tag="L1") + para(100, 330, 2, w=480, tag="L2")
-    right = para(660, 200, 3, w=480, tag="R1") + para(660, 330, 2, w=480, tag="R2")   # same breaks
+    right = para(660, 200, 3, w=480, tag="R1") + para(660, 330, 2, w=480, tag="R2")  # same breaks
     after = para(100, 450, 2, w=1040, tag="F")
     elements = lr.layout(title + left + right + after, PAGE)
     assert [e.lines[0].text.split()[0] for e in elements] == ["Title", "L1", "L2", "R1", "R2", "F"]
@@ -226,18 +259,28 @@ def test_a_longer_column_runs_on_below_the_shorter_one():
 
 
 def test_label_value_pairs_side_by_side_are_read_row_by_row():
-    pairs = [Line(100, 200, 220, 228, "Surname:"), Line(300, 200, 400, 228, "Novak"),
-             Line(650, 200, 790, 228, "First name:"), Line(850, 200, 930, 228, "Anna"),
-             Line(100, 245, 200, 273, "Phone:"), Line(300, 245, 480, 273, "0123 456789"),
-             Line(650, 245, 730, 273, "Town:"), Line(850, 245, 960, 273, "Leeds")]
+    pairs = [
+        Line(100, 200, 220, 228, "Surname:"),
+        Line(300, 200, 400, 228, "Novak"),
+        Line(650, 200, 790, 228, "First name:"),
+        Line(850, 200, 930, 228, "Anna"),
+        Line(100, 245, 200, 273, "Phone:"),
+        Line(300, 245, 480, 273, "0123 456789"),
+        Line(650, 245, 730, 273, "Town:"),
+        Line(850, 245, 960, 273, "Leeds"),
+    ]
     elements = lr.layout(pairs, PAGE)
     assert [e.text for e in elements] == ["Surname: Novak", "First name: Anna", "Phone: 0123 456789", "Town: Leeds"]
 
 
 def test_short_stacked_lines_beside_other_text_are_read_row_by_row():
     # a code listing: terms under each other, each with its value to the right
-    lines = [Line(100, 200, 130, 228, "id"), Line(300, 200, 560, 228, "OBJECT IDENTIFIER,"),
-             Line(100, 232, 180, 260, "value"), Line(300, 232, 380, 260, "Value")]
+    lines = [
+        Line(100, 200, 130, 228, "id"),
+        Line(300, 200, 560, 228, "OBJECT IDENTIFIER,"),
+        Line(100, 232, 180, 260, "value"),
+        Line(300, 232, 380, 260, "Value"),
+    ]
     elements = lr.layout(lines, PAGE)
     assert [e.text for e in elements] == ["id", "OBJECT IDENTIFIER,", "value", "Value"]
 

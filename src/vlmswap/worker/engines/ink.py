@@ -64,7 +64,7 @@ def measure(page: NDArray[np.uint8], box: tuple[float, float, float, float]) -> 
     some = np.flatnonzero(rows >= 0.04 * peak)
     top, bottom = int(some[0]), int(full[-1])
     height = float(bottom - top + 1)
-    core = dark[top: bottom + 1]
+    core = dark[top : bottom + 1]
     # The weight of the lightest third of the line: a heading is heavy from end to end, while a
     # sentence with one word in bold is not.
     thirds = [_stroke(part) for part in np.array_split(core, 3, axis=1)] if core.shape[1] >= 12 else []

@@ -32,6 +32,7 @@ Pure functions on coordinates (and, for rule 5, measurements of the pixels): no 
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import statistics
 from collections.abc import Callable, Iterable, Sequence
@@ -44,42 +45,47 @@ Category = Literal["Title", "Section-header", "Text", "List-item", "Table", "Pag
 
 
 class Piece(Protocol):
-    """What a text detector gives: an axis-aligned box (pixels) and its text."""
+    """What a text detector gives: an axis-aligned box (pixels) and its text (read only: a Line is one too)."""
 
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    text: str
+    @property
+    def x1(self) -> float: ...
+    @property
+    def y1(self) -> float: ...
+    @property
+    def x2(self) -> float: ...
+    @property
+    def y2(self) -> float: ...
+    @property
+    def text(self) -> str: ...
 
 
 @dataclass(frozen=True)
 class Rules:
     """The thresholds, each relative to the body text height `h` or to the page size."""
 
-    join_gap: float = 1.2            # pieces of one line: horizontal gap < join_gap * h
-    label_gap: float = 12.0          # a label ending in ":" takes the value up to label_gap * h to its right
-    band: float = 0.07               # page header / footer: centre within this fraction of the top / bottom
-    furniture_width: float = 0.6     # ... and narrower than this fraction of the page width
-    para_gap: float = 0.5            # a paragraph's next line: gap < para_gap * the lower line's height
-                                     # (measured gaps: 1.5 spacing ~0.4, double spacing ~0.7) ...
-    para_gap_slack: float = 0.4      # ... and < the page's usual line gap + para_gap_slack * h
-    same_size: float = 1.2           # lines of one paragraph: set in sizes within this ratio (size_ratio)
-    same_weight: float = 1.15        # ... and in strokes within this ratio, where the ink is measured
-    pitch_slack: float = 0.3         # ... and baselines at most the page's usual pitch + pitch_slack * letter height
-    left_tolerance: float = 1.0      # left edges agree within left_tolerance * h
-    indent: float = 4.0              # a paragraph's first line may be indented up to indent * h
-    taller: float = 1.12             # heading: letters at least this much taller than the body's ...
-    heavier: float = 1.15            # ... or strokes this much heavier at about the body's height
-    about: float = 0.92              # ("about": letters at least this fraction of the body's height)
-    title_ratio: float = 1.5         # title: letters at least title_ratio times the body's height
-    heading_lines: int = 3           # headings are at most this many lines
-    gutter: float = 1.0              # column gutter: at least gutter * h wide
-    cell_gap: float = 0.4            # table cells: apart by at least cell_gap * h
-    cell_width: float = 0.6          # table cell: narrower than this fraction of the text's width
-    numeric: float = 0.6             # a column of numbers: at least this share of its cells numeric
-    table_rows: int = 2              # a table has at least this many rows ...
-    table_cols: int = 2              # ... and columns
+    join_gap: float = 1.2  # pieces of one line: horizontal gap < join_gap * h
+    label_gap: float = 12.0  # a label ending in ":" takes the value up to label_gap * h to its right
+    band: float = 0.07  # page header / footer: centre within this fraction of the top / bottom
+    furniture_width: float = 0.6  # ... and narrower than this fraction of the page width
+    para_gap: float = 0.5  # a paragraph's next line: gap < para_gap * the lower line's height
+    # (measured gaps: 1.5 spacing ~0.4, double spacing ~0.7) ...
+    para_gap_slack: float = 0.4  # ... and < the page's usual line gap + para_gap_slack * h
+    same_size: float = 1.2  # lines of one paragraph: set in sizes within this ratio (size_ratio)
+    same_weight: float = 1.15  # ... and in strokes within this ratio, where the ink is measured
+    pitch_slack: float = 0.3  # ... and baselines at most the page's usual pitch + pitch_slack * letter height
+    left_tolerance: float = 1.0  # left edges agree within left_tolerance * h
+    indent: float = 4.0  # a paragraph's first line may be indented up to indent * h
+    taller: float = 1.12  # heading: letters at least this much taller than the body's ...
+    heavier: float = 1.15  # ... or strokes this much heavier at about the body's height
+    about: float = 0.92  # ("about": letters at least this fraction of the body's height)
+    title_ratio: float = 1.5  # title: letters at least title_ratio times the body's height
+    heading_lines: int = 3  # headings are at most this many lines
+    gutter: float = 1.0  # column gutter: at least gutter * h wide
+    cell_gap: float = 0.4  # table cells: apart by at least cell_gap * h
+    cell_width: float = 0.6  # table cell: narrower than this fraction of the text's width
+    numeric: float = 0.6  # a column of numbers: at least this share of its cells numeric
+    table_rows: int = 2  # a table has at least this many rows ...
+    table_cols: int = 2  # ... and columns
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,8 @@ class Line:
     y2: float
     text: str
     ink: Ink | None = None
-    chars: tuple[tuple[float, float], ...] | None = None   # x ranges of the non-space characters, if known
-    pair: bool = False               # a label and its value ("Name: Anna"): a line of its own, no paragraph
+    chars: tuple[tuple[float, float], ...] | None = None  # x ranges of the non-space characters, if known
+    pair: bool = False  # a label and its value ("Name: Anna"): a line of its own, no paragraph
 
     @property
     def height(self) -> float:
@@ -136,12 +142,16 @@ class Element:
 
     category: Category
     lines: list[Line] = field(default_factory=list)
-    html: str = ""                   # tables only
+    html: str = ""  # tables only
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
-        return (min(ln.x1 for ln in self.lines), min(ln.y1 for ln in self.lines),
-                max(ln.x2 for ln in self.lines), max(ln.y2 for ln in self.lines))
+        return (
+            min(ln.x1 for ln in self.lines),
+            min(ln.y1 for ln in self.lines),
+            max(ln.x2 for ln in self.lines),
+            max(ln.y2 for ln in self.lines),
+        )
 
     @property
     def text(self) -> str:
@@ -164,6 +174,7 @@ _NUMERIC = re.compile(r"^[-+(]?[$€£%]?\s?[\d.,'’:/ -]*\d[\d.,'’:/ -]*\s?(
 
 # --- lines -------------------------------------------------------------------------------------
 
+
 def rows_of(items: Iterable[Line], min_overlap: float = 0.5) -> list[list[Line]]:
     """Items sharing a baseline, top to bottom, each row left to right.
 
@@ -176,8 +187,10 @@ def rows_of(items: Iterable[Line], min_overlap: float = 0.5) -> list[list[Line]]
     for it in sorted(items, key=lambda b: ((b.y1 + b.y2) / 2, b.x1)):
         centre = (it.y1 + it.y2) / 2
         for top, bottom, members in rows:
-            if (min(bottom, it.y2) - max(top, it.y1) >= min_overlap * min(bottom - top, it.height)
-                    and top <= centre <= bottom):
+            if (
+                min(bottom, it.y2) - max(top, it.y1) >= min_overlap * min(bottom - top, it.height)
+                and top <= centre <= bottom
+            ):
                 members.append(it)
                 break
         else:
@@ -187,8 +200,9 @@ def rows_of(items: Iterable[Line], min_overlap: float = 0.5) -> list[list[Line]]
 
 
 def _join(a: Line, b: Line, pair: bool = False) -> Line:
-    return Line(a.x1, min(a.y1, b.y1), max(a.x2, b.x2), max(a.y2, b.y2), f"{a.text} {b.text}",
-                pair=pair or a.pair or b.pair)
+    return Line(
+        a.x1, min(a.y1, b.y1), max(a.x2, b.x2), max(a.y2, b.y2), f"{a.text} {b.text}", pair=pair or a.pair or b.pair
+    )
 
 
 def _as_lines(pieces: Iterable[Piece]) -> list[Line]:
@@ -239,11 +253,15 @@ def body_size(lines: Sequence[Line]) -> Body:
     if inked:
         height = _weighted_median([(i.height, n) for i, n in inked])
         ink = Ink(height, height * _weighted_median([(i.weight, n) for i, n in inked]))
-    return Body(_weighted_median([(ln.height, len(ln.text)) for ln in lines]),
-                _weighted_median([(ln.advance, len(ln.text)) for ln in lines]), ink)
+    return Body(
+        _weighted_median([(ln.height, len(ln.text)) for ln in lines]),
+        _weighted_median([(ln.advance, len(ln.text)) for ln in lines]),
+        ink,
+    )
 
 
 # --- page headers and footers ------------------------------------------------------------------
+
 
 def furniture(lines: Sequence[Line], page: tuple[int, int], h: float, rules: Rules = Rules()) -> dict[int, Category]:
     """Index -> Page-header / Page-footer for short lines in the top / bottom band, apart from the body."""
@@ -266,6 +284,7 @@ def furniture(lines: Sequence[Line], page: tuple[int, int], h: float, rules: Rul
 
 
 # --- tables ------------------------------------------------------------------------------------
+
 
 def _column_spans(cells: Iterable[Line]) -> list[tuple[float, float]]:
     """Cells' x ranges merged where they overlap: one span per aligned column."""
@@ -319,9 +338,9 @@ def _is_table(rows: Sequence[list[Line]], rules: Rules) -> bool:
     if labels * 2 >= len(rows):
         return False
     tops = [min(c.y1 for c in row) for row in rows]
-    pitches = [b - a for a, b in zip(tops, tops[1:])]
+    pitches = [b - a for a, b in itertools.pairwise(tops)]
     if max(pitches) > 1.5 * statistics.median(pitches):
-        return False                    # evenly pitched rows, not a line above set further off
+        return False  # evenly pitched rows, not a line above set further off
     body = rows[1:] if len(rows) > 2 else rows
     if all(any(numeric(c.text) for c in row if _column(spans, c) > 0) for row in body):
         for k in range(1, len(spans)):
@@ -353,7 +372,7 @@ class Table:
 
     rows: list[list[Line]]
     pieces: list[Line]
-    spans: list[tuple[float, float]]   # the columns' x ranges, from the rows below any header
+    spans: list[tuple[float, float]]  # the columns' x ranges, from the rows below any header
 
     @property
     def html(self) -> str:
@@ -375,13 +394,14 @@ def tables(pieces: Sequence[Line], h: float, rules: Rules = Rules()) -> list[Tab
     index = {id(r): k for k, r in enumerate(cells)}
     found: list[list[list[Line]]] = []
     run: list[list[Line]] = []
+
     def top(row: list[Line]) -> float:
         return min(c.y1 for c in row)
 
     for row in cells:
         near = bool(run) and top(row) - max(c.y2 for c in run[-1]) < 2.0 * h
-        if len(run) >= 2:      # a table's rows are evenly pitched: a row set further off is not one of them
-            pitch = statistics.median(top(b) - top(a) for a, b in zip(run, run[1:]))
+        if len(run) >= 2:  # a table's rows are evenly pitched: a row set further off is not one of them
+            pitch = statistics.median(top(b) - top(a) for a, b in itertools.pairwise(run))
             near = near and top(row) - top(run[-1]) <= 1.5 * pitch
         if cell_row(row) and (not run or near):
             run.append(row)
@@ -395,7 +415,7 @@ def tables(pieces: Sequence[Line], h: float, rules: Rules = Rules()) -> list[Tab
         ks = [index[id(r)] for r in t]
         rows = list(t)
         above = ks[0] - 1
-        headless = any(numeric(c.text) for c in rows[0][1:])    # its first row is data: the header is above
+        headless = any(numeric(c.text) for c in rows[0][1:])  # its first row is data: the header is above
         if headless and above >= 0 and above not in taken:
             header = _header(raw[above], rows, h)
             if header is not None:
@@ -417,7 +437,7 @@ def _header(row: list[Line], rows: list[list[Line]], h: float) -> list[Line] | N
     if min(c.x1 for c in row) < spans[0][0] - 2 * h or max(c.x2 for c in row) > spans[-1][1] + 4 * h:
         return None
     if any(c.text.endswith(":") or numeric(c.text) for c in row):
-        return None                     # a header names its columns: no label, no number
+        return None  # a header names its columns: no label, no number
     words: list[tuple[str, float, float]] = []
     for piece in row:
         words += _word_spans(piece)
@@ -465,11 +485,14 @@ def table_html(rows: Sequence[list[Line]], spans: Sequence[tuple[float, float]] 
 
 
 def _best_column(spans: Sequence[tuple[float, float]], c: Line) -> int:
-    return max(range(len(spans)), key=lambda k: (min(c.x2, spans[k][1]) - max(c.x1, spans[k][0]),
-                                                 -abs(c.x1 + c.x2 - spans[k][0] - spans[k][1])))
+    return max(
+        range(len(spans)),
+        key=lambda k: (min(c.x2, spans[k][1]) - max(c.x1, spans[k][0]), -abs(c.x1 + c.x2 - spans[k][0] - spans[k][1])),
+    )
 
 
 # --- paragraphs --------------------------------------------------------------------------------
+
 
 def size_ratio(a: Line, b: Line) -> float:
     """How much larger the larger of two lines is set (>= 1): by their ink's letter height where
@@ -494,9 +517,14 @@ def usual_gap(lines: Sequence[Line], rules: Rules = Rules()) -> float | None:
     """The median vertical gap between a line and the next one under it of the same height."""
     gaps = []
     for a in lines:
-        under = [b for b in lines if b is not a and _below(a, b) > -0.3 * a.height
-                 and min(a.x2, b.x2) - max(a.x1, b.x1) > 0.5 * min(a.width, b.width)
-                 and size_ratio(a, b) <= rules.same_size]
+        under = [
+            b
+            for b in lines
+            if b is not a
+            and _below(a, b) > -0.3 * a.height
+            and min(a.x2, b.x2) - max(a.x1, b.x1) > 0.5 * min(a.width, b.width)
+            and size_ratio(a, b) <= rules.same_size
+        ]
         if under:
             gaps.append(min(_below(a, b) for b in under))
     return statistics.median(gaps) if gaps else None
@@ -509,10 +537,15 @@ def usual_pitch(lines: Sequence[Line], rules: Rules = Rules()) -> float | None:
     for a in lines:
         if a.ink is None:
             continue
-        under = [b.ink.base - a.ink.base for b in lines if b is not a and b.ink is not None
-                 and b.ink.base - a.ink.base > 0.5 * a.ink.height
-                 and min(a.x2, b.x2) - max(a.x1, b.x1) > 0.5 * min(a.width, b.width)
-                 and size_ratio(a, b) <= rules.same_size]
+        under = [
+            b.ink.base - a.ink.base
+            for b in lines
+            if b is not a
+            and b.ink is not None
+            and b.ink.base - a.ink.base > 0.5 * a.ink.height
+            and min(a.x2, b.x2) - max(a.x1, b.x1) > 0.5 * min(a.width, b.width)
+            and size_ratio(a, b) <= rules.same_size
+        ]
         if under:
             pitches.append(min(under))
     return statistics.median(pitches) if pitches else None
@@ -539,11 +572,15 @@ def paragraphs(lines: Sequence[Line], rules: Rules = Rules()) -> list[list[Line]
                     continue
                 if size_ratio(last, ln) > rules.same_size or weight_ratio(last, ln) > rules.same_weight:
                     continue
-                if pitch is not None and last.ink is not None and ln.ink is not None and (
-                        ln.ink.base - last.ink.base > pitch + rules.pitch_slack * min(last.ink.height, ln.ink.height)):
-                    continue                                            # set further apart than its lines
+                if (
+                    pitch is not None
+                    and last.ink is not None
+                    and ln.ink is not None
+                    and (ln.ink.base - last.ink.base > pitch + rules.pitch_slack * min(last.ink.height, ln.ink.height))
+                ):
+                    continue  # set further apart than its lines
                 if min(last.x2, ln.x2) <= max(last.x1, ln.x1):
-                    continue                                            # no horizontal overlap
+                    continue  # no horizontal overlap
                 tol = rules.left_tolerance * h
                 left = para[1].x1 if len(para) > 1 else last.x1
                 first_indent = len(para) == 1 and 0 <= last.x1 - ln.x1 <= rules.indent * h
@@ -565,8 +602,11 @@ def classify(paras: Sequence[list[Line]], page: tuple[int, int], body: Body, rul
     """Paragraphs -> elements: headings where the ink says so (rule 5), one Title at most, lists, text."""
     out = [Element("Text", list(p)) for p in paras]
     evidence = {id(e): body.evidence(e.lines, rules) for e in out}
-    headings = [e for e in out if len(e.lines) <= rules.heading_lines and evidence[id(e)] > 0
-                and not _BULLET.match(e.lines[0].text)]
+    headings = [
+        e
+        for e in out
+        if len(e.lines) <= rules.heading_lines and evidence[id(e)] > 0 and not _BULLET.match(e.lines[0].text)
+    ]
     for e in headings:
         e.category = "Section-header"
     titles = [e for e in headings if evidence[id(e)] >= rules.title_ratio and e.bbox[1] < page[1] / 3]
@@ -602,8 +642,10 @@ def _split(elements: Sequence[Element], axis: int, min_gap: float) -> tuple[list
 def _running_text(group: Sequence[Element]) -> bool:
     """A paragraph of two lines or more, of ten characters a line or more: prose, an address,
     not a stack of short terms or labels."""
-    return any(e.category != "Table" and len(e.lines) >= 2 and sum(len(ln.text) for ln in e.lines) >= 10 * len(e.lines)
-               for e in group)
+    return any(
+        e.category != "Table" and len(e.lines) >= 2 and sum(len(ln.text) for ln in e.lines) >= 10 * len(e.lines)
+        for e in group
+    )
 
 
 def _columns(elements: Sequence[Element], gutter: float) -> tuple[list[list[Element]], list[Span]]:
@@ -626,9 +668,13 @@ def _rows(elements: Sequence[Element]) -> list[Element]:
     rules can be sure of: its lines go back to being lines, read row by row with the rest.
     """
     elements = list(elements)
-    unsure = [e for e in elements if len(e.lines) > 1 and e.category in ("Text", "List-item")
-              and any(o is not e and _overlap(e.bbox, o.bbox) > 0.5 * min(ln.height for ln in o.lines)
-                      for o in elements)]
+    unsure = [
+        e
+        for e in elements
+        if len(e.lines) > 1
+        and e.category in ("Text", "List-item")
+        and any(o is not e and _overlap(e.bbox, o.bbox) > 0.5 * min(ln.height for ln in o.lines) for o in elements)
+    ]
     for e in unsure:
         elements.remove(e)
         elements += [Element("Text", [ln]) for ln in e.lines]
@@ -693,13 +739,16 @@ def reading_order(elements: Sequence[Element], gutter: float) -> list[Element]:
             parts[-1].extend(band)
             shared = common
         elif shared and not gutters and _runs_on(parts[-1], band, gutter):
-            parts[-1].extend(band)                  # a column running on below the other one's end
+            parts[-1].extend(band)  # a column running on below the other one's end
         else:
             parts.append(list(band))
             shared = gutters
     if len(parts) == 1:
-        return _rows(parts[0]) if not shared else [e for col in _columns(parts[0], gutter)[0]
-                                                    for e in reading_order(col, gutter)]
+        return (
+            _rows(parts[0])
+            if not shared
+            else [e for col in _columns(parts[0], gutter)[0] for e in reading_order(col, gutter)]
+        )
     return [e for part in parts for e in reading_order(part, gutter)]
 
 
@@ -708,8 +757,9 @@ def reading_order(elements: Sequence[Element], gutter: float) -> list[Element]:
 Measure = Callable[[tuple[float, float, float, float]], Ink | None]
 
 
-def layout(pieces: Iterable[Piece], page: tuple[int, int], rules: Rules = Rules(),
-           measure: Measure | None = None) -> list[Element]:
+def layout(
+    pieces: Iterable[Piece], page: tuple[int, int], rules: Rules = Rules(), measure: Measure | None = None
+) -> list[Element]:
     """The page's elements in reading order: headers first, then the body, then footers.
 
     `measure` gives the ink of a box on the page (ink.measure bound to the page's pixels);
@@ -723,17 +773,18 @@ def layout(pieces: Iterable[Piece], page: tuple[int, int], rules: Rules = Rules(
     in_tables = {id(piece) for t in found for piece in t.pieces}
     lines = lines_of([p for p in raw if id(p) not in in_tables], rules)
     if measure is not None:
-        lines = [replace(ln, ink=measure(_own_box(ln, lines)) if _TALL.intersection(ln.text) else None)
-                 for ln in lines]
+        lines = [replace(ln, ink=measure(_own_box(ln, lines)) if _TALL.intersection(ln.text) else None) for ln in lines]
     body_text = body_size(lines) if lines else Body(h, 1.0)
     marks = furniture(lines, page, h, rules)
     body = [ln for i, ln in enumerate(lines) if i not in marks]
     elements = classify(paragraphs(body, rules), page, body_text, rules)
     elements += [Element("Table", [c for row in t.rows for c in row], t.html) for t in found]
-    headers = sorted((Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-header"),
-                     key=lambda e: e.bbox[0])
-    footers = sorted((Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-footer"),
-                     key=lambda e: e.bbox[0])
+    headers = sorted(
+        (Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-header"), key=lambda e: e.bbox[0]
+    )
+    footers = sorted(
+        (Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-footer"), key=lambda e: e.bbox[0]
+    )
     return headers + reading_order(elements, rules.gutter * h) + footers
 
 

@@ -60,7 +60,7 @@ def split_at_gaps(box: TextBox, min_gap: float = 0.6) -> list[TextBox]:
         return [box]
     out = []
     for a, b in zip([0, *cuts], [*cuts, len(box.chars)]):
-        text = box.text[where[a]: where[b - 1] + 1].strip()
+        text = box.text[where[a] : where[b - 1] + 1].strip()
         x1 = box.x1 if a == 0 else box.chars[a][0]
         x2 = box.x2 if b == len(box.chars) else box.chars[b - 1][1]
         out.append(TextBox(x1, box.y1, max(x2, x1 + 1), box.y2, text, box.score, box.chars[a:b]))
@@ -83,8 +83,18 @@ def to_frame(boxes: list[TextBox], size: tuple[int, int], frame: tuple[int, int]
     if frame == size:
         return boxes
     sx, sy = frame[0] / size[0], frame[1] / size[1]
-    return [TextBox(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy, b.text, b.score,
-                    None if b.chars is None else [(a * sx, z * sx) for a, z in b.chars]) for b in boxes]
+    return [
+        TextBox(
+            b.x1 * sx,
+            b.y1 * sy,
+            b.x2 * sx,
+            b.y2 * sy,
+            b.text,
+            b.score,
+            None if b.chars is None else [(a * sx, z * sx) for a, z in b.chars],
+        )
+        for b in boxes
+    ]
 
 
 def ink_measure(image: Image.Image, frame: tuple[int, int]) -> layout_rules.Measure:
@@ -119,8 +129,10 @@ def markdown_text(e: layout_rules.Element) -> str:
 
 def _element(e: layout_rules.Element, with_text: bool = True) -> dict[str, Any]:
     x1, y1, x2, y2 = e.bbox
-    cell: dict[str, Any] = {"bbox": [int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))],
-                            "category": e.category}
+    cell: dict[str, Any] = {
+        "bbox": [int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))],
+        "category": e.category,
+    }
     if with_text:
         cell["text"] = markdown_text(e)
     return cell
@@ -133,18 +145,27 @@ def svg(lines: list[layout_rules.Line], image_size: tuple[int, int], view: tuple
     renders, keeps the words where they were, and has nothing invented.
     """
     sx, sy = view[0] / max(image_size[0], 1), view[1] / max(image_size[1], 1)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {view[0]} {view[1]}" '
-           f'width="{view[0]}" height="{view[1]}">']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {view[0]} {view[1]}" '
+        f'width="{view[0]}" height="{view[1]}">'
+    ]
     for ln in lines:
         size = round(ln.height * sy * 0.8, 1)
-        out.append(f'<text x="{round(ln.x1 * sx, 1)}" y="{round(ln.y2 * sy - ln.height * sy * 0.2, 1)}" '
-                   f'font-size="{size}" font-family="sans-serif">{html.escape(ln.text, quote=False)}</text>')
+        out.append(
+            f'<text x="{round(ln.x1 * sx, 1)}" y="{round(ln.y2 * sy - ln.height * sy * 0.2, 1)}" '
+            f'font-size="{size}" font-family="sans-serif">{html.escape(ln.text, quote=False)}</text>'
+        )
     out.append("</svg>")
     return "\n".join(out)
 
 
-def render(mode: str | None, boxes: list[TextBox], image_size: tuple[int, int],
-           known: dots_prompts.Recognised | None = None, measure: layout_rules.Measure | None = None) -> str:
+def render(
+    mode: str | None,
+    boxes: list[TextBox],
+    image_size: tuple[int, int],
+    known: dots_prompts.Recognised | None = None,
+    measure: layout_rules.Measure | None = None,
+) -> str:
     """The answer text for one image, in dots.ocr's format for its prompts.
 
     Layout prompts (document and web page) get layout elements (see layout_rules); scene
@@ -153,8 +174,13 @@ def render(mode: str | None, boxes: list[TextBox], image_size: tuple[int, int],
     and any other prompt get all the text, element by element.
     """
     if mode == "scene_spotting":
-        return json.dumps([{"bbox": [int(round(v)) for v in (ln.x1, ln.y1, ln.x2, ln.y2)], "category": "Text",
-                            "text": ln.text} for ln in layout_rules.lines_of(boxes)], ensure_ascii=False)
+        return json.dumps(
+            [
+                {"bbox": [int(round(v)) for v in (ln.x1, ln.y1, ln.x2, ln.y2)], "category": "Text", "text": ln.text}
+                for ln in layout_rules.lines_of(boxes)
+            ],
+            ensure_ascii=False,
+        )
     if mode == "image_to_svg":
         view = known.size if known is not None and known.size is not None else image_size
         return svg(layout_rules.lines_of(boxes), image_size, view)
@@ -178,7 +204,7 @@ def count_tokens(text: str) -> int:
 def split_tokens(text: str) -> list[str]:
     """The text in word-sized pieces (each with its leading whitespace); joined, they give it back."""
     pieces = re.findall(r"\s*\S+", text)
-    trailing = text[len(text.rstrip()):]
+    trailing = text[len(text.rstrip()) :]
     if trailing:
         if pieces:
             pieces[-1] += trailing
@@ -229,8 +255,11 @@ def tuned_params(runtime: Literal["onnxruntime", "openvino"]) -> dict[str, Any]:
     recognition crop per batch (batches pad every crop to the widest), on OpenVINO RapidOCR's
     six (its kernels gain from the batch). Threads are set apart (one per model by default: a
     second thread cost more CPU than it saved on a shared machine)."""
-    return {"Det.limit_type": "max", "Det.limit_side_len": 960,
-            "Rec.rec_batch_num": 1 if runtime == "onnxruntime" else 6}
+    return {
+        "Det.limit_type": "max",
+        "Det.limit_side_len": 960,
+        "Rec.rec_batch_num": 1 if runtime == "onnxruntime" else 6,
+    }
 
 
 def pick_runtime(runtime: Runtime = "auto") -> Literal["onnxruntime", "openvino"]:
@@ -258,18 +287,29 @@ class RapidOCREngine(Engine):
     name = "rapidocr"
     max_model_len = 65536
 
-    def __init__(self, *, use_cls: bool = False, threads: int = 1, runtime: Runtime = "auto",
-                 params: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        *,
+        use_cls: bool = False,
+        threads: int = 1,
+        runtime: Runtime = "auto",
+        params: dict[str, Any] | None = None,
+    ):
         from rapidocr import EngineType
 
         self.runtime = pick_runtime(runtime)
         engine = EngineType(self.runtime)
         self.params: dict[str, Any] = {
-            "Global.use_cls": use_cls, "Global.log_level": "error", **tuned_params(self.runtime),
-            "Det.engine_type": engine, "Rec.engine_type": engine, "Cls.engine_type": engine,
+            "Global.use_cls": use_cls,
+            "Global.log_level": "error",
+            **tuned_params(self.runtime),
+            "Det.engine_type": engine,
+            "Rec.engine_type": engine,
+            "Cls.engine_type": engine,
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.openvino.inference_num_threads": threads,
-            **(params or {})}
+            **(params or {}),
+        }
         self._ocr: Any = None
         self._sleeping = False
 
@@ -314,8 +354,17 @@ class RapidOCREngine(Engine):
         out = []
         for quad, text, score, chars in zip(boxes, txts, scores, words):
             q = np.asarray(quad, dtype=float)
-            out.append(TextBox(float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()),
-                               float(q[:, 1].max()), str(text), float(score), _char_spans(chars)))
+            out.append(
+                TextBox(
+                    float(q[:, 0].min()),
+                    float(q[:, 1].min()),
+                    float(q[:, 0].max()),
+                    float(q[:, 1].max()),
+                    str(text),
+                    float(score),
+                    _char_spans(chars),
+                )
+            )
         return out
 
     def generate(self, request: GenerationRequest) -> Generation:
@@ -325,7 +374,7 @@ class RapidOCREngine(Engine):
         if not images:
             raise ValueError("the rapidocr engine reads images: send at least one image_url part")
         image = images[-1]
-        known = dots_prompts.recognise(request.last_user_text)   # ValueError (400) for a box-less grounding prompt
+        known = dots_prompts.recognise(request.last_user_text)  # ValueError (400) for a box-less grounding prompt
         mode = known.mode if known is not None else None
         frame = dots_frame(image.size)
         boxes = to_frame(self.read(image), image.size, frame)
