@@ -551,8 +551,10 @@ def usual_pitch(lines: Sequence[Line], rules: Rules = Rules()) -> float | None:
     return statistics.median(pitches) if pitches else None
 
 
-def paragraphs(lines: Sequence[Line], rules: Rules = Rules()) -> list[list[Line]]:
-    """Lines -> paragraphs (each top to bottom); see the module's rule 4."""
+def paragraphs(lines: Sequence[Line], rules: Rules = Rules(), body: Body | None = None) -> list[list[Line]]:
+    """Lines -> paragraphs (each top to bottom); see the module's rule 4. With the page's `body`,
+    a line that would be a heading by its ink and one that would not never share a paragraph."""
+    stands_out = {id(ln): body.evidence([ln], rules) > 0 for ln in lines} if body is not None else {}
     usual = usual_gap(lines, rules)
     pitch = usual_pitch(lines, rules)
     paras: list[list[Line]] = []
@@ -571,6 +573,8 @@ def paragraphs(lines: Sequence[Line], rules: Rules = Rules()) -> list[list[Line]
                 if not -0.3 * h <= gap <= limit:
                     continue
                 if size_ratio(last, ln) > rules.same_size or weight_ratio(last, ln) > rules.same_weight:
+                    continue
+                if stands_out.get(id(last), False) != stands_out.get(id(ln), False):
                     continue
                 if (
                     pitch is not None
@@ -777,7 +781,7 @@ def layout(
     body_text = body_size(lines) if lines else Body(h, 1.0)
     marks = furniture(lines, page, h, rules)
     body = [ln for i, ln in enumerate(lines) if i not in marks]
-    elements = classify(paragraphs(body, rules), page, body_text, rules)
+    elements = classify(paragraphs(body, rules, body_text), page, body_text, rules)
     elements += [Element("Table", [c for row in t.rows for c in row], t.html) for t in found]
     headers = sorted(
         (Element(cat, [lines[i]]) for i, cat in marks.items() if cat == "Page-header"), key=lambda e: e.bbox[0]
