@@ -19,6 +19,7 @@ Run: .venv/bin/python bench/rapidocr_options.py [--runs 1] [--variants before,af
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import resource
@@ -38,12 +39,18 @@ from vlmswap.documents.metrics import cer  # noqa: E402
 from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, ink_measure, render  # noqa: E402
 
 DPI = 150
-PDFS = [("/usr/share/doc/libtasn1-doc/libtasn1.pdf", [3, 4, 5]),
-        ("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf", [2, 3, 4])]
+PDFS = [
+    ("/usr/share/doc/libtasn1-doc/libtasn1.pdf", [3, 4, 5]),
+    ("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf", [2, 3, 4]),
+]
 
 #: RapidOCR's own defaults, as the engine used them (on onnxruntime) before it was tuned.
-BEFORE: dict[str, Any] = {"Det.limit_type": "min", "Det.limit_side_len": 736, "Rec.rec_batch_num": 6,
-                          "EngineConfig.onnxruntime.intra_op_num_threads": -1}
+BEFORE: dict[str, Any] = {
+    "Det.limit_type": "min",
+    "Det.limit_side_len": 736,
+    "Rec.rec_batch_num": 6,
+    "EngineConfig.onnxruntime.intra_op_num_threads": -1,
+}
 #: name -> (runtime, RapidOCR params on top of the engine's defaults for that runtime: rapidocr_engine.tuned_params);
 #: each "before+" changes one option of "before"; "after" is the engine as shipped (OpenVINO when installed).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -57,11 +64,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "after": ("auto", {}),
     "after+det-max-1280": ("auto", {"Det.limit_side_len": 1280}),
     "after+rec-batch-1": ("auto", {"Rec.rec_batch_num": 1}),
-    "after+threads-2": ("auto", {"EngineConfig.onnxruntime.intra_op_num_threads": 2,
-                                 "EngineConfig.openvino.inference_num_threads": 2}),
+    "after+threads-2": (
+        "auto",
+        {"EngineConfig.onnxruntime.intra_op_num_threads": 2, "EngineConfig.openvino.inference_num_threads": 2},
+    ),
 }
-DEFAULT_VARIANTS = ("before,before+threads-1,before+det-max-960,before+rec-batch-1,after-onnxruntime,after,"
-                    "after+det-max-1280")
+DEFAULT_VARIANTS = (
+    "before,before+threads-1,before+det-max-960,before+rec-batch-1,after-onnxruntime,after,after+det-max-1280"
+)
 
 
 def pages() -> list[tuple[str, Any, str]]:
@@ -93,12 +103,12 @@ def cpu_children() -> float:
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     model = "?"
-    try:
-        model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{os.cpu_count()} CPUs ({model}), {mem:.1f} GiB RAM, Linux {platform.release()}, "
-            f"Python {platform.python_version()}; load average at start {os.getloadavg()[0]:.2f}")
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {mem:.1f} GiB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}; load average at start {os.getloadavg()[0]:.2f}"
+    )
 
 
 def main() -> None:
@@ -119,13 +129,15 @@ def main() -> None:
     tesseract = shutil.which("tesseract")
     todo = pages()
     if not todo:
-        sys.exit("rapidocr_options: no pages; install the manuals: scripts/system-deps.sh bench "
-                 "(libtasn1-doc, shared-mime-info)")
+        sys.exit(
+            "rapidocr_options: no pages; install the manuals: scripts/system-deps.sh bench "
+            "(libtasn1-doc, shared-mime-info)"
+        )
     tmp = Path(tempfile.mkdtemp(prefix="bench-ropt-"))
     wall: dict[str, list[float]] = {n: [] for n in [*names, "tesseract"]}
     cpu: dict[str, list[float]] = {n: [] for n in [*names, "tesseract"]}
     errs: dict[str, list[float]] = {n: [] for n in [*names, "tesseract"]}
-    engines[names[0]].read(todo[0][1])                       # first-run allocations, not measured
+    engines[names[0]].read(todo[0][1])  # first-run allocations, not measured
     for _ in range(args.runs):
         for label, image, truth in todo:
             png = tmp / "page.png"
@@ -140,26 +152,38 @@ def main() -> None:
                 errs[name].append(cer(truth, text))
             if tesseract:
                 c, t = cpu_children(), time.perf_counter()
-                out = subprocess.run([tesseract, str(png), "-", "--dpi", str(DPI), "-l", "eng"], check=True,
-                                     capture_output=True, text=True)
+                out = subprocess.run(
+                    [tesseract, str(png), "-", "--dpi", str(DPI), "-l", "eng"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 wall["tesseract"].append(time.perf_counter() - t)
                 cpu["tesseract"].append(cpu_children() - c)
                 errs["tesseract"].append(cer(truth, out.stdout))
-            print(f"{label}: " + ", ".join(f"{n} {wall[n][-1]:.2f}s {cpu[n][-1]:.2f}cpu {errs[n][-1]:.2%}"
-                                           for n in wall if wall[n]),
-                  file=sys.stderr, flush=True)
+            print(
+                f"{label}: "
+                + ", ".join(f"{n} {wall[n][-1]:.2f}s {cpu[n][-1]:.2f}cpu {errs[n][-1]:.2%}" for n in wall if wall[n]),
+                file=sys.stderr,
+                flush=True,
+            )
     from importlib.metadata import version
 
-    tess = subprocess.run([tesseract, "--version"], capture_output=True, text=True).stdout.splitlines()[0] \
-        if tesseract else "tesseract not installed"
+    tess = (
+        subprocess.run([tesseract, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        if tesseract
+        else "tesseract not installed"
+    )
     print(f"Machine: {machine()}")
     try:
         ov = f"openvino {version('openvino')}"
-    except Exception:  # noqa: BLE001 - not installed
+    except Exception:  # not installed
         ov = "openvino not installed"
     print(f"Versions: rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}, {ov}, {tess}")
-    print(f"Pages: {len(todo)} typeset PDF pages at {DPI} dpi ({', '.join(p[0] for p in todo)}), {args.runs} pass(es); "
-          f"load average at end {os.getloadavg()[0]:.2f}")
+    print(
+        f"Pages: {len(todo)} typeset PDF pages at {DPI} dpi ({', '.join(p[0] for p in todo)}), {args.runs} pass(es); "
+        f"load average at end {os.getloadavg()[0]:.2f}"
+    )
     print()
     print("| reader | wall s/page (median) | pages/s | CPU s/page (median) | CER (median) | CER (max) |")
     print("|---|---|---|---|---|---|")
@@ -168,11 +192,16 @@ def main() -> None:
             continue
         params = ", ".join(f"`{k}={v}`" for k, v in VARIANTS.get(n, ("", {}))[1].items())
         runtime = "" if n == "tesseract" else f", {engines[n].runtime}"
-        label = "Tesseract 5 CLI" if n == "tesseract" else f"rapidocr {n}{runtime}" + (
-            f" ({params})" if params else " (the engine's defaults)")
+        label = (
+            "Tesseract 5 CLI"
+            if n == "tesseract"
+            else f"rapidocr {n}{runtime}" + (f" ({params})" if params else " (the engine's defaults)")
+        )
         w = statistics.median(wall[n])
-        print(f"| {label} | {w:.2f} | {1 / w:.2f} | {statistics.median(cpu[n]):.2f} | "
-              f"{statistics.median(errs[n]):.2%} | {max(errs[n]):.2%} |")
+        print(
+            f"| {label} | {w:.2f} | {1 / w:.2f} | {statistics.median(cpu[n]):.2f} | "
+            f"{statistics.median(errs[n]):.2%} | {max(errs[n]):.2%} |"
+        )
 
 
 if __name__ == "__main__":

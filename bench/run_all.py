@@ -10,8 +10,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["worker_rapidocr.py", "ocr_pipeline.py", "gateway_switch.py", "gateway_proxy.py", "gateway_sleep.py",
-           "gateway_placement.py", "cluster.py"]
+SCRIPTS = [
+    "worker_rapidocr.py",
+    "ocr_pipeline.py",
+    "layout_eval.py",
+    "gateway_switch.py",
+    "gateway_proxy.py",
+    "gateway_sleep.py",
+    "gateway_placement.py",
+    "cluster.py",
+]
 
 
 def main() -> int:

@@ -1,12 +1,12 @@
 """What a text line's ink says about its type: how tall its letters stand and how heavy their strokes are.
 
 A detector's box says little about the size a line is set in: it is padded, and it grows
-by a fifth with descenders or a capital. The ink inside it says more. Dark pixels per row
-rise sharply at the top of the letters and fall at the baseline; between those two edges
-stand the letters, whatever their mix of lowercase, capitals and digits. The ink's area
-over its outline measures the strokes: a bold face's are about half as wide again as its
-regular face's at the same size. Both are plain numpy
-over the page's grey pixels, a millisecond or two per page.
+by a fifth with descenders or a capital. The ink inside it says more. The baseline is the
+lowest row that still holds much ink (descenders hold little), the top of the letters the
+highest row that holds any, reached alike by ascenders, capitals and digits: between them
+stand the letters, whatever their mix. The ink's area over half its outline is the width of
+its strokes, and a bold face's are about half as wide again as its regular face's at the
+same size. Plain numpy over the page's grey pixels (what it costs is in bench/README.md).
 """
 
 from __future__ import annotations
