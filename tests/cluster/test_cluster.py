@@ -25,7 +25,7 @@ import openai
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.conftest import AwakeSampler, Cluster, alive
+from tests.cluster.conftest import ADMIN_KEY, AwakeSampler, Cluster, alive, bearer
 from tests.support import ROOT
 from vlmswap import Client
 
@@ -61,7 +61,9 @@ def test_each_model_loads_once_on_some_replica_and_status_is_aggregated(
     events: list[dict[str, Any]] = []
 
     def read_events() -> None:
-        with httpx.Client(base_url=cluster.url, timeout=httpx.Timeout(300, connect=10), trust_env=False) as c:
+        with httpx.Client(
+            base_url=cluster.url, timeout=httpx.Timeout(300, connect=10), trust_env=False, headers=bearer(ADMIN_KEY)
+        ) as c:
             with contextlib.suppress(httpx.TransportError), c.stream("GET", "/api/events") as r:
                 for line in r.iter_lines():  # until the cluster stops
                     if line.startswith("data:"):
@@ -118,7 +120,7 @@ def test_no_replica_ever_has_two_workers_awake(cluster: Cluster, sampler: AwakeS
 
 
 def test_streaming_through_the_ingress_with_the_openai_client(cluster: Cluster) -> None:
-    client = openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="unused", max_retries=0, timeout=180)
+    client = openai.OpenAI(base_url=f"{cluster.url}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=180)
     stream = client.chat.completions.create(
         model="slow", messages=[{"role": "user", "content": "hello"}], stream=True, max_tokens=6
     )
@@ -133,11 +135,11 @@ def test_streaming_through_the_ingress_with_the_openai_client(cluster: Cluster) 
 
 
 def test_vlmswap_client_status_and_ocr_commands_against_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
-    with Client(cluster.url) as c:
+    with Client(cluster.url, api_key=ADMIN_KEY) as c:
         st = c.status()
         assert len(st["replicas"]) == 2
         assert c.chat("slow", [{"role": "user", "content": "ping"}]).startswith("[slow]")
-        assert {m["id"] for m in c.models()} >= {"ocr-a", "ocr-b", "ocr-c", "slow"}
+        assert {m["id"] for m in c.models()} >= {"ocr-a", "ocr-b", "ocr-c", "slow", "chat"}
         buf = io.BytesIO()
         Image.new("RGB", (64, 32), "white").save(buf, "PNG")
         doc = c.ocr_upload("blank.png", buf.getvalue(), model=next(m for m in st["residents"] if m != "slow"))
@@ -147,6 +149,7 @@ def test_vlmswap_client_status_and_ocr_commands_against_the_cluster(cluster: Clu
     out = subprocess.run(
         [sys.executable, "-m", "vlmswap", "status", "--gateway", cluster.url],
         cwd=ROOT,
+        env={**os.environ, "VLMSWAP_API_KEY": ADMIN_KEY},
         capture_output=True,
         text=True,
         timeout=60,
@@ -171,6 +174,8 @@ def test_vlmswap_client_status_and_ocr_commands_against_the_cluster(cluster: Clu
             "json",
             "--out",
             str(tmp_path / "out"),
+            "--api-key",
+            ADMIN_KEY,
         ],
         cwd=ROOT,
         capture_output=True,

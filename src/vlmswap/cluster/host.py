@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import socket
@@ -25,6 +26,7 @@ from ray import serve
 from vlmswap.cluster import slots
 from vlmswap.cluster.asgi_call import Call, Head, Lifespan, call
 from vlmswap.cluster.options import ClusterOptions, registry_of
+from vlmswap.registry.profiles import OPEN
 
 REPORT_PERIOD_S = 1.0
 LEAVE_TIMEOUT_S = 2.0
@@ -89,13 +91,17 @@ class ModelHostBase:
         async for item in call(self.app, req):
             yield item
 
-    async def _metrics_text(self) -> str:
-        chunks = [c async for c in call(self.app, Call("GET", "/metrics")) if isinstance(c, bytes)]
-        return b"".join(chunks).decode()
+    async def _get(self, path: str) -> bytes:
+        """This replica's own gateway route, called in process (as an admin: the whole answer)."""
+        chunks = [c async for c in call(self.app, Call("GET", path, identity=OPEN)) if isinstance(c, bytes)]
+        return b"".join(chunks)
 
     async def _report_loop(self) -> None:
         while True:
+            self._changed.clear()  # before reading: a change while the report is on its way sends another
             with contextlib.suppress(Exception):
+                metrics = (await self._get("/metrics")).decode()
+                usage = json.loads(await self._get("/api/usage"))["profiles"]
                 await self.board.report.remote(
                     {
                         "replica": self.replica,
@@ -106,11 +112,11 @@ class ModelHostBase:
                         "state_dir": str(self.slot.state_dir),
                         "time": time.time(),
                         "routed_models": sorted(self.routed.copy()),  # copy: Ray evicts from a thread
-                        "status": self.manager.status(),
-                        "metrics": await self._metrics_text(),
+                        "status": self.manager.status(),  # read last: the freshest part
+                        "metrics": metrics,
+                        "usage": usage,
                     }
                 )
-            self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), REPORT_PERIOD_S)
 
