@@ -246,3 +246,20 @@ def sampler(cluster: Cluster) -> Iterator[AwakeSampler]:
     s = AwakeSampler(cluster)
     yield s
     s.stop()
+
+
+@pytest.fixture
+def ui_server(cluster: Cluster, tmp_path: Path) -> Iterator[str]:
+    """`vlmswap ui --gateway CLUSTER_URL` as a user runs it, signed in as the admin."""
+    from tests.support import PY, running
+
+    port = free_port()
+    argv = [PY, "-m", "vlmswap", "ui", "--gateway", cluster.url, "--port", str(port)]
+    with running(
+        argv,
+        f"http://127.0.0.1:{port}/_stcore/health",
+        timeout=90,
+        log_path=tmp_path / "ui.log",
+        env={"VLMSWAP_STATE_DIR": str(tmp_path / "state"), "VLMSWAP_API_KEY": ADMIN_KEY},
+    ):
+        yield f"http://127.0.0.1:{port}"

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -347,6 +349,69 @@ def test_an_ingress_killed_mid_job_resumes_it_without_redoing_pages(cluster: Clu
     done_before = {p["number"]: p["finished_at"] for p in before["pages"] if p["state"] == "done"}
     after = {p["number"]: p["finished_at"] for p in follower["pages"]}
     assert {n: after[n] for n in done_before} == done_before  # read once, never again
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser_page() -> Any:
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui.test_browser import ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1080})
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make system-deps)")
+def test_the_ui_against_the_cluster_shows_its_replicas_switches_reads_a_page_and_chats(
+    cluster: Cluster, ui_server: str, browser_page: Any, tmp_path: Path
+) -> None:
+    from tests.ui.helpers import png_bytes, render_document
+
+    page = browser_page
+    page.goto(ui_server)
+    page.get_by_role("heading", name="OCR documents").wait_for(timeout=60_000)
+    sidebar = page.locator("section[data-testid='stSidebar']")
+    sidebar.get_by_text("Cluster of 2 replicas").wait_for(timeout=30_000)
+    for rep in cluster.status()["replicas"]:
+        sidebar.get_by_text(rep["replica"]).first.wait_for()
+
+    # Switch from the sidebar to an OCR model no replica holds: one replica loads it.
+    idle = next(m for m in OCR_MODELS if m not in cluster.status()["residents"])
+    page.locator(f".st-key-switch_{idle} button").click()
+    page.get_by_text(re.compile(rf"{idle} is ready \(switch took")).wait_for(timeout=180_000)
+    assert idle in cluster.status()["residents"]
+
+    # OCR a page (a document job on the cluster): the recognised text appears.
+    upload = tmp_path / "report.png"
+    upload.write_bytes(png_bytes(render_document()))
+    page.locator("input[type=file]").first.set_input_files(str(upload))
+    page.get_by_text("report.png").first.wait_for()
+    page.get_by_role("button", name="Run OCR").click()
+    page.get_by_text(re.compile("quick brown fox", re.I)).first.wait_for(timeout=180_000)
+    page.get_by_text("report.png · page 1").wait_for()
+    assert any(
+        j["source"] == "report.png" and j["state"] == "done" for j in Client(cluster.url, api_key=ADMIN_KEY).jobs()
+    )
+    page.screenshot(path=str(tmp_path / "cluster-ocr.png"), full_page=True)
+
+    # Chat: the answer streams back from the replica the chat model runs on.
+    page.get_by_role("link", name="Chat").click()
+    page.get_by_role("heading", name="Chat about images").wait_for(timeout=60_000)
+    page.locator(".st-key-chat_model").click()
+    page.get_by_role("option", name="chat").click()
+    page.get_by_placeholder("Ask about the attached images…").fill("hello cluster")
+    page.keyboard.press("Enter")
+    page.get_by_text(re.compile(r"\[chat\]")).first.wait_for(timeout=120_000)
+    page.screenshot(path=str(tmp_path / "cluster-chat.png"), full_page=True)
+    assert "chat" in cluster.status()["residents"]
 
 
 def test_killed_replica_fails_its_requests_with_502_and_leaves_no_orphan(cluster: Cluster) -> None:

@@ -251,3 +251,22 @@ def test_lifespan_runs_the_apps_startup_and_shutdown_and_reports_a_failed_start(
             raise AssertionError("a failed startup went unnoticed")
 
     asyncio.run(run())
+
+
+def test_the_sidebar_names_each_replicas_node_gpu_and_model_and_nothing_for_one_gateway() -> None:
+    from vlmswap.ui.replicas import replicas_caption
+
+    status = {
+        "cluster": True,
+        "replicas": [
+            {"replica": "r1", "node": "gpu-a (10.0.0.5)", "gpu_ids": ["0"], "resident": "ocr", "queue_length": 3},
+            {"replica": "r2", "node": "gpu-b (10.0.0.6)", "gpu_ids": [], "resident": None, "queue_length": 0},
+        ],
+    }
+    lines = (replicas_caption(status) or "").split("  \n")
+    assert lines == [
+        "Cluster of **2** replicas",
+        "`r1` on gpu-a · GPU 0 · **ocr** · queued 3",
+        "`r2` on gpu-b · no GPU · nothing resident · queued 0",
+    ]
+    assert replicas_caption({"resident": "ocr", "models": {}}) is None
