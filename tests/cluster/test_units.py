@@ -206,6 +206,7 @@ def test_cluster_serve_refuses_bad_options_before_starting_ray(tmp_path: Path) -
         (["--min-replicas", "1"], "--min-replicas needs --max-replicas"),
         (["--min-replicas", "3", "--max-replicas", "2"], "above --max-replicas"),
         (["--host", "0.0.0.0"], "refusing to bind 0.0.0.0 without an API key"),
+        (["--downscale-delay-s", "5"], "--downscale-delay-s needs --max-replicas"),
     ]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -270,3 +271,40 @@ def test_the_sidebar_names_each_replicas_node_gpu_and_model_and_nothing_for_one_
         "`r2` on gpu-b · no GPU · nothing resident · queued 0",
     ]
     assert replicas_caption({"resident": "ocr", "models": {}}) is None
+
+
+def test_the_serve_config_is_valid_for_ray_and_its_args_are_the_commands_options() -> None:
+    import pytest
+    import yaml
+    from pydantic import ValidationError
+    from ray.serve.schema import ServeDeploySchema
+
+    from tests.support import ROOT
+    from vlmswap.cluster.app import ClusterArgs
+
+    config = yaml.safe_load((ROOT / "deploy" / "serve-config.yaml").read_text())
+    ServeDeploySchema.model_validate(config)
+    (app,) = config["applications"]
+    assert app["import_path"] == "vlmswap.cluster.app:build"
+    opts = ClusterArgs.model_validate(app["args"]).options()
+    assert opts.autoscaling and opts.gpus_per_replica == 1
+    assert opts.autoscaling_config() == {
+        "min_replicas": 1,
+        "max_replicas": 2,
+        "target_ongoing_requests": 2,
+        "upscale_delay_s": 30,
+        "downscale_delay_s": 600,
+        "look_back_period_s": 30,
+    }
+    inline = ClusterArgs(registry_yaml="models:\n  m: {served_name: m, cmd: [x]}\n", replicas=3).options()
+    assert list(inline.registry["models"]) == ["m"] and inline.replicas == 3 and not inline.autoscaling
+    for bad, says in (
+        ({"replica": 2}, "replica"),
+        ({"registry": "a.yaml", "registry_yaml": "models: {}"}, "not both"),
+        ({"min_replicas": 1}, "min_replicas needs max_replicas"),
+        ({"min_replicas": 3, "max_replicas": 2}, "above max_replicas"),
+    ):
+        with pytest.raises(ValidationError, match=says):
+            ClusterArgs.model_validate(bad)
+    with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR is not set"):
+        ClusterArgs(api_key_env="NO_SUCH_KEY_VAR").options()
