@@ -308,3 +308,36 @@ def test_the_serve_config_is_valid_for_ray_and_its_args_are_the_commands_options
             ClusterArgs.model_validate(bad)
     with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR is not set"):
         ClusterArgs(api_key_env="NO_SUCH_KEY_VAR").options()
+
+
+def test_the_rayservice_embeds_the_same_application_with_a_gpu_per_replica(monkeypatch: Any) -> None:
+    import re
+
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from tests.support import ROOT
+    from vlmswap.cluster.app import ClusterArgs
+
+    manifest = yaml.safe_load((ROOT / "deploy" / "rayservice.yaml").read_text())
+    assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayService"
+    serve_config = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(serve_config)
+    local = yaml.safe_load((ROOT / "deploy" / "serve-config.yaml").read_text())
+    (app,), (local_app,) = serve_config["applications"], local["applications"]
+    assert (app["name"], app["import_path"]) == (local_app["name"], local_app["import_path"])
+    monkeypatch.setenv("VLMSWAP_API_KEY", "k8s-secret")
+    opts = ClusterArgs.model_validate(app["args"]).options()  # the inline registry parses, the key is read
+    assert opts.api_key == "k8s-secret" and {"rapidocr", "qwen3-vl-2b"} <= set(opts.registry["models"])
+    cluster = manifest["spec"]["rayClusterConfig"]
+    (workers,) = cluster["workerGroupSpecs"]
+    (container,) = workers["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == str(opts.gpus_per_replica).removesuffix(".0")
+    assert workers["maxReplicas"] == opts.max_replicas
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    serve_ports = {p["containerPort"] for c in (head, container) for p in c["ports"] if p["name"] == "serve"}
+    assert serve_ports == {serve_config["http_options"]["port"]}
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"  # no model host on the head
+    dockerfile = (ROOT / "deploy" / "Dockerfile.cluster").read_text()
+    assert re.search(r"ARG RAY_VERSION=(\S+)", dockerfile)[1] == cluster["rayVersion"]  # type: ignore[index]
+    assert container["image"] == head["image"]
