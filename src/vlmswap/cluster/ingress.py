@@ -23,7 +23,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import UploadFile
 
 from vlmswap import __version__
-from vlmswap.api.errors import install_handlers
+from vlmswap.api.errors import APIError, install_handlers
 from vlmswap.cluster import aggregate, jobs
 from vlmswap.cluster.asgi_call import Call
 from vlmswap.cluster.forward import ReplicaFailed, open_call, replica_failed
@@ -31,7 +31,7 @@ from vlmswap.cluster.options import ClusterOptions, registry_of
 from vlmswap.gateway import jobs as job_routes
 from vlmswap.gateway.guard import Guard, identity
 from vlmswap.gateway.proxy import read_openai_body
-from vlmswap.registry.profiles import OPEN, Identity, Profiles
+from vlmswap.registry.profiles import Identity, Profiles
 
 SSE_PING_S = 15
 HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives every cluster's head node this resource
@@ -47,7 +47,11 @@ def _forward_headers(request: Request) -> tuple[tuple[bytes, bytes], ...]:
 
 
 def _who(request: Request) -> Identity:
-    return identity(request.scope) or OPEN
+    """The profile the Guard signed the caller in as (without profiles and a key: the open one)."""
+    who = identity(request.scope)
+    if who is None:  # only /health passes the Guard unsigned, and it calls no replica
+        raise APIError(401, "missing or wrong API key (send `Authorization: Bearer KEY`)", code="invalid_api_key")
+    return who
 
 
 async def _form_model(request: Request, body: bytes) -> str:
