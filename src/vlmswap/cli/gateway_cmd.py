@@ -243,6 +243,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(res.get("message") or "nothing to unload")
 
 
+VENDOR_NAMES = {"nvidia": "NVIDIA", "amd": "AMD"}
 STAT_COLUMNS = (
     ("cold_start_s", "cold start", "{:.2f} s", 1.0),
     ("wake_s", "wake", "{:.3f} s", 1.0),
@@ -277,9 +278,10 @@ def _print_status(st: dict[str, Any]) -> None:
     g = st.get("gpu") or {}
     gib = 1024**3
     if g.get("available"):
-        gpu = f"{g['name']}: {g['used_bytes'] / gib:.1f} / {g['total_bytes'] / gib:.1f} GiB used"
+        vendor = f" ({VENDOR_NAMES.get(g.get('vendor') or '', g.get('vendor'))})" if g.get("vendor") else ""
+        gpu = f"{vendor}: {g['name']}: {g['used_bytes'] / gib:.1f} / {g['total_bytes'] / gib:.1f} GiB used"
     else:
-        gpu = g.get("reason") or "no NVIDIA GPU"
+        gpu = f": {g.get('reason') or 'no GPU found: CPU only'}"
     sw = st.get("switch")
     console.print(
         f"resident: [bold]{st.get('resident') or '-'}[/bold]   queue: {st.get('queue_length', 0)}   "
@@ -294,7 +296,7 @@ def _print_status(st: dict[str, Any]) -> None:
         )
     if sw:
         console.print(f"switch: to {sw['target']} ({sw['phase']}, {sw['elapsed_s']:.1f} s)")
-    console.print(f"GPU: {gpu}")
+    console.print(f"GPU{gpu}", markup=False, highlight=False)
     t = Table(show_edge=False)
     for col in (
         "model",

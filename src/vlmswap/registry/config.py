@@ -90,9 +90,23 @@ class ModelSpec(_Strict):
     ports: dict[int, int] = Field(default_factory=dict, description="docker: container port -> host port.")
     volumes: dict[str, str] = Field(default_factory=dict, description="docker: host path or volume -> container path.")
     gpus: str | list[str] | None = Field(None, description="docker: 'all' or device ids.")
+    gpu_vendor: Literal["nvidia", "amd"] | None = Field(
+        None,
+        description="docker: how `gpus` reaches the container: nvidia (device requests, NVIDIA Container "
+        "Toolkit) or amd (ROCm's /dev/kfd and /dev/dri, the video and render groups); default: the vendor "
+        "of the GPU this gateway sees, nvidia when it sees none.",
+    )
     shm_size: str | None = None
     ipc: str | None = None
     pull: bool = False
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_ids_as_text(cls, v: Any) -> Any:
+        """`gpus: [0, 2]` in YAML are numbers; device ids are text to the engine."""
+        if not isinstance(v, list):
+            return v
+        return [str(g) if isinstance(g, int) and not isinstance(g, bool) else g for g in v]
 
     @field_validator("aliases")
     @classmethod
