@@ -20,6 +20,38 @@ import typer
 from vlmswap.cli.common import fail_line, ocr_summary, unique_stem
 
 DEFAULT_FORMATS = "json,md,png"
+DEFAULT_MODEL, DEFAULT_MODE, DEFAULT_DPI = "rapidocr", "layout", 150.0
+
+
+def _with_preferences(
+    gateway: str, api_key: str | None, model: str | None, mode: str | None, pages: str | None, dpi: float | None
+) -> tuple[str | None, str | None, str | None, float | None]:
+    """What the user did not pass, from the profile's saved preferences on the gateway (said on stderr).
+
+    A gateway without preferences (an older one, a cluster) leaves everything as it was.
+    """
+    from vlmswap.client import Client, GatewayError
+
+    try:
+        prefs = Client(gateway, api_key=api_key).preferences()
+    except GatewayError:
+        return model, mode, pages, dpi
+    used = []
+    if model is None and prefs.get("ocr_model"):
+        model = str(prefs["ocr_model"])
+        used.append(f"model {model}")
+    if mode is None and prefs.get("ocr_mode"):
+        mode = str(prefs["ocr_mode"])
+        used.append(f"mode {mode}")
+    if pages is None and prefs.get("pages"):
+        pages = str(prefs["pages"])
+        used.append(f"pages {pages}")
+    if dpi is None and prefs.get("dpi"):
+        dpi = float(prefs["dpi"])
+        used.append(f"dpi {dpi:g}")
+    if used:
+        typer.echo(f"vlmswap ocr: from the saved preferences: {', '.join(used)}", err=True)
+    return model, mode, pages, dpi
 
 
 async def _ocr_file(
@@ -176,16 +208,30 @@ def register(app: typer.Typer) -> None:
             help="Images (PNG, JPEG, WebP, TIFF incl. multi-page) and PDFs; "
             "the kind is read from the bytes, not the name.",
         ),
-        model: str = typer.Option("rapidocr", "--model", "-m", help="Model id (served name, registry name or alias)."),
-        mode: str = typer.Option(
-            "layout",
+        model: str | None = typer.Option(
+            None,
+            "--model",
+            "-m",
+            help="Model id (served name, registry name or alias); default: with --gateway the profile's "
+            "saved ocr_model, else rapidocr.",
+        ),
+        mode: str | None = typer.Option(
+            None,
             "--mode",
             help="layout (boxes + text), layout-only (boxes), text, web-parsing (a web "
             "page's layout), scene-spotting (text lines in photos), svg (image to "
-            "SVG; dots.mocr).",
+            "SVG; dots.mocr); default: with --gateway the saved ocr_mode, else layout.",
         ),
-        pages: str | None = typer.Option(None, "--pages", help="Pages to read, e.g. 1-3,7 (1-based); default all."),
-        dpi: float = typer.Option(150.0, "--dpi", help="Resolution PDF pages are rendered at."),
+        pages: str | None = typer.Option(
+            None,
+            "--pages",
+            help="Pages to read, e.g. 1-3,7 (1-based); default: with --gateway the saved pages, else all.",
+        ),
+        dpi: float | None = typer.Option(
+            None,
+            "--dpi",
+            help="Resolution PDF pages are rendered at; default: with --gateway the saved dpi, else 150.",
+        ),
         out: Path = typer.Option(Path("out"), "--out", "-o", help="Directory for the results."),
         fmt: str = typer.Option(
             DEFAULT_FORMATS,
@@ -216,6 +262,9 @@ def register(app: typer.Typer) -> None:
         from vlmswap.documents.export import FORMATS
         from vlmswap.documents.prompts import normalize_mode
 
+        if gateway:
+            model, mode, pages, dpi = _with_preferences(gateway, api_key, model, mode, pages, dpi)
+        model, mode, dpi = model or DEFAULT_MODEL, mode or DEFAULT_MODE, dpi or DEFAULT_DPI
         formats = [f.strip().lower() for f in fmt.split(",") if f.strip()]
         bad = [f for f in formats if f not in FORMATS]
         if bad or not formats:
