@@ -17,7 +17,8 @@ from typing import Any
 
 import typer
 
-from vlmswap.cli.common import fail_line, ocr_summary, unique_stem
+from vlmswap.cli.common import fail_line, gateway_client, ocr_summary, unique_stem
+from vlmswap.i18n import tr, translate_text
 
 DEFAULT_FORMATS = "json,md,png"
 DEFAULT_MODEL, DEFAULT_MODE, DEFAULT_DPI = "rapidocr", "layout", 150.0
@@ -30,27 +31,27 @@ def _with_preferences(
 
     A gateway without preferences (an older one, a cluster) leaves everything as it was.
     """
-    from vlmswap.client import Client, GatewayError
+    from vlmswap.client import GatewayError
 
     try:
-        prefs = Client(gateway, api_key=api_key).preferences()
+        prefs = gateway_client(gateway, api_key).preferences()
     except GatewayError:
         return model, mode, pages, dpi
     used = []
     if model is None and prefs.get("ocr_model"):
         model = str(prefs["ocr_model"])
-        used.append(f"model {model}")
+        used.append(tr("model {name}", name=model))
     if mode is None and prefs.get("ocr_mode"):
         mode = str(prefs["ocr_mode"])
-        used.append(f"mode {mode}")
+        used.append(tr("mode {mode}", mode=mode))
     if pages is None and prefs.get("pages"):
         pages = str(prefs["pages"])
-        used.append(f"pages {pages}")
+        used.append(tr("pages {pages}", pages=pages))
     if dpi is None and prefs.get("dpi"):
         dpi = float(prefs["dpi"])
-        used.append(f"dpi {dpi:g}")
+        used.append(tr("dpi {dpi}", dpi=f"{dpi:g}"))
     if used:
-        typer.echo(f"vlmswap ocr: from the saved preferences: {', '.join(used)}", err=True)
+        typer.echo("vlmswap ocr: " + tr("from the saved preferences: {what}", what=", ".join(used)), err=True)
     return model, mode, pages, dpi
 
 
@@ -133,7 +134,7 @@ async def _run(
         fail_line(err, f"{exc.source}: {'; '.join(exc.errors)}")
         return 2
     except APIError as exc:
-        fail_line(err, f"vlmswap ocr: {exc.message}")
+        fail_line(err, f"vlmswap ocr: {translate_text(exc.message)}")
         return 2
 
     # Every file is checked before any model starts: a bad one costs a line, not a model load.
@@ -155,7 +156,7 @@ async def _run(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("pages"),
+        TextColumn(tr("pages")),
         TimeElapsedColumn(),
     )
     if opened:
@@ -183,7 +184,7 @@ async def _run(
                         failed += 1
                         continue
                     except APIError as exc:  # the model failed to start or to answer
-                        fail_line(progress.console, f"{src.path}: {exc.message}")
+                        fail_line(progress.console, f"{src.path}: {translate_text(exc.message)}")
                         failed += 1
                         continue
                     finally:
@@ -196,7 +197,7 @@ async def _run(
         ocr_summary(len(files), failed, done_pages, blocks, time.perf_counter() - t0, flagged)
     )
     if written:
-        print(f"wrote {len(written)} files to {out}", file=sys.stderr)
+        print(tr("wrote {n} files to {out}", n=len(written), out=out), file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -269,7 +270,11 @@ def register(app: typer.Typer) -> None:
         bad = [f for f in formats if f not in FORMATS]
         if bad or not formats:
             shown = ",".join(bad) if bad else repr(fmt)
-            typer.echo(f"vlmswap ocr: unknown --format {shown}; choose from {','.join(FORMATS)}", err=True)
+            typer.echo(
+                "vlmswap ocr: "
+                + tr("unknown --format {what}; choose from {formats}", what=shown, formats=",".join(FORMATS)),
+                err=True,
+            )
             raise typer.Exit(2)
         try:
             mode = normalize_mode(mode)
@@ -278,8 +283,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         if gateway and not _serves_jobs(gateway, api_key):
             typer.echo(
-                f"vlmswap ocr: {gateway} serves no document jobs (a cluster?); reading page by page "
-                f"through its OpenAI API",
+                "vlmswap ocr: "
+                + tr(
+                    "{gateway} serves no document jobs (a cluster?); reading page by page through its OpenAI API",
+                    gateway=gateway,
+                ),
                 err=True,
             )
             code = asyncio.run(
