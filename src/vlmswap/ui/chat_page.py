@@ -19,7 +19,7 @@ from vlmswap.i18n import tr
 from vlmswap.ui import settings
 from vlmswap.ui.api import Gateway, GatewayError, session_gateway
 from vlmswap.ui.progress import run_switch
-from vlmswap.ui.view import no_chat_hint, resident_name, with_capability
+from vlmswap.ui.view import no_chat_hint, preset_labels, resident_name, with_capability
 
 HISTORY_KEY = "chat_history"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
@@ -93,7 +93,7 @@ def main() -> None:
         chosen = top[1].selectbox(
             tr("Prompt preset"),
             [None, *range(len(presets))],
-            format_func=lambda i: tr("none") if i is None else presets[i]["name"],
+            format_func=preset_labels(presets, tr("none")).__getitem__,
             key="chat_preset",
             help=tr("Its text goes before what you type (presets: sidebar, Preferences)."),
         )

@@ -28,7 +28,7 @@ from vlmswap.i18n import N_, num, tr, translate_text, trn
 from vlmswap.ui import settings
 from vlmswap.ui.api import Gateway, GatewayError, session_gateway
 from vlmswap.ui.progress import run_switch
-from vlmswap.ui.view import flags_message, resident_name, with_capability
+from vlmswap.ui.view import flags_message, preset_labels, resident_name, with_capability
 
 DOC_TYPES = ["pdf", "png", "jpg", "jpeg", "webp", "tif", "tiff"]
 MODES = {  # through tr()
@@ -322,7 +322,7 @@ def _show(result: dict[str, Any]) -> None:
         tr("Highlight block"),
         [None] + [b.index for b in page.blocks],
         key=pick_key,
-        format_func=lambda i: tr("none") if i is None else f"{i}: {_block(page, i)}",
+        format_func={None: tr("none"), **{b.index: f"{b.index}: {_block(page, b.index)}" for b in page.blocks}}.get,
     )
     blocks_tab.dataframe(
         [
@@ -412,7 +412,7 @@ def main() -> None:
         tr("Mode"),
         modes,
         index=modes.index(prefs["ocr_mode"]) if prefs.get("ocr_mode") in modes else 0,
-        format_func=_mode_label,
+        format_func={m: _mode_label(m) for m in modes}.__getitem__,  # labels made now, in this run's language
         key="ocr_mode",
         on_change=settings.remember,
         args=(gw, "ocr_mode", "ocr_mode"),
@@ -445,7 +445,7 @@ def main() -> None:
         chosen = st.selectbox(
             tr("Prompt"),
             [None, *range(len(presets))],
-            format_func=lambda i: tr("the mode's own prompt") if i is None else presets[i]["name"],
+            format_func=preset_labels(presets, tr("the mode's own prompt")).__getitem__,
             key="ocr_preset",
             help=tr("A saved preset (sidebar, Preferences) is sent as the prompt of every page."),
         )

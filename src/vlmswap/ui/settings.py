@@ -107,13 +107,13 @@ def render(gw: Gateway, where: Any) -> None:
     with where.expander(tr("Preferences"), icon=":material/tune:"):
         if msg := st.session_state.pop(ERROR_KEY, None):
             st.error(msg, icon=":material/error:")
-        options: list[str | None] = [None, *i18n.LANGUAGES]
-        current = prefs.get("language")
+        options = ["", *i18n.LANGUAGES]  # "": none saved, the browser's (None would read as "nothing picked")
+        current = prefs.get("language") or ""
         st.selectbox(
             tr("Language"),
             options,
             index=options.index(current) if current in options else 0,
-            format_func=lambda v: tr("The browser's") if v is None else i18n.NAMES[v],
+            format_func={"": tr("The browser's"), **i18n.NAMES}.__getitem__,
             key="pref_language",
             on_change=_set_language,
             args=(gw,),
@@ -135,7 +135,7 @@ def render(gw: Gateway, where: Any) -> None:
         st.radio(
             tr("For"),
             TASKS,
-            format_func=lambda t: tr(TASK_LABELS[t]),
+            format_func={t: tr(TASK_LABELS[t]) for t in TASKS}.__getitem__,
             horizontal=True,
             key="preset_task",
         )

@@ -254,6 +254,12 @@ def memory_bar_html(gpu: dict[str, Any]) -> str:
     )
 
 
+def preset_labels(presets: list[dict[str, Any]], none: str) -> dict[int | None, str]:
+    """A preset picker's labels, made now: Streamlit (and AppTest) may call a selectbox's format_func
+    outside the script's run, where the session's language is not set."""
+    return {None: none, **{i: str(p["name"]) for i, p in enumerate(presets)}}
+
+
 def resident_name(status: dict[str, Any]) -> str | None:
     res = status.get("resident")
     if isinstance(res, dict):
