@@ -144,7 +144,7 @@ async def _run(
         try:
             opened.append(await asyncio.to_thread(open_file, f, pages=pages, dpi=dpi))
         except DocumentError as exc:
-            fail_line(err, str(exc))
+            fail_line(err, translate_text(str(exc)))
             failed += 1
 
     done_pages = blocks = 0
@@ -180,7 +180,7 @@ async def _run(
                             advance=lambda: progress.advance(task),
                         )
                     except DocumentError as exc:  # a PDF page that fails to render
-                        fail_line(progress.console, str(exc))
+                        fail_line(progress.console, translate_text(str(exc)))
                         failed += 1
                         continue
                     except APIError as exc:  # the model failed to start or to answer
