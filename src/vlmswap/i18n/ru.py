@@ -245,7 +245,7 @@ MESSAGES: dict[str, str | tuple[str, str, str]] = {
     "(woken in {seconds} s)": "(разбужена за {seconds} с)",
     "(started in {seconds} s)": "(запущена за {seconds} с)",
     "{name} is ready": "Модель {name} готова",
-    "nothing to do": "делать нечего",
+    "nothing to do": "ничего делать не нужно",
     "putting {name} to sleep": "модель {name} засыпает",
     "unloading {names}": "выгружаются: {names}",
     "nothing to unload": "выгружать нечего",
@@ -329,7 +329,7 @@ MESSAGES: dict[str, str | tuple[str, str, str]] = {
     "no answer from {urls} after {seconds} s": "нет ответа от {urls} за {seconds} с",
     "vlmswap gateway: {url}  (OpenAI API: {url}/v1)": "шлюз vlmswap: {url}  (OpenAI API: {url}/v1)",
     "vlmswap web UI:  {url}": "веб-интерфейс vlmswap: {url}",
-    "Press Ctrl-C to stop both.": "Ctrl-C остановит оба.",
+    "Press Ctrl-C to stop both.": "Ctrl-C остановит и шлюз, и интерфейс.",
     "{what} exited with code {code}; stopping": "{what} завершился с кодом {code}; останавливаю всё",
     "ok ({n} models)": "ок (моделей: {n})",
     "vlmswap registry ({file})": "реестр vlmswap ({file})",
@@ -373,11 +373,11 @@ GATEWAY: dict[str, str] = {
     ),
     "{model} failed to start: {error}": "модель {model} не запустилась: {error}",
     "{model} crashed: {error}": "модель {model} аварийно завершилась: {error}",
-    "{model} was not ready after {seconds} s": "модель {model} не была готова через {seconds} с",
+    "{model} was not ready after {seconds} s": "модель {model} не готова и через {seconds} с",
     "{model} has no sleep mode (sleep_mode: false in the registry); unload it instead": (
         "у модели {model} нет режима сна (sleep_mode: false в реестре); выгрузите её вместо этого"
     ),
-    "the load of {model} was superseded": "загрузку модели {model} отменила более поздняя",
+    "the load of {model} was superseded": "загрузку модели {model} заменила более поздняя",
     "profile {profile} may not use {model}": "профилю {profile} нельзя использовать {model}",
     "profile {profile} may not use the admin API": "профилю {profile} нельзя пользоваться API администратора",
     "profile {profile} is over its limit (requests_per_minute {rpm}, max_concurrent {concurrent})": (
