@@ -101,7 +101,10 @@ def use(lang: str | None) -> Iterator[str]:
         _current.reset(token)
 
 
-def _table(lang: str) -> dict[str, Any]:
+Entry = str | tuple[str, str, str]  # a message, or a plural's three Russian forms
+
+
+def _table(lang: str) -> dict[str, Entry]:
     if lang == "ru":
         from vlmswap.i18n import ru
 
@@ -120,9 +123,8 @@ def tr(message: str, /, **params: Any) -> str:
 
 
 def render(message: str, lang: str, /, **params: Any) -> str:
-    text = _table(lang).get(message, message)
-    if isinstance(text, tuple):  # a plural entry used without a count: its "many" form
-        text = text[-1]
+    entry = _table(lang).get(message, message)
+    text = entry[-1] if isinstance(entry, tuple) else entry  # a plural used without a count: its "many" form
     return text.format(**params) if params else text
 
 
@@ -130,10 +132,7 @@ def trn(one: str, other: str, n: int, /, **params: Any) -> str:
     """A message with a count: `one` or `other` in English; Russian's three forms from the table."""
     lang = language()
     forms = _table(lang).get(one)
-    if isinstance(forms, tuple):
-        text = forms[russian_plural(n)]
-    else:
-        text = one if n == 1 else other
+    text = forms[russian_plural(n)] if isinstance(forms, tuple) else (one if n == 1 else other)
     return text.format(n=n, **params)
 
 

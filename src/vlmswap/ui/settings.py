@@ -104,9 +104,9 @@ def _remove_preset(gw: Gateway, task: str, name: str) -> None:
 def render(gw: Gateway, where: Any) -> None:
     """The sidebar's Preferences: the language and the prompt presets (saved on the gateway, per profile)."""
     prefs = preferences(gw)
+    if msg := st.session_state.pop(ERROR_KEY, None):  # above the expander: seen even when it is closed
+        where.error(msg, icon=":material/error:")
     with where.expander(tr("Preferences"), icon=":material/tune:"):
-        if msg := st.session_state.pop(ERROR_KEY, None):
-            st.error(msg, icon=":material/error:")
         options = ["", *i18n.LANGUAGES]  # "": none saved, the browser's (None would read as "nothing picked")
         current = prefs.get("language") or ""
         st.selectbox(
