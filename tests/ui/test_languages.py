@@ -137,6 +137,10 @@ def test_the_pages_open_with_the_saved_preferences_and_save_what_changes(gateway
     after = saved(gateway)
     assert after["ocr_mode"] == "layout-only" and after["pages"] is None and after["dpi"] == 300
 
+    run_ok(app.text_input(key="ocr_pages").set_value("seven"))  # refused by the gateway: said, not stored
+    assert "Could not save the preferences: pages: bad page range 'seven'" in texts(app.sidebar.error)
+    assert saved(gateway)["pages"] is None
+
     app.switch_page("chat_page.py")
     run_ok(app)
     assert app.selectbox(key="chat_model").value == "tiny-chat"
