@@ -13,6 +13,10 @@ as `amdsmi` (in-process). What it reports, like NVML's doubles in tests/gateway:
   `FAKE_AMDSMI_RELEASE_LAG_S` (default 0), as a driver does for a moment after a kill;
 - used = `FAKE_AMDSMI_BASE_GIB` (default 0.5, the desktop) + the processes' memory.
 Every call is counted in `CALLS`, so a test can tell this library answered.
+
+`FAKE_AMDSMI_NO_LIBRARY=1` makes the import fail as the real amdsmi 7.0.2 from PyPI does on a
+machine without ROCm (seen here with the real package): two lines on stdout, then
+`KeyError('libamd_smi.so')`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from typing import Any
 
 import httpx
 import psutil
+
+if os.environ.get("FAKE_AMDSMI_NO_LIBRARY"):
+    print("/opt/rocm/lib/libamd_smi.so: cannot open shared object file: No such file or directory")
+    print("Unable to find libamd_smi.so library try installing amd-smi-lib from your package manager")
+    raise KeyError("libamd_smi.so")
 
 __version__ = "7.0.2+standin"
 GIB = 1024**3
