@@ -248,7 +248,6 @@ def register(app: typer.Typer) -> None:
             typer.echo(res.get("message") or tr("nothing to unload"))
 
 
-VENDOR_NAMES = {"nvidia": "NVIDIA", "amd": "AMD"}
 STAT_COLUMNS = (  # key, header (through tr()), digits, unit (through tr()), scale
     ("cold_start_s", N_("cold start"), 2, N_("s"), 1.0),
     ("wake_s", N_("wake"), 3, N_("s"), 1.0),
@@ -283,7 +282,7 @@ def _print_status(st: dict[str, Any]) -> None:
     g = st.get("gpu") or {}
     gib = 1024**3
     if g.get("available"):
-        vendor = f" ({VENDOR_NAMES.get(g.get('vendor') or '', g.get('vendor'))})" if g.get("vendor") else ""
+        vendor = f" ({str(g['vendor']).upper()})" if g.get("vendor") else ""  # gpu.Vendor.label
         used = tr("{used} / {total} GiB used", used=num(g["used_bytes"] / gib), total=num(g["total_bytes"] / gib))
         gpu = f"{vendor}: {g['name']}: {used}"
     else:

@@ -19,7 +19,6 @@ __all__ = ["ENV", "GpuProbe", "GpuSnapshot", "Vendor", "probe", "reset", "vendor
 
 ENV = "VLMSWAP_GPU"
 CHOICES = ("auto", "nvidia", "amd", "none")
-_NAMES = {Vendor.NVIDIA: "NVIDIA", Vendor.AMD: "AMD"}
 
 _lock = threading.Lock()
 _chosen: GpuProbe | None = None
@@ -54,7 +53,7 @@ def _select() -> tuple[GpuProbe | None, GpuSnapshot | None]:
             if why is None:
                 _chosen = p
                 return _chosen, None
-            tried.append(f"{_NAMES[p.vendor]}: {why}")
+            tried.append(f"{p.vendor.label}: {why}")
         which = {"nvidia": "no NVIDIA GPU found", "amd": "no AMD GPU found"}.get(choice, "no GPU found")
         _none = GpuSnapshot(False, f"{which}: CPU only", detail="; ".join(tried))
         return None, _none

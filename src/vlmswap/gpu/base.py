@@ -15,6 +15,11 @@ class Vendor(StrEnum):
     NVIDIA = "nvidia"
     AMD = "amd"
 
+    @property
+    def label(self) -> str:
+        """The vendor as people write it ("NVIDIA", "AMD")."""
+        return self.value.upper()
+
 
 @dataclass(frozen=True)
 class GpuSnapshot:

@@ -38,7 +38,7 @@ STATE_LABELS = {  # a model's state in the sidebar, through tr()
     ModelState.FAILED: N_("failed"),
     ModelState.STOPPED: N_("stopped"),
 }
-VENDORS = {"nvidia": "NVIDIA", "amd": "AMD"}
+
 STATE_ICONS = {
     ModelState.READY: ":green[●]",
     ModelState.STARTING: ":orange[●]",
@@ -241,7 +241,7 @@ def memory_bar_html(gpu: dict[str, Any]) -> str:
         )
         legend.append(f'<span style="color:{colour}">■</span> {html.escape(shown)} {fmt_bytes(n)}')
     name = html.escape(str(gpu.get("name") or tr("GPU")))
-    vendor = VENDORS.get(str(gpu.get("vendor") or ""))
+    vendor = str(gpu.get("vendor") or "").upper()  # as gpu.Vendor.label writes it
     if vendor and vendor.lower() not in name.lower():
         name = f"{vendor} {name}"
     used = int(gpu.get("used_bytes") or 0)
