@@ -162,3 +162,15 @@ def test_prompt_presets_are_added_and_removed_in_the_sidebar(gateway):
     assert saved(gateway)["prompt_presets"] == []
     run_ok(app.sidebar.button(key="preset_add").click())  # empty name and text: a message, nothing saved
     assert "A preset needs a name and a text." in texts(app.sidebar.error)
+
+
+def test_gateway_down_in_russian_says_how_to_start_it(monkeypatch):
+    from tests.support import free_port
+
+    monkeypatch.setenv("VLMSWAP_LANG", "ru")
+    monkeypatch.setenv("VLMSWAP_GATEWAY_URL", f"http://127.0.0.1:{free_port()}")
+    at = run_ok(AppTest.from_file(str(APP_FILE), default_timeout=30))
+    side = texts(at.sidebar.error)
+    assert "недоступен" in side and "Запустите его командой `vlmswap serve`" in side
+    assert "Шлюз недоступен; как его запустить, сказано на боковой панели." in texts(at.main.error)
+    assert at.sidebar.button(key="retry_gateway").label == "Повторить"

@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from vlmswap.api.images import ImageError, open_image
-from vlmswap.i18n import tr
+from vlmswap.i18n import tr, translate_text
 from vlmswap.ui import settings
 from vlmswap.ui.api import Gateway, GatewayError, session_gateway
 from vlmswap.ui.progress import run_switch
@@ -122,8 +122,9 @@ def main() -> None:
     try:
         _answer(gw, model, history)
     except GatewayError as exc:  # e.g. the gateway went away between two calls
-        history.append({"role": "assistant", "content": exc.message, "error": True})
-        st.error(exc.message, icon=":material/power_off:")
+        msg = translate_text(exc.message)  # a GatewayUnreachable is the client's own words
+        history.append({"role": "assistant", "content": msg, "error": True})
+        st.error(msg, icon=":material/power_off:")
 
 
 def _answer(gw: Gateway, model: str, history: list[dict[str, Any]]) -> None:

@@ -459,7 +459,7 @@ def main() -> None:
             st.session_state[RESULT_KEY] = _result(gw, infos)
         _recent(gw)
     except GatewayError as exc:  # e.g. the gateway went away between two calls
-        st.error(exc.message, icon=":material/power_off:")
+        st.error(translate_text(exc.message), icon=":material/power_off:")
         return
     if msg := st.session_state.pop("ocr_cancel_error", None):
         st.error(msg, icon=":material/error:")

@@ -55,8 +55,14 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
         result = gw.switch(name, on_progress)
     except GatewayError as exc:
         box.update(label=tr("Could not switch to {name}", name=name), state="error", expanded=True)
-        box.error(exc.message)
-        st.session_state[NOTICE_KEY] = {"ok": False, "model": name, "text": exc.message, "log_tail": [], "steps": []}
+        box.error(translate_text(exc.message))
+        st.session_state[NOTICE_KEY] = {
+            "ok": False,
+            "model": name,
+            "text": translate_text(exc.message),
+            "log_tail": [],
+            "steps": [],
+        }
         return None
     final = Phase.READY if result.ok else Phase.FAILED
     if final not in seen:

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from vlmswap.i18n import tr, translate_text
+from vlmswap.i18n import num, tr, translate_text
 from vlmswap.swap.states import ModelState
 from vlmswap.ui import settings
 from vlmswap.ui.api import Gateway, GatewayError
@@ -51,7 +51,7 @@ def render(gw: Gateway) -> dict[str, Any] | None:
     try:
         status = gw.status()
     except GatewayError as exc:
-        sb.error(exc.message, icon=":material/power_off:")
+        sb.error(translate_text(exc.message), icon=":material/power_off:")  # the client's own words, too
         sb.button(tr("Retry"), key="retry_gateway")
         return None
     pending = st.session_state.pop(PENDING_KEY, None)
@@ -73,7 +73,7 @@ def _live(gw: Gateway) -> None:
     try:
         status = gw.status()
     except GatewayError as exc:
-        st.warning(exc.message, icon=":material/power_off:")
+        st.warning(translate_text(exc.message), icon=":material/power_off:")
         return
     resident = resident_name(status)
     sw = status.get("switch")
@@ -90,7 +90,7 @@ def _live(gw: Gateway) -> None:
             "switching to **{target}**: {phase} ({seconds} s)",
             target=sw.get("target"),
             phase=phase_label(str(sw.get("phase") or "")),
-            seconds=f"{float(sw.get('elapsed_s') or 0):.1f}",
+            seconds=num(float(sw.get("elapsed_s") or 0)),
         )
     st.markdown(line)
     st.markdown(memory_bar_html(status.get("gpu") or {}), unsafe_allow_html=True)
