@@ -147,7 +147,7 @@ class GatewaySettings(_Strict):
     gpu_memory_gb: float | None = Field(
         None,
         gt=0,
-        description="Declare the card's memory where NVML cannot read it "
+        description="Declare the card's memory where the GPU probe (NVML, AMD SMI) cannot read it "
         "(CPU machines, tests): placement decides against it.",
     )
     preload: list[str] = Field(
@@ -162,7 +162,9 @@ class GatewaySettings(_Strict):
     max_wait_s: float = Field(60.0, gt=0, description="Starvation bound: no request waits longer behind other models.")
     drain_timeout_s: float = Field(30.0, ge=0)
     stop_grace_s: float = Field(10.0, ge=0)
-    vram_release_timeout_s: float = Field(10.0, ge=0, description="Bound on waiting for NVML to show memory freed.")
+    vram_release_timeout_s: float = Field(
+        10.0, ge=0, description="Bound on waiting for the GPU probe (NVML, AMD SMI) to show memory freed."
+    )
     poll_interval_s: float = Field(0.05, gt=0, le=0.05, description="Readiness and VRAM polling period.")
     max_body_mb: float = Field(32.0, gt=0)
     backoff_initial_s: float = Field(2.0, ge=0, description="After a failed start; doubles per failure.")
