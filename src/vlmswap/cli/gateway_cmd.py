@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
             def on_progress(ev: dict[str, Any]) -> None:
                 phase = ev.get("phase") or ev.get("state") or ""
                 done = phases.index(phase) + 1 if phase in phases else None
-                msg = str(ev.get("message") or "").splitlines()[0][:100] if ev.get("message") else ""
+                msg = translate_text(str(ev.get("message") or "").splitlines()[0])[:100] if ev.get("message") else ""
                 eta, elapsed = ev.get("eta_s"), ev.get("elapsed_s")
                 if eta is not None and elapsed is not None and phase != Phase.READY:
                     msg = f"{msg} " + tr("(about {n} s left)", n=f"{max(0.0, eta - elapsed):.0f}")
@@ -350,7 +350,7 @@ def _print_status(st: dict[str, Any]) -> None:
         t.add_row(
             name,
             m.get("served_name", ""),
-            f"[{colors.get(state, 'white')}]{state}[/]",
+            f"[{colors.get(state, 'white')}]{tr(state)}[/]",  # the states' words: ui/view.py STATE_LABELS
             str(m.get("in_flight", 0)),
             str(m.get("queued", 0)),
             f"{num(m['last_start_s'])} {tr('s')}" if m.get("last_start_s") else "-",

@@ -448,6 +448,12 @@ GATEWAY: dict[str, str] = {
         "остановка {name} ({reason}): SIGTERM, через {grace} с SIGKILL"
     ),
     "1-token warm-up request": "прогревочный запрос на 1 токен",
+    "port not accepting connections yet": "порт пока не принимает соединения",
+    "health 200; checking /v1/models": "health 200; проверяем /v1/models",
+    "health answered {status}": "health ответил {status}",
+    "/v1/models lists {ids}, not {name}": "/v1/models называет {ids}, а не {name}",
+    "ready in {seconds} s": "готова за {seconds} с",
+    "awake in {seconds} s": "проснулась за {seconds} с",
     # the client's own (vlmswap.Client), shown by the UI and the CLI
     "The gateway at {url} is not reachable ({detail}). "
     "Start it with `vlmswap serve` (or `vlmswap up` for gateway and UI together).": (
