@@ -102,3 +102,16 @@ def test_serve_and_status_on_amd_through_a_real_gateway(tmp_path: Path):
         )
         assert out.returncode == 0, out.stderr
         assert "GPU (AMD): AMD Radeon RX 7700 XT (stand-in): 3.0 / 12.0 GiB used" in out.stdout
+
+
+def test_fit_placement_on_amd_through_a_real_gateway(tmp_path: Path):
+    """`vlmswap serve` with policy fit and no declared card: placement by the AMD card's 5 GiB."""
+    models = {n: fault_model(f"org/{n}", vram_gb=2) for n in ("a", "b", "c")}
+    with start_gateway(tmp_path, models, env=amdsmi_env(total_gib=5), policy="fit", max_wait_s=1) as gw:
+        for n in ("a", "b"):
+            assert gw.chat(f"org/{n}").status_code == 200
+        assert sorted(gw.status()["awake"]) == ["a", "b"]
+        assert gw.chat("org/c").status_code == 200
+        st = gw.status()
+        assert "c" in st["awake"] and len(st["awake"]) == 2, st["awake"]
+        assert st["gpu"]["vendor"] == "amd" and sum(st["gpu"]["per_backend"].values()) == 4 * GIB
