@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Messages in English whatever this machine's locale, for this process and every one it starts;
+# the tests of the Russian interface ask for it themselves.
+os.environ["VLMSWAP_LANG"] = "en"
 
 
 @pytest.fixture(scope="session")

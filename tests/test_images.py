@@ -8,7 +8,6 @@ import io
 import pytest
 from PIL import Image
 
-from vlmswap import gpu
 from vlmswap.api.images import ImageError, decode_data_url, open_image, to_data_url
 
 
@@ -62,11 +61,3 @@ def test_not_an_image_and_empty():
 def test_transparency_flattens_on_white():
     im = open_image(_png((4, 4), "RGBA"))
     assert im.mode == "RGB"
-
-
-def test_gpu_probe_says_why_when_there_is_no_gpu():
-    snap = gpu.probe()
-    if snap.available:  # on a machine with an NVIDIA GPU the reading must be plausible
-        assert snap.total_bytes > 0 and snap.used_bytes <= snap.total_bytes
-    else:
-        assert "no NVIDIA GPU" in snap.reason and snap.to_dict()["available"] is False

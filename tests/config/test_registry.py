@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.support import ROOT
-from vlmswap.registry.availability import unavailable_reason
+from vlmswap.registry.availability import NO_GPU, unavailable_reason
 from vlmswap.registry.config import (
     ConfigError,
     json_schema,
@@ -123,7 +123,7 @@ def test_substitution_in_argv_and_env_never_joins_a_shell_string():
 def test_unavailable_reasons_on_this_machine():
     reg = load_registry()
     assert unavailable_reason(reg.models["rapidocr"], gpu_present=False) is None
-    assert unavailable_reason(reg.models["qwen2-vl-2b"], gpu_present=False) in ("vllm not installed", "no NVIDIA GPU")
+    assert unavailable_reason(reg.models["qwen2-vl-2b"], gpu_present=False) in ("vllm not installed", NO_GPU)
     assert unavailable_reason(reg.models["qwen2-vl-2b-hf"], gpu_present=False).startswith("not downloaded (")
 
 
@@ -186,7 +186,7 @@ def test_config_show_marks_models_that_cannot_run_here():
     assert r.returncode == 0, r.stderr
     rows = {m["name"]: m for m in json.loads(r.stdout)["models"]}
     assert rows["rapidocr"]["unavailable"] is None
-    assert rows["dots-ocr"]["unavailable"] in ("vllm not installed", "no NVIDIA GPU")
+    assert rows["dots-ocr"]["unavailable"] in ("vllm not installed", NO_GPU)
 
 
 def test_config_schema_command_prints_the_schema():

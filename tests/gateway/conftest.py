@@ -128,13 +128,18 @@ def write_registry(path: Path, models: dict[str, Any], **gateway: Any) -> Path:
 
 @contextlib.contextmanager
 def start_gateway(
-    tmp: Path, models: dict[str, Any], *extra: str, api_key: str | None = None, **gateway: Any
+    tmp: Path,
+    models: dict[str, Any],
+    *extra: str,
+    api_key: str | None = None,
+    env: dict[str, str] | None = None,
+    **gateway: Any,
 ) -> Iterator[Gateway]:
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = write_registry(tmp / "registry.yaml", models, **gateway)
     state = tmp / "state"
     port = free_port()
-    env = {**os.environ, "VLMSWAP_STATE_DIR": str(state), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "VLMSWAP_STATE_DIR": str(state), "PYTHONPATH": str(ROOT), **(env or {})}
     env.pop("VLMSWAP_API_KEY", None)
     if api_key:
         env["VLMSWAP_API_KEY"] = api_key

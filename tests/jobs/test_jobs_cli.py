@@ -152,3 +152,27 @@ def test_ocr_through_a_server_without_document_jobs_reads_page_by_page(pdf3, tmp
     assert "serves no document jobs" in proc.stderr
     doc = Document.from_dict(json.loads((tmp_path / "out" / "scan.json").read_text()))
     assert [p.number for p in doc.pages] == [1, 2, 3] and all("[old]" in p.text for p in doc.pages)
+
+
+def test_ocr_through_the_gateway_takes_what_was_not_passed_from_the_saved_preferences(gateways, pdf3, tmp_path):
+    gw = gateways({"other": rapidocr_model(), "reader": rapidocr_model()})
+    put = gw.http.put(
+        "/api/me/preferences", json={"ocr_model": "reader", "ocr_mode": "text", "pages": "2-3", "dpi": 90}
+    )
+    assert put.status_code == 200, put.text
+    src = tmp_path / "scan.pdf"
+    src.write_bytes(pdf3)
+    proc = vlmswap("ocr", str(src), "--gateway", gw.url, "--out", str(tmp_path / "o"), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert "from the saved preferences: model reader, mode text, pages 2-3, dpi 90" in proc.stderr
+    doc = Document.from_dict(json.loads((tmp_path / "o" / "scan.json").read_text()))
+    assert [p.number for p in doc.pages] == [2, 3] and doc.model == "reader" and doc.mode == "text"
+    jid = gw.http.get("/api/jobs").json()["data"][0]["id"]
+    assert gw.http.get(f"/api/jobs/{jid}").json()["dpi"] == 90
+
+    # What is passed wins; only the rest comes from the preferences.
+    proc = vlmswap("ocr", str(src), "--gateway", gw.url, "-m", "other", "--pages", "1", "--out", str(tmp_path / "p"))
+    assert proc.returncode == 0, proc.stderr
+    assert "from the saved preferences: mode text, dpi 90" in proc.stderr
+    doc = Document.from_dict(json.loads((tmp_path / "p" / "scan.json").read_text()))
+    assert [p.number for p in doc.pages] == [1] and doc.model == "other"

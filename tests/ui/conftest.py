@@ -34,6 +34,10 @@ class GatewayProc:
 
         return resident_name(self.status())
 
+    def reset_preferences(self) -> None:
+        """No saved preferences (the UI saves what a test picks; the next test starts clean)."""
+        httpx.put(f"{self.url}/api/me/preferences", json={}, timeout=10, trust_env=False).raise_for_status()
+
     def unload_all(self, timeout: float = 60.0) -> None:
         """Unload whatever is resident and wait until every model is stopped (or failed)."""
         from vlmswap.ui.view import models
@@ -70,8 +74,9 @@ def ui_gateway(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
 
 @pytest.fixture
 def gateway(ui_gateway: GatewayProc, monkeypatch: pytest.MonkeyPatch) -> GatewayProc:
-    """The gateway with nothing resident, and the app pointed at it."""
+    """The gateway with nothing resident and no saved preferences, and the app pointed at it."""
     ui_gateway.unload_all()
+    ui_gateway.reset_preferences()
     monkeypatch.setenv("VLMSWAP_GATEWAY_URL", ui_gateway.url)
     return ui_gateway
 
@@ -106,8 +111,9 @@ def two_page_pdf() -> bytes:
 
 
 @pytest.fixture
-def ui_server(gateway: GatewayProc, tmp_path: Path) -> Iterator[str]:
-    """`vlmswap ui` as users run it, against the test gateway."""
+def ui_server(gateway: GatewayProc, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """`vlmswap ui` as users run it, against the test gateway; `VLMSWAP_LANG` from an indirect
+    parameter (default en; "" leaves the language to the browser)."""
     port = free_port()
     argv = [PY, "-m", "vlmswap", "ui", "--gateway", gateway.url, "--port", str(port)]
     with running(
@@ -115,6 +121,6 @@ def ui_server(gateway: GatewayProc, tmp_path: Path) -> Iterator[str]:
         f"http://127.0.0.1:{port}/_stcore/health",
         timeout=90,
         log_path=tmp_path / "ui.log",
-        env={"VLMSWAP_STATE_DIR": str(tmp_path / "state")},
+        env={"VLMSWAP_STATE_DIR": str(tmp_path / "state"), "VLMSWAP_LANG": getattr(request, "param", "en")},
     ):
         yield f"http://127.0.0.1:{port}"

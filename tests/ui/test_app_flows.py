@@ -56,7 +56,7 @@ def test_sleep_button_parks_the_model_and_wake_brings_it_back(app, gateway):
     run_ok(app)
     captions = texts(app.sidebar.caption)
     assert "asleep in host RAM" in captions and "(measured)" in captions
-    assert "Sleeping pool: 1 model(s)" in captions
+    assert "Sleeping pool: 1 model," in captions
     assert app.sidebar.button(key="switch_ocr-b").label == "Wake"
     run_ok(app.sidebar.button(key="switch_ocr-b").click())
     assert gateway.resident() == "ocr-b"

@@ -1,6 +1,7 @@
 """The web UI in a real browser: Debian's Chromium driven by Playwright (never `playwright install`).
 
-Set VLMSWAP_UPDATE_SCREENSHOT=1 to refresh docs/img/ocr-page.png, the README's screenshot.
+Set VLMSWAP_UPDATE_SCREENSHOT=1 to refresh docs/img/ocr-page.png (the README's screenshot),
+docs/img/ui-ru.png and docs/img/sidebar-ru.png (the Russian interface, docs/ui.md).
 """
 
 from __future__ import annotations
@@ -51,21 +52,58 @@ def browser_page():
             browser.close()
 
 
-def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser_page, document_png, tmp_path):
+# What the page says, per language (the Russian written out, not looked up, so a wrong table fails).
+SAYS = {
+    "en": {
+        "heading": "OCR documents",
+        "run": "Run OCR",
+        "caption": "report.png · page 1",
+        "blocks": "Blocks",
+        "switching": "Switching to ocr-b",
+        "progress": r"(Stopping the resident model|Starting|Loading) · \d+\.\d s",
+        "ready": r"ocr-b is ready \(switch took",
+        "buttons": ["Resident", "Sleep", "Unload"],
+        "shot": "ocr-page.png",
+    },
+    "ru": {
+        "heading": "Распознавание документов",
+        "run": "Распознать",
+        "caption": "report.png · страница 1",
+        "blocks": "Блоки",
+        "switching": "Переключение на ocr-b",
+        "progress": r"(Остановка активной модели|Запуск|Загрузка) · \d+,\d с",
+        "ready": r"Модель ocr-b готова \(переключение заняло",
+        "buttons": ["Активна", "Усыпить", "Выгрузить"],
+        "shot": "ui-ru.png",
+    },
+}
+CUT_LABELS = """() => [...document.querySelectorAll(
+    "section[data-testid='stSidebar'] [class*='st-key-switch_'] button,"
+    + "section[data-testid='stSidebar'] [class*='st-key-sleep_'] button,"
+    + "section[data-testid='stSidebar'] [class*='st-key-unload_'] button")]
+  .flatMap(b => [b, ...b.querySelectorAll('*')])
+  .filter(e => getComputedStyle(e).overflow === 'hidden' && e.scrollWidth > e.clientWidth + 1)
+  .map(e => e.textContent)"""  # Streamlit cuts a label that does not fit with an ellipsis: hidden overflow
+
+
+@pytest.mark.parametrize("ui_server", ["en", "ru"], indirect=True)
+def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser_page, document_png, tmp_path, request):
+    lang = request.node.callspec.params["ui_server"]
+    says = SAYS[lang]
     page = browser_page
     upload = tmp_path / "report.png"
     upload.write_bytes(document_png)
     page.goto(ui_server)
-    page.get_by_role("heading", name="OCR documents").wait_for(timeout=60_000)
+    page.get_by_role("heading", name=says["heading"]).wait_for(timeout=60_000)
     page.locator("section[data-testid='stSidebar']").get_by_text("ocr-b").first.wait_for()
 
     # Upload, run, and wait for the recognised text in the rendered Markdown.
     page.locator("input[type=file]").first.set_input_files(str(upload))
     page.get_by_text("report.png").first.wait_for()
-    page.get_by_role("button", name="Run OCR").click()
+    page.get_by_role("button", name=says["run"]).click()
     page.get_by_text(re.compile("quick brown fox", re.I)).first.wait_for(timeout=180_000)
     page.get_by_text(re.compile("liquor jugs", re.I)).first.wait_for()
-    page.get_by_text("report.png · page 1").wait_for()
+    page.get_by_text(says["caption"]).wait_for()
     assert gateway.resident() == "ocr-a"
 
     # The page image shown carries the boxes: fetch it as the browser did and look for colour.
@@ -76,13 +114,10 @@ def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser
     assert coloured_pixels(shown) > 500
     assert coloured_pixels(document_png) == 0
     page.wait_for_timeout(500)  # let the last deltas paint before the screenshot
-    page.screenshot(path=str(tmp_path / "ocr-page.png"), full_page=True)
-    if os.environ.get("VLMSWAP_UPDATE_SCREENSHOT") == "1":
-        (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / "ocr-page.png", ROOT / "docs" / "img" / "ocr-page.png")
+    page.screenshot(path=str(tmp_path / says["shot"]), full_page=True)
 
     # Choosing a block in the Blocks tab highlights it on the page (thick, filled box).
-    page.get_by_role("tab", name="Blocks").click()
+    page.get_by_role("tab", name=says["blocks"]).click()
     page.locator(".st-key-ocr_pick_0").click()
     page.get_by_role("option", name=re.compile(r"^2: Text")).click()
     page.wait_for_function(
@@ -98,14 +133,45 @@ def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser
 
     # Switch to the other model from the sidebar and watch the progress, then the notice.
     page.locator(".st-key-switch_ocr-b button").click()
-    page.get_by_text("Switching to ocr-b").first.wait_for(timeout=30_000)
-    progress = page.get_by_text(re.compile(r"(Stopping the resident model|Starting|Loading) · \d+\.\d s")).first
+    page.get_by_text(says["switching"]).first.wait_for(timeout=30_000)
+    progress = page.get_by_text(re.compile(says["progress"])).first
     progress.wait_for(timeout=60_000)
     progress.scroll_into_view_if_needed()
     page.screenshot(path=str(tmp_path / "switch-progress.png"))
-    page.get_by_text(re.compile(r"ocr-b is ready \(switch took")).wait_for(timeout=180_000)
-    page.screenshot(path=str(tmp_path / "switch-done.png"))
+    page.get_by_text(re.compile(says["ready"])).wait_for(timeout=180_000)
     assert gateway.resident() == "ocr-b"
+
+    # ocr-b (sleep mode) is resident: its card has all three buttons, none of their labels cut ("Sw…").
+    card = page.locator("section[data-testid='stSidebar'] [class*='st-key-unload_ocr-b']")
+    card.wait_for(timeout=30_000)
+    card.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    for key, label in zip(("switch", "sleep", "unload"), says["buttons"]):
+        assert page.locator(f".st-key-{key}_ocr-b button p").first.inner_text().strip() == label
+    assert page.evaluate(CUT_LABELS) == []
+    sidebar = page.locator("section[data-testid='stSidebar']")
+    sidebar.screenshot(path=str(tmp_path / "sidebar.png"))
+    if os.environ.get("VLMSWAP_UPDATE_SCREENSHOT") == "1":
+        (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / says["shot"], ROOT / "docs" / "img" / says["shot"])
+        if lang == "ru":
+            shutil.copy(tmp_path / "sidebar.png", ROOT / "docs" / "img" / "sidebar-ru.png")
+
+
+@pytest.mark.parametrize("ui_server", [""], indirect=True)
+def test_without_vlmswap_lang_the_browsers_language_is_used(ui_server, gateway):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            for locale, heading in (("ru-RU", "Распознавание документов"), ("en-GB", "OCR documents")):
+                page = browser.new_context(locale=locale).new_page()
+                page.goto(ui_server)
+                page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+                page.close()
+        finally:
+            browser.close()
 
 
 def test_pdf_job_shows_pages_as_they_arrive_and_cancel_stops_it(ui_server, gateway, browser_page, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vlmswap.i18n import use
 from vlmswap.ui.view import (
     activity_line,
     badges,
@@ -30,9 +31,24 @@ def test_memory_split_by_backend_leaves_the_rest_as_other():
     assert memory_segments(GPU) == [("dots-ocr", 7_000_000_000), ("other", 500_000_000)]
 
 
-def test_memory_bar_without_gpu_says_why():
-    html = memory_bar_html({"available": False, "reason": "no NVIDIA GPU (NVMLError)"})
-    assert "no NVIDIA GPU (NVMLError)" in html and "width:" not in html
+def test_memory_bar_without_gpu_says_why_in_words():
+    html = memory_bar_html({"available": False, "reason": "no NVIDIA GPU found: CPU only", "detail": "NVIDIA: x"})
+    assert "GPU: no NVIDIA GPU found: CPU only" in html and 'title="NVIDIA: x"' in html and "width:" not in html
+    # An older gateway's raw library error is never shown as it is.
+    old = memory_bar_html({"available": False, "reason": "no NVIDIA GPU (NVMLError_LibraryNotFound)"})
+    assert "NVMLError" not in old and "no GPU found: CPU only" in old
+    with use("ru"):
+        ru = memory_bar_html({"available": False, "reason": "no AMD GPU found: CPU only"})
+    assert "GPU: GPU AMD не найден: работаем только на CPU" in ru
+
+
+def test_memory_bar_names_the_vendor_and_the_card():
+    html = memory_bar_html({**GPU, "vendor": "amd", "name": "Radeon RX 7700 XT"})
+    assert "AMD Radeon RX 7700 XT: 7.5 GB of 12.0 GB used" in html
+    with use("ru"):
+        assert "AMD Radeon RX 7700 XT: занято 7,5 ГБ из 12,0 ГБ" in memory_bar_html(
+            {**GPU, "vendor": "amd"} | {"name": "Radeon RX 7700 XT"}
+        )
 
 
 def test_memory_bar_escapes_backend_names():
@@ -122,7 +138,7 @@ def test_sleep_and_pool_lines():
     assert pool_line({"pool": {"count": 0}}) == ""
     assert (
         pool_line({"pool": {"count": 2, "ram_bytes": 8e9, "ram_budget_bytes": 12e9, "max_sleeping": 3}})
-        == "Sleeping pool: 2 model(s) (at most 3), 8.0 GB of 12.0 GB host RAM budget"
+        == "Sleeping pool: 2 models (at most 3), 8.0 GB of 12.0 GB host RAM budget"
     )
 
 

@@ -110,7 +110,7 @@ def invalid_request(errors: Sequence[Any]) -> APIError:
         return APIError(400, "invalid request", code="invalid_request")
     first = max(errors, key=lambda e: len(e.get("loc", ())))
     loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body" and _readable(p))
-    msg = first.get("msg", "invalid value")
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")  # a validator's own words
     return APIError(400, f"{loc}: {msg}" if loc else msg, param=loc or None, code="invalid_request")
 
 

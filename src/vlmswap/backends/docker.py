@@ -108,16 +108,71 @@ def _self_start_time() -> str:
         return ""
 
 
+# ROCm's devices: the compute interface and the render nodes (vLLM's ROCm docs pass both).
+KFD = "/dev/kfd"
+DRI = "/dev/dri"
+ROCM_GROUPS = ("video", "render")
+
+
+def _gpu_ids(gpus: str | list[str]) -> list[str] | None:
+    """None for `all`, else the device ids."""
+    if isinstance(gpus, str) and gpus.strip().lower() == "all":
+        return None
+    ids = gpus.split(",") if isinstance(gpus, str) else [str(g) for g in gpus]
+    return [i.strip() for i in ids if i.strip()]
+
+
+def gpu_options(name: str, gpus: str | list[str] | None, vendor: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The container options (and environment) that give it `gpus` of `vendor`: NVIDIA device
+    requests, or for AMD the ROCm devices with the groups that own them (and, for some of the
+    GPUs only, ROCR_VISIBLE_DEVICES: every render node is visible, the runtime uses those)."""
+    if not gpus:
+        return {}, {}
+    if vendor != "amd":
+        return {"device_requests": device_requests(gpus)}, {}
+    missing = [p for p in (KFD, DRI) if not os.path.exists(p)]
+    if missing:
+        raise BackendError(
+            f"{name}: AMD GPU requested (gpus: {gpus}) but {' and '.join(missing)} "
+            f"{'does' if len(missing) == 1 else 'do'} not exist here: the ROCm kernel driver (amdgpu) is not loaded"
+        )
+    env = {}
+    ids = _gpu_ids(gpus)
+    if ids is not None:
+        env["ROCR_VISIBLE_DEVICES"] = ",".join(ids)
+    options = {"devices": [f"{KFD}:/dev/kfd:rwm", f"{DRI}:/dev/dri:rwm"], "group_add": rocm_groups()}
+    return options, env
+
+
+def rocm_groups() -> list[str]:
+    """Numeric ids of the host groups that own the GPU devices (video, render, and the devices' own).
+
+    Numbers, not names: `group_add: [render]` is looked up in the *image's* /etc/group, where
+    the group may be missing or have another id than the host's (AMD's docs say the same).
+    """
+    import grp
+
+    gids: list[int] = []
+    for group in ROCM_GROUPS:
+        with contextlib.suppress(KeyError):
+            gids.append(grp.getgrnam(group).gr_gid)
+    nodes = [Path(KFD), *sorted(Path(DRI).glob("*"))] if Path(DRI).is_dir() else [Path(KFD)]
+    for node in nodes:
+        with contextlib.suppress(OSError):
+            gids.append(node.stat().st_gid)
+    return [str(g) for g in dict.fromkeys(gids) if g != 0]
+
+
 def device_requests(gpus: str | list[str] | None) -> list[Any]:
     """`gpus: all` -> every GPU; `gpus: [0, 2]` or `"0,2"` -> those device ids."""
     if not gpus:
         return []
     from docker.types import DeviceRequest
 
-    if isinstance(gpus, str) and gpus.strip().lower() == "all":
+    ids = _gpu_ids(gpus)
+    if ids is None:
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    ids = gpus.split(",") if isinstance(gpus, str) else [str(g) for g in gpus]
-    return [DeviceRequest(device_ids=[i.strip() for i in ids if i.strip()], capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
 
 
 class DockerBackend(Backend):
@@ -142,6 +197,15 @@ class DockerBackend(Backend):
     @property
     def docker_host(self) -> str | None:
         return self.settings.docker_host
+
+    @property
+    def gpu_vendor(self) -> str:
+        """The registry's `gpu_vendor`, else the vendor of the GPU this gateway sees (NVIDIA without one)."""
+        if self.spec.gpu_vendor:
+            return self.spec.gpu_vendor
+        from vlmswap import gpu
+
+        return gpu.vendor() or "nvidia"
 
     # --- start ------------------------------------------------------------------------------
 
@@ -223,7 +287,13 @@ class DockerBackend(Backend):
         if spec.command is not None:
             kwargs["command"] = argv
         if spec.gpus:
-            kwargs["device_requests"] = device_requests(spec.gpus)
+            options, gpu_env = gpu_options(self.name, spec.gpus, self.gpu_vendor)
+            kwargs.update(options)
+            env.update({k: v for k, v in gpu_env.items() if k not in env})
+            if "devices" in options:
+                self.logs.mark(
+                    f"AMD GPU: devices {', '.join(options['devices'])}; groups {', '.join(options['group_add']) or '-'}"
+                )
         if spec.shm_size:
             kwargs["shm_size"] = spec.shm_size
         if spec.ipc:
@@ -325,6 +395,8 @@ class DockerBackend(Backend):
                 f"{self.name}: GPU requested (gpus: {self.spec.gpus}) but the Docker engine has no "
                 f"GPU runtime (the 'nvidia' runtime / NVIDIA Container Toolkit is missing): {reason}"
             )
+        if "custom device" in low or "device information" in low:
+            return BackendError(f"{self.name}: the Docker engine could not pass the AMD GPU's devices: {reason}")
         if "port is already allocated" in low or "address already in use" in low:
             taken = ", ".join(f"{bind}:{h}" for h in ports.values())
             return BackendError(f"{self.name}: host port already in use ({taken}): {reason}")

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vlmswap.i18n import N_, tr, translate_text
 from vlmswap.registry.availability import unavailable_reason
 from vlmswap.registry.config import ConfigError, json_schema, load_registry
 
@@ -30,7 +31,7 @@ def check(files: list[Path] = typer.Argument(..., help="Registry YAML files to v
             for line in exc.errors:
                 typer.echo(f"{f}: {line}", err=True)
             continue
-        typer.echo(f"{f}: ok ({len(reg.models)} models)")
+        typer.echo(f"{f}: " + tr("ok ({n} models)", n=len(reg.models)))
     raise typer.Exit(2 if failed else 0)
 
 
@@ -69,9 +70,9 @@ def show(
     if as_json:
         typer.echo(json.dumps({"gateway": reg.gateway.model_dump(), "models": rows}, indent=2))
         return
-    table = Table(title=f"vlmswap registry ({file or 'default'})")
-    for col in ("name", "served name", "family", "can do", "GB", "port", "runs here?"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=tr("vlmswap registry ({file})", file=file or tr("default")))
+    for col in (N_("name"), N_("served name"), N_("family"), N_("can do"), N_("GB"), N_("port"), N_("runs here?")):
+        table.add_column(tr(col), overflow="fold")
     for r in rows:
         table.add_row(
             r["name"],
@@ -79,8 +80,10 @@ def show(
             f"{r['family']} ({r['backend']})",
             ",".join(r["capabilities"]),
             f"{r['vram_gb']:.1f}",
-            str(r["port"] or "auto"),
-            "[green]yes[/]" if r["unavailable"] is None else f"[red]no: {r['unavailable']}[/]",
+            str(r["port"] or tr("auto")),
+            f"[green]{tr('yes')}[/]"
+            if r["unavailable"] is None
+            else f"[red]{tr('no')}: {translate_text(r['unavailable'])}[/]",
         )
     Console(width=None if sys.stdout.isatty() else 140).print(table)  # pipes: no 80-column squeeze
 

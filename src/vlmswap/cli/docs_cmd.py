@@ -17,9 +17,42 @@ from typing import Any
 
 import typer
 
-from vlmswap.cli.common import fail_line, ocr_summary, unique_stem
+from vlmswap.cli.common import fail_line, gateway_client, ocr_summary, unique_stem
+from vlmswap.i18n import tr, translate_text
 
 DEFAULT_FORMATS = "json,md,png"
+DEFAULT_MODEL, DEFAULT_MODE, DEFAULT_DPI = "rapidocr", "layout", 150.0
+
+
+def _with_preferences(
+    gateway: str, api_key: str | None, model: str | None, mode: str | None, pages: str | None, dpi: float | None
+) -> tuple[str | None, str | None, str | None, float | None]:
+    """What the user did not pass, from the profile's saved preferences on the gateway (said on stderr).
+
+    A gateway without preferences (an older one, a cluster) leaves everything as it was.
+    """
+    from vlmswap.client import GatewayError
+
+    try:
+        prefs = gateway_client(gateway, api_key).preferences()
+    except GatewayError:
+        return model, mode, pages, dpi
+    used = []
+    if model is None and prefs.get("ocr_model"):
+        model = str(prefs["ocr_model"])
+        used.append(tr("model {name}", name=model))
+    if mode is None and prefs.get("ocr_mode"):
+        mode = str(prefs["ocr_mode"])
+        used.append(tr("mode {mode}", mode=mode))
+    if pages is None and prefs.get("pages"):
+        pages = str(prefs["pages"])
+        used.append(tr("pages {pages}", pages=pages))
+    if dpi is None and prefs.get("dpi"):
+        dpi = float(prefs["dpi"])
+        used.append(tr("dpi {dpi}", dpi=f"{dpi:g}"))
+    if used:
+        typer.echo("vlmswap ocr: " + tr("from the saved preferences: {what}", what=", ".join(used)), err=True)
+    return model, mode, pages, dpi
 
 
 async def _ocr_file(
@@ -102,7 +135,7 @@ async def _run(
         fail_line(err, f"{exc.source}: {'; '.join(exc.errors)}")
         return 2
     except APIError as exc:
-        fail_line(err, f"vlmswap ocr: {exc.message}")
+        fail_line(err, f"vlmswap ocr: {translate_text(exc.message)}")
         return 2
 
     # Every file is checked before any model starts: a bad one costs a line, not a model load.
@@ -112,7 +145,7 @@ async def _run(
         try:
             opened.append(await asyncio.to_thread(open_file, f, pages=pages, dpi=dpi))
         except DocumentError as exc:
-            fail_line(err, str(exc))
+            fail_line(err, translate_text(str(exc)))
             failed += 1
 
     done_pages = blocks = 0
@@ -124,7 +157,7 @@ async def _run(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("pages"),
+        TextColumn(tr("pages")),
         TimeElapsedColumn(),
     )
     if opened:
@@ -148,11 +181,11 @@ async def _run(
                             advance=lambda: progress.advance(task),
                         )
                     except DocumentError as exc:  # a PDF page that fails to render
-                        fail_line(progress.console, str(exc))
+                        fail_line(progress.console, translate_text(str(exc)))
                         failed += 1
                         continue
                     except APIError as exc:  # the model failed to start or to answer
-                        fail_line(progress.console, f"{src.path}: {exc.message}")
+                        fail_line(progress.console, f"{src.path}: {translate_text(exc.message)}")
                         failed += 1
                         continue
                     finally:
@@ -165,7 +198,7 @@ async def _run(
         ocr_summary(len(files), failed, done_pages, blocks, time.perf_counter() - t0, flagged)
     )
     if written:
-        print(f"wrote {len(written)} files to {out}", file=sys.stderr)
+        print(tr("wrote {n} files to {out}", n=len(written), out=out), file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -177,16 +210,30 @@ def register(app: typer.Typer) -> None:
             help="Images (PNG, JPEG, WebP, TIFF incl. multi-page) and PDFs; "
             "the kind is read from the bytes, not the name.",
         ),
-        model: str = typer.Option("rapidocr", "--model", "-m", help="Model id (served name, registry name or alias)."),
-        mode: str = typer.Option(
-            "layout",
+        model: str | None = typer.Option(
+            None,
+            "--model",
+            "-m",
+            help="Model id (served name, registry name or alias); default: with --gateway the profile's "
+            "saved ocr_model, else rapidocr.",
+        ),
+        mode: str | None = typer.Option(
+            None,
             "--mode",
             help="layout (boxes + text), layout-only (boxes), text, web-parsing (a web "
             "page's layout), scene-spotting (text lines in photos), svg (image to "
-            "SVG; dots.mocr).",
+            "SVG; dots.mocr); default: with --gateway the saved ocr_mode, else layout.",
         ),
-        pages: str | None = typer.Option(None, "--pages", help="Pages to read, e.g. 1-3,7 (1-based); default all."),
-        dpi: float = typer.Option(150.0, "--dpi", help="Resolution PDF pages are rendered at."),
+        pages: str | None = typer.Option(
+            None,
+            "--pages",
+            help="Pages to read, e.g. 1-3,7 (1-based); default: with --gateway the saved pages, else all.",
+        ),
+        dpi: float | None = typer.Option(
+            None,
+            "--dpi",
+            help="Resolution PDF pages are rendered at; default: with --gateway the saved dpi, else 150.",
+        ),
         out: Path = typer.Option(Path("out"), "--out", "-o", help="Directory for the results."),
         fmt: str = typer.Option(
             DEFAULT_FORMATS,
@@ -217,11 +264,18 @@ def register(app: typer.Typer) -> None:
         from vlmswap.documents.export import FORMATS
         from vlmswap.documents.prompts import normalize_mode
 
+        if gateway:
+            model, mode, pages, dpi = _with_preferences(gateway, api_key, model, mode, pages, dpi)
+        model, mode, dpi = model or DEFAULT_MODEL, mode or DEFAULT_MODE, dpi or DEFAULT_DPI
         formats = [f.strip().lower() for f in fmt.split(",") if f.strip()]
         bad = [f for f in formats if f not in FORMATS]
         if bad or not formats:
             shown = ",".join(bad) if bad else repr(fmt)
-            typer.echo(f"vlmswap ocr: unknown --format {shown}; choose from {','.join(FORMATS)}", err=True)
+            typer.echo(
+                "vlmswap ocr: "
+                + tr("unknown --format {what}; choose from {formats}", what=shown, formats=",".join(FORMATS)),
+                err=True,
+            )
             raise typer.Exit(2)
         try:
             mode = normalize_mode(mode)
@@ -230,8 +284,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         if gateway and not _serves_jobs(gateway, api_key):
             typer.echo(
-                f"vlmswap ocr: {gateway} serves no document jobs (an older gateway?); reading page by page "
-                f"through its OpenAI API",
+                "vlmswap ocr: "
+                + tr(
+                    "{gateway} serves no document jobs (an older gateway?); reading page by page through its chat API",
+                    gateway=gateway,
+                ),
                 err=True,
             )
             code = asyncio.run(

@@ -15,6 +15,7 @@ import typer
 from vlmswap.cli import logformat
 from vlmswap.cli.common import DEFAULT_GATEWAY, GATEWAY_HELP, fail, gateway_client, is_loopback
 from vlmswap.cli.logformat import LogFormat
+from vlmswap.i18n import N_, num, tr, translate_text
 from vlmswap.swap.states import ModelState, Phase
 
 
@@ -161,22 +162,22 @@ def register(app: typer.Typer) -> None:
             console=console,
             transient=False,
         ) as bar:
-            task = bar.add_task(f"switching to {name}", total=len(phases), phase="requested")
+            task = bar.add_task(tr("switching to {name}", name=name), total=len(phases), phase="requested")
 
             def on_progress(ev: dict[str, Any]) -> None:
                 phase = ev.get("phase") or ev.get("state") or ""
                 done = phases.index(phase) + 1 if phase in phases else None
-                msg = str(ev.get("message") or "").splitlines()[0][:100] if ev.get("message") else ""
+                msg = translate_text(str(ev.get("message") or "").splitlines()[0])[:100] if ev.get("message") else ""
                 eta, elapsed = ev.get("eta_s"), ev.get("elapsed_s")
                 if eta is not None and elapsed is not None and phase != Phase.READY:
-                    msg = f"{msg} (about {max(0.0, eta - elapsed):.0f} s left)"
+                    msg = f"{msg} " + tr("(about {n} s left)", n=f"{max(0.0, eta - elapsed):.0f}")
                 # With a learned ETA the bar is time (elapsed of expected); without one, phases done.
                 where = (
                     {"total": eta, "completed": min(elapsed, eta)}
                     if eta and elapsed is not None
                     else {"total": len(phases), **({"completed": done} if done else {})}
                 )
-                bar.update(task, phase=phase, description=msg or f"switching to {name}", **where)
+                bar.update(task, phase=phase, description=msg or tr("switching to {name}", name=name), **where)
                 if not console.is_terminal:  # a log, not a live bar: one line per event
                     elapsed = ev.get("elapsed_s")
                     console.print(
@@ -189,9 +190,9 @@ def register(app: typer.Typer) -> None:
                 st = client.switch(name, on_progress=on_progress, timeout=timeout)
             except SwitchError as exc:
                 bar.stop()
-                console.print(f"[red]failed:[/red] {exc.message}")
+                console.print(f"[red]{tr('failed:')}[/red] {exc.message}")
                 if exc.log_tail and "--- last log lines ---" not in exc.message:
-                    console.print("--- last log lines ---")
+                    console.print(tr("--- last log lines ---"))
                     for line in exc.log_tail:
                         console.print(line, markup=False, highlight=False)
                 raise typer.Exit(1) from None
@@ -203,9 +204,13 @@ def register(app: typer.Typer) -> None:
         m = (st["models"].get(resident) or {}) if resident else {}
         woke, start = m.get("last_wake_s"), m.get("last_start_s")
         how = (
-            f" (woken in {woke:.2f} s)" if woke and m.get("wakes") else f" (started in {start:.2f} s)" if start else ""
+            " " + tr("(woken in {seconds} s)", seconds=num(woke, 2))
+            if woke and m.get("wakes")
+            else " " + tr("(started in {seconds} s)", seconds=num(start, 2))
+            if start
+            else ""
         )
-        typer.echo(f"{resident} is ready{how}")
+        typer.echo(tr("{name} is ready", name=resident) + how)
 
     @app.command("sleep")
     def sleep(
@@ -220,8 +225,8 @@ def register(app: typer.Typer) -> None:
             res = gateway_client(gateway, api_key).sleep(name)
         except GatewayError as exc:
             fail(exc.message)
-        done = res.get("message") or "nothing to do"
-        typer.echo(f"putting {res['model']} to sleep" if res.get("sleeping") else done)
+        done = res.get("message") or tr("nothing to do")
+        typer.echo(tr("putting {name} to sleep", name=res["model"]) if res.get("sleeping") else done)
 
     @app.command("unload")
     def unload(
@@ -238,16 +243,16 @@ def register(app: typer.Typer) -> None:
             fail(exc.message)
         if res.get("unloading"):
             names = ([res["model"]] if res.get("model") else []) + list(res.get("sleepers") or [])
-            typer.echo(f"unloading {', '.join(names)}")
+            typer.echo(tr("unloading {names}", names=", ".join(names)))
         else:
-            typer.echo(res.get("message") or "nothing to unload")
+            typer.echo(res.get("message") or tr("nothing to unload"))
 
 
-STAT_COLUMNS = (
-    ("cold_start_s", "cold start", "{:.2f} s", 1.0),
-    ("wake_s", "wake", "{:.3f} s", 1.0),
-    ("peak_vram_bytes", "peak VRAM", "{:.2f} GiB", 1024**-3),
-    ("sleep_ram_bytes", "RAM asleep", "{:.2f} GiB", 1024**-3),
+STAT_COLUMNS = (  # key, header (through tr()), digits, unit (through tr()), scale
+    ("cold_start_s", N_("cold start"), 2, N_("s"), 1.0),
+    ("wake_s", N_("wake"), 3, N_("s"), 1.0),
+    ("peak_vram_bytes", N_("peak VRAM"), 2, N_("GiB"), 1024**-3),
+    ("sleep_ram_bytes", N_("RAM asleep"), 2, N_("GiB"), 1024**-3),
 )
 
 
@@ -256,15 +261,15 @@ def _print_stats(learned: dict[str, dict[str, Any]]) -> None:
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 140)
-    t = Table(show_edge=False, title="learned per model: median (samples)")
-    t.add_column("model")
-    for _, label, _, _ in STAT_COLUMNS:
-        t.add_column(label)
+    t = Table(show_edge=False, title=tr("learned per model: median (samples)"))
+    t.add_column(tr("model"))
+    for _, label, _, _, _ in STAT_COLUMNS:
+        t.add_column(tr(label))
     for name, st in learned.items():
         cells = []
-        for key, _, fmt, scale in STAT_COLUMNS:
+        for key, _, digits, unit, scale in STAT_COLUMNS:
             v = st.get(key)
-            cells.append(f"{fmt.format(v['median'] * scale)} ({v['count']})" if v else "-")
+            cells.append(f"{num(v['median'] * scale, digits)} {tr(unit)} ({v['count']})" if v else "-")
         t.add_row(name, *cells)
     console.print(t)
 
@@ -277,37 +282,56 @@ def _print_status(st: dict[str, Any]) -> None:
     g = st.get("gpu") or {}
     gib = 1024**3
     if g.get("available"):
-        gpu = f"{g['name']}: {g['used_bytes'] / gib:.1f} / {g['total_bytes'] / gib:.1f} GiB used"
+        vendor = f" ({str(g['vendor']).upper()})" if g.get("vendor") else ""  # gpu.Vendor.label
+        used = tr("{used} / {total} GiB used", used=num(g["used_bytes"] / gib), total=num(g["total_bytes"] / gib))
+        gpu = f"{vendor}: {g['name']}: {used}"
     else:
-        gpu = g.get("reason") or "no NVIDIA GPU"
+        gpu = f": {translate_text(g.get('reason') or 'no GPU found: CPU only')}"
     sw = st.get("switch")
     console.print(
-        f"resident: [bold]{st.get('resident') or '-'}[/bold]   queue: {st.get('queue_length', 0)}   "
-        f"in flight: {st.get('in_flight', 0)}   switches: {st.get('switches', 0)}"
+        tr(
+            "resident: [bold]{resident}[/bold]   queue: {queue}   in flight: {in_flight}   switches: {switches}",
+            resident=st.get("resident") or "-",
+            queue=st.get("queue_length", 0),
+            in_flight=st.get("in_flight", 0),
+            switches=st.get("switches", 0),
+        )
     )
     pool = st.get("pool") or {}
     if pool:
-        limit = f", at most {pool['max_sleeping']}" if pool.get("max_sleeping") is not None else ""
+        limit = ", " + tr("at most {n}", n=pool["max_sleeping"]) if pool.get("max_sleeping") is not None else ""
         console.print(
-            f"sleeping pool: {pool.get('count', 0)} asleep, {pool.get('ram_bytes', 0) / gib:.2f} / "
-            f"{pool.get('ram_budget_bytes', 0) / gib:.1f} GiB host RAM{limit}"
+            tr(
+                "sleeping pool: {n} asleep, {used} / {budget} GiB host RAM",
+                n=pool.get("count", 0),
+                used=num(pool.get("ram_bytes", 0) / gib, 2),
+                budget=num(pool.get("ram_budget_bytes", 0) / gib),
+            )
+            + limit
         )
     if sw:
-        console.print(f"switch: to {sw['target']} ({sw['phase']}, {sw['elapsed_s']:.1f} s)")
-    console.print(f"GPU: {gpu}")
+        console.print(
+            tr(
+                "switch: to {target} ({phase}, {seconds} s)",
+                target=sw["target"],
+                phase=sw["phase"],
+                seconds=num(sw["elapsed_s"]),
+            )
+        )
+    console.print(f"{tr('GPU')}{gpu}", markup=False, highlight=False)
     t = Table(show_edge=False)
     for col in (
-        "model",
-        "served name",
-        "state",
-        "in flight",
-        "queued",
-        "last start",
-        "last wake",
-        "RAM asleep",
-        "note",
+        N_("model"),
+        N_("served name"),
+        N_("state"),
+        N_("in flight"),
+        N_("queued"),
+        N_("last start"),
+        N_("last wake"),
+        N_("RAM asleep"),
+        N_("note"),
     ):
-        t.add_column(col)
+        t.add_column(tr(col))
     colors = {
         ModelState.READY: "green",
         ModelState.STARTING: "yellow",
@@ -317,19 +341,21 @@ def _print_status(st: dict[str, Any]) -> None:
         ModelState.FAILED: "red",
     }
     for name, m in st.get("models", {}).items():
-        note = m.get("last_error") if m.get("state") == ModelState.FAILED else (m.get("unavailable") or "")
+        note = (
+            m.get("last_error") if m.get("state") == ModelState.FAILED else translate_text(m.get("unavailable") or "")
+        )
         note = (note or "").splitlines()[0][:60] if note else ""
         state = m.get("state", "?")
         ram = m.get("sleep_ram_bytes")
         t.add_row(
             name,
             m.get("served_name", ""),
-            f"[{colors.get(state, 'white')}]{state}[/]",
+            f"[{colors.get(state, 'white')}]{tr(state)}[/]",  # the states' words: ui/view.py STATE_LABELS
             str(m.get("in_flight", 0)),
             str(m.get("queued", 0)),
-            f"{m['last_start_s']:.1f} s" if m.get("last_start_s") else "-",
-            f"{m['last_wake_s']:.2f} s" if m.get("last_wake_s") else "-",
-            f"{ram / gib:.2f} GiB" if ram is not None else "-",
+            f"{num(m['last_start_s'])} {tr('s')}" if m.get("last_start_s") else "-",
+            f"{num(m['last_wake_s'], 2)} {tr('s')}" if m.get("last_wake_s") else "-",
+            f"{num(ram / gib, 2)} {tr('GiB')}" if ram is not None else "-",
             note,
         )
     console.print(t)

@@ -18,6 +18,7 @@ from typing import Any
 import typer
 
 from vlmswap.cli.common import DEFAULT_GATEWAY, GATEWAY_HELP, fail, fail_line, gateway_client, ocr_summary, unique_stem
+from vlmswap.i18n import N_, num, tr, translate_text
 
 STATE_COLOURS = {"queued": "yellow", "running": "cyan", "done": "green", "failed": "red", "cancelled": "magenta"}
 
@@ -29,11 +30,12 @@ def _when(ts: float | None) -> str:
 def _eta(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    return tr("{n} s", n=f"{seconds:.0f}") if seconds < 120 else tr("{n} min", n=num(seconds / 60))
 
 
 def _reason(message: str, name: str) -> str:
     """The gateway names the upload (`name: reason`); the CLI names the file as the user typed it."""
+    message = translate_text(message)
     return message[len(name) + 2 :] if message.startswith(f"{name}: ") else message
 
 
@@ -79,7 +81,7 @@ def run_ocr_jobs(
             )
         except GatewayError as exc:
             if exc.code in ("model_not_found", "gateway_unreachable") or exc.status is None:
-                fail_line(err, f"vlmswap ocr: {exc.message}")
+                fail_line(err, f"vlmswap ocr: {translate_text(exc.message)}")
                 _cancel(submitted)
                 return 2
             fail_line(err, f"{f}: {_reason(exc.message, upload)}")
@@ -94,8 +96,8 @@ def run_ocr_jobs(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("pages"),
-        TextColumn("ETA {task.fields[eta]}"),
+        TextColumn(tr("pages")),
+        TextColumn(tr("ETA") + " {task.fields[eta]}"),
         TimeElapsedColumn(),
     )
     try:
@@ -110,13 +112,16 @@ def run_ocr_jobs(
                         eta=_eta(ev.get("eta_s")),
                     )
                     if ev.get("step") == "page" and ev.get("page_state") == "failed":
-                        fail_line(progress.console, f"{f}: page {ev['page']} failed: {ev.get('page_error')}")
+                        why = translate_text(str(ev.get("page_error")))
+                        fail_line(progress.console, f"{f}: " + tr("page {n} failed: {why}", n=ev["page"], why=why))
 
                 end = job.wait(on_event=on_event)
                 if end["state"] != "done" or end["pages_failed"]:
                     failed += 1
                     if end["state"] != "done":
-                        fail_line(progress.console, f"{f}: job {end['state']}: {end.get('error') or ''}".rstrip(": "))
+                        said = tr("job {state}", state=tr(end["state"]))
+                        why = translate_text(end.get("error") or "")
+                        fail_line(progress.console, f"{f}: {said}: {why}".rstrip(": "))
                 if not end["pages_done"]:
                     continue
                 with zipfile.ZipFile(io.BytesIO(job.result("zip"))) as zf:
@@ -132,16 +137,16 @@ def run_ocr_jobs(
                     written.append(path)
     except KeyboardInterrupt:
         kept = _cancel(submitted)
-        err.print(f"cancelled: {kept}", markup=False, highlight=False)
+        err.print(tr("cancelled: {what}", what=kept), markup=False, highlight=False)
         return 130
     except GatewayError as exc:
-        fail_line(err, f"vlmswap ocr: {exc.message}")
+        fail_line(err, f"vlmswap ocr: {translate_text(exc.message)}")
         return 2
     Console(stderr=True, soft_wrap=True).print(
         ocr_summary(len(files), failed, done_pages, blocks, time.perf_counter() - t0, flagged)
     )
     if written:
-        print(f"wrote {len(written)} files to {out}", file=sys.stderr)
+        print(tr("wrote {n} files to {out}", n=len(written), out=out), file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -155,10 +160,11 @@ def _cancel(submitted: list[tuple[str, str, Any]]) -> str:
             continue
         try:
             res = job.cancel()
-            said.append(f"{Path(f).name} (job {job.id}, {res.get('pages_done', 0)} pages kept)")
+            kept = tr("(job {id}, pages kept: {n})", id=job.id, n=res.get("pages_done", 0))
+            said.append(f"{Path(f).name} {kept}")
         except GatewayError as exc:
-            said.append(f"{Path(f).name} (job {job.id}: {exc.message})")
-    return ", ".join(said) or "nothing was running"
+            said.append(f"{Path(f).name} " + tr("(job {id}: {why})", id=job.id, why=translate_text(exc.message)))
+    return ", ".join(said) or tr("nothing was running")
 
 
 def register(app: typer.Typer) -> None:
@@ -188,13 +194,22 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(data, indent=2))
             return
         t = Table(show_edge=False)
-        for col in ("id", "state", "file", "model", "pages", "failed", "ETA", "submitted"):
-            t.add_column(col)
+        for col in (
+            N_("id"),
+            N_("state"),
+            N_("file"),
+            N_("model"),
+            N_("pages"),
+            N_("failed"),
+            N_("ETA"),
+            N_("submitted"),
+        ):
+            t.add_column(tr(col))
         for j in data:
             colour = STATE_COLOURS.get(j["state"], "white")
             t.add_row(
                 j["id"],
-                f"[{colour}]{j['state']}[/]",
+                f"[{colour}]{tr(j['state'])}[/]",
                 j["source"],
                 j["model"],
                 f"{j['pages_done']}/{j['pages_total']}",
@@ -227,26 +242,40 @@ def register(app: typer.Typer) -> None:
         console = Console(width=None if sys.stdout.isatty() else 140)
         colour = STATE_COLOURS.get(j["state"], "white")
         console.print(
-            f"job [bold]{j['id']}[/bold]  [{colour}]{j['state']}[/]  {j['source']}  model {j['model']}  "
-            f"mode {j['mode']}  dpi {j['dpi']:g}"
+            tr(
+                "job [bold]{id}[/bold]  [{colour}]{state}[/]  {source}  model {model}  mode {mode}  dpi {dpi}",
+                id=j["id"],
+                colour=colour,
+                state=tr(j["state"]),
+                source=j["source"],
+                model=j["model"],
+                mode=j["mode"],
+                dpi=f"{j['dpi']:g}",
+            )
         )
         console.print(
-            f"pages {j['pages_done']}/{j['pages_total']} done, {j['pages_failed']} failed   "
-            f"ETA {_eta(j.get('eta_s'))}   submitted {_when(j['created_at'])}   "
-            f"ended {_when(j.get('finished_at'))}"
+            tr(
+                "pages {done}/{total} done, {failed} failed   ETA {eta}   submitted {submitted}   ended {ended}",
+                done=j["pages_done"],
+                total=j["pages_total"],
+                failed=j["pages_failed"],
+                eta=_eta(j.get("eta_s")),
+                submitted=_when(j["created_at"]),
+                ended=_when(j.get("finished_at")),
+            )
         )
         if j.get("error"):
-            console.print(f"[red]{j['error']}[/red]")
+            console.print(f"[red]{translate_text(j['error'])}[/red]")
         t = Table(show_edge=False)
-        for col in ("page", "state", "tries", "seconds", "error"):
-            t.add_column(col)
+        for col in (N_("page"), N_("state"), N_("tries"), N_("seconds"), N_("error")):
+            t.add_column(tr(col))
         for p in j["pages"]:
             t.add_row(
                 str(p["number"]),
-                f"[{STATE_COLOURS.get(p['state'], 'white')}]{p['state']}[/]",
+                f"[{STATE_COLOURS.get(p['state'], 'white')}]{tr(p['state'])}[/]",
                 str(p["tries"]),
-                f"{p['seconds']:.2f}" if p.get("seconds") else "",
-                (p.get("error") or "")[:80],
+                num(p["seconds"], 2) if p.get("seconds") else "",
+                translate_text(p.get("error") or "")[:80],
             )
         console.print(t)
 
@@ -265,8 +294,11 @@ def register(app: typer.Typer) -> None:
             res = client.job(job_id).cancel(purge=purge)
         except GatewayError as exc:
             fail(exc.message)
-        kept = "removed" if purge else f"{res['pages_done']} of {res['pages_total']} pages kept"
-        typer.echo(f"job {job_id}: {res['state']} ({kept})")
+        if purge:
+            kept = tr("removed")
+        else:
+            kept = tr("pages kept: {done} of {total}", done=res["pages_done"], total=res["pages_total"])
+        typer.echo(tr("job {id}: {state} ({kept})", id=job_id, state=tr(res["state"]), kept=kept))
 
     @jobs.command("result")
     def result(
@@ -281,7 +313,7 @@ def register(app: typer.Typer) -> None:
         from vlmswap.documents import export
 
         if fmt not in ("json", "md", "zip"):
-            fail(f"unknown --format {fmt}; choose from json, md, zip", 2)
+            fail(tr("unknown --format {what}; choose from {formats}", what=fmt, formats="json, md, zip"), 2)
         try:
             job = gateway_client(gateway, api_key).job(job_id)
             data = job.result(fmt)
@@ -289,7 +321,13 @@ def register(app: typer.Typer) -> None:
             fail(exc.message)
         if not job.finished:
             typer.echo(
-                f"job {job_id} is {job.state}: {job.info['pages_done']} of {job.info['pages_total']} pages so far",
+                tr(
+                    "job {id} is {state}: {done} of {total} pages so far",
+                    id=job_id,
+                    state=tr(str(job.state)),
+                    done=job.info["pages_done"],
+                    total=job.info["pages_total"],
+                ),
                 err=True,
             )
         if fmt == "json":
@@ -305,7 +343,7 @@ def register(app: typer.Typer) -> None:
             sys.stdout.flush()
         else:
             out.write_bytes(payload)
-            typer.echo(f"wrote {out}", err=True)
+            typer.echo(tr("wrote {out}", out=out), err=True)
 
 
 __all__ = ["register", "run_ocr_jobs"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from vlmswap.cli.common import fail
+from vlmswap.i18n import tr
 
 if TYPE_CHECKING:
     from vlmswap.registry.hub import Source
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
         for name in names:
             real = registry.resolve(name)
             if real is None:
-                fail(f"{name}: unknown model (known: {', '.join(registry.known_ids())})", 2)
+                fail(f"{name}: " + tr("unknown model (known: {ids})", ids=", ".join(registry.known_ids())), 2)
             try:
                 plan.append((real, pullable(registry.models[real])))
             except PullError as exc:
@@ -57,8 +58,11 @@ def register(app: typer.Typer) -> None:
                 failed += 1
             except KeyboardInterrupt:
                 typer.echo(
-                    f"vlmswap: {real}: interrupted; the files finished so far are kept, "
-                    f"`vlmswap pull {real}` fetches the rest",
+                    f"vlmswap: {real}: "
+                    + tr(
+                        "interrupted; the files finished so far are kept, `vlmswap pull {name}` fetches the rest",
+                        name=real,
+                    ),
                     err=True,
                 )
                 raise typer.Exit(130) from None
@@ -105,11 +109,17 @@ def _pull_one(name: str, src: Source) -> None:
             if not live and p.files_total and p.files_done != last_file["done"]:  # a log: a line per file
                 last_file["done"] = p.files_done
                 console.print(
-                    f"{name}: {p.files_done}/{p.files_total} files, "
-                    f"{fmt_size(p.downloaded_bytes)} of {fmt_size(p.total_bytes)}",
+                    f"{name}: "
+                    + tr(
+                        "{done}/{total} files, {got} of {size}",
+                        done=p.files_done,
+                        total=p.files_total,
+                        got=fmt_size(p.downloaded_bytes),
+                        size=fmt_size(p.total_bytes),
+                    ),
                     markup=False,
                     highlight=False,
                 )
 
         folder = pull(src, on_progress)
-    print(f"{name}: {src.repo} is in {folder}", file=sys.stdout)
+    print(f"{name}: " + tr("{repo} is in {folder}", repo=src.repo, folder=folder), file=sys.stdout)

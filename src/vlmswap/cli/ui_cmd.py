@@ -18,6 +18,8 @@ from pathlib import Path
 
 import typer
 
+from vlmswap.i18n import tr
+
 APP_FILE = Path(__file__).resolve().parent.parent / "ui" / "app.py"
 GATEWAY_ENV = "VLMSWAP_GATEWAY_URL"  # same name as vlmswap.ui.api.GATEWAY_ENV (not imported: no streamlit here)
 
@@ -100,9 +102,9 @@ def register(app: typer.Typer) -> None:
         try:
             import streamlit  # noqa: F401
         except ImportError:
-            typer.echo("vlmswap ui: streamlit is not installed (pip install 'vlmswap[ui]')", err=True)
+            typer.echo("vlmswap ui: " + tr("streamlit is not installed (pip install 'vlmswap[ui]')"), err=True)
             raise typer.Exit(2) from None
-        typer.echo(f"vlmswap ui: http://{host}:{port} (gateway {gateway})")
+        typer.echo(f"vlmswap ui: http://{host}:{port} (" + tr("gateway {url}", url=gateway) + ")")
         argv = streamlit_argv(port, host)
         os.execve(argv[0], argv, _ui_env(gateway))
 
@@ -118,7 +120,7 @@ def register(app: typer.Typer) -> None:
         Nothing is preloaded: a model starts on its first use (the embedded rapidocr in seconds).
         """
         if config is not None and not config.is_file():
-            typer.echo(f"{config}: no such file", err=True)
+            typer.echo(f"{config}: " + tr("no such file"), err=True)
             raise typer.Exit(2)
         host = "127.0.0.1"  # both on loopback: the UI sends no API key
         gw_argv = [sys.executable, "-m", "vlmswap", "serve", "--port", str(port)]
@@ -136,32 +138,48 @@ def register(app: typer.Typer) -> None:
         try:
             procs.append(subprocess.Popen(gw_argv, start_new_session=True))
             procs.append(subprocess.Popen(streamlit_argv(ui_port, host), env=_ui_env(gateway), start_new_session=True))
-            checks = [(procs[0], f"{gateway}/api/status", "gateway"), (procs[1], f"{ui_url}/_stcore/health", "UI")]
+            checks = [
+                (procs[0], f"{gateway}/api/status", tr("the gateway")),
+                (procs[1], f"{ui_url}/_stcore/health", tr("the UI")),
+            ]
             deadline = time.monotonic() + timeout
             waiting = list(checks)
             while waiting:
                 for item in list(waiting):
                     proc, url, what = item
                     if proc.poll() is not None:
-                        typer.echo(f"vlmswap up: the {what} exited with code {proc.returncode}", err=True)
+                        typer.echo(
+                            "vlmswap up: " + tr("{what} exited with code {code}", what=what, code=proc.returncode),
+                            err=True,
+                        )
                         code = 1
                         raise _Stop()
                     if _answers(url):
                         waiting.remove(item)
                 if time.monotonic() > deadline:
                     typer.echo(
-                        f"vlmswap up: no answer from {', '.join(w[1] for w in waiting)} after {timeout:.0f} s", err=True
+                        "vlmswap up: "
+                        + tr(
+                            "no answer from {urls} after {seconds} s",
+                            urls=", ".join(w[1] for w in waiting),
+                            seconds=f"{timeout:.0f}",
+                        ),
+                        err=True,
                     )
                     code = 1
                     raise _Stop()
                 time.sleep(0.2)
-            typer.echo(f"vlmswap gateway: {gateway}  (OpenAI API: {gateway}/v1)")
-            typer.echo(f"vlmswap web UI:  {ui_url}")
-            typer.echo("Press Ctrl-C to stop both.")
+            typer.echo(tr("vlmswap gateway: {url}  (OpenAI API: {url}/v1)", url=gateway))
+            typer.echo(tr("vlmswap web UI:  {url}", url=ui_url))
+            typer.echo(tr("Press Ctrl-C to stop both."))
             while True:
                 for proc, _, what in checks:
                     if proc.poll() is not None:
-                        typer.echo(f"vlmswap up: the {what} exited with code {proc.returncode}; stopping", err=True)
+                        typer.echo(
+                            "vlmswap up: "
+                            + tr("{what} exited with code {code}; stopping", what=what, code=proc.returncode),
+                            err=True,
+                        )
                         code = 1
                         raise _Stop()
                 time.sleep(0.5)

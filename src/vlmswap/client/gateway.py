@@ -67,6 +67,25 @@ class Client(Connection):
         """The profile this client's key signs in as: `profile`, `admin`, the `models` it may use."""
         return json_object(self.request("GET", "/api/me"))
 
+    def preferences(self) -> dict[str, Any]:
+        """The signed-in profile's saved preferences: `chat_model`, `ocr_model`, `ocr_mode`, `dpi`, `pages`,
+        `prompt_presets`, `language` (null where none is saved)."""
+        return json_object(self.request("GET", "/api/me/preferences"))
+
+    def set_preferences(
+        self, prefs: dict[str, Any] | None = None, *, replace: bool = False, **fields: Any
+    ) -> dict[str, Any]:
+        """Save preferences on the gateway; returns what it stored (model ids as registry names).
+
+        The fields given (in `prefs` or as keywords, e.g. `dpi=200`) change, the others stay as
+        saved; `replace=True` stores exactly what is given, the rest back to null. A bad value is
+        a GatewayError with the gateway's 400 (`code` "invalid_request" or "invalid_preferences").
+        """
+        body = {**(prefs or {}), **fields}
+        if not replace:
+            body = {**self.preferences(), **body}
+        return json_object(self.request("PUT", "/api/me/preferences", json=body))
+
     def usage(self) -> dict[str, Any]:
         """Requests, tokens and GPU seconds per profile (an admin's key sees every profile)."""
         return json_object(self.request("GET", "/api/usage"))

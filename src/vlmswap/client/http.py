@@ -93,12 +93,17 @@ class Connection:
 
     Without `api_key`, the key in $VLMSWAP_API_KEY (what `vlmswap serve --api-key` reads) is
     sent, looked up on every request so a long-lived client follows the environment.
+    `language` ("ru"), when set, asks for the gateway's error messages in it (Accept-Language);
+    their `code` stays the same.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 600.0):
+    def __init__(
+        self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 600.0, language: str | None = None
+    ):
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        self.language = language
         self._http = httpx.Client(base_url=self.url, trust_env=False, timeout=httpx.Timeout(timeout, connect=10.0))
 
     def close(self) -> None:
@@ -112,7 +117,10 @@ class Connection:
 
     def _headers(self) -> dict[str, str]:
         key = self.api_key or os.environ.get(API_KEY_ENV)
-        return {"authorization": f"Bearer {key}"} if key else {}
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        if self.language:
+            headers["accept-language"] = self.language
+        return headers
 
     def stream_client(self, timeout: httpx.Timeout) -> httpx.Client:
         """A separate connection for a long stream (events, streamed chat), so short calls never wait on it."""

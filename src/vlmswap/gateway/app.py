@@ -18,11 +18,12 @@ from vlmswap import __version__
 from vlmswap.api import openapi
 from vlmswap.api.errors import error_response, install_handlers
 from vlmswap.api.openai_types import BODY_MODELS
-from vlmswap.gateway import admin, jobs, ocr, openai_routes, pull
+from vlmswap.gateway import admin, jobs, ocr, openai_routes, preferences, pull
 from vlmswap.gateway.guard import OPEN_PATHS, BodyTooLarge, Guard
 from vlmswap.gateway.jobs_runner import JobService, LeasedPages
 from vlmswap.gateway.metrics import GatewayMetrics
 from vlmswap.gateway.proxy import Proxy, new_pool
+from vlmswap.registry.preferences import PreferenceStore
 from vlmswap.registry.profiles import Profiles, Usage
 from vlmswap.swap.admission import Admission
 from vlmswap.swap.manager import Manager
@@ -35,6 +36,7 @@ ROUTERS = (
     ocr.router,  # POST /api/ocr
     jobs.router,  # /api/jobs: documents as resumable jobs
     pull.router,  # /api/models/{name}/pull: model files fetched ahead of a switch
+    preferences.router,  # /api/me/preferences: per profile, in the state dir
 )
 
 
@@ -88,6 +90,7 @@ def share(app: FastAPI, manager: Manager, profiles: Profiles, preload: str | Non
         pages=LeasedPages(st.admission),
         store_dir=manager.state_dir / "jobs",
     )
+    st.preferences = PreferenceStore(manager.state_dir / "preferences")
 
 
 @contextlib.asynccontextmanager

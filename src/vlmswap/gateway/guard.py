@@ -1,4 +1,5 @@
-"""Bearer auth (profiles), the admin API's gate and the request body cap, as plain ASGI middleware.
+"""Bearer auth (profiles), the admin API's gate, the request body cap, and error messages in the
+client's language (gateway/localize.py), as plain ASGI middleware.
 
 Plain ASGI (not BaseHTTPMiddleware) because it wraps every proxied request and stream:
 it must add no buffering and next to no time.
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vlmswap.api.errors import error_body
+from vlmswap.gateway.localize import localising, wanted
 from vlmswap.registry.profiles import Identity, Profiles
 
 OPEN_PATHS = frozenset({"/health"})
@@ -71,6 +73,9 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        lang = wanted(scope)
+        if lang is not None:
+            send = localising(send, lang)
         length: int | None = None
         auth = b""
         for k, v in scope["headers"]:

@@ -41,7 +41,9 @@ class _Live(Collector):
             st.add_metric([name, m.models[name].state], 1.0)
         yield from (q, f, r, st)
         snap = m.gpu_probe()
-        avail = GaugeMetricFamily("vlmswap_gpu_available", "1 when an NVIDIA GPU is visible through NVML")
+        avail = GaugeMetricFamily(
+            "vlmswap_gpu_available", "1 when a GPU is visible (NVIDIA through NVML, AMD through AMD SMI)"
+        )
         avail.add_metric([], 1.0 if snap.available else 0.0)
         yield avail
         if snap.available:

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:
     from vlmswap.gateway.metrics import GatewayMetrics
+    from vlmswap.registry.preferences import PreferenceStore
     from vlmswap.registry.profiles import Usage
     from vlmswap.swap.admission import Admission
     from vlmswap.swap.manager import Manager
@@ -33,4 +34,9 @@ def usage(request: HTTPConnection) -> Usage:
 
 def metrics(request: HTTPConnection) -> GatewayMetrics:
     found: GatewayMetrics = request.app.state.metrics
+    return found
+
+
+def preferences(request: HTTPConnection) -> PreferenceStore:
+    found: PreferenceStore = request.app.state.preferences
     return found

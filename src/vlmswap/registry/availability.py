@@ -13,6 +13,8 @@ from pathlib import Path
 from vlmswap.registry.config import ModelSpec
 from vlmswap.registry.hub import missing_weights
 
+NO_GPU = "no GPU found (NVIDIA or AMD)"
+
 
 def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
@@ -28,7 +30,7 @@ def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str 
         if not _has_module("docker"):
             return "docker extra not installed"
         if spec.gpus and not gpu_present:
-            return "no NVIDIA GPU"
+            return NO_GPU
         return None if spec.download_on_start else missing_weights(spec)
     argv = spec.cmd or []
     exe = Path(argv[0]).name if argv else ""
@@ -36,12 +38,12 @@ def unavailable_reason(spec: ModelSpec, gpu_present: bool | None = None) -> str 
         if shutil.which("vllm") is None:
             return "vllm not installed"
         if not gpu_present:
-            return "no NVIDIA GPU"
+            return NO_GPU
     if "worker" in argv and "transformers" in argv:
         if not (_has_module("torch") and _has_module("transformers")):
             return "transformers extra not installed"
-        if "cuda" in argv and not gpu_present:
-            return "no NVIDIA GPU"
+        if "cuda" in argv and not gpu_present:  # torch's "cuda" device is ROCm's too
+            return NO_GPU
         return missing_weights(spec)  # the worker never downloads, whatever download_on_start says
     elif (
         exe not in ("vllm", "${PYTHON}", "python", "python3")

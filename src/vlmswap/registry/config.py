@@ -90,9 +90,23 @@ class ModelSpec(_Strict):
     ports: dict[int, int] = Field(default_factory=dict, description="docker: container port -> host port.")
     volumes: dict[str, str] = Field(default_factory=dict, description="docker: host path or volume -> container path.")
     gpus: str | list[str] | None = Field(None, description="docker: 'all' or device ids.")
+    gpu_vendor: Literal["nvidia", "amd"] | None = Field(
+        None,
+        description="docker: how `gpus` reaches the container: nvidia (device requests, NVIDIA Container "
+        "Toolkit) or amd (ROCm's /dev/kfd and /dev/dri, the video and render groups); default: the vendor "
+        "of the GPU this gateway sees, nvidia when it sees none.",
+    )
     shm_size: str | None = None
     ipc: str | None = None
     pull: bool = False
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_ids_as_text(cls, v: Any) -> Any:
+        """`gpus: [0, 2]` in YAML are numbers; device ids are text to the engine."""
+        if not isinstance(v, list):
+            return v
+        return [str(g) if isinstance(g, int) and not isinstance(g, bool) else g for g in v]
 
     @field_validator("aliases")
     @classmethod
@@ -133,7 +147,7 @@ class GatewaySettings(_Strict):
     gpu_memory_gb: float | None = Field(
         None,
         gt=0,
-        description="Declare the card's memory where NVML cannot read it "
+        description="Declare the card's memory where the GPU probe (NVML, AMD SMI) cannot read it "
         "(CPU machines, tests): placement decides against it.",
     )
     preload: list[str] = Field(
@@ -148,7 +162,9 @@ class GatewaySettings(_Strict):
     max_wait_s: float = Field(60.0, gt=0, description="Starvation bound: no request waits longer behind other models.")
     drain_timeout_s: float = Field(30.0, ge=0)
     stop_grace_s: float = Field(10.0, ge=0)
-    vram_release_timeout_s: float = Field(10.0, ge=0, description="Bound on waiting for NVML to show memory freed.")
+    vram_release_timeout_s: float = Field(
+        10.0, ge=0, description="Bound on waiting for the GPU probe (NVML, AMD SMI) to show memory freed."
+    )
     poll_interval_s: float = Field(0.05, gt=0, le=0.05, description="Readiness and VRAM polling period.")
     max_body_mb: float = Field(32.0, gt=0)
     backoff_initial_s: float = Field(2.0, ge=0, description="After a failed start; doubles per failure.")

@@ -134,7 +134,7 @@ class Lifecycle:
         return int(learned) if learned is not None else int(self.registry.models[name].vram_gb * GIB)
 
     def card_bytes(self, snap: gpu.GpuSnapshot | None = None) -> int | None:
-        """The card's memory: NVML's reading, else what `gateway.gpu_memory_gb` declares."""
+        """The card's memory: the GPU probe's reading (NVML or AMD SMI), else `gateway.gpu_memory_gb`."""
         snap = snap or self.gpu_probe()
         if snap.available:
             return snap.total_bytes
@@ -334,10 +334,10 @@ class Lifecycle:
         return True
 
     async def _verify_asleep(self, name: str, phase_model: str, backend: Backend) -> int | None:
-        """NVML bytes its pids hold after sleep, once within the residual allowance; None: it leaked."""
+        """GPU bytes its pids hold after sleep (NVML or AMD SMI), once within the allowance; None: it leaked."""
         snap = self.gpu_probe()
         if not snap.available:
-            self.phase(phase_model, Phase.SLEEPING, f"no NVIDIA GPU: memory check after sleep skipped ({snap.reason})")
+            self.phase(phase_model, Phase.SLEEPING, f"no GPU reading: memory check after sleep skipped ({snap.reason})")
             return 0
         allowance = int(self.settings.sleep_residual_gb * GIB)
         pids = backend.pids()
@@ -506,7 +506,7 @@ class Lifecycle:
         return spec.stop_grace_s if spec.stop_grace_s is not None else self.settings.stop_grace_s
 
     async def stop(self, name: str, phase_model: str, reason: str) -> None:
-        """Stop `name`'s backend and wait for NVML to show its GPU memory released."""
+        """Stop `name`'s backend and wait for the GPU probe to show its memory released."""
         m = self.models[name]
         backend = m.backend
         if backend is None:
@@ -531,7 +531,7 @@ class Lifecycle:
         snap = self.gpu_probe()
         baseline, self.models[name].vram_before = self.models[name].vram_before, None
         if not snap.available:
-            self.phase(phase_model, Phase.WAITING_VRAM, f"no NVIDIA GPU, skipped ({snap.reason})")
+            self.phase(phase_model, Phase.WAITING_VRAM, f"no GPU reading, skipped ({snap.reason})")
             return
         self.phase(phase_model, Phase.WAITING_VRAM, f"waiting for {name}'s GPU memory to be released")
         t0 = self.clock()

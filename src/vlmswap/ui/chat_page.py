@@ -1,7 +1,9 @@
 """Chat page: talk about images with any chat model; tokens appear as the gateway streams them.
 
 A message for a model that is not resident first switches it, with the switch's progress
-shown in the conversation, so the wait is visible instead of a silent pause.
+shown in the conversation, so the wait is visible instead of a silent pause. The model opens
+with the profile's saved chat model (and a change is saved back); a saved chat preset is put
+before what is typed (ui/settings.py).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Any
 import streamlit as st
 
 from vlmswap.api.images import ImageError, open_image
+from vlmswap.i18n import tr, translate_text
+from vlmswap.ui import settings
 from vlmswap.ui.api import Gateway, GatewayError, session_gateway
 from vlmswap.ui.progress import run_switch
-from vlmswap.ui.view import no_chat_hint, resident_name, with_capability
+from vlmswap.ui.view import no_chat_hint, preset_labels, resident_name, with_capability
 
 HISTORY_KEY = "chat_history"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
@@ -53,11 +57,16 @@ def _show_turn(turn: dict[str, Any]) -> None:
             st.markdown(turn["content"])
 
 
+def with_preset(text: str, preset: str | None) -> str:
+    """What is sent: the preset's text, then what was typed (either may be empty)."""
+    return "\n\n".join(part for part in (preset or "", text) if part.strip())
+
+
 def main() -> None:
-    st.header("Chat about images")
+    st.header(tr("Chat about images"))
     status = st.session_state.get("gateway_status")
     if status is None:
-        st.error("The gateway is not reachable; see the sidebar for how to start it.", icon=":material/power_off:")
+        st.error(tr("The gateway is not reachable; see the sidebar for how to start it."), icon=":material/power_off:")
         return
     gw = session_gateway()
     chat_models = [m for m in with_capability(status, "chat") if not m.get("unavailable")]
@@ -66,40 +75,56 @@ def main() -> None:
         return
     names = [m["name"] for m in chat_models]
     resident = resident_name(status)
-    top = st.columns([3, 1], vertical_alignment="bottom")
+    saved = settings.preferences(gw).get("chat_model")
+    default = saved if saved in names else resident
+    presets = settings.presets(gw, "chat")
+    top = st.columns([3, 2, 1] if presets else [3, 1], vertical_alignment="bottom")
     model = top[0].selectbox(
-        "Model",
+        tr("Model"),
         names,
-        index=names.index(resident) if resident in names else 0,
+        index=names.index(default) if default in names else 0,
         key="chat_model",
-        help="Sending to a model that is not resident switches to it first.",
+        help=tr("Sending to a model that is not resident switches to it first."),
+        on_change=settings.remember,
+        args=(gw, "chat_model", "chat_model"),
     )
-    if top[1].button("Clear history", key="chat_clear", icon=":material/delete_sweep:", width="stretch"):
+    preset = None
+    if presets:
+        chosen = top[1].selectbox(
+            tr("Prompt preset"),
+            [None, *range(len(presets))],
+            format_func=preset_labels(presets, tr("none")).__getitem__,
+            key="chat_preset",
+            help=tr("Its text goes before what you type (presets: sidebar, Preferences)."),
+        )
+        preset = None if chosen is None else presets[chosen]["text"]
+    if top[-1].button(tr("Clear history"), key="chat_clear", icon=":material/delete_sweep:", width="stretch"):
         st.session_state[HISTORY_KEY] = []
     history: list[dict[str, Any]] = st.session_state.setdefault(HISTORY_KEY, [])
     for turn in history:
         _show_turn(turn)
 
     prompt = st.chat_input(
-        "Ask about the attached images…", accept_file="multiple", file_type=IMAGE_TYPES, key="chat_input"
+        tr("Ask about the attached images…"), accept_file="multiple", file_type=IMAGE_TYPES, key="chat_input"
     )
     if not prompt:
         return
-    text = prompt.text if hasattr(prompt, "text") else str(prompt)
+    text = with_preset(prompt.text if hasattr(prompt, "text") else str(prompt), preset)
     files = list(getattr(prompt, "files", []) or [])
     try:
         images = [_data_url(f.getvalue()) for f in files]
     except ImageError as exc:
-        st.error(f"Could not attach the image: {exc}", icon=":material/image_not_supported:")
+        st.error(tr("Could not attach the image: {why}", why=exc), icon=":material/image_not_supported:")
         return
-    user = {"role": "user", "content": text or "(image)", "images": images}
+    user = {"role": "user", "content": text or tr("(image)"), "images": images}
     history.append(user)
     _show_turn(user)
     try:
         _answer(gw, model, history)
     except GatewayError as exc:  # e.g. the gateway went away between two calls
-        history.append({"role": "assistant", "content": exc.message, "error": True})
-        st.error(exc.message, icon=":material/power_off:")
+        msg = translate_text(exc.message)  # a GatewayUnreachable is the client's own words
+        history.append({"role": "assistant", "content": msg, "error": True})
+        st.error(msg, icon=":material/power_off:")
 
 
 def _answer(gw: Gateway, model: str, history: list[dict[str, Any]]) -> None:
@@ -109,7 +134,7 @@ def _answer(gw: Gateway, model: str, history: list[dict[str, Any]]) -> None:
         if switched:
             result = run_switch(gw, model)
             if result is None or not result.ok:
-                msg = st.session_state.get("switch_notice", {}).get("text", f"{model} failed to start")
+                msg = st.session_state.get("switch_notice", {}).get("text", tr("{name} failed to start", name=model))
                 history.append({"role": "assistant", "content": msg, "error": True})
                 st.error(msg)
                 if result is not None and result.log_tail:
@@ -126,7 +151,7 @@ def _answer(gw: Gateway, model: str, history: list[dict[str, Any]]) -> None:
                 )
             )
         except GatewayError as exc:
-            msg = f"The model could not answer: {exc.message}"
+            msg = tr("The model could not answer: {why}", why=exc.message)
             history.append({"role": "assistant", "content": msg, "error": True})
             st.error(msg)
             return

@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+from vlmswap.i18n import num, tr, translate_text
 from vlmswap.swap.states import Phase
 from vlmswap.ui.api import Gateway, GatewayError, SwitchResult
 from vlmswap.ui.view import phase_label, time_bar
@@ -31,8 +32,8 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
     """
     where = where or st
     st.session_state.pop(NOTICE_KEY, None)
-    box = where.status(f"Switching to {name}…", expanded=True)
-    bar = box.progress(0.0, text="Asking the gateway…")
+    box = where.status(tr("Switching to {name}…", name=name), expanded=True)
+    bar = box.progress(0.0, text=tr("Asking the gateway…"))
     steps = box.empty()
     seen: list[str] = []
     times: dict[str, float] = {}
@@ -44,7 +45,7 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
             times[phase] = elapsed  # when the phase began, since the switch began
         bar.progress(*time_bar(phase, elapsed, eta_s))
         if message or phase != last_message["phase"]:
-            last_message.update(phase=phase, text=message)
+            last_message.update(phase=phase, text=translate_text(message))
         lines = [f"{_mark(p, phase)} {phase_label(p)}" for p in seen]
         if last_message["text"]:
             lines.append(f"_{last_message['text']}_")
@@ -53,22 +54,31 @@ def run_switch(gw: Gateway, name: str, where: Any = None) -> SwitchResult | None
     try:
         result = gw.switch(name, on_progress)
     except GatewayError as exc:
-        box.update(label=f"Could not switch to {name}", state="error", expanded=True)
-        box.error(exc.message)
-        st.session_state[NOTICE_KEY] = {"ok": False, "model": name, "text": exc.message, "log_tail": [], "steps": []}
+        box.update(label=tr("Could not switch to {name}", name=name), state="error", expanded=True)
+        box.error(translate_text(exc.message))
+        st.session_state[NOTICE_KEY] = {
+            "ok": False,
+            "model": name,
+            "text": translate_text(exc.message),
+            "log_tail": [],
+            "steps": [],
+        }
         return None
     final = Phase.READY if result.ok else Phase.FAILED
     if final not in seen:
         seen.append(final)
         times[final] = result.elapsed_s
+    seconds = num(result.elapsed_s)
     if result.ok:
-        bar.progress(1.0, text=f"Ready · {result.elapsed_s:.1f} s")
-        box.update(label=f"{name} is ready ({result.elapsed_s:.1f} s)", state="complete", expanded=False)
-        text = f"{name} is ready (switch took {result.elapsed_s:.1f} s)."
+        bar.progress(1.0, text=tr("Ready · {seconds} s", seconds=seconds))
+        box.update(
+            label=tr("{name} is ready ({seconds} s)", name=name, seconds=seconds), state="complete", expanded=False
+        )
+        text = tr("{name} is ready (switch took {seconds} s).", name=name, seconds=seconds)
     else:
-        box.update(label=f"{name} failed to start", state="error", expanded=True)
-        text = f"{name} failed to start: {result.error}"
-    steps = [f"{phase_label(p)} {times.get(p, 0.0):.1f} s" for p in seen]
+        box.update(label=tr("{name} failed to start", name=name), state="error", expanded=True)
+        text = tr("{name} failed to start: {why}", name=name, why=translate_text(result.error))
+    steps = [tr("{phase} {seconds} s", phase=phase_label(p), seconds=num(times.get(p, 0.0))) for p in seen]
     st.session_state[NOTICE_KEY] = {
         "ok": result.ok,
         "model": name,
@@ -90,10 +100,10 @@ def show_notice(where: Any = None) -> None:
     else:
         where.error(notice["text"], icon=":material/error:")
     if notice.get("steps"):
-        where.caption("Switch: " + " → ".join(notice["steps"]))
+        where.caption(tr("Switch: {steps}", steps=" → ".join(notice["steps"])))
     if not notice["ok"] and notice.get("log_tail"):
-        where.caption("Last log lines of the backend:")
+        where.caption(tr("Last log lines of the backend:"))
         where.code("\n".join(notice["log_tail"][-15:]), language=None)
-    if where.button("Dismiss", key="dismiss_notice"):
+    if where.button(tr("Dismiss"), key="dismiss_notice"):
         st.session_state.pop(NOTICE_KEY, None)
         st.rerun()

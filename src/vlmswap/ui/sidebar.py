@@ -10,7 +10,9 @@ from typing import Any
 
 import streamlit as st
 
+from vlmswap.i18n import num, tr, translate_text
 from vlmswap.swap.states import ModelState
+from vlmswap.ui import settings
 from vlmswap.ui.api import Gateway, GatewayError
 from vlmswap.ui.progress import NOTICE_KEY, run_switch, show_notice
 from vlmswap.ui.replicas import replicas_caption
@@ -23,11 +25,13 @@ from vlmswap.ui.view import (
     memory_line,
     models,
     needs_pull,
+    phase_label,
     pool_line,
     pull_fraction,
     pull_line,
     resident_name,
     sleep_line,
+    state_label,
     stats_line,
 )
 
@@ -48,8 +52,8 @@ def render(gw: Gateway) -> dict[str, Any] | None:
     try:
         status = gw.status()
     except GatewayError as exc:
-        sb.error(exc.message, icon=":material/power_off:")
-        sb.button("Retry", key="retry_gateway")
+        sb.error(translate_text(exc.message), icon=":material/power_off:")  # the client's own words, too
+        sb.button(tr("Retry"), key="retry_gateway")
         return None
     pending = st.session_state.pop(PENDING_KEY, None)
     if pending:
@@ -59,24 +63,36 @@ def render(gw: Gateway) -> dict[str, Any] | None:
     with sb:
         _live(gw)
     _models(gw, status)
+    settings.render(gw, sb)
     return status
 
 
 @st.fragment(run_every=REFRESH_S)
 def _live(gw: Gateway) -> None:
     """Refreshed every few seconds on its own: resident model, queue, GPU memory, log tail."""
+    settings.keep_language()  # a fragment's rerun runs apart from the page: same language
     try:
         status = gw.status()
     except GatewayError as exc:
-        st.warning(exc.message, icon=":material/power_off:")
+        st.warning(translate_text(exc.message), icon=":material/power_off:")
         return
     resident = resident_name(status)
     sw = status.get("switch")
-    line = f"Gateway `{gw.url}` · resident: **{resident or 'none'}** · queued: {status.get('queue_length', 0)}"
+    line = tr(
+        "Gateway `{url}` · resident: **{resident}** · queued: {queued}",
+        url=gw.url,
+        resident=resident or tr("none"),
+        queued=status.get("queue_length", 0),
+    )
     if status.get("profile") not in (None, "anonymous"):
-        line += f" · signed in as **{status['profile']}**"
+        line += " · " + tr("signed in as **{profile}**", profile=status["profile"])
     if sw:
-        line += f"  \nswitching to **{sw.get('target')}**: {sw.get('phase')} ({float(sw.get('elapsed_s') or 0):.1f} s)"
+        line += "  \n" + tr(
+            "switching to **{target}**: {phase} ({seconds} s)",
+            target=sw.get("target"),
+            phase=phase_label(str(sw.get("phase") or "")),
+            seconds=num(float(sw.get("elapsed_s") or 0)),
+        )
     st.markdown(line)
     if cluster := replicas_caption(status):  # `vlmswap cluster serve`: where each model runs
         st.caption(cluster)
@@ -86,22 +102,24 @@ def _live(gw: Gateway) -> None:
     if pool_line(status):
         st.caption(pool_line(status))
     if resident:
-        with st.expander(f"Log of {resident}"):
+        with st.expander(tr("Log of {name}", name=resident)):
             try:
-                st.code("\n".join(gw.logs(resident, 40)) or "(empty)", language=None)
+                st.code("\n".join(gw.logs(resident, 40)) or tr("(empty)"), language=None)
             except GatewayError as exc:
                 st.caption(exc.message)
 
 
 def _models(gw: Gateway, status: dict[str, Any]) -> None:
     sb = st.sidebar
-    sb.subheader("Models")
+    sb.subheader(tr("Models"))
     gpu = status.get("gpu") or {}
     for m in models(status):
         name = m["name"]
         state = ModelState(m.get("state") or ModelState.STOPPED)
         box = sb.container(border=True)
-        box.markdown(f"**{name}** {STATE_ICONS.get(state, '○')} {state}  \n{badges(m.get('capabilities') or [])}")
+        box.markdown(
+            f"**{name}** {STATE_ICONS.get(state, '○')} {state_label(state)}  \n{badges(m.get('capabilities') or [])}"
+        )
         box.caption(memory_line(m, gpu))
         if activity_line(m):
             box.caption(activity_line(m))
@@ -114,42 +132,62 @@ def _models(gw: Gateway, status: dict[str, Any]) -> None:
             with box:
                 pulled = _pull_box(gw, name, str(m["unavailable"]))
         elif m.get("unavailable"):
-            box.caption(f":material/block: cannot run here: {m['unavailable']}")
+            box.caption(":material/block: " + tr("cannot run here: {why}", why=translate_text(str(m["unavailable"]))))
         elif state == ModelState.FAILED and m.get("last_error"):
-            box.caption(f"last start failed: {m['last_error']}")
-        left, mid, right = box.columns(3)
-        left.button(
-            "Wake" if state == ModelState.SLEEPING else "Switch" if state != ModelState.READY else "Resident",
+            box.caption(tr("last start failed: {why}", why=translate_text(str(m["last_error"]))))
+        # One row that wraps: each button as wide as its label, so none is cut ("Sw…"), in any language.
+        row = box.container(horizontal=True, wrap=True, gap="small")
+        row.button(
+            tr("Wake")
+            if state == ModelState.SLEEPING
+            else tr("Switch")
+            if state != ModelState.READY
+            else tr("Resident"),
             key=f"switch_{name}",
+            icon=":material/swap_horiz:",
             disabled=(bool(m.get("unavailable")) and not pulled)
             or state in (ModelState.READY, ModelState.STARTING, ModelState.WAKING),
             on_click=_ask_switch,
             args=(name,),
-            width="stretch",
+            width="content",
         )
         if state == ModelState.READY and m.get("sleep_mode"):
-            mid.button(
-                "Sleep",
+            row.button(
+                tr("Sleep"),
                 key=f"sleep_{name}",
-                width="stretch",
+                icon=":material/bedtime:",
+                width="content",
                 on_click=_sleep,
                 args=(gw, name),
-                help="Park the weights in host RAM; the next request wakes it in a moment",
+                help=tr("Park the weights in host RAM; the next request wakes it in a moment"),
             )
         if state in (ModelState.READY, ModelState.STARTING, ModelState.SLEEPING):
-            right.button("Unload", key=f"unload_{name}", width="stretch", on_click=_unload, args=(gw, name))
+            row.button(
+                tr("Unload"),
+                key=f"unload_{name}",
+                icon=":material/eject:",
+                width="content",
+                on_click=_unload,
+                args=(gw, name),
+            )
 
 
 def _sleep(gw: Gateway, name: str) -> None:
     """Button callback: the outcome becomes the sidebar's notice, as for Unload."""
     try:
         gw.sleep(name)
-        notice = {"ok": True, "model": name, "text": f"{name} is going to sleep.", "log_tail": [], "steps": []}
+        notice = {
+            "ok": True,
+            "model": name,
+            "text": tr("{name} is going to sleep.", name=name),
+            "log_tail": [],
+            "steps": [],
+        }
     except GatewayError as exc:
         notice = {
             "ok": False,
             "model": name,
-            "text": f"Could not put {name} to sleep: {exc.message}",
+            "text": tr("Could not put {name} to sleep: {why}", name=name, why=exc.message),
             "log_tail": [],
             "steps": [],
         }
@@ -163,6 +201,7 @@ def _pull_box(gw: Gateway, name: str, reason: str) -> bool:
     Refreshed on its own; when a pull it saw running ends, the whole app reruns so the Switch
     button follows. Returns whether the gateway's last pull of the model succeeded.
     """
+    settings.keep_language()
     try:
         job = gw.pull_status(name)
     except GatewayError as exc:
@@ -181,15 +220,17 @@ def _pull_box(gw: Gateway, name: str, reason: str) -> bool:
         return True
     if job.get("done"):
         st.caption(f":material/error: {pull_line(job)}")
-    st.caption(f":material/cloud_download: {reason}")
+    st.caption(f":material/cloud_download: {translate_text(reason)}")
     st.button(
-        "Pull",
+        tr("Pull"),
         key=f"pull_{name}",
         icon=":material/download:",
         width="stretch",
         on_click=_pull,
         args=(gw, name),
-        help=f"Download {name}'s files into the gateway's Hugging Face cache (same as `vlmswap pull {name}`).",
+        help=tr(
+            "Download {name}'s files into the gateway's Hugging Face cache (same as `vlmswap pull {name}`).", name=name
+        ),
     )
     return False
 
@@ -203,7 +244,7 @@ def _pull(gw: Gateway, name: str) -> None:
         st.session_state[NOTICE_KEY] = {
             "ok": False,
             "model": name,
-            "text": f"Could not pull {name}: {exc.message}",
+            "text": tr("Could not pull {name}: {why}", name=name, why=exc.message),
             "log_tail": [],
             "steps": [],
         }
@@ -213,12 +254,12 @@ def _unload(gw: Gateway, name: str) -> None:
     """Button callback: the outcome becomes the sidebar's notice, so it survives the rerun."""
     try:
         gw.unload(name)
-        notice = {"ok": True, "model": name, "text": f"{name} unloaded.", "log_tail": [], "steps": []}
+        notice = {"ok": True, "model": name, "text": tr("{name} unloaded.", name=name), "log_tail": [], "steps": []}
     except GatewayError as exc:
         notice = {
             "ok": False,
             "model": name,
-            "text": f"Could not unload {name}: {exc.message}",
+            "text": tr("Could not unload {name}: {why}", name=name, why=exc.message),
             "log_tail": [],
             "steps": [],
         }
