@@ -240,6 +240,20 @@ def test_each_request_runs_as_its_callers_profile_on_the_replica(cluster: Cluste
     assert set(Client(cluster.url, api_key=READER_KEY).usage()["profiles"]) == {"reader"}
 
 
+def test_preferences_are_kept_per_profile_at_the_ingress(cluster: Cluster) -> None:
+    """One store for the cluster (the ingress's, beside its jobs): what a profile saves, it reads back;
+    another profile has its own."""
+    put = cluster.http.put(
+        "/api/me/preferences", headers=bearer(READER_KEY), json={"ocr_model": "ocr-b", "dpi": 120, "language": "ru"}
+    )
+    assert put.status_code == 200, put.text
+    got = cluster.http.get("/api/me/preferences", headers=bearer(READER_KEY)).json()
+    assert (got["ocr_model"], got["dpi"], got["language"]) == ("ocr-b", 120, "ru")
+    assert cluster.http.get("/api/me/preferences", headers=bearer(OTHER_KEY)).json()["ocr_model"] is None
+    bad = cluster.http.put("/api/me/preferences", headers=bearer(READER_KEY), json={"ocr_model": "nope"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_preferences"
+
+
 def test_a_pdf_job_through_the_cluster_reads_as_on_one_gateway(cluster: Cluster, tmp_path: Path) -> None:
     pdf = pdf_bytes(render_pages(page_texts(3)).images, dpi=DPI)
     model = _ocr_resident(cluster)

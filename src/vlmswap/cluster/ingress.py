@@ -29,6 +29,7 @@ from vlmswap.cluster.asgi_call import Call
 from vlmswap.cluster.forward import ReplicaFailed, open_call, replica_failed
 from vlmswap.cluster.options import ClusterOptions, registry_of
 from vlmswap.gateway import jobs as job_routes
+from vlmswap.gateway import preferences
 from vlmswap.gateway.guard import Guard, identity
 from vlmswap.gateway.proxy import read_openai_body
 from vlmswap.registry.profiles import Identity, Profiles
@@ -99,6 +100,7 @@ def ingress_app(opts: ClusterOptions) -> FastAPI:
         Guard, profiles=Profiles(registry, opts.api_key), max_body_bytes=int(registry.gateway.max_body_mb * 1024 * 1024)
     )
     app.include_router(job_routes.router)  # /api/jobs: the single gateway's routes over the ingress's JobService
+    app.include_router(preferences.router)  # /api/me/preferences: the single gateway's routes, the ingress's store
     return app
 
 

@@ -25,6 +25,7 @@ from vlmswap.cluster.options import ClusterOptions, registry_of
 from vlmswap.documents.pipeline import answer_text
 from vlmswap.gateway.jobs_runner import JobService, NotServed
 from vlmswap.registry.config import Registry
+from vlmswap.registry.preferences import PreferenceStore
 from vlmswap.registry.profiles import Identity, Profiles
 from vlmswap.swap.events import EventBus
 
@@ -124,7 +125,8 @@ def job_service(opts: ClusterOptions, host: Any, store_dir: Path) -> JobService:
 def lifespan(opts: ClusterOptions) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
     """The ingress app's lifespan (Ray Serve runs it in the replica): the JobService starts, resumes
     what a dead ingress left unfinished, and stops before the replica goes. Its events also go to
-    the Board, so `/api/events` carries `job` events as on one gateway."""
+    the Board, so `/api/events` carries `job` events as on one gateway. The profiles' preferences
+    live beside the jobs, in the ingress's state dir: one store for the whole cluster."""
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[None]:
@@ -133,7 +135,10 @@ def lifespan(opts: ClusterOptions) -> Callable[[Any], contextlib.AbstractAsyncCo
         ctx = serve.get_replica_context()
         host = serve.get_deployment_handle("ModelHost", ctx.app_name)
         board = serve.get_deployment_handle("Board", ctx.app_name)
-        service = job_service(opts, host, ingress_state_dir(opts, ctx.app_name) / "jobs")
+        own = ingress_state_dir(opts, ctx.app_name)
+        service = job_service(opts, host, own / "jobs")
+        app.state.registry = service.registry
+        app.state.preferences = PreferenceStore(own / "preferences")
         node = node_name()
         service.events.add_listener(lambda ev: board.publish.remote("ingress", node, ev))
         await service.start()

@@ -77,6 +77,7 @@ def share(app: FastAPI, manager: Manager, profiles: Profiles, preload: str | Non
     """The objects the routes share (`gateway.state` reads them back, typed)."""
     st = app.state
     st.manager = manager
+    st.registry = manager.registry
     st.profiles = profiles
     st.preload = preload
     st.usage = Usage()

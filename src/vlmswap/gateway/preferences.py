@@ -37,7 +37,7 @@ async def put_preferences(request: Request, prefs: Preferences) -> Preferences:
     """Replace the signed-in profile's preferences (fields left out become null); answers what was stored,
     model ids as registry names."""
     who = identity(request.scope) or OPEN
-    registry = state.manager(request).registry
+    registry = state.registry(request)
     allowed = None if who.models is None else set(who.models)
     checked, problems = check_models(prefs, registry, allowed)
     if problems:

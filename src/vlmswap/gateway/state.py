@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:
     from vlmswap.gateway.metrics import GatewayMetrics
+    from vlmswap.registry.config import Registry
     from vlmswap.registry.preferences import PreferenceStore
     from vlmswap.registry.profiles import Usage
     from vlmswap.swap.admission import Admission
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 
 def manager(request: HTTPConnection) -> Manager:
     found: Manager = request.app.state.manager
+    return found
+
+
+def registry(request: HTTPConnection) -> Registry:
+    """What may run: the manager's registry on one gateway, the cluster's at its ingress."""
+    found: Registry = request.app.state.registry
     return found
 
 
