@@ -271,6 +271,14 @@ def test_the_sidebar_names_each_replicas_node_gpu_and_model_and_nothing_for_one_
         "`r2` on gpu-b · no GPU · nothing resident · queued 0",
     ]
     assert replicas_caption({"resident": "ocr", "models": {}}) is None
+    from vlmswap.i18n import use
+
+    with use("ru"):
+        lines = (replicas_caption(status) or "").split("  \n")
+    assert (
+        lines[0] == "Кластер из **2** реплик"
+        and lines[2] == "`r2` на gpu-b · нет GPU · нет активной модели · в очереди: 0"
+    )
 
 
 def test_the_serve_config_is_valid_for_ray_and_its_args_are_the_commands_options() -> None:

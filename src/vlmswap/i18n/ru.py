@@ -17,6 +17,17 @@ MESSAGES: dict[str, str | tuple[str, str, str]] = {
         "Шлюз `{url}` · активна: **{resident}** · в очереди: {queued}"
     ),
     "none": "нет",
+    # --- a cluster's replicas (ui/replicas.py) ---------------------------------------------
+    "Cluster of **{n}** replica": (
+        "Кластер из **{n}** реплики",
+        "Кластер из **{n}** реплик",
+        "Кластер из **{n}** реплик",
+    ),
+    "GPU {ids}": "GPU {ids}",
+    "nothing resident": "нет активной модели",
+    "`{replica}` on {node} · {gpu} · {held} · queued {queued}": (
+        "`{replica}` на {node} · {gpu} · {held} · в очереди: {queued}"
+    ),
     "signed in as **{profile}**": "вы вошли как **{profile}**",
     "switching to **{target}**: {phase} ({seconds} s)": "переключение на **{target}**: {phase} ({seconds} с)",
     "Log of {name}": "Журнал модели {name}",
