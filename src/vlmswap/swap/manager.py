@@ -36,9 +36,11 @@ from vlmswap.backends.base import state_dir as default_state_dir
 from vlmswap.registry.availability import unavailable_reason
 from vlmswap.registry.config import ModelSpec, Registry
 from vlmswap.swap.events import EventBus, Subscription
+from vlmswap.swap.keeping import PoolOrder, order_for
 from vlmswap.swap.lifecycle import Lifecycle
 from vlmswap.swap.model import Model
 from vlmswap.swap.policies import EvictAll, Placement, Policy
+from vlmswap.swap.predictor import Predictor, write_atomic
 from vlmswap.swap.scheduler import (
     Action,
     Drain,
@@ -50,10 +52,15 @@ from vlmswap.swap.scheduler import (
     StopResident,
 )
 from vlmswap.swap.states import ModelState, Phase, Residency
+from vlmswap.swap.traces import Recorder
 
 __all__ = ["Lease", "Manager", "Model", "Ticket"]
 
 UNAVAILABLE_REFRESH_S = 5.0
+HOUSEKEEPING_S = 1.0  # the trace is written, idleness checked for staging, this often
+PREDICTOR_SAVE_S = 60.0  # what the predictor learned is saved this often (and at shutdown)
+PREDICTOR_FILE = "predictor.json"
+PREDICTED_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,19 @@ class Manager:
         self.clock = clock
         self.gateway_id = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
         self.events = EventBus()
+        # Learned from every request (its wall clock: what it learns outlives this process).
+        self.predictor = Predictor(registry.models, horizon_s=self.settings.predict_horizon_s)
+        self.predictor.load(self.state_dir / PREDICTOR_FILE)
+        self._predictor_saved = self.predictor.observed
+        self.order: PoolOrder = order_for(
+            self.settings.pool_policy,
+            last_used=lambda name: self.scheduler.last_used(name),
+            now=clock,
+            predictor=self.predictor,
+            costs=lambda name: self.lifecycle.costs(name),
+            queued=lambda name: self.scheduler.queued(name),
+            wall=time.time,
+        )
         self.lifecycle = Lifecycle(
             registry,
             self.state_dir,
@@ -124,15 +144,21 @@ class Manager:
             gpu_probe=gpu_probe,
             clock=clock,
             on_exit=self._backend_exited,
-            keep=self._keep,
+            order=self.order,
+            used=lambda name: self.scheduler.last_used(name),
         )
         self.scheduler = Scheduler.from_registry(registry, policy=self._policy(), grouping=grouping)
+        trace = self.settings.trace_path
+        self.recorder = Recorder(self.state_dir / trace) if trace else None  # an absolute path stays as it is
+        self._arrivals: dict[int, float] = {}  # id -> wall clock of arrival (recorded traces only)
+        self._granted_at: dict[int, float] = {}
         self._tickets: dict[int, Ticket] = {}
         self._lease_errors: dict[int, str] = {}
         self._ids = itertools.count(1)
         self._jobs: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
         self._timer_wake: asyncio.Event | None = None
         self._timer_deadline: float | None = None
         self._unavailable: dict[str, str | None] | None = None
@@ -149,10 +175,6 @@ class Manager:
         lc = self.lifecycle
         needs = {name: lc.need_bytes(name) for name in self.registry.models}
         return Placement.for_card(lc.card_bytes(), self.settings.gpu_budget_gb, needs)
-
-    def _keep(self, name: str) -> float:
-        """How much a sleeper is worth keeping in the pool; the lowest leaves first (least recently used)."""
-        return self.scheduler.last_used(name)
 
     def awake(self) -> list[str]:
         """The models awake and serving (policy single: at most one)."""
@@ -172,6 +194,7 @@ class Manager:
         self._timer_wake = asyncio.Event()
         self._timer = asyncio.create_task(self._run_timer(), name="vlmswap-timer")
         self._watcher = asyncio.create_task(self._run_unavailable(), name="vlmswap-unavailable")
+        self._housekeeper = asyncio.create_task(self._run_housekeeping(), name="vlmswap-housekeeping")
         self._started = True
         for m in messages:
             self.events.publish("state", None, message=m)
@@ -199,12 +222,14 @@ class Manager:
         if self._closing:
             return
         self._closing = True
-        tasks = [t for t in (self._timer, self._watcher, *self._jobs) if t is not None]
+        tasks = [t for t in (self._timer, self._watcher, self._housekeeper, *self._jobs) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        with contextlib.suppress(Exception):
+            await self._save_learned(final=True)
         for ticket in list(self._tickets.values()):
             if not ticket.future.done():
                 ticket.future.set_exception(APIError(503, "the gateway is shutting down", headers={"Retry-After": "5"}))
@@ -241,6 +266,10 @@ class Manager:
         id = next(self._ids)
         ticket = Ticket(self, id, name, asyncio.get_running_loop().create_future())
         self._tickets[id] = ticket
+        wall = time.time()
+        self.predictor.observe(name, wall)  # first: a switch this request starts keeps the pool by it
+        if self.recorder is not None:
+            self._arrivals[id] = wall
         self._apply_all(self.scheduler.request_arrived(id, name, self.clock(), priority))
         if ticket.future.done() and ticket.future.exception() is not None:
             ticket._released = True
@@ -258,8 +287,10 @@ class Manager:
             ticket.release()
 
     def _release(self, id: int) -> None:
-        self._tickets.pop(id, None)
+        ticket = self._tickets.pop(id, None)
         self._lease_errors.pop(id, None)
+        if self.recorder is not None and ticket is not None:
+            self._record(id, ticket.name)
         if not self._closing:
             now = self.clock()
             self._apply_all(self.scheduler.request_finished(id, now))
@@ -393,6 +424,8 @@ class Manager:
                 ticket = self._tickets.pop(id, None)
                 if ticket is None or ticket.future.done():
                     return
+                if self.recorder is not None:
+                    self._record(id, ticket.name)
                 headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
                 code = {404: "model_not_found", 502: "backend_start_failed", 503: "unavailable"}.get(status)
                 ticket.future.set_exception(APIError(status, message, code=code, headers=headers))
@@ -421,7 +454,17 @@ class Manager:
         if url is None:  # cannot happen while the scheduler and lifecycle agree
             ticket.future.set_exception(APIError(502, f"{model} has no backend"))
             return
+        if self.recorder is not None:
+            self._granted_at[id] = self.clock()
         ticket.future.set_result(Lease(model, self.registry.models[model], url, id, self._lease_errors))
+
+    def _record(self, id: int, name: str) -> None:
+        """The request's line of the trace: when it arrived, and how long it held its model (None: it
+        never got it)."""
+        assert self.recorder is not None
+        arrived, granted = self._arrivals.pop(id, None), self._granted_at.pop(id, None)
+        if arrived is not None:
+            self.recorder.add(arrived, name, None if granted is None else self.clock() - granted)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -537,6 +580,30 @@ class Manager:
         items = list(self.registry.models.items())
         reasons = await asyncio.to_thread(lambda: [unavailable_reason(spec, present) for _, spec in items])
         self._unavailable = {name: r for (name, _), r in zip(items, reasons)}
+
+    async def _run_housekeeping(self) -> None:
+        """Off the request path: the recorded trace is written, what the predictor learned is saved."""
+        saved = self.clock()
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                if self.recorder is not None and self.recorder.pending():
+                    await asyncio.to_thread(self.recorder.write, self.recorder.take())
+                if self.clock() - saved >= PREDICTOR_SAVE_S:
+                    saved = self.clock()
+                    await self._save_learned()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a full disk must not stop the gateway; say it once per failure
+                self.events.publish("state", None, message=f"could not write the trace or the predictor: {exc}")
+
+    async def _save_learned(self, final: bool = False) -> None:
+        if self.recorder is not None and self.recorder.pending():
+            await asyncio.to_thread(self.recorder.write, self.recorder.take())
+        if self.predictor.observed != self._predictor_saved:
+            data = self.predictor.dumps()  # on the loop: a consistent copy
+            await asyncio.to_thread(write_atomic, self.state_dir / PREDICTOR_FILE, data)
+            self._predictor_saved = self.predictor.observed
 
     async def _run_unavailable(self) -> None:
         while True:
