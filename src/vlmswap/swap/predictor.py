@@ -91,13 +91,14 @@ def _decay(cell: Cell, t: float, half_life_s: float) -> None:
         cell[2] = t
 
 
-def _rate(cell: Cell | None, t: float, half_life_s: float, prior: float, pseudo_s: float) -> tuple[float, float]:
-    """(rate shrunk toward `prior` by `pseudo_s` seconds of pseudo-exposure, exposure behind it)."""
+def _rate(cell: Cell | None, t: float, half_life_s: float, prior: float, strength: float) -> tuple[float, float]:
+    """(rate shrunk toward `prior` by `strength` pseudo-observations of one event each after the
+    prior's mean time, exposure behind it): a gamma prior's posterior mean."""
     if cell is None or not cell[1]:
         return prior, 0.0
     f = 0.5 ** (max(0.0, t - cell[2]) / half_life_s)
     events, exposure = cell[0] * f, cell[1] * f
-    return (events + prior * pseudo_s) / (exposure + pseudo_s), exposure
+    return (events + strength) / (exposure + strength / prior), exposure
 
 
 @dataclass
@@ -125,7 +126,7 @@ class Weights:
     """How much each table's evidence counts, and how much history it takes to count (tuned on the
     tuning seeds of bench/simulate.py, never on the seeds it reports as held out)."""
 
-    prior_strength: float = 2.0  # pseudo-observations of `censor_s` seconds each
+    prior_strength: float = 2.0  # pseudo-observations behind each table's fallback
     learning_rate: float = 0.02  # of the combination (0: the naive Bayes product, never adjusted)
 
 
@@ -261,12 +262,12 @@ class Predictor:
         """The combination's inputs for m at t: each table's log-odds (relative to the base's), and
         the words for /api/status."""
         hl, h = self.half_life_s, self.horizon_s
-        pseudo = self.weights.prior_strength * self.censor_s
+        pseudo = self.weights.prior_strength
 
         def chance(rate: float) -> float:
             return 1 - math.exp(-rate * h)
 
-        base, seen = _rate(self.base.get(m), t, hl, self.prior_rate, self.censor_s)
+        base, seen = _rate(self.base.get(m), t, hl, self.prior_rate, 1.0)
         z = _logit(chance(base))
         parts = [] if seen else ["no history yet"]
         hour = self.hour_of(t)
@@ -315,6 +316,7 @@ class Predictor:
             "current": self.current,
             "previous": self.previous,
             "last": self.last,
+            "visits": {m: list(v) for m, v in self.visits.items() if v},
             "observed": self.observed,
             "coef": self.coef,
             "base": self.base,
@@ -343,6 +345,7 @@ class Predictor:
             return False
         # Everything parsed first: a file that fails half-way changes nothing.
         last = {str(k): float(v) for k, v in d.get("last", {}).items()}
+        visits = {str(m): deque(float(x) for x in v) for m, v in d.get("visits", {}).items()}
         base = cells(d["base"])
         hour = {int(h): cells(r) for h, r in d["hour"].items()}
         after = {str(m): cells(r) for m, r in d["after"].items()}
@@ -350,7 +353,8 @@ class Predictor:
         recent_all = {int(b): [float(x) for x in c] for b, c in d["recent_all"].items()}
         self.current, self.previous = d.get("current"), d.get("previous")
         self.observed = int(d.get("observed", 0))
-        self.coef, self.last, self.base, self.hour, self.after = coef, last, base, hour, after
+        self.coef, self.last, self.visits, self.base, self.hour = coef, last, visits, base, hour
+        self.after = after
         self.recent, self.recent_all = recent, recent_all
         for m in self.last:
             if m not in self.models:

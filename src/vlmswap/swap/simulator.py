@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import psutil
+
 from vlmswap.registry.config import Registry
 from vlmswap.swap import pool, priors
 from vlmswap.swap.keeping import PoolOrder, PoolPolicy, order_for
@@ -233,15 +235,12 @@ class Oracle:
 class Options:
     pool_policy: PoolPolicy | Literal["oracle"]
     card_bytes: int | None = None  # a simulated card seen through NVML; None: no NVML
-    ram_budget_bytes: int | None = None  # None: gateway.sleep_ram_budget_gb, else half of 64 GiB
+    ram_budget_bytes: int | None = None  # None: gateway.sleep_ram_budget_gb, else half of this machine's RAM
     residual_bytes: int = int(DEFAULT_RESIDUAL_GB * GIB)
     grouping: bool = True
     weights: Weights | None = None
     horizon_s: float | None = None  # None: gateway.predict_horizon_s
     window_s: float | None = None  # None: the horizon
-
-
-DEFAULT_HOST_RAM_BYTES = 64 * GIB  # without sleep_ram_budget_gb the live default is half the machine's RAM
 
 
 class Simulation:
@@ -279,9 +278,11 @@ class Simulation:
                 wall=lambda: self.now + self.t0,
             )
         budget = options.ram_budget_bytes
-        if budget is None:
+        if budget is None:  # as the live lifecycle: the registry's, else half of this machine's memory
             budget = (
-                int(g.sleep_ram_budget_gb * GIB) if g.sleep_ram_budget_gb is not None else DEFAULT_HOST_RAM_BYTES // 2
+                int(g.sleep_ram_budget_gb * GIB)
+                if g.sleep_ram_budget_gb is not None
+                else psutil.virtual_memory().total // 2
             )
         self.lifecycle = SimLifecycle(
             registry,
