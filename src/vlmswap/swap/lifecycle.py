@@ -281,6 +281,19 @@ class Lifecycle:
         reason = f"switching to {for_model}" if for_model and for_model != name else "unload"
         await self.stop(name, for_model or name, reason)
 
+    def would_sleep(self, name: str) -> bool:
+        """Whether `name`, put to sleep now, would be let into the pool (staging asks before a start)."""
+        s = self.settings
+        plan = pool.plan_sleep(
+            name,
+            self.estimated_sleep_ram(name),
+            self._sleepers(),
+            max_sleeping=s.max_sleeping,
+            ram_budget_bytes=self.ram_budget_bytes,
+            worth=self.worth(name),
+        )
+        return plan.fits
+
     async def put_to_sleep(self, name: str, phase_model: str, protect: frozenset[str]) -> bool:
         """Sleep `name`, verified; False when it was stopped instead (it did not fit the pool, its
         /sleep failed, or its GPU memory did not go). Room is made in the pool first."""
