@@ -149,7 +149,7 @@ class Predictor:
             raise ValueError("horizon_s and half_life_s must be positive")
         self.models = list(dict.fromkeys(models))
         self.horizon_s = horizon_s
-        self.window_s = window_s or max(horizon_s, 600.0)  # recency and frequency are counted over this
+        self.window_s = window_s or 20 * horizon_s  # recency and frequency are counted over this
         self.censor_s = censor_s or 4 * max(self.horizon_s, self.window_s)
         self.half_life_s = half_life_s
         self.weights = weights or Weights()
