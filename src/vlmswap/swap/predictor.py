@@ -55,6 +55,7 @@ NEVER = len(AGE_EDGES) + 1
 VISITS_MAX = 4
 """Visits (requests for a model after one for another) within the last window: 0, 1, 2, 3, 4 or more."""
 LN2 = math.log(2)
+CLOSE_PER_CALL = 2
 
 
 def local_hour(t: float) -> int:
@@ -83,9 +84,22 @@ def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
+def _chance(rate: float, horizon_s: float) -> float:
+    """A request within the horizon at this rate (a Poisson process): 1 - exp(-rate * H)."""
+    return -math.expm1(-rate * horizon_s)
+
+
+def _z(rate: float, horizon_s: float) -> float:
+    """The log-odds of `_chance`: log((1 - e^-x) / e^-x) = log(e^x - 1), clamped like _logit."""
+    x = min(max(rate * horizon_s, 1e-4), 9.2)
+    return math.log(math.expm1(x))
+
+
 def _decay(cell: Cell, t: float, half_life_s: float) -> None:
-    if t > cell[2]:
-        f = 0.5 ** ((t - cell[2]) / half_life_s)
+    """Express the counts at `t`; steps under 0.07 % of decay wait until they add up to more."""
+    dt = t - cell[2]
+    if dt > half_life_s * 1e-3:
+        f = 0.5 ** (dt / half_life_s)
         cell[0] *= f
         cell[1] *= f
         cell[2] = t
@@ -96,7 +110,8 @@ def _rate(cell: Cell | None, t: float, half_life_s: float, prior: float, strengt
     prior's mean time, exposure behind it): a gamma prior's posterior mean."""
     if cell is None or not cell[1]:
         return prior, 0.0
-    f = 0.5 ** (max(0.0, t - cell[2]) / half_life_s)
+    dt = t - cell[2]
+    f = 1.0 if dt < half_life_s * 1e-3 else 0.5 ** (dt / half_life_s)  # under 0.07 %: not worth a pow
     events, exposure = cell[0] * f, cell[1] * f
     return (events + strength) / (exposure + strength / prior), exposure
 
@@ -180,7 +195,9 @@ class Predictor:
         """A request for `model` at time `t` (seconds; times must not go backwards by much)."""
         self.observed += 1
         self._close_until(t)
-        for obs in self._open:
+        for obs in reversed(self._open):  # newest first: those still open come before the expired ones
+            if obs.t0 + self.censor_s < t:
+                break
             obs.first.setdefault(model, t)
         changed = model != self.current
         if changed:
@@ -193,14 +210,18 @@ class Predictor:
             self.models.append(model)
         if changed or t - self._last_open >= self.window_s:
             cells = {m: self._cell(m, t) for m in self.models}
-            x = {m: self._inputs(m, t, cells[m])[0] for m in self.models}
+            x = {m: self._inputs(m, t, cells[m]) for m in self.models}
             self._open.append(_Obs(model, f"{self.previous}>{model}", t, self.hour_of(t), cells, x))
             self._last_open = t
             while len(self._open) > self.max_open:
                 self._close(self._open.popleft(), t)
 
     def _close_until(self, t: float) -> None:
-        while self._open and self._open[0].t0 + self.censor_s < t:
+        """Close what has expired, a few per call: after a long pause a request would otherwise pay for
+        every observation at once (the rest close on the next calls; they take nothing new meanwhile)."""
+        for _ in range(CLOSE_PER_CALL):
+            if not self._open or self._open[0].t0 + self.censor_s >= t:
+                return
             obs = self._open.popleft()
             self._close(obs, obs.t0 + self.censor_s)
 
@@ -245,9 +266,6 @@ class Predictor:
 
     # --- asking ----------------------------------------------------------------------------
 
-    def chance(self, model: str, t: float) -> float:
-        return self._estimate(model, t)[0]
-
     def explain(self, model: str, t: float) -> Prediction:
         p, why = self._estimate(model, t)
         return Prediction(model, p, why)
@@ -258,49 +276,43 @@ class Predictor:
         out = [self.explain(m, t) for m in names]
         return sorted(out, key=lambda p: (-p.chance, -self.last.get(p.model, -math.inf)))
 
-    def _inputs(self, m: str, t: float, cell: int) -> tuple[tuple[float, ...], list[str]]:
-        """The combination's inputs for m at t: each table's log-odds (relative to the base's), and
-        the words for /api/status."""
-        hl, h = self.half_life_s, self.horizon_s
-        pseudo = self.weights.prior_strength
-
-        def chance(rate: float) -> float:
-            return 1 - math.exp(-rate * h)
-
+    def _inputs(self, m: str, t: float, cell: int, words: list[str] | None = None) -> tuple[float, ...]:
+        """The combination's inputs for m at t: each table's log-odds relative to its fallback's (the
+        base's, the first-order transition's for the second). With `words`, what /api/status says."""
+        hl, h, k = self.half_life_s, self.horizon_s, self.weights.prior_strength
         base, seen = _rate(self.base.get(m), t, hl, self.prior_rate, 1.0)
-        z = _logit(chance(base))
-        parts = [] if seen else ["no history yet"]
+        z = _z(base, h)
         hour = self.hour_of(t)
-        r_hour, ex_hour = _rate(self.hour.get(hour, {}).get(m), t, hl, base, pseudo)
-        if ex_hour:
-            parts.append(f"at {hour:02d}h {chance(r_hour):.0%}")
-        r_after, ex_after, r_after2 = base, 0.0, base
+        r_hour, ex_hour = _rate(self.hour.get(hour, {}).get(m), t, hl, base, k)
+        r_after, ex_after, r_after2, ex_after2 = base, 0.0, base, 0.0
         c = self.current
         if c is not None:
-            r_after, ex_after = _rate(self.after.get(c, {}).get(m), t, hl, base, pseudo)
+            r_after, ex_after = _rate(self.after.get(c, {}).get(m), t, hl, base, k)
+            r_after2, ex_after2 = _rate(self.after.get(f"{self.previous}>{c}", {}).get(m), t, hl, r_after, k)
+        pooled, _ = _rate(self.recent_all.get(cell), t, hl, base, k)
+        r_recent, _ = _rate(self.recent.get(m, {}).get(cell), t, hl, pooled, k)
+        if words is not None:
+            if not seen:
+                words.append("no history yet")
+            if ex_hour:
+                words.append(f"at {hour:02d}h {_chance(r_hour, h):.0%}")
             if ex_after:
-                parts.append(f"after {c} {chance(r_after):.0%}")
-            r_after2, ex_after2 = _rate(self.after.get(f"{self.previous}>{c}", {}).get(m), t, hl, r_after, pseudo)
+                words.append(f"after {c} {_chance(r_after, h):.0%}")
             if ex_after2 and self.previous is not None:
-                parts.append(f"after {self.previous} then {c} {chance(r_after2):.0%}")
-        pooled, _ = _rate(self.recent_all.get(cell), t, hl, base, pseudo)
-        r_recent, _ = _rate(self.recent.get(m, {}).get(cell), t, hl, pooled, pseudo)
-        last = self.last.get(m)
-        if last is not None:
-            parts.append(f"last asked {ago(t - last)} ago {chance(r_recent):.0%}")
-        z_after = _logit(chance(r_after))
-        x = (
-            1.0,
-            z,
-            _logit(chance(r_hour)) - z,
-            z_after - z,
-            _logit(chance(r_after2)) - z_after,
-            _logit(chance(r_recent)) - z,
-        )
-        return x, parts
+                words.append(f"after {self.previous} then {c} {_chance(r_after2, h):.0%}")
+            last = self.last.get(m)
+            if last is not None:
+                words.append(f"last asked {ago(t - last)} ago {_chance(r_recent, h):.0%}")
+        z_after = _z(r_after, h)
+        return (1.0, z, _z(r_hour, h) - z, z_after - z, _z(r_after2, h) - z_after, _z(r_recent, h) - z)
+
+    def chance(self, model: str, t: float) -> float:
+        x = self._inputs(model, t, self._cell(model, t))
+        return _sigmoid(sum(c * v for c, v in zip(self.coef, x)))
 
     def _estimate(self, m: str, t: float) -> tuple[float, str]:
-        x, parts = self._inputs(m, t, self._cell(m, t))
+        parts: list[str] = []
+        x = self._inputs(m, t, self._cell(m, t), parts)
         p = _sigmoid(sum(c * v for c, v in zip(self.coef, x)))
         return p, f"{p:.0%} within {ago(self.horizon_s)}" + (" (" + ", ".join(parts) + ")" if parts else "")
 
