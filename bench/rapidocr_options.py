@@ -19,6 +19,7 @@ Run: .venv/bin/python bench/rapidocr_options.py [--runs 1] [--variants before,af
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import resource
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from vlmswap.documents.metrics import cer  # noqa: E402
-from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, render  # noqa: E402
+from vlmswap.worker.engines.rapidocr_engine import RapidOCREngine, ink_measure, render  # noqa: E402
 
 DPI = 150
 PDFS = [
@@ -102,10 +103,8 @@ def cpu_children() -> float:
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     model = "?"
-    try:
-        model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     return (
         f"{os.cpu_count()} CPUs ({model}), {mem:.1f} GiB RAM, Linux {platform.release()}, "
         f"Python {platform.python_version()}; load average at start {os.getloadavg()[0]:.2f}"
@@ -145,7 +144,9 @@ def main() -> None:
             image.save(png)
             for name in names:
                 c, t = cpu_self(), time.perf_counter()
-                text = render(None, engines[name].read(image), image.size)
+                # the whole answer as the worker gives it: detection, recognition and the layout step
+                # (ink measures, tables, paragraphs, reading order)
+                text = render(None, engines[name].read(image), image.size, measure=ink_measure(image, image.size))
                 wall[name].append(time.perf_counter() - t)
                 cpu[name].append(cpu_self() - c)
                 errs[name].append(cer(truth, text))
@@ -176,7 +177,7 @@ def main() -> None:
     print(f"Machine: {machine()}")
     try:
         ov = f"openvino {version('openvino')}"
-    except Exception:
+    except Exception:  # not installed
         ov = "openvino not installed"
     print(f"Versions: rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}, {ov}, {tess}")
     print(

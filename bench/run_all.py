@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "worker_rapidocr.py",
     "ocr_pipeline.py",
+    "layout_eval.py",
     "gateway_switch.py",
     "gateway_proxy.py",
     "gateway_sleep.py",

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs and starts the system pieces the test suite uses: a Docker engine, Debian's
 # Chromium (driven by Playwright), busybox-static (rootfs for the test images),
-# docker-compose (validates deploy/compose.yaml).
-# With "bench": also Tesseract 5 and nginx-light, the benchmarks' peers, and libtasn1-doc and
-# shared-mime-info, whose typeset PDF manuals bench/rapidocr_options.py reads.
+# docker-compose (validates deploy/compose.yaml), and the layout corpus (bench/layout_corpus.py):
+# its fonts (DejaVu, Liberation, Carlito, Caladea, FreeFont) and the typeset PDF manuals Debian
+# ships (libtasn1-doc, shared-mime-info, libidn2-doc, bash-doc).
+# With "bench": also Tesseract 5 and nginx-light, the benchmarks' peers.
 # Installs only as root on Debian; elsewhere it says what is missing and goes on.
 set -euo pipefail
-want=(docker.io chromium busybox-static fonts-dejavu-core docker-compose)
-[ "${1:-}" = bench ] && want+=(tesseract-ocr nginx-light libtasn1-doc shared-mime-info)
+want=(docker.io chromium busybox-static fonts-dejavu-core docker-compose
+      fonts-liberation2 fonts-crosextra-carlito fonts-crosextra-caladea fonts-freefont-ttf
+      libtasn1-doc shared-mime-info libidn2-doc bash-doc)
+[ "${1:-}" = bench ] && want+=(tesseract-ocr nginx-light)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

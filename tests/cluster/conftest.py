@@ -1,8 +1,14 @@
-"""One real `vlmswap cluster serve` (a local Ray, two replicas) for the whole module, always reaped."""
+"""One real `vlmswap cluster serve` (a local Ray, two replicas) for the whole module, always reaped.
+
+The cluster's registry has profiles (an admin, and two readers who may use the models but not
+the admin API), so every test goes through the ingress's sign-in and each replica applies the
+caller's profile; `Cluster.http` and the clients the tests make sign in as the admin.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -25,6 +31,23 @@ pytest.importorskip("ray.serve", reason="the cluster mode needs the ray extra (m
 
 SPAWNLOG = Path(__file__).resolve().parent / "spawnlog.py"
 UP_TIMEOUT_S = 180
+ADMIN_KEY, READER_KEY, OTHER_KEY = "cluster-admin-0001", "cluster-reader-0002", "cluster-other-0003"
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+OCR_FIELDS = {"family": "rapidocr", "capabilities": ["ocr", "layout"]}
+PROFILES = {
+    "ops": {"key_sha256": sha(ADMIN_KEY), "admin": True},
+    "reader": {"key_sha256": sha(READER_KEY)},
+    "other": {"key_sha256": sha(OTHER_KEY)},
+}
 
 
 @dataclass(frozen=True)
@@ -37,7 +60,13 @@ class Spawn:
 class Cluster:
     """`vlmswap cluster serve` on a free port; worker spawns logged by spawnlog.py."""
 
-    def __init__(self, tmp: Path, models: dict[str, list[str]], replicas: int = 2):
+    def __init__(
+        self,
+        tmp: Path,
+        models: dict[str, list[str]],
+        replicas: int = 2,
+        fields: dict[str, dict[str, Any]] | None = None,
+    ):
         self.tmp = tmp
         self.spawn_log = tmp / "spawns.log"
         self.spawn_log.touch()
@@ -49,16 +78,18 @@ class Cluster:
                     "cmd": ["${PYTHON}", str(SPAWNLOG), str(self.spawn_log), "${MODEL}", "--", *cmd],
                     "startup_timeout_s": 120,
                     "vram_gb": 0,
+                    **(fields or {}).get(name, {}),
                 }
                 for name, cmd in models.items()
             },
+            "profiles": PROFILES,
         }
         self.config = tmp / "registry.yaml"
         self.config.write_text(yaml.safe_dump(registry, sort_keys=False))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / "cluster.log"
-        self.http = httpx.Client(base_url=self.url, timeout=180, trust_env=False)
+        self.http = httpx.Client(base_url=self.url, timeout=180, trust_env=False, headers=bearer(ADMIN_KEY))
         env = {**os.environ, "VLMSWAP_STATE_DIR": str(tmp / "state"), "PYTHONUNBUFFERED": "1"}
         env.pop("VLMSWAP_API_KEY", None)
         self._log = open(self.log_path, "ab")
@@ -193,6 +224,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "ocr-b": worker,
             "ocr-c": worker,
             "slow": fault_cmd("--chunk-delay", "0.3", "--response-delay", "6"),
+            "chat": fault_cmd("--chunk-delay", "0.05"),
+        },
+        fields={
+            **dict.fromkeys(("ocr-a", "ocr-b", "ocr-c"), OCR_FIELDS),
+            "chat": {"capabilities": ["chat"]},
         },
     )
     try:
@@ -210,3 +246,20 @@ def sampler(cluster: Cluster) -> Iterator[AwakeSampler]:
     s = AwakeSampler(cluster)
     yield s
     s.stop()
+
+
+@pytest.fixture
+def ui_server(cluster: Cluster, tmp_path: Path) -> Iterator[str]:
+    """`vlmswap ui --gateway CLUSTER_URL` as a user runs it, signed in as the admin."""
+    from tests.support import PY, running
+
+    port = free_port()
+    argv = [PY, "-m", "vlmswap", "ui", "--gateway", cluster.url, "--port", str(port)]
+    with running(
+        argv,
+        f"http://127.0.0.1:{port}/_stcore/health",
+        timeout=90,
+        log_path=tmp_path / "ui.log",
+        env={"VLMSWAP_STATE_DIR": str(tmp_path / "state"), "VLMSWAP_API_KEY": ADMIN_KEY},
+    ):
+        yield f"http://127.0.0.1:{port}"

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,12 +23,27 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.conftest import AwakeSampler, Cluster, alive
+from tests.cluster.conftest import (
+    ADMIN_KEY,
+    OCR_FIELDS,
+    OTHER_KEY,
+    READER_KEY,
+    AwakeSampler,
+    Cluster,
+    alive,
+    bearer,
+)
+from tests.documents.conftest import pdf_bytes, render_pages
+from tests.gateway_e2e.conftest import Gateway
+from tests.jobs.conftest import DPI, page_texts, rapidocr_model
 from tests.support import ROOT
 from vlmswap import Client
+from vlmswap.backends.process import cleanup_orphans
+from vlmswap.documents.layout import Document
 
 OCR_MODELS = ("ocr-a", "ocr-b", "ocr-c")
 
@@ -61,7 +77,9 @@ def test_each_model_loads_once_on_some_replica_and_status_is_aggregated(
     events: list[dict[str, Any]] = []
 
     def read_events() -> None:
-        with httpx.Client(base_url=cluster.url, timeout=httpx.Timeout(300, connect=10), trust_env=False) as c:
+        with httpx.Client(
+            base_url=cluster.url, timeout=httpx.Timeout(300, connect=10), trust_env=False, headers=bearer(ADMIN_KEY)
+        ) as c:
             with contextlib.suppress(httpx.TransportError), c.stream("GET", "/api/events") as r:
                 for line in r.iter_lines():  # until the cluster stops
                     if line.startswith("data:"):
@@ -118,7 +136,7 @@ def test_no_replica_ever_has_two_workers_awake(cluster: Cluster, sampler: AwakeS
 
 
 def test_streaming_through_the_ingress_with_the_openai_client(cluster: Cluster) -> None:
-    client = openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="unused", max_retries=0, timeout=180)
+    client = openai.OpenAI(base_url=f"{cluster.url}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=180)
     stream = client.chat.completions.create(
         model="slow", messages=[{"role": "user", "content": "hello"}], stream=True, max_tokens=6
     )
@@ -133,11 +151,11 @@ def test_streaming_through_the_ingress_with_the_openai_client(cluster: Cluster) 
 
 
 def test_vlmswap_client_status_and_ocr_commands_against_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
-    with Client(cluster.url) as c:
+    with Client(cluster.url, api_key=ADMIN_KEY) as c:
         st = c.status()
         assert len(st["replicas"]) == 2
         assert c.chat("slow", [{"role": "user", "content": "ping"}]).startswith("[slow]")
-        assert {m["id"] for m in c.models()} >= {"ocr-a", "ocr-b", "ocr-c", "slow"}
+        assert {m["id"] for m in c.models()} >= {"ocr-a", "ocr-b", "ocr-c", "slow", "chat"}
         buf = io.BytesIO()
         Image.new("RGB", (64, 32), "white").save(buf, "PNG")
         doc = c.ocr_upload("blank.png", buf.getvalue(), model=next(m for m in st["residents"] if m != "slow"))
@@ -147,6 +165,7 @@ def test_vlmswap_client_status_and_ocr_commands_against_the_cluster(cluster: Clu
     out = subprocess.run(
         [sys.executable, "-m", "vlmswap", "status", "--gateway", cluster.url],
         cwd=ROOT,
+        env={**os.environ, "VLMSWAP_API_KEY": ADMIN_KEY},
         capture_output=True,
         text=True,
         timeout=60,
@@ -171,6 +190,8 @@ def test_vlmswap_client_status_and_ocr_commands_against_the_cluster(cluster: Clu
             "json",
             "--out",
             str(tmp_path / "out"),
+            "--api-key",
+            ADMIN_KEY,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -179,6 +200,8 @@ def test_vlmswap_client_status_and_ocr_commands_against_the_cluster(cluster: Clu
     )
     assert out.returncode == 0, out.stderr
     assert list((tmp_path / "out").rglob("*.json"))
+    with Client(cluster.url, api_key=ADMIN_KEY) as c:  # the cluster serves document jobs: the CLI used one
+        assert [j["state"] for j in c.jobs() if j["source"] == "page.png"] == ["done"]
 
 
 def test_unknown_model_and_bad_json_get_openai_errors_at_the_ingress(cluster: Cluster) -> None:
@@ -186,6 +209,209 @@ def test_unknown_model_and_bad_json_get_openai_errors_at_the_ingress(cluster: Cl
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     r = cluster.http.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+def _ocr_resident(cluster: Cluster) -> str:
+    return next(m for m in cluster.status()["residents"] if m in OCR_MODELS)
+
+
+def _usage(cluster: Cluster, profile: str) -> int:
+    with Client(cluster.url, api_key=ADMIN_KEY) as c:
+        return int(c.usage()["profiles"].get(profile, {}).get("requests", 0))
+
+
+def test_each_request_runs_as_its_callers_profile_on_the_replica(cluster: Cluster) -> None:
+    me = cluster.http.get("/api/me", headers=bearer(READER_KEY)).json()
+    assert me["profile"] == "reader" and me["admin"] is False and "ocr-a" in me["models"]
+    r = cluster.http.get("/api/status", headers=bearer("not-a-key"))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = cluster.http.post("/api/models/ocr-a/load", headers=bearer(READER_KEY))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "admin_only"
+    before = _usage(cluster, "reader")
+    model = _ocr_resident(cluster)
+    r = cluster.http.post(
+        "/v1/chat/completions",
+        headers=bearer(READER_KEY),
+        json={"model": model, "messages": [{"role": "user", "content": _image_content()}]},
+    )
+    assert r.status_code == 200, r.text
+    # The replica's Admission counted it as reader's (the cluster's /api/usage sums the replicas').
+    cluster.wait_for(lambda: _usage(cluster, "reader") == before + 1, 10, "reader's request in the usage")
+    assert set(Client(cluster.url, api_key=READER_KEY).usage()["profiles"]) == {"reader"}
+
+
+def test_a_pdf_job_through_the_cluster_reads_as_on_one_gateway(cluster: Cluster, tmp_path: Path) -> None:
+    pdf = pdf_bytes(render_pages(page_texts(3)).images, dpi=DPI)
+    model = _ocr_resident(cluster)
+    spawned = cluster.spawns()
+    events: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def read_events() -> None:  # the cluster's /api/events (the Board) carries job events too
+        with (
+            httpx.Client(base_url=cluster.url, timeout=60, trust_env=False, headers=bearer(ADMIN_KEY)) as c,
+            contextlib.suppress(httpx.TransportError),
+            c.stream("GET", "/api/events") as r,
+        ):
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+                if stop.is_set():
+                    return
+
+    threading.Thread(target=read_events, daemon=True).start()
+    cluster.wait_for(lambda: events, 30, "the events stream's hello")
+    reader = Client(cluster.url, api_key=READER_KEY)
+    handle = reader.submit_job(content=pdf, filename="report.pdf", model=model, dpi=DPI)
+    seen: list[dict[str, Any]] = []
+    final = handle.wait(timeout=240, on_event=seen.append)
+    assert seen[0]["step"] == "snapshot" and seen[-1]["step"] == "ended", seen
+    assert sorted(e["page"] for e in seen if e["step"] == "page") == [1, 2, 3]
+    assert final["state"] == "done" and final["pages_done"] == 3 and final["pages_failed"] == 0
+    got = handle.result()
+    assert isinstance(got, Document)
+    # Each page went to the replica that held the model: no worker started anywhere.
+    assert cluster.spawns() == spawned
+    cluster.wait_for(
+        lambda: any(e.get("type") == "job" and e.get("job_id") == handle.id and e["step"] == "ended" for e in events),
+        10,
+        "the job's end on the cluster's /api/events",
+    )
+    stop.set()
+    assert {e.get("replica") for e in events if e.get("type") == "job"} == {"ingress"}
+
+    # The same PDF on one gateway, with the same worker: the same pages, text and blocks.
+    gw = Gateway(tmp_path, {model: rapidocr_model(**OCR_FIELDS)}).start()
+    try:
+        alone = Client(gw.url).submit_job(content=pdf, filename="report.pdf", model=model, dpi=DPI)
+        assert alone.wait(timeout=240)["state"] == "done"
+        expected = alone.result()
+        assert isinstance(expected, Document)
+    finally:
+        gw.stop()
+        cleanup_orphans(gw.state_dir, grace_s=0.5)
+
+    def pages(doc: Document) -> list[dict[str, Any]]:
+        return [{k: v for k, v in p.to_dict().items() if k != "timings"} for p in doc.pages]
+
+    assert pages(got) == pages(expected)
+    assert "The quick brown fox number 2." in got.pages[1].text
+
+    # The job is reader's: other sees nothing of it; the admin sees everyone's.
+    other = {"authorization": f"Bearer {OTHER_KEY}"}
+    for method, path in (
+        ("GET", f"/api/jobs/{handle.id}"),
+        ("GET", f"/api/jobs/{handle.id}/events"),
+        ("GET", f"/api/jobs/{handle.id}/result"),
+        ("GET", f"/api/jobs/{handle.id}/pages/1"),
+        ("GET", f"/api/jobs/{handle.id}/pages/1/image"),
+        ("DELETE", f"/api/jobs/{handle.id}"),
+    ):
+        r = cluster.http.request(method, path, headers=other)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "job_not_found", (path, r.text)
+    assert handle.id not in {j["id"] for j in Client(cluster.url, api_key=OTHER_KEY).jobs()}
+    assert handle.id in {j["id"] for j in reader.jobs()}
+    assert handle.id in {j["id"] for j in Client(cluster.url, api_key=ADMIN_KEY).jobs()}
+    assert "<!-- page 3 -->" in str(handle.result("md"))
+    assert handle.page(2).number == 2 and handle.page_image(2).startswith(b"\x89PNG")
+
+    # Cancel: the pages in flight are called back from the replica; what was read is kept.
+    slow = reader.submit_job(content=pdf, filename="slow.pdf", model="slow", mode="text", dpi=DPI)
+    cluster.wait_for(lambda: cluster.status()["models"]["slow"]["in_flight"] >= 1, 60, "a slow page in flight")
+    assert slow.cancel()["state"] == "cancelled"
+    cluster.wait_for(lambda: cluster.status()["models"]["slow"]["in_flight"] == 0, 30, "the slow page called back")
+
+
+def test_an_ingress_killed_mid_job_resumes_it_without_redoing_pages(cluster: Cluster) -> None:
+    pdf = pdf_bytes(render_pages(page_texts(10)).images, dpi=DPI)
+    model = _ocr_resident(cluster)
+    reader = Client(cluster.url, api_key=READER_KEY)
+    handle = reader.submit_job(content=pdf, filename="long.pdf", model=model, dpi=DPI)
+    follower: dict[str, Any] = {}  # a client following the job across the ingress's death
+    thread = threading.Thread(
+        target=lambda: follower.update(reader.job(handle.id).wait(timeout=280, reconnect_for=150)), daemon=True
+    )
+    thread.start()
+    ingress = cluster.status()["ingress"]
+    before = cluster.wait_for(
+        lambda: (j := reader.job(handle.id).refresh())["pages_done"] >= 2 and j, 120, "two pages done"
+    )
+    os.kill(ingress["pid"], signal.SIGKILL)  # no shutdown code runs: the ingress's state dir is all there is
+    assert before["state"] == "running" and before["pages_done"] < 10, "the job ended before the kill"
+    again = cluster.wait_for(
+        lambda: (i := cluster.status_or_none().get("ingress")) and i["pid"] != ingress["pid"] and i,
+        120,
+        "a new ingress",
+    )
+    assert again["jobs_dir"] == ingress["jobs_dir"]
+    thread.join(280)
+    assert follower.get("state") == "done" and follower["pages_done"] == 10, follower
+    done_before = {p["number"]: p["finished_at"] for p in before["pages"] if p["state"] == "done"}
+    after = {p["number"]: p["finished_at"] for p in follower["pages"]}
+    assert {n: after[n] for n in done_before} == done_before  # read once, never again
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser_page() -> Any:
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui.test_browser import ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1080})
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make system-deps)")
+def test_the_ui_against_the_cluster_shows_its_replicas_switches_reads_a_page_and_chats(
+    cluster: Cluster, ui_server: str, browser_page: Any, tmp_path: Path
+) -> None:
+    from tests.ui.helpers import png_bytes, render_document
+
+    page = browser_page
+    page.goto(ui_server)
+    page.get_by_role("heading", name="OCR documents").wait_for(timeout=60_000)
+    sidebar = page.locator("section[data-testid='stSidebar']")
+    sidebar.get_by_text("Cluster of 2 replicas").wait_for(timeout=30_000)
+    for rep in cluster.status()["replicas"]:
+        sidebar.get_by_text(rep["replica"]).first.wait_for()
+
+    # Switch from the sidebar to an OCR model no replica holds: one replica loads it.
+    idle = next(m for m in OCR_MODELS if m not in cluster.status()["residents"])
+    page.locator(f".st-key-switch_{idle} button").click()
+    page.get_by_text(re.compile(rf"{idle} is ready \(switch took")).wait_for(timeout=180_000)
+    assert idle in cluster.status()["residents"]
+
+    # OCR a page (a document job on the cluster): the recognised text appears.
+    upload = tmp_path / "report.png"
+    upload.write_bytes(png_bytes(render_document()))
+    page.locator("input[type=file]").first.set_input_files(str(upload))
+    page.get_by_text("report.png").first.wait_for()
+    page.get_by_role("button", name="Run OCR").click()
+    page.get_by_text(re.compile("quick brown fox", re.I)).first.wait_for(timeout=180_000)
+    page.get_by_text("report.png · page 1").wait_for()
+    assert any(
+        j["source"] == "report.png" and j["state"] == "done" for j in Client(cluster.url, api_key=ADMIN_KEY).jobs()
+    )
+    page.screenshot(path=str(tmp_path / "cluster-ocr.png"), full_page=True)
+
+    # Chat: the answer streams back from the replica the chat model runs on.
+    page.get_by_role("link", name="Chat").click()
+    page.get_by_role("heading", name="Chat about images").wait_for(timeout=60_000)
+    page.locator(".st-key-chat_model").click()
+    page.get_by_role("option", name="chat").click()
+    page.get_by_placeholder("Ask about the attached images…").fill("hello cluster")
+    page.keyboard.press("Enter")
+    page.get_by_text(re.compile(r"\[chat\]")).first.wait_for(timeout=120_000)
+    page.screenshot(path=str(tmp_path / "cluster-chat.png"), full_page=True)
+    assert "chat" in cluster.status()["residents"]
 
 
 def test_killed_replica_fails_its_requests_with_502_and_leaves_no_orphan(cluster: Cluster) -> None:
@@ -212,8 +438,12 @@ def test_killed_replica_fails_its_requests_with_502_and_leaves_no_orphan(cluster
     threads[0].start()
     assert first_chunk.wait(120)
     threads[1].start()
+    # A document job's two pages (jobs_concurrency 2) on the same replica: they too die with it.
+    pdf = pdf_bytes(render_pages(page_texts(2)).images, dpi=DPI)
+    reader = Client(cluster.url, api_key=READER_KEY)
+    job = reader.submit_job(content=pdf, filename="two.pdf", model="slow", mode="text", dpi=DPI)
     st = cluster.wait_for(
-        lambda: (s := cluster.status())["models"]["slow"]["in_flight"] >= 2 and s, 60, "two requests in flight"
+        lambda: (s := cluster.status())["models"]["slow"]["in_flight"] >= 4 and s, 60, "four requests in flight"
     )
     victim = next(r for r in st["replicas"] if r["resident"] == "slow")
     workers = [s for s in cluster.spawns() if s.parent == victim["pid"] and alive(s.pid)]
@@ -236,6 +466,9 @@ def test_killed_replica_fails_its_requests_with_502_and_leaves_no_orphan(cluster
         "a replacement replica reporting",
     )
     assert cluster.chat("slow", "again").status_code == 200
+    # The job's pages failed with the replica (one try each) and were read again on another.
+    final = job.wait(timeout=240)
+    assert final["state"] == "done" and [p["tries"] for p in final["pages"]] == [2, 2], final
     for model in cluster.status()["residents"]:
         if model != "slow":
             _ocr(cluster, model)

@@ -206,6 +206,7 @@ def test_cluster_serve_refuses_bad_options_before_starting_ray(tmp_path: Path) -
         (["--min-replicas", "1"], "--min-replicas needs --max-replicas"),
         (["--min-replicas", "3", "--max-replicas", "2"], "above --max-replicas"),
         (["--host", "0.0.0.0"], "refusing to bind 0.0.0.0 without an API key"),
+        (["--downscale-delay-s", "5"], "--downscale-delay-s needs --max-replicas"),
     ]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -251,3 +252,92 @@ def test_lifespan_runs_the_apps_startup_and_shutdown_and_reports_a_failed_start(
             raise AssertionError("a failed startup went unnoticed")
 
     asyncio.run(run())
+
+
+def test_the_sidebar_names_each_replicas_node_gpu_and_model_and_nothing_for_one_gateway() -> None:
+    from vlmswap.ui.replicas import replicas_caption
+
+    status = {
+        "cluster": True,
+        "replicas": [
+            {"replica": "r1", "node": "gpu-a (10.0.0.5)", "gpu_ids": ["0"], "resident": "ocr", "queue_length": 3},
+            {"replica": "r2", "node": "gpu-b (10.0.0.6)", "gpu_ids": [], "resident": None, "queue_length": 0},
+        ],
+    }
+    lines = (replicas_caption(status) or "").split("  \n")
+    assert lines == [
+        "Cluster of **2** replicas",
+        "`r1` on gpu-a · GPU 0 · **ocr** · queued 3",
+        "`r2` on gpu-b · no GPU · nothing resident · queued 0",
+    ]
+    assert replicas_caption({"resident": "ocr", "models": {}}) is None
+
+
+def test_the_serve_config_is_valid_for_ray_and_its_args_are_the_commands_options() -> None:
+    import pytest
+    import yaml
+    from pydantic import ValidationError
+    from ray.serve.schema import ServeDeploySchema
+
+    from tests.support import ROOT
+    from vlmswap.cluster.app import ClusterArgs
+
+    config = yaml.safe_load((ROOT / "deploy" / "serve-config.yaml").read_text())
+    ServeDeploySchema.model_validate(config)
+    (app,) = config["applications"]
+    assert app["import_path"] == "vlmswap.cluster.app:build"
+    opts = ClusterArgs.model_validate(app["args"]).options()
+    assert opts.autoscaling and opts.gpus_per_replica == 1
+    assert opts.autoscaling_config() == {
+        "min_replicas": 1,
+        "max_replicas": 2,
+        "target_ongoing_requests": 2,
+        "upscale_delay_s": 30,
+        "downscale_delay_s": 600,
+        "look_back_period_s": 30,
+    }
+    inline = ClusterArgs(registry_yaml="models:\n  m: {served_name: m, cmd: [x]}\n", replicas=3).options()
+    assert list(inline.registry["models"]) == ["m"] and inline.replicas == 3 and not inline.autoscaling
+    for bad, says in (
+        ({"replica": 2}, "replica"),
+        ({"registry": "a.yaml", "registry_yaml": "models: {}"}, "not both"),
+        ({"min_replicas": 1}, "min_replicas needs max_replicas"),
+        ({"min_replicas": 3, "max_replicas": 2}, "above max_replicas"),
+    ):
+        with pytest.raises(ValidationError, match=says):
+            ClusterArgs.model_validate(bad)
+    with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR is not set"):
+        ClusterArgs(api_key_env="NO_SUCH_KEY_VAR").options()
+
+
+def test_the_rayservice_embeds_the_same_application_with_a_gpu_per_replica(monkeypatch: Any) -> None:
+    import re
+
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from tests.support import ROOT
+    from vlmswap.cluster.app import ClusterArgs
+
+    manifest = yaml.safe_load((ROOT / "deploy" / "rayservice.yaml").read_text())
+    assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayService"
+    serve_config = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(serve_config)
+    local = yaml.safe_load((ROOT / "deploy" / "serve-config.yaml").read_text())
+    (app,), (local_app,) = serve_config["applications"], local["applications"]
+    assert (app["name"], app["import_path"]) == (local_app["name"], local_app["import_path"])
+    monkeypatch.setenv("VLMSWAP_API_KEY", "k8s-secret")
+    opts = ClusterArgs.model_validate(app["args"]).options()  # the inline registry parses, the key is read
+    assert opts.api_key == "k8s-secret" and {"rapidocr", "qwen3-vl-2b"} <= set(opts.registry["models"])
+    cluster = manifest["spec"]["rayClusterConfig"]
+    (workers,) = cluster["workerGroupSpecs"]
+    (container,) = workers["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == str(opts.gpus_per_replica).removesuffix(".0")
+    assert workers["maxReplicas"] == opts.max_replicas
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    serve_ports = {p["containerPort"] for c in (head, container) for p in c["ports"] if p["name"] == "serve"}
+    assert serve_ports == {serve_config["http_options"]["port"]}
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"  # no model host on the head
+    dockerfile = (ROOT / "deploy" / "Dockerfile.cluster").read_text()
+    assert re.search(r"ARG RAY_VERSION=(\S+)", dockerfile)[1] == cluster["rayVersion"]  # type: ignore[index]
+    assert container["image"] == head["image"]

@@ -131,3 +131,24 @@ def test_ctrl_c_cancels_the_job_on_the_gateway(gateways, pdf3, tmp_path):
     assert "cancelled: long.pdf (job " in err
     j = wait_job(gw, jid, lambda j: j["state"] == "cancelled", 10, "cancelled")
     assert 1 <= j["pages_done"] < 3
+
+
+def test_ocr_through_a_server_without_document_jobs_reads_page_by_page(pdf3, tmp_path):
+    """An older gateway (or any OpenAI-compatible server: here the fault server) has no /api/jobs:
+    `vlmswap ocr --gateway` says so and sends the pages one by one through its chat API."""
+    from tests.servers import FAULT_SERVER
+    from tests.support import free_port, running
+
+    port = free_port()
+    src = tmp_path / "scan.pdf"
+    src.write_bytes(pdf3)
+    argv = [PY, str(FAULT_SERVER), "--port", str(port), "--served-model-name", "old"]
+    with running(argv, f"http://127.0.0.1:{port}/health", timeout=60):
+        proc = vlmswap(
+            "ocr", str(src), "--gateway", f"http://127.0.0.1:{port}", "--model", "old", "--mode", "text",
+            "--format", "json", "--out", str(tmp_path / "out"), "--dpi", str(DPI),
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "serves no document jobs" in proc.stderr
+    doc = Document.from_dict(json.loads((tmp_path / "out" / "scan.json").read_text()))
+    assert [p.number for p in doc.pages] == [1, 2, 3] and all("[old]" in p.text for p in doc.pages)

@@ -72,7 +72,7 @@ class Served:
     def __init__(self, engine: ScriptedEngine, url: str, app: object):
         self.engine = engine
         self.url = url
-        self.state = app.state.worker  # type: ignore[attr-defined]
+        self.state = app.state.worker
 
 
 def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

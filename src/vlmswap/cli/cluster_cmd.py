@@ -63,6 +63,15 @@ def serve_cmd(
     target_ongoing_requests: float = typer.Option(
         2.0, min=0.1, help="Autoscaling: requests in flight or queued per replica that Ray aims for."
     ),
+    upscale_delay_s: float | None = typer.Option(
+        None, min=0.0, help="Autoscaling: how long the load must stay high before a replica is added (Ray: 30)."
+    ),
+    downscale_delay_s: float | None = typer.Option(
+        None, min=0.0, help="Autoscaling: how long the load must stay low before a replica goes (Ray: 600)."
+    ),
+    look_back_period_s: float | None = typer.Option(
+        None, min=0.1, help="Autoscaling: the window Ray averages the ongoing requests over (Ray: 30)."
+    ),
     state_dir: Path | None = typer.Option(
         None, envvar="VLMSWAP_STATE_DIR", help="Base of the replicas' state dirs (pid files, per replica slot)."
     ),
@@ -89,6 +98,14 @@ def serve_cmd(
         fail("--min-replicas needs --max-replicas (autoscaling)")
     if max_replicas is not None and min_replicas is not None and min_replicas > max_replicas:
         fail(f"--min-replicas {min_replicas} is above --max-replicas {max_replicas}")
+    knobs = {
+        "--upscale-delay-s": upscale_delay_s,
+        "--downscale-delay-s": downscale_delay_s,
+        "--look-back-period-s": look_back_period_s,
+    }
+    given = [flag for flag, value in knobs.items() if value is not None]
+    if given and max_replicas is None:
+        fail(f"{', '.join(given)} needs --max-replicas (autoscaling)")
     from vlmswap.backends.base import port_in_use
 
     if not address and port_in_use(port, host):  # before a local Ray spends seconds starting
@@ -111,6 +128,9 @@ def serve_cmd(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         target_ongoing_requests=target_ongoing_requests,
+        upscale_delay_s=upscale_delay_s,
+        downscale_delay_s=downscale_delay_s,
+        look_back_period_s=look_back_period_s,
         state_dir=str(state_dir) if state_dir else None,
     )
     init: dict[str, Any] = (

@@ -60,7 +60,8 @@ async def _ocr_file(
 
 
 def _serves_jobs(gateway: str, api_key: str | None) -> bool:
-    """Whether the gateway has /api/jobs (a `vlmswap cluster serve` does not route them yet)."""
+    """Whether the gateway has /api/jobs (gateways older than document jobs, and clusters before they ran
+    them, do not)."""
     from vlmswap.client import Client, GatewayError
 
     try:
@@ -229,7 +230,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         if gateway and not _serves_jobs(gateway, api_key):
             typer.echo(
-                f"vlmswap ocr: {gateway} serves no document jobs (a cluster?); reading page by page "
+                f"vlmswap ocr: {gateway} serves no document jobs (an older gateway?); reading page by page "
                 f"through its OpenAI API",
                 err=True,
             )

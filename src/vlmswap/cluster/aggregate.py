@@ -85,6 +85,18 @@ def cluster_status(reports: Iterable[dict[str, Any]], now: float) -> dict[str, A
     }
 
 
+def cluster_usage(reports: Iterable[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """`/api/usage`'s profiles: each replica counts the requests its Admission served; summed here."""
+    out: dict[str, dict[str, float | int]] = {}
+    for r in reports:
+        for name, u in (r.get("usage") or {}).items():
+            into = out.setdefault(name, {"requests": 0, "tokens": 0, "gpu_seconds": 0.0})
+            into["requests"] += int(u.get("requests", 0))
+            into["tokens"] += int(u.get("tokens", 0))
+            into["gpu_seconds"] = round(float(into["gpu_seconds"]) + float(u.get("gpu_seconds", 0.0)), 3)
+    return dict(sorted(out.items()))
+
+
 def _cluster_gpu(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     gpus = [s["gpu"] for s in summaries if s.get("gpu") and s["gpu"].get("available")]
     if not gpus:

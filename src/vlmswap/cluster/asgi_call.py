@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlmswap.api.errors import error_body
+from vlmswap.gateway.guard import IN_PROCESS_IDENTITY
+from vlmswap.registry.profiles import Identity
 
 ASGIApp = Callable[
     [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
@@ -25,13 +27,20 @@ ASGIApp = Callable[
 
 @dataclass(frozen=True)
 class Call:
-    """One HTTP request as it travels from the ingress to a replica (picklable)."""
+    """One HTTP request as it travels from the ingress to a replica (picklable).
+
+    `identity`: the profile the ingress signed the caller in as. The replica's gateway takes it
+    as is (its Guard, its Admission: the profile's models, priority, limits, usage), so no key
+    travels past the ingress and a document job's pages, which have no key at all, run as
+    their owner.
+    """
 
     method: str
     path: str
     query: bytes = b""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     body: bytes = b""
+    identity: Identity | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ async def call(app: ASGIApp, req: Call) -> AsyncIterator[Head | bytes]:
         "client": ("127.0.0.1", 0),
         "server": ("127.0.0.1", 0),
     }
+    if req.identity is not None:
+        scope[IN_PROCESS_IDENTITY] = req.identity
     out: asyncio.Queue[Any] = asyncio.Queue()
     gone = asyncio.Event()
     sent_body = False

@@ -1,8 +1,8 @@
 """The Board deployment: the cluster's view, gathered from every replica.
 
 Each ModelHost replica reports its status and metrics here every second (and at once on a
-change) and forwards its events; the ingress answers `/api/status`, `/metrics`, `/v1/models`
-and `/api/events` from here (`aggregate.py` does the merging).
+change) and forwards its events; the ingress answers `/api/status`, `/metrics`, `/v1/models`,
+`/api/usage` and `/api/events` from here (`aggregate.py` does the merging).
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ class Board:
 
     async def metrics(self) -> dict[str, str]:
         return {r["replica"]: r["metrics"] for r in self._live()}
+
+    async def usage(self) -> dict[str, dict[str, float | int]]:
+        return aggregate.cluster_usage(self._live())
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         sub = self.bus.subscribe()  # before the hello: nothing published after it is missed

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import socket
@@ -22,9 +23,11 @@ from typing import Any
 
 from ray import serve
 
+from vlmswap.api.errors import error_body
 from vlmswap.cluster import slots
 from vlmswap.cluster.asgi_call import Call, Head, Lifespan, call
 from vlmswap.cluster.options import ClusterOptions, registry_of
+from vlmswap.registry.profiles import OPEN
 
 REPORT_PERIOD_S = 1.0
 LEAVE_TIMEOUT_S = 2.0
@@ -54,7 +57,10 @@ class ModelHostBase:
         from vlmswap.gateway import create_app
         from vlmswap.swap.manager import Manager
 
-        registry = registry_of(registry_data)
+        # No profiles here: the ingress signs every caller in and each call carries its profile
+        # (`Call.identity`), so a replica needs no keys (none of the registry's key_env variables
+        # on a GPU node) and serves no call without one.
+        registry = registry_of({**registry_data, "profiles": {}})
         ctx = serve.get_replica_context()
         self.replica = ctx.replica_id.unique_id
         self.node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
@@ -83,19 +89,28 @@ class ModelHostBase:
 
     async def handle(self, req: Call) -> AsyncIterator[Head | bytes]:
         """One HTTP request through this replica's gateway app; the response head, then its body."""
+        if req.identity is None:
+            yield Head(401, ((b"content-type", b"application/json"),))
+            body = error_body(401, "a replica serves calls from the ingress only", code="no_identity")
+            yield json.dumps(body).encode()
+            return
         name = serve.get_multiplexed_model_id()
         if name:
             await self.hosted(name)  # Ray's LRU (the subclass's multiplexed loader): routing only
         async for item in call(self.app, req):
             yield item
 
-    async def _metrics_text(self) -> str:
-        chunks = [c async for c in call(self.app, Call("GET", "/metrics")) if isinstance(c, bytes)]
-        return b"".join(chunks).decode()
+    async def _get(self, path: str) -> bytes:
+        """This replica's own gateway route, called in process (as an admin: the whole answer)."""
+        chunks = [c async for c in call(self.app, Call("GET", path, identity=OPEN)) if isinstance(c, bytes)]
+        return b"".join(chunks)
 
     async def _report_loop(self) -> None:
         while True:
+            self._changed.clear()  # before reading: a change while the report is on its way sends another
             with contextlib.suppress(Exception):
+                metrics = (await self._get("/metrics")).decode()
+                usage = json.loads(await self._get("/api/usage"))["profiles"]
                 await self.board.report.remote(
                     {
                         "replica": self.replica,
@@ -106,11 +121,11 @@ class ModelHostBase:
                         "state_dir": str(self.slot.state_dir),
                         "time": time.time(),
                         "routed_models": sorted(self.routed.copy()),  # copy: Ray evicts from a thread
-                        "status": self.manager.status(),
-                        "metrics": await self._metrics_text(),
+                        "status": self.manager.status(),  # read last: the freshest part
+                        "metrics": metrics,
+                        "usage": usage,
                     }
                 )
-            self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), REPORT_PERIOD_S)
 
@@ -146,15 +161,7 @@ def host_deployment(opts: ClusterOptions) -> Any:
     loader = serve.multiplexed(max_num_models_per_replica=opts.models_per_replica)(ModelHostBase.hosted)
     ModelHost = type("ModelHost", (ModelHostBase,), {"hosted": loader})
     scaling: dict[str, Any] = (
-        {
-            "autoscaling_config": {
-                "min_replicas": opts.min_replicas if opts.min_replicas is not None else 1,
-                "max_replicas": opts.max_replicas,
-                "target_ongoing_requests": opts.target_ongoing_requests,
-            }
-        }
-        if opts.autoscaling
-        else {"num_replicas": opts.replicas}
+        {"autoscaling_config": opts.autoscaling_config()} if opts.autoscaling else {"num_replicas": opts.replicas}
     )
     return serve.deployment(
         ModelHost,

@@ -20,11 +20,27 @@ class ClusterOptions:
     min_replicas: int | None = None  # set with max_replicas: Ray Serve autoscaling
     max_replicas: int | None = None
     target_ongoing_requests: float = 2.0
+    # Ray Serve's own knobs for how fast it reacts (None: Ray's defaults, 30 s up, 600 s down, 30 s look-back)
+    upscale_delay_s: float | None = None
+    downscale_delay_s: float | None = None
+    look_back_period_s: float | None = None
     state_dir: str | None = None  # base of the replicas' state dirs (default: vlmswap's own)
 
     @property
     def autoscaling(self) -> bool:
         return self.max_replicas is not None
+
+    def autoscaling_config(self) -> dict[str, Any]:
+        """Ray Serve's `autoscaling_config` for the model hosts (only the knobs that were set)."""
+        config: dict[str, Any] = {
+            "min_replicas": self.min_replicas if self.min_replicas is not None else 1,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+        }
+        for knob in ("upscale_delay_s", "downscale_delay_s", "look_back_period_s"):
+            if getattr(self, knob) is not None:
+                config[knob] = getattr(self, knob)
+        return config
 
 
 def registry_of(data: dict[str, Any]) -> Registry:

@@ -136,3 +136,6 @@ class Document:
             mode=str(d.get("mode", "layout")),
             pages=[Page.from_dict(p) for p in d.get("pages", [])],
         )
+
+
+__all__ = ["CATEGORIES", "FURNITURE", "Block", "Document", "Page"]

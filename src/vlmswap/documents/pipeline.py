@@ -295,7 +295,8 @@ class LocalRunner:
 
 class GatewayRunner:
     """Chat requests through a running gateway's OpenAI API: `vlmswap ocr --gateway` against a gateway
-    that serves no document jobs (a `vlmswap cluster serve`), page by page with local rendering."""
+    that serves no document jobs (an older gateway, any OpenAI-compatible server), page by page with local
+    rendering."""
 
     def __init__(self, url: str, timeout_s: float = 600.0, api_key: str | None = None):
         self.url = url.rstrip("/")

@@ -20,7 +20,7 @@ from vlmswap.api.errors import error_response, install_handlers
 from vlmswap.api.openai_types import BODY_MODELS
 from vlmswap.gateway import admin, jobs, ocr, openai_routes, pull
 from vlmswap.gateway.guard import OPEN_PATHS, BodyTooLarge, Guard
-from vlmswap.gateway.jobs_runner import JobService
+from vlmswap.gateway.jobs_runner import JobService, LeasedPages
 from vlmswap.gateway.metrics import GatewayMetrics
 from vlmswap.gateway.proxy import Proxy, new_pool
 from vlmswap.registry.profiles import Profiles, Usage
@@ -81,7 +81,13 @@ def share(app: FastAPI, manager: Manager, profiles: Profiles, preload: str | Non
     st.metrics = GatewayMetrics(manager)
     st.metrics.watch_usage(st.usage)
     st.admission = Admission(manager, st.usage, st.metrics)
-    st.jobs = JobService(st.admission, profiles)
+    st.jobs = JobService(
+        registry=manager.registry,
+        events=manager.events,
+        profiles=profiles,
+        pages=LeasedPages(st.admission),
+        store_dir=manager.state_dir / "jobs",
+    )
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,10 @@ from vlmswap.api.errors import error_body
 from vlmswap.registry.profiles import Identity, Profiles
 
 OPEN_PATHS = frozenset({"/health"})
+IN_PROCESS_IDENTITY = "vlmswap.identity"
+"""Scope key of a request made in process by code that already signed its caller in (the
+cluster's ingress, calling a replica's gateway app through Ray). An ASGI server builds each
+scope from the wire and never sets this key, so no network request can carry it."""
 ADMIN_ACTIONS = frozenset({"load", "unload", "sleep", "pull"})
 
 
@@ -55,7 +59,8 @@ async def _send_error(
 
 class Guard:
     """401 without a profile's `Authorization: Bearer KEY` (except /health), 403 for the admin API
-    without `admin`, 413 above max_body_bytes. The profile rides on in `scope["state"]["profile"]`."""
+    without `admin`, 413 above max_body_bytes. The profile rides on in `scope["state"]["profile"]`.
+    A request called in process with `scope[IN_PROCESS_IDENTITY]` is that profile's, without a key."""
 
     def __init__(self, app: ASGIApp, *, profiles: Profiles, max_body_bytes: int):
         self.app = app
@@ -76,7 +81,9 @@ class Guard:
                     length = int(v)
                 except ValueError:
                     length = None
-        who = self.profiles.identify(auth)
+        who = scope.get(IN_PROCESS_IDENTITY)
+        if not isinstance(who, Identity):
+            who = self.profiles.identify(auth)
         if scope["path"] not in OPEN_PATHS:
             if who is None:
                 await _send_error(

@@ -24,7 +24,6 @@ from vlmswap.documents import export
 from vlmswap.documents.inputs import DocumentError, open_bytes
 from vlmswap.documents.jobs import Job, JobSpec, PageState
 from vlmswap.documents.layout import Document
-from vlmswap.gateway import state
 from vlmswap.gateway.guard import identity
 from vlmswap.gateway.jobs_runner import EVENT_TYPE, JobService
 from vlmswap.gateway.ocr import document_error, form_field, read_form
@@ -89,9 +88,9 @@ IMAGE_ERRORS = error_responses({400: "the page cannot be rendered", 404: NO_JOB 
 async def submit(request: Request) -> JSONResponse:
     """Multipart: one `file`, and `model`, `mode`, `pages`, `dpi`, `prompt`, `max_tokens` -> 202 with the job's id."""
     service = _service(request)
-    settings = state.manager(request).settings
+    settings = service.settings
     cap = int(min(settings.jobs_max_upload_mb, settings.max_body_mb) * MB)
-    form, fields = await read_form(request, max_files=2)
+    form, fields = await read_form(request, service.registry, max_files=2)
     try:
         if len(fields.uploads) > 1:
             raise APIError(
@@ -159,8 +158,7 @@ async def get_job(request: Request, job_id: str) -> dict[str, Any]:
 async def job_events(request: Request, job_id: str) -> EventSourceResponse:
     """One SSE event per page read or failed and one when the job ends; first a `snapshot` of the job so far."""
     service = _service(request)
-    manager = state.manager(request)
-    sub = manager.events.subscribe()  # before the snapshot is read: nothing falls between the two
+    sub = service.events.subscribe()  # before the snapshot is read: nothing falls between the two
     try:
         job = service.get(job_id, _who(request))
     except APIError:

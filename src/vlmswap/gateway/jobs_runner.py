@@ -4,10 +4,16 @@ A job belongs to the profile that submitted it: only that profile (and admins) m
 follow, fetch or cancel it, and every page enters through the one `Admission` as that
 profile's request: its priority, its rate limits, its usage, the request metrics.
 
+The service needs little of where it runs: the registry (settings, models), an event bus, the
+profiles, a directory for its store, and a `PageChat`, the one function that sends a page's
+chat request as its owner. On one gateway that is `LeasedPages` (`leased_chat` through the
+gateway's `Admission`); in the cluster, the ingress's own forwarding to a replica holding the
+model, where the replica's `Admission` applies the owner's profile (`vlmswap.cluster.jobs`).
+
 One task per unfinished job; inside it at most `gateway.jobs_concurrency` pages are in flight,
-each through `leased_chat` (a lease on the model, so grouping keeps the model loaded across
-the job and the starvation bound still holds for chat) and the same page pipeline as
-`/api/ocr`. Every finished page is on disk before it is reported. A try cut short (a cancel,
+each through the `PageChat` (on one gateway a lease on the model, so grouping keeps the model
+loaded across the job and the starvation bound still holds for chat) and the same page
+pipeline as `/api/ocr`. Every finished page is on disk before it is reported. A try cut short (a cancel,
 the gateway stopping) does not count: the page is read again by the next start. A page that
 was not served (429 over the owner's limits, or 503 before any lease: the gateway is
 stopping, a model in its backoff, the queue full) waits and asks again without spending a
@@ -21,7 +27,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 
@@ -31,8 +39,10 @@ from vlmswap.documents.jobs import PAGE_TRIES, Job, JobSpec, JobState, PageState
 from vlmswap.documents.pipeline import ocr_page
 from vlmswap.gateway.jobs_store import JobStore
 from vlmswap.gateway.ocr import leased_chat, page_client
+from vlmswap.registry.config import Registry
 from vlmswap.registry.profiles import Identity, Profiles
 from vlmswap.swap.admission import Admission
+from vlmswap.swap.events import EventBus
 from vlmswap.swap.manager import Lease
 
 log = logging.getLogger("vlmswap.jobs")
@@ -54,26 +64,75 @@ class NotServed(Exception):
             self.retry_after = 1.0
 
 
-class JobService:
-    """Owns the job store and the runner tasks of one gateway (`start` at app start, `stop` before
-    the manager shuts down)."""
+class PageChat(Protocol):
+    """How a page reaches its model, as the job's owner: the one thing that differs between one
+    gateway and the cluster."""
 
-    def __init__(self, admission: Admission, profiles: Profiles):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def __call__(self, who: Identity, model: str, body: dict[str, Any], started: Callable[[], None]) -> str:
+        """The answer's text for one chat request of `who` on `model` (a registry name).
+
+        Calls `started()` once the request has been handed to the model (a lease granted, or
+        sent to a replica). Raises `NotServed` when it never reached one (over the owner's
+        limits, the queue full, a model in its backoff, the gateway stopping): the page then
+        waits and asks again without spending a try; any other APIError spends one.
+        """
+        ...
+
+
+class LeasedPages:
+    """One gateway's pages: `leased_chat` through its `Admission`, on the gateway's own lease."""
+
+    def __init__(self, admission: Admission):
         self.admission = admission
+        self._http: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self._http = page_client()
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def __call__(self, who: Identity, model: str, body: dict[str, Any], started: Callable[[], None]) -> str:
+        assert self._http is not None
+        granted: list[bool] = []
+
+        def on_lease(_lease: Lease) -> None:
+            granted.append(True)
+            started()
+
+        try:
+            return await leased_chat(self.admission, who, self._http, model, body, on_lease=on_lease)
+        except APIError as exc:
+            if exc.status in (429, 503) and not granted:
+                raise NotServed(exc) from None
+            raise
+
+
+class JobService:
+    """Owns the job store and the runner tasks (`start` at app start, `stop` before the models go)."""
+
+    def __init__(self, *, registry: Registry, events: EventBus, profiles: Profiles, pages: PageChat, store_dir: Path):
+        self.registry = registry
+        self.settings = registry.gateway
+        self.events = events
         self.profiles = profiles
-        self.manager = admission.manager
-        self.settings = self.manager.settings
+        self.pages = pages
+        self.store_dir = store_dir
         self.store: JobStore | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the store and pick up every job a stopped or killed gateway left unfinished."""
-        self.store = await asyncio.to_thread(JobStore, self.manager.state_dir / "jobs")
-        self._http = page_client()
+        self.store = await asyncio.to_thread(JobStore, self.store_dir)
+        await self.pages.start()
         self._sweep()
         for job_id in self.store.unfinished():
             log.warning("resuming document job %s", job_id)
@@ -87,8 +146,7 @@ class JobService:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._http is not None:
-            await self._http.aclose()
+        await self.pages.stop()
         if self.store is not None:
             self.store.close()
 
@@ -159,7 +217,7 @@ class JobService:
     def _publish(self, job: Job, step: str, message: str = "", **extra: Any) -> None:
         """One `job` event (model None: the job's model is in `/api/jobs/{id}`, switch followers ignore it)."""
         s = job.summary(self.concurrency())
-        self.manager.events.publish(
+        self.events.publish(
             EVENT_TYPE,
             None,
             state=s["state"],
@@ -194,7 +252,7 @@ class JobService:
         if job is None or job.state.finished:
             return
         try:
-            model = self.manager.resolve(job.spec.model)
+            model = self.registry.require(job.spec.model)
         except APIError as exc:  # the registry changed since the job was accepted
             self._fail(job, exc.message)
             return
@@ -242,27 +300,14 @@ class JobService:
     async def _page(
         self, job: Job, owner: Identity, model: str, src: SourceFile, number: int, tries: dict[int, int]
     ) -> None:
-        spec = self.manager.registry.models[model]
-        assert self._http is not None
-        http = self._http
+        spec = self.registry.models[model]
 
-        def granted(_lease: Lease) -> None:
+        def started() -> None:
             if self.db.mark_running(job.id):
                 self._publish(self.get(job.id), "started", f"{job.spec.source}: running on {model}")
 
         async def chat(body: dict[str, Any]) -> str:
-            lease_granted: list[bool] = []
-
-            def on_lease(lease: Lease) -> None:
-                lease_granted.append(True)
-                granted(lease)
-
-            try:
-                return await leased_chat(self.admission, owner, http, model, body, on_lease=on_lease)
-            except APIError as exc:
-                if exc.status in (429, 503) and not lease_granted:
-                    raise NotServed(exc) from None
-                raise
+            return await self.pages(owner, model, body, started)
 
         while True:
             self.db.page_started(job.id, number)
@@ -322,4 +367,4 @@ class JobService:
                 await asyncio.to_thread(self._sweep)
 
 
-__all__ = ["RETRY_DELAY_S", "JobService", "NotServed"]
+__all__ = ["RETRY_DELAY_S", "JobService", "LeasedPages", "NotServed", "PageChat"]

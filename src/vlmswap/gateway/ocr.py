@@ -29,7 +29,7 @@ from vlmswap.documents.prompts import normalize_mode
 from vlmswap.gateway import state
 from vlmswap.gateway.guard import identity
 from vlmswap.gateway.schemas import OCR_FORM, OcrResult
-from vlmswap.registry.config import ModelSpec
+from vlmswap.registry.config import ModelSpec, Registry
 from vlmswap.registry.profiles import OPEN, Identity
 from vlmswap.swap.admission import Admission
 from vlmswap.swap.manager import Lease
@@ -87,10 +87,13 @@ class OcrForm:
     pages: str | None
 
 
-async def read_form(request: Request, *, max_files: int = MAX_FILES, max_fields: int = 20) -> tuple[Any, OcrForm]:
+async def read_form(
+    request: Request, registry: Registry, *, max_files: int = MAX_FILES, max_fields: int = 20
+) -> tuple[Any, OcrForm]:
     """The multipart form and its checked fields (4xx with the reason); the caller closes the form.
 
-    The model is resolved before any upload is read, so an unknown model is a 404 at once.
+    The model is resolved against `registry` before any upload is read, so an unknown model is a
+    404 at once.
     """
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
@@ -117,12 +120,11 @@ async def read_form(request: Request, *, max_files: int = MAX_FILES, max_fields:
             dpi = float(dpi_text) if dpi_text is not None else DEFAULT_DPI
         except ValueError:
             raise APIError(400, f"dpi must be a number, not {dpi_text!r}", param="dpi", code="invalid_dpi") from None
-        manager = state.manager(request)
-        name = manager.resolve(model)  # 404 for an unknown model, before reading uploads
+        name = registry.require(model)  # 404 for an unknown model, before reading uploads
         who = identity(request.scope)
         if who is not None and not who.may_use(name):
             raise APIError(403, f"profile {who.name} may not use {name}", param="model", code="model_not_allowed")
-        spec = manager.registry.models[name]
+        spec = registry.models[name]
     except BaseException:
         await form.close()
         raise
@@ -179,7 +181,7 @@ def page_client() -> httpx.AsyncClient:
 )
 async def api_ocr(request: Request) -> JSONResponse:
     cap = _cap_bytes(request)  # the gateway's Guard caps the whole body at the same size
-    form, fields = await read_form(request)
+    form, fields = await read_form(request, state.manager(request).registry)
     try:
         opened = await _open_uploads(fields.uploads, fields.pages, fields.dpi, cap)
     finally:

@@ -362,3 +362,17 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "vlmswap registry"
     return schema
+
+
+__all__ = [
+    "ConfigError",
+    "GatewaySettings",
+    "ModelSpec",
+    "ProfileSpec",
+    "Registry",
+    "json_schema",
+    "load_registry",
+    "parse_registry",
+    "render_argv",
+    "substitute",
+]

@@ -139,3 +139,6 @@ class Admission:
     def leave(self, who: Identity, *, tokens: int, held_s: float) -> None:
         self.limiter.release(who)
         self.usage.record(who.name, tokens=tokens, gpu_seconds=held_s)
+
+
+__all__ = ["Admission", "Entry", "RequestMetrics"]

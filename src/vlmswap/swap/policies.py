@@ -124,3 +124,6 @@ class Placement:
             f"{target} needs {self.need.get(target, 0) / GIB:.1f} GiB of GPU memory, more than the budget of "
             f"{cap / GIB:.1f} GiB (gateway.gpu_budget_gb)"
         )
+
+
+__all__ = ["Candidate", "EvictAll", "Placement", "Policy"]

@@ -704,3 +704,19 @@ class Scheduler:
                     s.residency = Residency.STOPPING
                     return [StopResident(m, Cause.TTL)]
         return None
+
+
+__all__ = [
+    "Action",
+    "Decisions",
+    "Drain",
+    "FailInFlight",
+    "Grant",
+    "ModelPolicy",
+    "Reject",
+    "Scheduler",
+    "SchedulerSettings",
+    "StartSwitch",
+    "StopResident",
+    "Switch",
+]

@@ -77,3 +77,6 @@ class Cause(StrEnum):
     def reason(self) -> str:
         """The words a stop's message uses."""
         return {Cause.TTL: "ttl idle", Cause.CRASH: "crashed"}.get(self, self.value)
+
+
+__all__ = ["Cause", "ModelState", "Phase", "Residency", "SwitchKind", "SwitchStep"]

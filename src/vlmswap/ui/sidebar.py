@@ -13,6 +13,7 @@ import streamlit as st
 from vlmswap.swap.states import ModelState
 from vlmswap.ui.api import Gateway, GatewayError
 from vlmswap.ui.progress import NOTICE_KEY, run_switch, show_notice
+from vlmswap.ui.replicas import replicas_caption
 from vlmswap.ui.view import (
     STATE_ICONS,
     activity_line,
@@ -79,6 +80,8 @@ def _live(gw: Gateway) -> None:
     if sw:
         line += f"  \nswitching to **{sw.get('target')}**: {sw.get('phase')} ({float(sw.get('elapsed_s') or 0):.1f} s)"
     st.markdown(line)
+    if cluster := replicas_caption(status):  # `vlmswap cluster serve`: where each model runs
+        st.caption(cluster)
     st.markdown(memory_bar_html(status.get("gpu") or {}), unsafe_allow_html=True)
     if host_line(status.get("host") or {}):
         st.caption(host_line(status.get("host") or {}))

@@ -17,9 +17,9 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -288,16 +288,231 @@ def _dumps(obj: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-class _State:
-    def __init__(self, engine: Engine, served_name: str, loaded: bool):
+class Worker:
+    """One served engine: its name, caps and load state, and the one lock generations take in turn."""
+
+    def __init__(self, engine: Engine, served_name: str, *, max_body_bytes: int, max_pixels: int, loaded: bool):
         self.engine = engine
         self.served_name = served_name
+        self.max_body_bytes = max_body_bytes
+        self.max_pixels = max_pixels
         self.loaded = loaded
         self.load_error: str | None = None
         self.lock = asyncio.Lock()
         self.created = int(time.time())
         self.clients_gone = 0  # requests whose client left before the answer was complete
         self.waiting = 0  # requests waiting for the engine (vLLM's num_requests_waiting)
+
+    async def load(self) -> None:
+        """At startup, when the CLI did not load the engine first: /health says 503 until it is done."""
+        try:
+            await asyncio.to_thread(self.engine.load)
+            self.loaded = True
+        except Exception as exc:
+            log.exception("engine failed to load")
+            self.load_error = f"{type(exc).__name__}: {exc}"
+
+    def not_ready(self) -> str:
+        return f"model failed to load: {self.load_error}" if self.load_error else "model is still loading"
+
+    def check_model(self, model: Any) -> None:
+        if not model or not isinstance(model, str):
+            raise APIError(400, "the 'model' field is required", param="model", code="model_required")
+        if model != self.served_name:
+            raise APIError(
+                404,
+                f"The model `{model}` does not exist. This worker serves: {self.served_name}",
+                param="model",
+                code="model_not_found",
+                extra={"available": [self.served_name]},
+            )
+
+    def check_ready(self) -> None:
+        if not self.loaded:
+            raise APIError(503, self.not_ready(), code="not_ready")
+        if self.engine.is_sleeping:
+            raise APIError(503, f"model {self.served_name} is sleeping; POST /wake_up first", code="sleeping")
+
+    async def start_job(self, req: GenerationRequest) -> _Job:
+        """Wait for the engine, then start the generation; its first piece (or error) has arrived on return."""
+        self.waiting += 1
+        try:
+            await self.lock.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            self.check_ready()  # it may have gone to sleep while this request waited its turn
+            job = _Job(self.engine, req, self.lock)
+            job.start()
+        except BaseException:
+            self.lock.release()
+            raise
+        try:
+            await asyncio.shield(job.started)
+        except asyncio.CancelledError:
+            job.cancelled.set()
+            raise
+        except APIError:
+            raise
+        except ValueError as exc:
+            raise APIError(400, str(exc), code="invalid_request") from None
+        except Exception as exc:
+            log.exception("engine failed to start a generation")
+            raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
+        return job
+
+    async def watch_disconnect(self, request: Request, job: _Job) -> None:
+        """Stop the engine early when a non-streaming client goes away (a stream notices by itself)."""
+        while not job.cancelled.is_set():
+            if await request.is_disconnected():
+                job.cancelled.set()
+                self.clients_gone += 1
+                return
+            await asyncio.sleep(0.25)
+
+
+def sampling(body: SamplingParams, messages: list[Message]) -> GenerationRequest:
+    return GenerationRequest(
+        messages=messages,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        stop=_stops(body.stop),
+    )
+
+
+Kind = Literal["chat", "completion"]
+
+
+class Completion:
+    """One generation's answer, in OpenAI's shape: a whole body, or a stream of SSE chunks."""
+
+    def __init__(self, worker: Worker, job: _Job, kind: Kind, body: SamplingParams):
+        self.worker = worker
+        self.job = job
+        self.kind = kind
+        self.body = body
+        self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.stopper = _StopFilter(_stops(body.stop))
+        self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def usage(self) -> dict[str, int]:
+        g = self.job.generation
+        p, c = (g.prompt_tokens, g.completion_tokens) if g else (0, 0)
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+    def finish_reason(self) -> str:
+        if self.stopper.stopped:
+            return "stop"
+        return self.job.generation.finish_reason if self.job.generation else "stop"
+
+    async def respond(self, request: Request) -> Response:
+        if self.body.stream:
+            return StreamingResponse(
+                self.events(),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        return JSONResponse(await self.whole(request))
+
+    async def whole(self, request: Request) -> dict[str, Any]:
+        parts: list[str] = []
+        job, stopper = self.job, self.stopper
+        watcher = asyncio.create_task(self.worker.watch_disconnect(request, job))
+        try:
+            async for piece in job.pieces():
+                parts.append(stopper.feed(piece))
+                if stopper.stopped:
+                    job.cancelled.set()
+                    break
+        except Exception as exc:
+            raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
+        finally:
+            watcher.cancel()
+            if not stopper.stopped:
+                parts.append(stopper.flush())
+        text = "".join(parts)
+        if self.kind == "chat":
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": self.finish_reason(),
+            }
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": self.finish_reason()}
+        return {
+            "id": self.id,
+            "object": "chat.completion" if self.kind == "chat" else "text_completion",
+            "created": self.created,
+            "model": self.worker.served_name,
+            "choices": [choice],
+            "usage": self.usage(),
+        }
+
+    def chunk(self, delta_text: str | None, finish_reason: str | None = None, *, role: bool = False) -> str:
+        if self.kind == "chat":
+            delta: dict[str, Any] = {}
+            if role:
+                delta["role"] = "assistant"
+            if delta_text is not None:
+                delta["content"] = delta_text
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        else:
+            choice = {"index": 0, "text": delta_text or "", "logprobs": None, "finish_reason": finish_reason}
+        c: dict[str, Any] = {**self._chunk_head(), "choices": [choice]}
+        if self.include_usage:
+            c["usage"] = None
+        return f"data: {_dumps(c)}\n\n"
+
+    def _chunk_head(self) -> dict[str, Any]:
+        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.worker.served_name}
+
+    async def events(self) -> AsyncIterator[str]:
+        job, stopper = self.job, self.stopper
+        completed = False
+        try:
+            if self.kind == "chat":
+                yield self.chunk("", role=True)
+            try:
+                async for piece in job.pieces():
+                    out = stopper.feed(piece)
+                    if out:
+                        yield self.chunk(out)
+                    if stopper.stopped:
+                        job.cancelled.set()
+                        break
+                if not stopper.stopped:
+                    rest = stopper.flush()
+                    if rest:
+                        yield self.chunk(rest)
+            except Exception as exc:
+                err = {
+                    "error": {
+                        "message": f"engine error: {type(exc).__name__}: {exc}",
+                        "type": "server_error",
+                        "param": None,
+                        "code": "engine_error",
+                    }
+                }
+                yield f"data: {_dumps(err)}\n\n"
+                yield "data: [DONE]\n\n"
+                completed = True
+                return
+            yield self.chunk(None if self.kind == "chat" else "", self.finish_reason())
+            if self.include_usage:
+                yield f"data: {_dumps({**self._chunk_head(), 'choices': [], 'usage': self.usage()})}\n\n"
+            yield "data: [DONE]\n\n"
+            completed = True
+        finally:
+            if not completed:
+                self.worker.clients_gone += 1
+            job.cancelled.set()  # no-op when done; stops the engine early when the client left
+
+
+# -- the app ------------------------------------------------------------------------------------
 
 
 def create_app(
@@ -314,26 +529,6 @@ def create_app(
     until it is ready; the CLI loads first (`loaded=True`) so a failed load exits the process,
     and the port is not open until the model is, as with vLLM.
     """
-    state = _State(engine, served_name, loaded)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = None
-        if not state.loaded:
-
-            async def load() -> None:
-                try:
-                    await asyncio.to_thread(engine.load)
-                    state.loaded = True
-                except Exception as exc:
-                    log.exception("engine failed to load")
-                    state.load_error = f"{type(exc).__name__}: {exc}"
-
-            task = asyncio.create_task(load())
-        yield
-        if task is not None and not task.done():
-            task.cancel()
-
     from vlmswap import __version__
 
     app = FastAPI(
@@ -346,309 +541,144 @@ def create_app(
     install_handlers(app)
     openapi.install(app, BODY_MODELS)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.state.worker = state
-
-    def check_model(model: Any) -> None:
-        if not model or not isinstance(model, str):
-            raise APIError(400, "the 'model' field is required", param="model", code="model_required")
-        if model != served_name:
-            raise APIError(
-                404,
-                f"The model `{model}` does not exist. This worker serves: {served_name}",
-                param="model",
-                code="model_not_found",
-                extra={"available": [served_name]},
-            )
-
-    def check_ready() -> None:
-        if not state.loaded:
-            msg = f"model failed to load: {state.load_error}" if state.load_error else "model is still loading"
-            raise APIError(503, msg, code="not_ready")
-        if engine.is_sleeping:
-            raise APIError(503, f"model {served_name} is sleeping; POST /wake_up first", code="sleeping")
-
-    async def start_job(req: GenerationRequest) -> _Job:
-        state.waiting += 1
-        try:
-            await state.lock.acquire()
-        finally:
-            state.waiting -= 1
-        try:
-            check_ready()  # it may have gone to sleep while this request waited its turn
-            job = _Job(engine, req, state.lock)
-            job.start()
-        except BaseException:
-            state.lock.release()
-            raise
-        try:
-            await asyncio.shield(job.started)
-        except asyncio.CancelledError:
-            job.cancelled.set()
-            raise
-        except APIError:
-            raise
-        except ValueError as exc:
-            raise APIError(400, str(exc), code="invalid_request") from None
-        except Exception as exc:
-            log.exception("engine failed to start a generation")
-            raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
-        return job
-
-    def sampling(body: SamplingParams, messages: list[Message]) -> GenerationRequest:
-        return GenerationRequest(
-            messages=messages,
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            temperature=1.0 if body.temperature is None else body.temperature,
-            top_p=1.0 if body.top_p is None else body.top_p,
-            stop=_stops(body.stop),
-        )
-
-    async def watch_disconnect(request: Request, job: _Job) -> None:
-        """Stop the engine early when a non-streaming client goes away (a stream notices by itself)."""
-        while not job.cancelled.is_set():
-            if await request.is_disconnected():
-                job.cancelled.set()
-                state.clients_gone += 1
-                return
-            await asyncio.sleep(0.25)
-
-    async def run(job: _Job, stops: list[str], kind: str, body: SamplingParams, request: Request) -> Response:
-        rid = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
-        created = int(time.time())
-        obj = "chat.completion" if kind == "chat" else "text_completion"
-        stopper = _StopFilter(stops)
-
-        def usage() -> dict[str, int]:
-            g = job.generation
-            p, c = (g.prompt_tokens, g.completion_tokens) if g else (0, 0)
-            return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-
-        def finish() -> str:
-            if stopper.stopped:
-                return "stop"
-            return job.generation.finish_reason if job.generation else "stop"
-
-        if not body.stream:
-            parts: list[str] = []
-            watcher = asyncio.create_task(watch_disconnect(request, job))
-            try:
-                async for piece in job.pieces():
-                    parts.append(stopper.feed(piece))
-                    if stopper.stopped:
-                        job.cancelled.set()
-                        break
-            except Exception as exc:
-                raise APIError(500, f"engine error: {type(exc).__name__}: {exc}", code="engine_error") from None
-            finally:
-                watcher.cancel()
-                if not stopper.stopped:
-                    parts.append(stopper.flush())
-            text = "".join(parts)
-            if kind == "chat":
-                choice = {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "logprobs": None,
-                    "finish_reason": finish(),
-                }
-            else:
-                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish()}
-            return JSONResponse(
-                {
-                    "id": rid,
-                    "object": obj,
-                    "created": created,
-                    "model": served_name,
-                    "choices": [choice],
-                    "usage": usage(),
-                }
-            )
-
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunk_obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
-
-        def chunk(delta_text: str | None, finish_reason: str | None = None, *, role: bool = False) -> str:
-            if kind == "chat":
-                delta: dict[str, Any] = {}
-                if role:
-                    delta["role"] = "assistant"
-                if delta_text is not None:
-                    delta["content"] = delta_text
-                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            else:
-                choice = {"index": 0, "text": delta_text or "", "logprobs": None, "finish_reason": finish_reason}
-            c: dict[str, Any] = {
-                "id": rid,
-                "object": chunk_obj,
-                "created": created,
-                "model": served_name,
-                "choices": [choice],
-            }
-            if include_usage:
-                c["usage"] = None
-            return f"data: {_dumps(c)}\n\n"
-
-        async def events() -> AsyncIterator[str]:
-            completed = False
-            try:
-                if kind == "chat":
-                    yield chunk("", role=True)
-                try:
-                    async for piece in job.pieces():
-                        out = stopper.feed(piece)
-                        if out:
-                            yield chunk(out)
-                        if stopper.stopped:
-                            job.cancelled.set()
-                            break
-                    if not stopper.stopped:
-                        rest = stopper.flush()
-                        if rest:
-                            yield chunk(rest)
-                except Exception as exc:
-                    err = {
-                        "error": {
-                            "message": f"engine error: {type(exc).__name__}: {exc}",
-                            "type": "server_error",
-                            "param": None,
-                            "code": "engine_error",
-                        }
-                    }
-                    yield f"data: {_dumps(err)}\n\n"
-                    yield "data: [DONE]\n\n"
-                    completed = True
-                    return
-                yield chunk(None if kind == "chat" else "", finish())
-                if include_usage:
-                    last = {
-                        "id": rid,
-                        "object": chunk_obj,
-                        "created": created,
-                        "model": served_name,
-                        "choices": [],
-                        "usage": usage(),
-                    }
-                    yield f"data: {_dumps(last)}\n\n"
-                yield "data: [DONE]\n\n"
-                completed = True
-            finally:
-                if not completed:
-                    state.clients_gone += 1
-                job.cancelled.set()  # no-op when done; stops the engine early when the client left
-
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
-
-    # -- routes ---------------------------------------------------------------------------------
-
-    not_ready = openapi.error_responses({503: "the model is loading or failed to load"})
-
-    @app.get(
-        "/health",
-        responses={200: {"description": "ready (empty body)", "content": None}, **not_ready},
-        response_class=Response,
-    )
-    async def health() -> Response:
-        if state.loaded:
-            return Response(status_code=200)
-        msg = f"model failed to load: {state.load_error}" if state.load_error else "model is still loading"
-        return error_response(503, msg, code="not_ready")
-
-    @app.get("/version")
-    async def version() -> dict[str, str]:
-        return {"version": __version__, "engine": engine.name}
-
-    @app.get("/v1/models", response_model=ModelList)
-    async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": served_name,
-                    "object": "model",
-                    "created": state.created,
-                    "owned_by": "vlmswap",
-                    "root": served_name,
-                    "parent": None,
-                    "max_model_len": int(getattr(engine, "max_model_len", DEFAULT_MAX_MODEL_LEN)),
-                }
-            ],
-        }
-
-    errors = {
-        400: "invalid request: bad JSON, a bad field, an image that cannot be read or is over the caps",
-        404: "`model` is not the model this worker serves",
-        413: "request body over the size cap",
-        503: "the model is loading, failed to load, or is sleeping",
-    }
-
-    @app.post("/v1/chat/completions", **completion_route_doc("chat", errors=errors))
-    async def chat_completions(request: Request) -> Response:
-        data = await _json_body(request)
-        check_model(data.get("model"))
-        body = _validated(ChatCompletionRequest, data)
-        check_ready()
-        messages = await run_in_threadpool(
-            parse_messages, body.messages, max_bytes=max_body_bytes, max_pixels=max_pixels
-        )
-        job = await start_job(sampling(body, messages))
-        return await run(job, _stops(body.stop), "chat", body, request)
-
-    @app.post("/v1/completions", **completion_route_doc("completion", errors=errors))
-    async def completions(request: Request) -> Response:
-        data = await _json_body(request)
-        check_model(data.get("model"))
-        body = _validated(CompletionRequest, data)
-        check_ready()
-        if isinstance(body.prompt, list):
-            if len(body.prompt) != 1:
-                raise APIError(400, "prompt: exactly one prompt per request is served", param="prompt")
-            prompt = body.prompt[0]
-        else:
-            prompt = body.prompt
-        job = await start_job(sampling(body, [Message(role="user", text=prompt)]))
-        return await run(job, _stops(body.stop), "completion", body, request)
-
-    empty: dict[int | str, dict[str, Any]] = {200: {"description": "done (empty body)", "content": None}}
-
-    @app.post("/sleep", response_class=Response, responses={**empty, **not_ready})
-    async def sleep(level: int = Query(1, ge=1, le=2, description="vLLM's sleep level: 1 or 2")) -> Response:
-        if not state.loaded:
-            check_ready()
-        async with state.lock:  # in-flight generations finish first
-            if not engine.is_sleeping:
-                await run_in_threadpool(engine.sleep, level)
-        return Response(status_code=200)
-
-    @app.post("/wake_up", response_class=Response, responses={**empty, **not_ready})
-    async def wake_up(tags: str | None = None) -> Response:
-        """vLLM's wake: all at once, or (after level 2) `tags=weights`, reload_weights, `tags=kv_cache`."""
-        if tags not in (None, "weights", "kv_cache"):
-            raise APIError(400, "tags must be weights or kv_cache", param="tags")
-        if not state.loaded:
-            check_ready()
-        if tags == "weights":  # vLLM allocates the weights' memory here; the engines hold theirs already
-            return Response(status_code=200)
-        async with state.lock:
-            if engine.is_sleeping:
-                await run_in_threadpool(engine.wake_up)
-        return Response(status_code=200)
-
-    @app.post(
-        "/collective_rpc",
-        responses={**not_ready, **openapi.error_responses({400: "a method other than reload_weights"})},
-    )
-    async def collective_rpc(request: Request) -> dict[str, Any]:
-        data = await _json_body(request)
-        if data.get("method") != "reload_weights":
-            raise APIError(400, "only method reload_weights is served", param="method")
-        async with state.lock:
-            await run_in_threadpool(engine.reload_weights)
-        return {"results": [None]}
-
-    @app.get("/is_sleeping")
-    async def is_sleeping() -> dict[str, bool]:
-        return {"is_sleeping": bool(engine.is_sleeping)}
-
+    app.state.worker = Worker(engine, served_name, max_body_bytes=max_body_bytes, max_pixels=max_pixels, loaded=loaded)
+    app.include_router(router)
     return app
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    w = worker_of(app)
+    task = None if w.loaded else asyncio.create_task(w.load())
+    yield
+    if task is not None and not task.done():
+        task.cancel()
+
+
+def worker_of(app: Any) -> Worker:
+    found: Worker = app.state.worker
+    return found
+
+
+router = APIRouter()
+NOT_READY = openapi.error_responses({503: "the model is loading or failed to load"})
+EMPTY: dict[int | str, dict[str, Any]] = {200: {"description": "done (empty body)", "content": None}}
+ERRORS = {
+    400: "invalid request: bad JSON, a bad field, an image that cannot be read or is over the caps",
+    404: "`model` is not the model this worker serves",
+    413: "request body over the size cap",
+    503: "the model is loading, failed to load, or is sleeping",
+}
+
+
+@router.get(
+    "/health",
+    responses={200: {"description": "ready (empty body)", "content": None}, **NOT_READY},
+    response_class=Response,
+)
+async def health(request: Request) -> Response:
+    w = worker_of(request.app)
+    if w.loaded:
+        return Response(status_code=200)
+    return error_response(503, w.not_ready(), code="not_ready")
+
+
+@router.get("/version")
+async def version(request: Request) -> dict[str, str]:
+    from vlmswap import __version__
+
+    return {"version": __version__, "engine": worker_of(request.app).engine.name}
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def models(request: Request) -> dict[str, Any]:
+    w = worker_of(request.app)
+    card = {
+        "id": w.served_name,
+        "object": "model",
+        "created": w.created,
+        "owned_by": "vlmswap",
+        "root": w.served_name,
+        "parent": None,
+        "max_model_len": int(getattr(w.engine, "max_model_len", DEFAULT_MAX_MODEL_LEN)),
+    }
+    return {"object": "list", "data": [card]}
+
+
+@router.post("/v1/chat/completions", **completion_route_doc("chat", errors=ERRORS))
+async def chat_completions(request: Request) -> Response:
+    w = worker_of(request.app)
+    data = await _json_body(request)
+    w.check_model(data.get("model"))
+    body = _validated(ChatCompletionRequest, data)
+    w.check_ready()
+    messages = await run_in_threadpool(
+        parse_messages, body.messages, max_bytes=w.max_body_bytes, max_pixels=w.max_pixels
+    )
+    job = await w.start_job(sampling(body, messages))
+    return await Completion(w, job, "chat", body).respond(request)
+
+
+@router.post("/v1/completions", **completion_route_doc("completion", errors=ERRORS))
+async def completions(request: Request) -> Response:
+    w = worker_of(request.app)
+    data = await _json_body(request)
+    w.check_model(data.get("model"))
+    body = _validated(CompletionRequest, data)
+    w.check_ready()
+    if isinstance(body.prompt, list):
+        if len(body.prompt) != 1:
+            raise APIError(400, "prompt: exactly one prompt per request is served", param="prompt")
+        prompt = body.prompt[0]
+    else:
+        prompt = body.prompt
+    job = await w.start_job(sampling(body, [Message(role="user", text=prompt)]))
+    return await Completion(w, job, "completion", body).respond(request)
+
+
+@router.post("/sleep", response_class=Response, responses={**EMPTY, **NOT_READY})
+async def sleep(
+    request: Request, level: int = Query(1, ge=1, le=2, description="vLLM's sleep level: 1 or 2")
+) -> Response:
+    w = worker_of(request.app)
+    if not w.loaded:
+        w.check_ready()
+    async with w.lock:  # in-flight generations finish first
+        if not w.engine.is_sleeping:
+            await run_in_threadpool(w.engine.sleep, level)
+    return Response(status_code=200)
+
+
+@router.post("/wake_up", response_class=Response, responses={**EMPTY, **NOT_READY})
+async def wake_up(request: Request, tags: str | None = None) -> Response:
+    """vLLM's wake: all at once, or (after level 2) `tags=weights`, reload_weights, `tags=kv_cache`."""
+    w = worker_of(request.app)
+    if tags not in (None, "weights", "kv_cache"):
+        raise APIError(400, "tags must be weights or kv_cache", param="tags")
+    if not w.loaded:
+        w.check_ready()
+    if tags == "weights":  # vLLM allocates the weights' memory here; the engines hold theirs already
+        return Response(status_code=200)
+    async with w.lock:
+        if w.engine.is_sleeping:
+            await run_in_threadpool(w.engine.wake_up)
+    return Response(status_code=200)
+
+
+@router.post(
+    "/collective_rpc",
+    responses={**NOT_READY, **openapi.error_responses({400: "a method other than reload_weights"})},
+)
+async def collective_rpc(request: Request) -> dict[str, Any]:
+    w = worker_of(request.app)
+    data = await _json_body(request)
+    if data.get("method") != "reload_weights":
+        raise APIError(400, "only method reload_weights is served", param="method")
+    async with w.lock:
+        await run_in_threadpool(w.engine.reload_weights)
+    return {"results": [None]}
+
+
+@router.get("/is_sleeping")
+async def is_sleeping(request: Request) -> dict[str, bool]:
+    return {"is_sleeping": bool(worker_of(request.app).engine.is_sleeping)}

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from vlmswap.documents import dots_prompts
 from vlmswap.documents.resize import FAMILY_RULES, smart_resize
-from vlmswap.worker.engines import layout_rules
+from vlmswap.worker.engines import ink, layout_rules
 from vlmswap.worker.engines.base import Engine, Generation, GenerationRequest
 
 
@@ -36,10 +36,36 @@ class TextBox:
     y2: float
     text: str
     score: float = 1.0
+    #: x ranges of the text's characters other than spaces, left to right, where the recognizer placed them
+    chars: list[tuple[float, float]] | None = None
 
     @property
     def height(self) -> float:
         return max(self.y2 - self.y1, 1.0)
+
+
+def split_at_gaps(box: TextBox, min_gap: float = 0.6) -> list[TextBox]:
+    """A detected box cut where its characters stand apart by more than `min_gap` of its height.
+
+    The detector often boxes a whole table row, cells a few spaces apart, as one line of text,
+    and the recognizer may drop those spaces ("2.90.14.3" for "2.9  0.1  4.3"). Where its
+    characters sit says what the text lost: a word space leaves a narrow gap, a column gap a
+    wide one (measured on the layout corpus, bench/README.md). Each part keeps the box's height
+    and its own text.
+    """
+    if not box.chars or len(box.chars) != sum(1 for c in box.text if not c.isspace()):
+        return [box]
+    where = [i for i, c in enumerate(box.text) if not c.isspace()]
+    cuts = [k for k in range(1, len(box.chars)) if box.chars[k][0] - box.chars[k - 1][1] > min_gap * box.height]
+    if not cuts:
+        return [box]
+    out = []
+    for a, b in zip([0, *cuts], [*cuts, len(box.chars)]):
+        text = box.text[where[a] : where[b - 1] + 1].strip()
+        x1 = box.x1 if a == 0 else box.chars[a][0]
+        x2 = box.x2 if b == len(box.chars) else box.chars[b - 1][1]
+        out.append(TextBox(x1, box.y1, max(x2, x1 + 1), box.y2, text, box.score, box.chars[a:b]))
+    return out
 
 
 def dots_frame(size: tuple[int, int]) -> tuple[int, int]:
@@ -58,7 +84,29 @@ def to_frame(boxes: list[TextBox], size: tuple[int, int], frame: tuple[int, int]
     if frame == size:
         return boxes
     sx, sy = frame[0] / size[0], frame[1] / size[1]
-    return [TextBox(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy, b.text, b.score) for b in boxes]
+    return [
+        TextBox(
+            b.x1 * sx,
+            b.y1 * sy,
+            b.x2 * sx,
+            b.y2 * sy,
+            b.text,
+            b.score,
+            None if b.chars is None else [(a * sx, z * sx) for a, z in b.chars],
+        )
+        for b in boxes
+    ]
+
+
+def ink_measure(image: Image.Image, frame: tuple[int, int]) -> layout_rules.Measure:
+    """ink.measure on the image's grey pixels, for boxes given in `frame` pixels."""
+    page = ink.grey(np.asarray(image.convert("L")))
+    sx, sy = image.size[0] / frame[0], image.size[1] / frame[1]
+
+    def measure(box: tuple[float, float, float, float]) -> ink.Ink | None:
+        return ink.measure(page, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
+
+    return measure
 
 
 def inside(box: TextBox, region: tuple[float, float, float, float], min_fraction: float = 0.5) -> bool:
@@ -113,7 +161,11 @@ def svg(lines: list[layout_rules.Line], image_size: tuple[int, int], view: tuple
 
 
 def render(
-    mode: str | None, boxes: list[TextBox], image_size: tuple[int, int], known: dots_prompts.Recognised | None = None
+    mode: str | None,
+    boxes: list[TextBox],
+    image_size: tuple[int, int],
+    known: dots_prompts.Recognised | None = None,
+    measure: layout_rules.Measure | None = None,
 ) -> str:
     """The answer text for one image, in dots.ocr's format for its prompts.
 
@@ -133,7 +185,7 @@ def render(
     if mode == "image_to_svg":
         view = known.size if known is not None and known.size is not None else image_size
         return svg(layout_rules.lines_of(boxes), image_size, view)
-    elements = layout_rules.layout(boxes, image_size)
+    elements = layout_rules.layout([p for b in boxes for p in split_at_gaps(b)], image_size, measure=measure)
     if mode in ("layout_all", "web_parsing"):
         return json.dumps([_element(e) for e in elements], ensure_ascii=False)
     if mode == "layout_only":
@@ -160,6 +212,20 @@ def split_tokens(text: str) -> list[str]:
         else:
             pieces = [trailing]
     return pieces
+
+
+def _char_spans(chars: Any) -> list[tuple[float, float]] | None:
+    """x ranges of RapidOCR's single-character results ((char, score, quad) each), or None."""
+    if not chars:
+        return None
+    spans = []
+    for item in chars:
+        quad = item[2] if len(item) > 2 else None
+        if quad is None:
+            return None
+        q = np.asarray(quad, dtype=float).reshape(-1, 2)
+        spans.append((float(q[:, 0].min()), float(q[:, 0].max())))
+    return spans
 
 
 class _OCRGeneration(Generation):
@@ -273,7 +339,9 @@ class RapidOCREngine(Engine):
 
         rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # 10x cheaper than a PIL convert plus a numpy copy
-        result = self._ocr(bgr)
+        # Character positions (RapidOCR's single-character boxes, from the recognizer's own
+        # alignment, no extra model run) let split_at_gaps part table cells the detector joined.
+        result = self._ocr(bgr, return_word_box=True, return_single_char_box=True)
         boxes = getattr(result, "boxes", None)
         txts = getattr(result, "txts", None)
         if boxes is None or txts is None or len(boxes) == 0:
@@ -281,8 +349,11 @@ class RapidOCREngine(Engine):
         scores = getattr(result, "scores", None)
         if scores is None or len(scores) != len(txts):
             scores = [1.0] * len(txts)
+        words = getattr(result, "word_results", None)
+        if words is None or len(words) != len(txts):
+            words = [None] * len(txts)
         out = []
-        for quad, text, score in zip(boxes, txts, scores):
+        for quad, text, score, chars in zip(boxes, txts, scores, words):
             q = np.asarray(quad, dtype=float)
             out.append(
                 TextBox(
@@ -292,6 +363,7 @@ class RapidOCREngine(Engine):
                     float(q[:, 1].max()),
                     str(text),
                     float(score),
+                    _char_spans(chars),
                 )
             )
         return out
@@ -309,7 +381,7 @@ class RapidOCREngine(Engine):
         boxes = to_frame(self.read(image), image.size, frame)
         if known is not None and known.box is not None:
             boxes = [b for b in boxes if inside(b, known.box)]
-        text = render(mode, boxes, frame, known)
+        text = render(mode, boxes, frame, known, ink_measure(image, frame))
         prompt_tokens = sum(count_tokens(m.text) for m in request.messages) + len(images)
         return _OCRGeneration(text, prompt_tokens, request.max_tokens)
 
