@@ -106,3 +106,6 @@ def order_for(
     if policy == "lru":
         return Lru(last_used, now)
     return Predictive(predictor, costs, queued, wall)
+
+
+__all__ = ["QUEUED", "Lru", "PoolOrder", "PoolPolicy", "Predictive", "order_for"]

@@ -404,3 +404,6 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+__all__ = ["Prediction", "Predictor", "Weights", "ago", "local_hour", "trace_hour", "write_atomic"]

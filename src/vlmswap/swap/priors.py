@@ -80,3 +80,6 @@ def need_bytes(name: str, spec: ModelSpec, stats: Learned | None) -> int:
     """GPU memory `name` takes awake: its measured peak after ready, else the registry's vram_gb."""
     learned = stats.median(name, "peak_vram_bytes") if stats is not None else None
     return int(learned) if learned is not None else int(spec.vram_gb * GIB)
+
+
+__all__ = ["Costs", "Learned", "costs", "need_bytes", "sleep_ram_bytes"]

@@ -406,3 +406,6 @@ class Simulation:
 
 def simulate(registry: Registry, trace: Sequence[Request], options: Options, stats: Learned | None = None) -> Result:
     return Simulation(registry, trace, options, stats).run()
+
+
+__all__ = ["Options", "Oracle", "Result", "SimLifecycle", "Simulation", "percentile", "simulate"]

@@ -91,3 +91,6 @@ def cached_fraction(path: Path) -> float | None:
                 del buf
     except (OSError, AttributeError, TypeError, ValueError, BufferError):
         return None
+
+
+__all__ = ["cached_fraction", "evict_from_cache", "read_into_cache", "weight_files"]

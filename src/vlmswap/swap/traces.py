@@ -272,3 +272,20 @@ class Recorder:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(text)
         self.written += text.count("\n")
+
+
+__all__ = [
+    "KINDS",
+    "ROLES",
+    "Recorder",
+    "Request",
+    "TraceError",
+    "bursty_groups",
+    "diurnal",
+    "documents_chat",
+    "dumps",
+    "generate",
+    "parse_line",
+    "read",
+    "sessions",
+]
