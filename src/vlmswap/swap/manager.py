@@ -333,6 +333,8 @@ class Manager:
             raise APIError(503, "the gateway is not running")
         sub = self.subscribe()
         try:
+            if self._staging_load is not None and self._staging_load != name:
+                self._abandon_staging()  # an operator's load wins over a staging start too
             self._apply_all(self.scheduler.load_requested(name, self.clock()))
             if wait:
                 await self._wait_loaded(name, sub)
