@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         ),
         horizon_s: float | None = typer.Option(None, help="predictive: the horizon (default: predict_horizon_s)."),
     ) -> None:
-        """Replay TRACE through the gateway's scheduler, placement and sleeping pool on a virtual clock.
+        """Replay a request trace through the gateway's scheduler, placement and sleeping pool on a virtual clock.
 
         Costs per model come from the learned stats in the state dir, else the registry's
         expected_start_s / expected_wake_s / expected_sleep_s. Prints cold starts, wakes,
