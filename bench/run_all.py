@@ -19,6 +19,9 @@ SCRIPTS = [
     "gateway_sleep.py",
     "gateway_placement.py",
     "cluster.py",
+    "simulate.py",
+    "predictor_speed.py",
+    "page_cache.py",
 ]
 
 

@@ -65,6 +65,26 @@ PUBLIC = {
         "Switch",
     ],
     "vlmswap.swap.states": ["Cause", "ModelState", "Phase", "Residency", "SwitchKind", "SwitchStep"],
+    "vlmswap.swap.keeping": ["QUEUED", "Lru", "PoolOrder", "PoolPolicy", "Predictive", "order_for"],
+    "vlmswap.swap.predictor": ["Prediction", "Predictor", "Weights", "ago", "local_hour", "trace_hour", "write_atomic"],
+    "vlmswap.swap.priors": ["Costs", "Learned", "costs", "need_bytes", "sleep_ram_bytes"],
+    "vlmswap.swap.simulator": ["Options", "Oracle", "Result", "SimLifecycle", "Simulation", "percentile", "simulate"],
+    "vlmswap.swap.staging": ["cached_fraction", "evict_from_cache", "read_into_cache", "weight_files"],
+    "vlmswap.swap.traces": [
+        "KINDS",
+        "ROLES",
+        "Recorder",
+        "Request",
+        "TraceError",
+        "bursty_groups",
+        "diurnal",
+        "documents_chat",
+        "dumps",
+        "generate",
+        "parse_line",
+        "read",
+        "sessions",
+    ],
 }
 
 

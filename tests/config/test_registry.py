@@ -91,6 +91,28 @@ def test_every_error_is_reported_not_only_the_first():
     assert "models.a.port" in joined and "models.a.family" in joined and "models.b.served_name" in joined
 
 
+def test_cost_priors_and_the_pools_settings_are_checked():
+    with pytest.raises(ConfigError) as exc:
+        parse_registry(
+            {
+                "gateway": {"pool_policy": "mru", "predict_horizon_s": 0, "stage_min_chance": 2},
+                "models": {"a": _model(expected_start_s=0, expected_wake_s=-1)},
+            }
+        )
+    joined = "\n".join(exc.value.errors)
+    for path in (
+        "gateway.pool_policy",
+        "gateway.predict_horizon_s",
+        "gateway.stage_min_chance",
+        "models.a.expected_start_s",
+        "models.a.expected_wake_s",
+    ):
+        assert path in joined, path
+    reg = parse_registry({"models": {"a": _model(expected_start_s=90, expected_wake_s=0.5)}})
+    assert reg.gateway.pool_policy == "predictive" and reg.gateway.trace_path is None
+    assert reg.models["a"].expected_start_s == 90
+
+
 def test_unknown_keys_are_refused():
     with pytest.raises(ConfigError) as exc:
         parse_registry({"models": {"a": _model(prot=8000)}})

@@ -213,7 +213,7 @@ def test_sleeping_backend_that_dies_leaves_the_pool_and_the_next_request_starts_
 
 
 def test_max_sleeping_evicts_the_least_recently_used_sleeper(tmp_path: Path):
-    reg = registry({"a": model("org/a"), "b": model("org/b"), "c": model("org/c")}, max_sleeping=1)
+    reg = registry({"a": model("org/a"), "b": model("org/b"), "c": model("org/c")}, max_sleeping=1, pool_policy="lru")
 
     async def steps(r: Run) -> None:
         for name in ("a", "b", "c"):

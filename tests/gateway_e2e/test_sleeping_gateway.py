@@ -93,3 +93,28 @@ def test_unload_stops_the_awake_model_and_every_sleeper(gateways):
     assert r.status_code == 202 and r.json()["sleepers"] == ["beta"]
     gw.wait_for(lambda: all(m["state"] == "stopped" for m in gw.status()["models"].values()), what="all stopped")
     assert gw.status()["pool"]["count"] == 0
+
+
+def test_status_cli_and_metrics_say_why_each_sleeper_is_kept_and_count_staging(gateways):
+    import subprocess
+    import sys
+
+    gw = gateways({"alpha": sleepy(expected_start_s=90), "beta": sleepy()})
+    for name in ("alpha", "beta"):
+        assert gw.chat(name).status_code == 200
+    st = gw.status()
+    assert st["pool"]["order"] == "predictive" and list(st["pool"]["kept"]) == ["alpha"]
+    assert "keeping it saves" in st["pool"]["kept"]["alpha"]["why"]
+    assert {p["model"] for p in st["predicted"]} == {"alpha", "beta"}
+    assert st["staging"]["enabled"] is True and st["staging"]["staged"] == {}
+    out = subprocess.run(
+        [sys.executable, "-m", "vlmswap", "status", "--gateway", gw.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "alpha kept: keeping it saves" in out.stdout
+    metrics = gw.http.get("/metrics").text
+    for key in ("loads", "used", "abandoned"):
+        assert f'vlmswap_staged_{key}_total{{kind="page_cache"}} 0.0' in metrics

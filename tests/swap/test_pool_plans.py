@@ -89,3 +89,29 @@ def test_a_plan_that_fits_keeps_both_budgets(items, need, max_sleeping, budget):
         assert all(g.keep <= k.keep for g in gone for k in left)  # least worth keeping first
     else:
         assert plan.evict == ()
+
+
+def test_a_joining_model_worth_less_than_the_sleeper_it_would_displace_is_refused():
+    """Predictive: the model going to sleep is itself ranked; LRU's `worth` is infinite (it always joins)."""
+    pool = sleepers(("a", 4, 0.8, 50.0), ("b", 4, 0.8, 10.0))
+    refused = plan_sleep("c", 4 * GIB, pool, max_sleeping=2, ram_budget_bytes=100 * GIB, worth=5.0)
+    assert not refused.fits and refused.evict == ()
+    joins = plan_sleep("c", 4 * GIB, pool, max_sleeping=2, ram_budget_bytes=100 * GIB, worth=20.0)
+    assert joins.fits and joins.evict == ("b",)
+    lru = plan_sleep("c", 4 * GIB, pool, max_sleeping=2, ram_budget_bytes=100 * GIB)
+    assert lru.fits and lru.evict == ("b",)
+
+
+def test_sleepers_worth_more_together_than_the_joining_model_stay():
+    pool = sleepers(("a", 4, 0.8, 30.0), ("b", 4, 0.8, 30.0))
+    plan = plan_sleep("c", 8 * GIB, pool, max_sleeping=None, ram_budget_bytes=8 * GIB, worth=40.0)
+    assert not plan.fits and "together" in plan.why
+
+
+def test_equal_worth_leaves_least_recently_used_first():
+    pool = [Sleeper("new", GIB, 0, keep=7.0, used=9.0), Sleeper("old", GIB, 0, keep=7.0, used=1.0)]
+    plan = plan_sleep("c", GIB, pool, max_sleeping=2, ram_budget_bytes=100 * GIB, worth=7.0)
+    assert plan.fits and plan.evict == ("old",)
+    assert plan_gpu(
+        "t", 10 * GIB, [Sleeper("new", 0, GIB, 7.0, 9.0), Sleeper("old", 0, GIB, 7.0, 1.0)], capacity_bytes=11 * GIB
+    ).evict == ("old",)

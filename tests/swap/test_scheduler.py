@@ -588,3 +588,20 @@ def test_a_request_past_the_starvation_bound_goes_first_whatever_its_priority():
     _, out = h.arrive("c", priority=5)  # the overdue b starts the drain now
     out += h.finish(i)
     assert [x.to_model for x in out if isinstance(x, Drain)] == ["b"]
+
+
+def test_an_abandoned_load_leaves_the_model_absent_without_a_backoff_and_the_queue_moves_on():
+    """fit, with room: a staging load of b is under way when a request for c arrives; the manager calls
+    b's start off, and c's switch begins at once (nothing failed: no 502, no backoff)."""
+    h = Harness(policy=Placement(24 * GIB, {"a": 2 * GIB, "b": 2 * GIB, "c": 2 * GIB}))
+    h.arrive("a")
+    h.ready("a")
+    assert h.load("b") == [StartSwitch(None, "b")]
+    j, out = h.arrive("c")
+    assert out == []  # one switch at a time
+    out = h.record(h.s.switch_abandoned("b", h.now))
+    assert out == [StartSwitch(None, "c")]
+    assert h.s.residency("b") == Residency.ABSENT and h.s.backoff_left("b", h.now) == 0
+    assert not [a for a in h.actions if isinstance(a, Reject)]
+    assert h.ready("c") == [Grant(j, "c")]
+    assert h.s.switch_abandoned("b", h.now) == []  # no such switch: ignored

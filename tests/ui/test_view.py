@@ -170,3 +170,21 @@ def test_no_chat_hint_says_how_to_get_a_chat_model():
     hint = no_chat_hint(status(smolvlm="transformers extra not installed"))
     assert "pip install 'vlmswap[transformers]'" in hint and "`vlmswap pull smolvlm`" in hint
     assert "`vlmswap pull NAME`" in no_chat_hint(status(**{"qwen2-vl-2b": "vllm not installed"}))
+
+
+def test_the_sidebar_says_what_is_likely_next_and_why_a_sleeper_is_kept():
+    from vlmswap.ui.view import kept_line, prediction_line
+
+    status = {
+        "prediction_horizon_s": 30,
+        "predicted": [
+            {"model": "qwen3-vl-2b", "chance": 0.62, "why": "62% within 30 s (after dots-ocr 70%)"},
+            {"model": "phi-3.5-vision", "chance": 0.1, "why": "10% within 30 s"},
+            {"model": "rapidocr", "chance": 0.5, "why": "50% within 30 s (no history yet)"},
+        ],
+        "pool": {"kept": {"qwen3-vl-2b": {"worth": 73.5, "why": "keeping it saves 73.5 s expected"}}},
+    }
+    assert prediction_line(status) == "Likely next within 30 s: qwen3-vl-2b 62% · phi-3.5-vision 10%"
+    assert prediction_line({"predicted": [{"model": "a", "chance": 0.5, "why": "no history yet"}]}) == ""
+    assert kept_line({"name": "qwen3-vl-2b"}, status) == "kept in the pool: keeping it saves 73.5 s expected"
+    assert kept_line({"name": "rapidocr"}, status) == ""

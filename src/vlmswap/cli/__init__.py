@@ -16,6 +16,7 @@ from vlmswap.cli import (
     gateway_cmd,
     jobs_cmd,
     pull_cmd,
+    simulate_cmd,
     ui_cmd,
     worker_cmd,
 )
@@ -37,6 +38,7 @@ jobs_cmd.register(app)
 ui_cmd.register(app)
 dev_cmd.register(app)
 cluster_cmd.register(app)
+simulate_cmd.register(app)
 
 
 def main() -> None:

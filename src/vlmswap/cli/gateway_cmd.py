@@ -309,6 +309,19 @@ def _print_status(st: dict[str, Any]) -> None:
             )
             + limit
         )
+    for name, kept in (pool.get("kept") or {}).items():
+        console.print(f"  {name} kept: {kept['why']}", markup=False, highlight=False)
+    predicted = [p for p in st.get("predicted") or [] if p.get("why") and "no history" not in p["why"]]
+    if predicted:
+        horizon = st.get("prediction_horizon_s")
+        within = f" within {horizon:g} s" if horizon else ""
+        shown = ", ".join(f"{p['model']} {p['chance']:.0%}" for p in predicted[:3])
+        console.print(f"next (chance of a request{within}): {shown}", markup=False, highlight=False)
+    staging = st.get("staging") or {}
+    if staging.get("staged") or any((staging.get("loads") or {}).values()):
+        loads, used = staging.get("loads") or {}, staging.get("used") or {}
+        now = ", ".join(f"{m} ({k})" for m, k in (staging.get("staged") or {}).items()) or "nothing"
+        console.print(f"staged: {now}; {sum(loads.values())} staged loads so far, {sum(used.values())} used")
     if sw:
         console.print(
             tr(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from vlmswap.registry.profiles import Usage
@@ -26,7 +26,7 @@ class _Live(Collector):
         self.manager = manager
         self.usage: Usage | None = None
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         m = self.manager
         s = m.scheduler
         q = GaugeMetricFamily("vlmswap_queue_depth", "Requests waiting for their model", labels=["model"])
@@ -68,6 +68,20 @@ class _Live(Collector):
         budget = GaugeMetricFamily("vlmswap_sleep_pool_ram_budget_bytes", "Host RAM the sleeping pool may hold")
         budget.add_metric([], p["ram_budget_bytes"])
         yield from (sleeping, ram, budget)
+        counts = m.staging_status()
+        for key, help_ in (
+            (
+                "loads",
+                "Models staged while the GPU was idle: weight files read into the page cache, or (fit) "
+                "started and put to sleep",
+            ),
+            ("used", "Staged models that were then asked for before they left the cache or the pool"),
+            ("abandoned", "Stagings stopped because a request came"),
+        ):
+            c = CounterMetricFamily(f"vlmswap_staged_{key}", help_, labels=["kind"])
+            for kind, n in counts[key].items():
+                c.add_metric([kind], n)
+            yield c
         if self.usage is not None:
             reqs = GaugeMetricFamily("vlmswap_profile_requests", "Requests per profile", labels=["profile"])
             toks = GaugeMetricFamily(

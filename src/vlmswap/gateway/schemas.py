@@ -38,6 +38,24 @@ class Switch(_Open):
     eta_s: float | None = None
 
 
+class Predicted(_Open):
+    """A model the predictor expects: its chance of a request within `prediction_horizon_s`, and why."""
+
+    model: str
+    chance: float
+    why: str
+
+
+class Staging(_Open):
+    """Idle-time staging: what is staged now, and counts per kind (page_cache, sleep)."""
+
+    enabled: bool
+    staged: dict[str, str]
+    loads: dict[str, int]
+    used: dict[str, int]
+    abandoned: dict[str, int]
+
+
 class Status(_Open):
     resident: str | None
     models: dict[str, ModelStatus]
@@ -46,6 +64,8 @@ class Status(_Open):
     switch: Switch | None
     switches: int
     gpu: dict[str, Any]
+    predicted: list[Predicted] = []
+    staging: Staging | None = None
 
 
 class UnloadResult(_Open):
@@ -96,4 +116,16 @@ OCR_FORM: dict[str, Any] = {
     },
 }
 
-__all__ = ["OCR_FORM", "Health", "Logs", "ModelStatus", "OcrResult", "SleepResult", "Status", "Switch", "UnloadResult"]
+__all__ = [
+    "OCR_FORM",
+    "Health",
+    "Logs",
+    "ModelStatus",
+    "OcrResult",
+    "Predicted",
+    "SleepResult",
+    "Staging",
+    "Status",
+    "Switch",
+    "UnloadResult",
+]

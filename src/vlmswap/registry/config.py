@@ -72,6 +72,18 @@ class ModelSpec(_Strict):
         None, ge=0, description="Host RAM it holds asleep, until measured; default: vram_gb for level 1, 0 for level 2."
     )
     warmup: bool = Field(False, description="Send a 1-token request after a start or wake, before the first client's.")
+    expected_start_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds a cold start takes, until measured (the learned median replaces it): "
+        "the sleeping pool's order and `vlmswap simulate` use it.",
+    )
+    expected_wake_s: float | None = Field(
+        None, ge=0, description="Seconds a wake from the sleeping pool takes, until measured."
+    )
+    expected_sleep_s: float | None = Field(
+        None, ge=0, description="Seconds putting it to sleep takes (weights copied to host RAM), until measured."
+    )
     hf_repo: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$",
@@ -175,6 +187,33 @@ class GatewaySettings(_Strict):
     )
     sleep_ram_budget_gb: float | None = Field(
         None, ge=0, description="Host RAM the sleeping pool may hold; default: half of this machine's memory."
+    )
+    pool_policy: Literal["lru", "predictive"] = Field(
+        "predictive",
+        description="Which sleeper leaves the sleeping pool first: lru, the least recently used; predictive, "
+        "the one whose keeping is worth least (its chance of being asked within predict_horizon_s, "
+        "learned from past requests, times its cold start less its wake). bench/README.md, Simulator.",
+    )
+    predict_horizon_s: float = Field(
+        30.0,
+        gt=0,
+        description="predictive: the 'soon' of 'the chance of being asked soon', in seconds (tuned in "
+        "bench/README.md, Simulator).",
+    )
+    stage_idle_s: float | None = Field(
+        30.0,
+        gt=0,
+        description="After this long without work, read the weight files of the likeliest next model that is "
+        "neither awake nor asleep into the OS page cache (fit, with room: start it and put it to sleep); "
+        "none: never stage.",
+    )
+    stage_min_chance: float = Field(
+        0.5, ge=0, le=1, description="Stage only a model at least this likely to be asked within the horizon."
+    )
+    trace_path: str | None = Field(
+        None,
+        description="Append each request's time and model (and how long it held the model) to this JSON Lines "
+        "file, for `vlmswap simulate --trace`; a relative path is in the state dir; none: not recorded.",
     )
     sleep_timeout_s: float = Field(30.0, gt=0, description="Bound on POST /sleep; past it the model is stopped.")
     wake_timeout_s: float = Field(30.0, gt=0, description="Bound on waking a model; past it it is started cold.")

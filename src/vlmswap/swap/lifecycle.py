@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ from vlmswap.backends.base import Backend, BackendError, LogBuffer
 from vlmswap.backends.vllm_log import out_of_memory, phase_detail
 from vlmswap.registry.config import Registry
 from vlmswap.registry.hub import missing_weights
-from vlmswap.swap import pool
+from vlmswap.swap import pool, priors
 from vlmswap.swap.events import EventBus
+from vlmswap.swap.keeping import PoolOrder
 from vlmswap.swap.model import Model, safe_name
 from vlmswap.swap.states import ModelState, Phase, SwitchKind
 from vlmswap.swap.stats import Stats
@@ -68,6 +70,8 @@ class Lifecycle:
         on_exit: Callable[[str, str], None],
         backend_factory: BackendFactory = backends.create,
         keep: Callable[[str], float] | None = None,
+        order: PoolOrder | None = None,
+        used: Callable[[str], float] | None = None,
     ):
         self.registry = registry
         self.settings = registry.gateway
@@ -81,7 +85,12 @@ class Lifecycle:
             name: Model(name, spec, state_dir / "logs" / f"{safe_name(name)}.log")
             for name, spec in registry.models.items()
         }
-        self.keep: Callable[[str], float] = keep if keep is not None else self._since
+        # The sleeping pool's order (keeping.py): what each sleeper is worth, lowest leave first.
+        self.order = order
+        self.keep: Callable[[str], float] = keep or (order.keep if order is not None else self._since)
+        self.worth: Callable[[str], float] = order.worth if order is not None else (lambda _name: math.inf)
+        self.used: Callable[[str], float] = used or self._since
+        self.evict_why = "least recently used" if order is None or order.policy == "lru" else "worth least to keep"
         self.progress: Progress | None = None
         self._watchers: set[asyncio.Task[None]] = set()
         self._phase_listeners: list[Callable[[str, str, float], None]] = []
@@ -118,20 +127,15 @@ class Lifecycle:
         return [n for n, m in self.models.items() if m.backend is not None and not m.asleep]
 
     def estimated_sleep_ram(self, name: str) -> int:
-        st, spec = self.models[name], self.registry.models[name]
-        if st.sleep_ram_bytes is not None:
-            return st.sleep_ram_bytes
-        learned = self.stats.median(name, "sleep_ram_bytes")
-        if learned is not None:
-            return int(learned)
-        if spec.sleep_ram_gb is not None:
-            return int(spec.sleep_ram_gb * GIB)
-        return int(spec.vram_gb * GIB) if spec.sleep_level == 1 else 0
+        return priors.sleep_ram_bytes(name, self.registry.models[name], self.stats, self.models[name].sleep_ram_bytes)
 
     def need_bytes(self, name: str) -> int:
         """GPU memory `name` takes awake: its measured peak after ready, else the registry's vram_gb."""
-        learned = self.stats.median(name, "peak_vram_bytes")
-        return int(learned) if learned is not None else int(self.registry.models[name].vram_gb * GIB)
+        return priors.need_bytes(name, self.registry.models[name], self.stats)
+
+    def costs(self, name: str) -> priors.Costs:
+        """Seconds its start, wake and sleep take: learned, else declared (priors.py)."""
+        return priors.costs(name, self.registry.models[name], self.stats)
 
     def card_bytes(self, snap: gpu.GpuSnapshot | None = None) -> int | None:
         """The card's memory: the GPU probe's reading (NVML or AMD SMI), else `gateway.gpu_memory_gb`."""
@@ -142,7 +146,7 @@ class Lifecycle:
 
     def pool_status(self) -> dict[str, Any]:
         names = self.sleepers()
-        return {
+        out: dict[str, Any] = {
             "sleeping": names,
             "count": len(names),
             "ram_bytes": sum(self.estimated_sleep_ram(n) for n in names),
@@ -150,6 +154,10 @@ class Lifecycle:
             "max_sleeping": self.settings.max_sleeping,
             "gpu_residual_bytes": sum(self.models[n].sleep_gpu_bytes or 0 for n in names),
         }
+        if self.order is not None:
+            out["order"] = self.order.policy
+            out["kept"] = {n: {"worth": round(self.keep(n), 3), "why": self.order.why(n)} for n in names}
+        return out
 
     # --- logs ------------------------------------------------------------------------------
 
@@ -273,6 +281,19 @@ class Lifecycle:
         reason = f"switching to {for_model}" if for_model and for_model != name else "unload"
         await self.stop(name, for_model or name, reason)
 
+    def would_sleep(self, name: str) -> bool:
+        """Whether `name`, put to sleep now, would be let into the pool (staging asks before a start)."""
+        s = self.settings
+        plan = pool.plan_sleep(
+            name,
+            self.estimated_sleep_ram(name),
+            self._sleepers(),
+            max_sleeping=s.max_sleeping,
+            ram_budget_bytes=self.ram_budget_bytes,
+            worth=self.worth(name),
+        )
+        return plan.fits
+
     async def put_to_sleep(self, name: str, phase_model: str, protect: frozenset[str]) -> bool:
         """Sleep `name`, verified; False when it was stopped instead (it did not fit the pool, its
         /sleep failed, or its GPU memory did not go). Room is made in the pool first."""
@@ -288,6 +309,7 @@ class Lifecycle:
             max_sleeping=s.max_sleeping,
             ram_budget_bytes=self.ram_budget_bytes,
             protect=protect,
+            worth=self.worth(name),
         )
         if not plan.fits:
             self.phase(
@@ -296,7 +318,7 @@ class Lifecycle:
             await self.stop(name, phase_model, "the sleeping pool is full")
             return False
         for victim in plan.evict:
-            await self.stop(victim, phase_model, f"leaving the sleeping pool (least recently used) for {name}")
+            await self.stop(victim, phase_model, f"leaving the sleeping pool ({self.evict_why}) for {name}")
         self.phase(phase_model, Phase.SLEEPING, f"putting {name} to sleep (level {spec.sleep_level})")
         t0 = self.clock()
         try:
@@ -319,6 +341,7 @@ class Lifecycle:
             return False
         st = self.models[name]
         st.sleep_gpu_bytes = residual
+        self.stats.record(name, "sleep_s", self.clock() - t0)
         with contextlib.suppress(Exception):
             st.sleep_ram_bytes = await asyncio.to_thread(backend.host_memory_bytes)
             self.stats.record(name, "sleep_ram_bytes", st.sleep_ram_bytes)
@@ -411,7 +434,7 @@ class Lifecycle:
             if snap is not None and snap.available:
                 pids = self.pids(n)
                 gpu_bytes = sum(v for p, v in snap.processes.items() if p in pids)
-            out.append(pool.Sleeper(n, self.estimated_sleep_ram(n), gpu_bytes, self.keep(n)))
+            out.append(pool.Sleeper(n, self.estimated_sleep_ram(n), gpu_bytes, self.keep(n), self.used(n)))
         return out
 
     # --- cold start and stop ---------------------------------------------------------------

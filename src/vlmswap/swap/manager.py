@@ -20,6 +20,7 @@ import itertools
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -35,10 +36,13 @@ from vlmswap.backends.base import BackendError
 from vlmswap.backends.base import state_dir as default_state_dir
 from vlmswap.registry.availability import unavailable_reason
 from vlmswap.registry.config import ModelSpec, Registry
+from vlmswap.swap import staging
 from vlmswap.swap.events import EventBus, Subscription
+from vlmswap.swap.keeping import PoolOrder, order_for
 from vlmswap.swap.lifecycle import Lifecycle
 from vlmswap.swap.model import Model
 from vlmswap.swap.policies import EvictAll, Placement, Policy
+from vlmswap.swap.predictor import Predictor, write_atomic
 from vlmswap.swap.scheduler import (
     Action,
     Drain,
@@ -50,10 +54,15 @@ from vlmswap.swap.scheduler import (
     StopResident,
 )
 from vlmswap.swap.states import ModelState, Phase, Residency
+from vlmswap.swap.traces import Recorder
 
 __all__ = ["Lease", "Manager", "Model", "Ticket"]
 
 UNAVAILABLE_REFRESH_S = 5.0
+HOUSEKEEPING_S = 1.0  # the trace is written, idleness checked for staging, this often
+PREDICTOR_SAVE_S = 60.0  # what the predictor learned is saved this often (and at shutdown)
+PREDICTOR_FILE = "predictor.json"
+PREDICTED_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,19 @@ class Manager:
         self.clock = clock
         self.gateway_id = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
         self.events = EventBus()
+        # Learned from every request (its wall clock: what it learns outlives this process).
+        self.predictor = Predictor(registry.models, horizon_s=self.settings.predict_horizon_s)
+        self.predictor.load(self.state_dir / PREDICTOR_FILE)
+        self._predictor_saved = self.predictor.observed
+        self.order: PoolOrder = order_for(
+            self.settings.pool_policy,
+            last_used=lambda name: self.scheduler.last_used(name),
+            now=clock,
+            predictor=self.predictor,
+            costs=lambda name: self.lifecycle.costs(name),
+            queued=lambda name: self.scheduler.queued(name),
+            wall=time.time,
+        )
         self.lifecycle = Lifecycle(
             registry,
             self.state_dir,
@@ -124,15 +146,35 @@ class Manager:
             gpu_probe=gpu_probe,
             clock=clock,
             on_exit=self._backend_exited,
-            keep=self._keep,
+            order=self.order,
+            used=lambda name: self.scheduler.last_used(name),
         )
         self.scheduler = Scheduler.from_registry(registry, policy=self._policy(), grouping=grouping)
+        trace = self.settings.trace_path
+        self.recorder = Recorder(self.state_dir / trace) if trace else None  # an absolute path stays as it is
+        self._arrivals: dict[int, float] = {}  # id -> wall clock of arrival (recorded traces only)
+        self._granted_at: dict[int, float] = {}
+        # Staging (idle time): one at a time; a request stops it (page cache) or calls it off (a start).
+        self._last_request_wall = time.time()
+        self._staging: asyncio.Task[None] | None = None  # reading weight files into the page cache
+        self._stage_stop: threading.Event | None = None
+        self._staging_load: str | None = None  # fit: a start for the pool, abandoned when a request needs the GPU
+        self._staging_switch: asyncio.Task[None] | None = None
+        self._abandoning: str | None = None
+        self._no_files: set[str] = set()  # models with nothing to read (no local snapshot)
+        self.staged: dict[str, str] = {}  # model -> how it was staged (page_cache | sleep), until used
+        self.staging_counts: dict[str, dict[str, int]] = {
+            "loads": {"page_cache": 0, "sleep": 0},
+            "used": {"page_cache": 0, "sleep": 0},
+            "abandoned": {"page_cache": 0, "sleep": 0},
+        }
         self._tickets: dict[int, Ticket] = {}
         self._lease_errors: dict[int, str] = {}
         self._ids = itertools.count(1)
         self._jobs: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
         self._timer_wake: asyncio.Event | None = None
         self._timer_deadline: float | None = None
         self._unavailable: dict[str, str | None] | None = None
@@ -149,10 +191,6 @@ class Manager:
         lc = self.lifecycle
         needs = {name: lc.need_bytes(name) for name in self.registry.models}
         return Placement.for_card(lc.card_bytes(), self.settings.gpu_budget_gb, needs)
-
-    def _keep(self, name: str) -> float:
-        """How much a sleeper is worth keeping in the pool; the lowest leaves first (least recently used)."""
-        return self.scheduler.last_used(name)
 
     def awake(self) -> list[str]:
         """The models awake and serving (policy single: at most one)."""
@@ -172,6 +210,7 @@ class Manager:
         self._timer_wake = asyncio.Event()
         self._timer = asyncio.create_task(self._run_timer(), name="vlmswap-timer")
         self._watcher = asyncio.create_task(self._run_unavailable(), name="vlmswap-unavailable")
+        self._housekeeper = asyncio.create_task(self._run_housekeeping(), name="vlmswap-housekeeping")
         self._started = True
         for m in messages:
             self.events.publish("state", None, message=m)
@@ -199,12 +238,14 @@ class Manager:
         if self._closing:
             return
         self._closing = True
-        tasks = [t for t in (self._timer, self._watcher, *self._jobs) if t is not None]
+        tasks = [t for t in (self._timer, self._watcher, self._housekeeper, *self._jobs) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        with contextlib.suppress(Exception):
+            await self._save_learned(final=True)
         for ticket in list(self._tickets.values()):
             if not ticket.future.done():
                 ticket.future.set_exception(APIError(503, "the gateway is shutting down", headers={"Retry-After": "5"}))
@@ -241,7 +282,24 @@ class Manager:
         id = next(self._ids)
         ticket = Ticket(self, id, name, asyncio.get_running_loop().create_future())
         self._tickets[id] = ticket
+        wall = time.time()
+        self._last_request_wall = wall
+        self.predictor.observe(name, wall)  # first: a switch this request starts keeps the pool by it
+        if self.recorder is not None:
+            self._arrivals[id] = wall
+        if self._stage_stop is not None:
+            self._stage_stop.set()  # a request always wins: the page-cache read stops at its next chunk
         self._apply_all(self.scheduler.request_arrived(id, name, self.clock(), priority))
+        if (
+            self._staging_load is not None
+            and self._staging_load != name
+            and self.scheduler.residency(name)
+            not in (
+                Residency.READY,
+                Residency.DRAINING,
+            )
+        ):
+            self._abandon_staging()
         if ticket.future.done() and ticket.future.exception() is not None:
             ticket._released = True
             raise ticket.future.exception()  # type: ignore[misc]
@@ -258,8 +316,10 @@ class Manager:
             ticket.release()
 
     def _release(self, id: int) -> None:
-        self._tickets.pop(id, None)
+        ticket = self._tickets.pop(id, None)
         self._lease_errors.pop(id, None)
+        if self.recorder is not None and ticket is not None:
+            self._record(id, ticket.name)
         if not self._closing:
             now = self.clock()
             self._apply_all(self.scheduler.request_finished(id, now))
@@ -273,6 +333,8 @@ class Manager:
             raise APIError(503, "the gateway is not running")
         sub = self.subscribe()
         try:
+            if self._staging_load is not None and self._staging_load != name:
+                self._abandon_staging()  # an operator's load wins over a staging start too
             self._apply_all(self.scheduler.load_requested(name, self.clock()))
             if wait:
                 await self._wait_loaded(name, sub)
@@ -393,6 +455,8 @@ class Manager:
                 ticket = self._tickets.pop(id, None)
                 if ticket is None or ticket.future.done():
                     return
+                if self.recorder is not None:
+                    self._record(id, ticket.name)
                 headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
                 code = {404: "model_not_found", 502: "backend_start_failed", 503: "unavailable"}.get(status)
                 ticket.future.set_exception(APIError(status, message, code=code, headers=headers))
@@ -405,7 +469,9 @@ class Manager:
                 )
             case StartSwitch(from_model, to_model, evict):
                 retire = tuple(m for m in (from_model, *evict) if m is not None)
-                self._spawn(self._run_switch(retire, to_model))
+                task = self._spawn(self._run_switch(retire, to_model))
+                if to_model == self._staging_load:
+                    self._staging_switch = task
             case StopResident(model, cause, sleep):
                 self.lifecycle.begin(model)
                 self._spawn(self._run_stop(model, cause.reason, sleep))
@@ -421,12 +487,23 @@ class Manager:
         if url is None:  # cannot happen while the scheduler and lifecycle agree
             ticket.future.set_exception(APIError(502, f"{model} has no backend"))
             return
+        if self.recorder is not None:
+            self._granted_at[id] = self.clock()
         ticket.future.set_result(Lease(model, self.registry.models[model], url, id, self._lease_errors))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _record(self, id: int, name: str) -> None:
+        """The request's line of the trace: when it arrived, and how long it held its model (None: it
+        never got it)."""
+        assert self.recorder is not None
+        arrived, granted = self._arrivals.pop(id, None), self._granted_at.pop(id, None)
+        if arrived is not None:
+            self.recorder.add(arrived, name, None if granted is None else self.clock() - granted)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
+        return task
 
     def _protected(self) -> frozenset[str]:
         oldest = self.scheduler.oldest_waiting()
@@ -439,7 +516,9 @@ class Manager:
         try:
             await lc.switch(retire, to_model, self._protected())
         except asyncio.CancelledError:
-            raise
+            if self._abandoning != to_model or self._closing:
+                raise
+            await self._abandoned(to_model)
         except Exception as exc:
             error = str(exc)
             tail = exc.log_tail if isinstance(exc, BackendError) else lc.logs(to_model, 30)
@@ -453,6 +532,7 @@ class Manager:
             lc.end(to_model)
             self.scheduler.measured(to_model, lc.need_bytes(to_model))  # a new measurement replaces the estimate
             self._apply_all(self.scheduler.switch_done(to_model, self.clock()))
+            self._staged_switch_done(to_model)
             self._preload_next()
 
     async def _run_stop(self, model: str, reason: str, sleep: bool) -> None:
@@ -486,6 +566,153 @@ class Manager:
             )
             self._apply_all(self.scheduler.backend_crashed(name, error, self.clock()))
         # starting, waking, stopping: the slow work under way sees the exit itself
+
+    # --- staging: idle time spent on the likeliest next model --------------------------------
+
+    def _idle(self) -> bool:
+        s = self.scheduler
+        return (
+            not s.in_flight()
+            and not s.queued()
+            and s.switch() is None
+            and self.lifecycle.progress is None
+            and not self._jobs_running()
+        )
+
+    def stage_candidate(self, now: float) -> str | None:
+        """The likeliest model, at least `stage_min_chance` within the horizon, that is neither awake
+        nor asleep, can run here and has not been staged since it last ran."""
+        unavailable = self.unavailable()
+        for p in self.predictor.ranked(now, self.registry.models):
+            if p.chance <= self.settings.stage_min_chance:  # without history every chance is exactly 1/2
+                return None
+            m = self.models[p.model]
+            if m.state != ModelState.STOPPED or p.model in self.staged or unavailable.get(p.model):
+                continue
+            if self._stage_kind(p.model) is not None:
+                return p.model
+        return None
+
+    def _stage_kind(self, name: str) -> str | None:
+        """fit, with room beside what is awake and in the pool: start it and put it to sleep; else read
+        its weight files into the page cache, when it has any here."""
+        spec = self.registry.models[name]
+        if (
+            self.settings.policy == "fit"
+            and spec.sleep_mode
+            and self.scheduler.fits_beside(name)
+            and self.lifecycle.would_sleep(name)
+        ):
+            return "sleep"
+        return None if name in self._no_files else "page_cache"
+
+    def _consider_staging(self) -> None:
+        s = self.settings
+        if s.stage_idle_s is None or self._closing or self._staging is not None or self._staging_load is not None:
+            return
+        self._forget_stale_staging()
+        now = time.time()
+        if now - self._last_request_wall < s.stage_idle_s or not self._idle():
+            return
+        name = self.stage_candidate(now)
+        if name is None:
+            return
+        if self._stage_kind(name) == "sleep":
+            self._staging_load = name
+            self.events.publish("staging", name, message=f"staging {name}: starting it to put it to sleep")
+            self._apply_all(self.scheduler.load_requested(name, self.clock()))
+            return
+        self._stage_stop = threading.Event()
+        self._staging = asyncio.create_task(self._stage_files(name, self._stage_stop), name=f"stage-{name}")
+
+    async def _stage_files(self, name: str, stop: threading.Event) -> None:
+        try:
+            files = await asyncio.to_thread(staging.weight_files, self.registry.models[name])
+            if not files:
+                self._no_files.add(name)
+                return
+            self.events.publish("staging", name, message=f"staging {name}: reading {len(files)} weight file(s)")
+            t0 = time.monotonic()
+            done, finished = await asyncio.to_thread(staging.read_into_cache, files, stop)
+            took = time.monotonic() - t0
+            if finished:
+                self.staged[name] = "page_cache"
+                self.staging_counts["loads"]["page_cache"] += 1
+                msg = f"staged {name}: {done / 1e9:.2f} GB of weights in the page cache in {took:.1f} s"
+            else:
+                self.staging_counts["abandoned"]["page_cache"] += 1
+                msg = f"staging {name} stopped after {done / 1e9:.2f} GB: a request came"
+            self.events.publish("staging", name, message=msg, staged=finished)
+        except Exception as exc:  # unreadable files: say so, stage something else next time
+            self._no_files.add(name)
+            self.events.publish("staging", name, message=f"could not stage {name}: {exc}")
+        finally:
+            self._staging, self._stage_stop = None, None
+
+    def _abandon_staging(self) -> None:
+        """A request needs the GPU while a staging start runs: call the start off (fit only)."""
+        name, task = self._staging_load, self._staging_switch
+        self._staging_load = None
+        if name is None:
+            return
+        self.staging_counts["abandoned"]["sleep"] += 1
+        if task is not None and not task.done():
+            self._abandoning = name
+            task.cancel()
+        elif self.scheduler.switch() is None or self.scheduler.switch().target != name:  # type: ignore[union-attr]
+            self._apply_all(self.scheduler.unload_requested(self.clock(), sleep=False, model=name))
+
+    async def _abandoned(self, name: str) -> None:
+        """The staging start was cancelled: take away what it started, tell the scheduler (no backoff)."""
+        lc = self.lifecycle
+        self._abandoning = None
+        self.events.publish("staging", name, message=f"staging {name} abandoned: a request needs the GPU")
+        with contextlib.suppress(Exception):
+            await lc.stop(name, name, "staging gave way to a request")
+        lc.end(name)
+        self._apply_all(self.scheduler.switch_abandoned(name, self.clock()))
+
+    def _staged_switch_done(self, name: str) -> None:
+        """After a switch to `name`: a staging start goes to sleep; a staged model brought up is 'used'."""
+        if name == self._staging_load:
+            self._staging_load, self._staging_switch = None, None
+            if self.scheduler.queued(name) or self.scheduler.in_flight(name):
+                self.staged.pop(name, None)
+                self.staging_counts["loads"]["sleep"] += 1
+                self.staging_counts["used"]["sleep"] += 1  # asked for while it started: used at once
+                return
+            self.staged[name] = "sleep"
+            self.staging_counts["loads"]["sleep"] += 1
+            self._apply_all(self.scheduler.unload_requested(self.clock(), sleep=True, model=name))
+            return
+        kind = self.staged.pop(name, None)
+        if kind is not None:
+            self.staging_counts["used"][kind] += 1
+
+    def _forget_stale_staging(self) -> None:
+        """A model staged asleep that left the pool unused is no longer staged."""
+        for name, kind in list(self.staged.items()):
+            if kind == "sleep" and self.models[name].state == ModelState.STOPPED:
+                del self.staged[name]
+
+    def staging_status(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "enabled": s.stage_idle_s is not None,
+            "idle_s": s.stage_idle_s,
+            "min_chance": s.stage_min_chance,
+            "in_progress": self._staging_load or (self._staging.get_name()[6:] if self._staging is not None else None),
+            "staged": dict(self.staged),
+            **{k: dict(v) for k, v in self.staging_counts.items()},
+        }
+
+    def predicted(self, n: int = PREDICTED_SHOWN) -> list[dict[str, Any]]:
+        """The likeliest next models with their chances within the horizon, and why."""
+        now = time.time()
+        return [
+            {"model": p.model, "chance": round(p.chance, 4), "why": p.why}
+            for p in self.predictor.ranked(now, self.registry.models)[:n]
+        ]
 
     # --- the timer -------------------------------------------------------------------------
 
@@ -537,6 +764,32 @@ class Manager:
         items = list(self.registry.models.items())
         reasons = await asyncio.to_thread(lambda: [unavailable_reason(spec, present) for _, spec in items])
         self._unavailable = {name: r for (name, _), r in zip(items, reasons)}
+
+    async def _run_housekeeping(self) -> None:
+        """Off the request path: the recorded trace is written, what the predictor learned is saved, and
+        an idle GPU stages the likeliest next model."""
+        saved = self.clock()
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                if self.recorder is not None and self.recorder.pending():
+                    await asyncio.to_thread(self.recorder.write, self.recorder.take())
+                if self.clock() - saved >= PREDICTOR_SAVE_S:
+                    saved = self.clock()
+                    await self._save_learned()
+                self._consider_staging()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a full disk must not stop the gateway; say it once per failure
+                self.events.publish("state", None, message=f"could not write the trace or the predictor: {exc}")
+
+    async def _save_learned(self, final: bool = False) -> None:
+        if self.recorder is not None and self.recorder.pending():
+            await asyncio.to_thread(self.recorder.write, self.recorder.take())
+        if self.predictor.observed != self._predictor_saved:
+            data = self.predictor.dumps()  # on the loop: a consistent copy
+            await asyncio.to_thread(write_atomic, self.state_dir / PREDICTOR_FILE, data)
+            self._predictor_saved = self.predictor.observed
 
     async def _run_unavailable(self) -> None:
         while True:
@@ -612,6 +865,9 @@ class Manager:
             "switches": self.switch_count,
             "policy": self.settings.policy,
             "pool": self.lifecycle.pool_status(),
+            "predicted": self.predicted(),
+            "prediction_horizon_s": self.predictor.horizon_s,
+            "staging": self.staging_status(),
             "gpu": g,
             "host": {"ram_total_bytes": vm.total, "ram_available_bytes": vm.available, "ram_used_bytes": vm.used},
             "gateway_id": self.gateway_id,

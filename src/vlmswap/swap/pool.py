@@ -1,12 +1,17 @@
 """The sleeping pool's budgets: who must leave so that a model may sleep, or wake.
 
-Pure functions from sizes and recency to "these go", in the spirit of llama-swap's eviction:
+Pure functions from sizes and worth to "these go", in the spirit of llama-swap's eviction:
 no I/O, so every order and limit is tested without processes. The lifecycle measures (RSS
-of a sleeper's processes, NVML bytes per pid) and carries the answers out.
+of a sleeper's processes, NVML bytes per pid) and carries the answers out; the simulator
+(swap/simulator.py) asks the same functions, so a replayed trace follows the same rules.
+
+What a sleeper is worth (`keep`) is the caller's (swap/keeping.py): when it was last used
+(LRU), or the seconds keeping it is expected to save (predictive).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -15,7 +20,8 @@ class Sleeper:
     name: str
     ram_bytes: int  # host RAM it holds asleep (measured, else estimated)
     gpu_bytes: int  # GPU memory it keeps asleep (its CUDA context), measured per pid
-    keep: float  # what keeping it is worth (the manager's: when it was last used); the lowest leave first
+    keep: float  # what keeping it is worth (the manager's pool order); the lowest leave first
+    used: float = 0.0  # when it was last used: among equal worth, the least recently used leaves first
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,7 @@ class Plan:
 
 
 def _cheapest(sleepers: list[Sleeper], protect: frozenset[str]) -> list[Sleeper]:
-    return sorted((s for s in sleepers if s.name not in protect), key=lambda s: s.keep)
+    return sorted((s for s in sleepers if s.name not in protect), key=lambda s: (s.keep, s.used))
 
 
 def plan_sleep(
@@ -37,11 +43,17 @@ def plan_sleep(
     max_sleeping: int | None,
     ram_budget_bytes: int,
     protect: frozenset[str] = frozenset(),
+    worth: float = math.inf,
 ) -> Plan:
     """May `candidate` join the pool (holding `ram_bytes`)? Which sleepers leave first so it fits
     both `max_sleeping` and the RAM budget. Protected sleepers (the model about to wake, the one
-    the oldest queued request waits for) never leave."""
+    the oldest queued request waits for) never leave, nor do sleepers worth more than the
+    candidate (`worth`, on the scale of `Sleeper.keep`; infinite under LRU: the model that was
+    just serving is always the most recently used). With a finite worth the keeps are expected
+    savings, which add up: the candidate is refused when those it would displace are worth more
+    together than it is."""
     others = [s for s in sleepers if s.name != candidate]
+    protect = protect | {s.name for s in others if s.keep > worth}
     if max_sleeping is not None and max_sleeping <= 0:
         return Plan((), False, "max_sleeping is 0")
     if ram_bytes > ram_budget_bytes:
@@ -57,12 +69,15 @@ def plan_sleep(
         count -= 1
         held -= s.ram_bytes
     if (max_sleeping is not None and count + 1 > max_sleeping) or held + ram_bytes > ram_budget_bytes:
+        why = "protected sleeper(s)" if math.isinf(worth) else "sleeper(s) protected or worth more to keep"
         return Plan(
             (),
             False,
-            f"the pool holds {_gb(held)} in {count} protected sleeper(s); budget "
-            f"{_gb(ram_budget_bytes)}, max_sleeping {max_sleeping}",
+            f"the pool holds {_gb(held)} in {count} {why}; budget {_gb(ram_budget_bytes)}, max_sleeping {max_sleeping}",
         )
+    lost = sum(s.keep for s in others if s.name in evict)
+    if not math.isinf(worth) and len(evict) > 1 and lost > worth:
+        return Plan((), False, f"the {len(evict)} sleepers it would displace are worth more to keep together")
     return Plan(tuple(evict), True)
 
 

@@ -130,6 +130,12 @@ class Decisions(Protocol):
         """A StopResident finished: its memory is free. Ignored when it was not stopping."""
         ...
 
+    def switch_abandoned(self, model: str, now: float) -> list[Action]:
+        """The manager called off the switch to `model` before it was ready (a staging load gave way
+        to a request) and removed what it had started: it is absent again, without a backoff and
+        without an answer to anyone. Ignored when no such switch is under way."""
+        ...
+
     def backend_crashed(self, model: str, error: str, now: float) -> list[Action]:
         """A model that was up died: FailInFlight, Rejects (503) for its queue, StopResident to reap it
         (unless a switch already retires it). Ignored for a model that is not up."""
@@ -391,6 +397,17 @@ class Scheduler:
         if slot is None or slot.residency != Residency.STOPPING:
             return []
         slot.residency, slot.crashed = Residency.ABSENT, False
+        return self._decide(now)
+
+    def switch_abandoned(self, model: str, now: float) -> list[Action]:
+        sw = self._switch
+        if sw is None or sw.step != SwitchStep.SWITCHING or sw.target != model:
+            return []
+        self._switch = None
+        slot = self._slots[model]
+        slot.residency, slot.unload = Residency.ABSENT, None
+        if self._pending_load == model:
+            self._pending_load = None
         return self._decide(now)
 
     def backend_crashed(self, model: str, error: str, now: float) -> list[Action]:

@@ -1,7 +1,8 @@
 """Learned numbers per model, kept in the state dir across restarts (SQLite).
 
-Every cold start, wake, sleep and ready reading leaves a sample; the medians replace the
-registry's priors (`vram_gb`, `sleep_ram_gb`) once measured, and give switches an ETA.
+Every cold start, wake, sleep (its seconds and the RAM it holds) and ready reading leaves a
+sample; the medians replace the registry's priors (`vram_gb`, `sleep_ram_gb`,
+`expected_start_s`, ...) once measured, and give switches an ETA.
 Small and synchronous: a few writes per switch, never on the request path.
 """
 
@@ -13,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Literal
 
-Metric = Literal["cold_start_s", "wake_s", "peak_vram_bytes", "sleep_ram_bytes"]
-METRICS: tuple[Metric, ...] = ("cold_start_s", "wake_s", "peak_vram_bytes", "sleep_ram_bytes")
+Metric = Literal["cold_start_s", "wake_s", "sleep_s", "peak_vram_bytes", "sleep_ram_bytes"]
+METRICS: tuple[Metric, ...] = ("cold_start_s", "wake_s", "sleep_s", "peak_vram_bytes", "sleep_ram_bytes")
 KEEP = 50  # samples per model and metric; older ones are dropped
 
 

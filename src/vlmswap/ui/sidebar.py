@@ -21,12 +21,14 @@ from vlmswap.ui.view import (
     activity_line,
     badges,
     host_line,
+    kept_line,
     memory_bar_html,
     memory_line,
     models,
     needs_pull,
     phase_label,
     pool_line,
+    prediction_line,
     pull_fraction,
     pull_line,
     resident_name,
@@ -101,6 +103,8 @@ def _live(gw: Gateway) -> None:
         st.caption(host_line(status.get("host") or {}))
     if pool_line(status):
         st.caption(pool_line(status))
+    if prediction_line(status):
+        st.caption(prediction_line(status))
     if resident:
         with st.expander(tr("Log of {name}", name=resident)):
             try:
@@ -125,6 +129,8 @@ def _models(gw: Gateway, status: dict[str, Any]) -> None:
             box.caption(activity_line(m))
         if sleep_line(m):
             box.caption(sleep_line(m))
+        if kept_line(m, status):
+            box.caption(kept_line(m, status))
         if stats_line(m):
             box.caption(stats_line(m))
         pulled = False

@@ -346,3 +346,19 @@ def no_chat_hint(status: dict[str, Any]) -> str:
         "No chat model can run here. Add one to the registry, e.g. a small image-text-to-text checkpoint "
         "through the transformers engine (see docs/models.md), then `vlmswap pull NAME`."
     )
+
+
+def prediction_line(status: dict[str, Any]) -> str:
+    """The likeliest next models with their chances ("" before the predictor has any history)."""
+    shown = [p for p in status.get("predicted") or [] if p.get("why") and "no history" not in p["why"]][:3]
+    if not shown:
+        return ""
+    horizon = status.get("prediction_horizon_s")
+    within = f" within {float(horizon):g} s" if horizon else ""
+    return f"Likely next{within}: " + " · ".join(f"{p['model']} {float(p['chance']):.0%}" for p in shown)
+
+
+def kept_line(model: dict[str, Any], status: dict[str, Any]) -> str:
+    """Why the sleeping pool keeps this sleeper ("" when it is not asleep)."""
+    kept = ((status.get("pool") or {}).get("kept") or {}).get(model.get("name"))
+    return f"kept in the pool: {kept['why']}" if kept else ""
