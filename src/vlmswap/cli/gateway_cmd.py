@@ -310,18 +310,29 @@ def _print_status(st: dict[str, Any]) -> None:
             + limit
         )
     for name, kept in (pool.get("kept") or {}).items():
-        console.print(f"  {name} kept: {kept['why']}", markup=False, highlight=False)
+        console.print("  " + tr("{name} kept: {why}", name=name, why=kept["why"]), markup=False, highlight=False)
     predicted = [p for p in st.get("predicted") or [] if p.get("why") and "no history" not in p["why"]]
     if predicted:
         horizon = st.get("prediction_horizon_s")
-        within = f" within {horizon:g} s" if horizon else ""
         shown = ", ".join(f"{p['model']} {p['chance']:.0%}" for p in predicted[:3])
-        console.print(f"next (chance of a request{within}): {shown}", markup=False, highlight=False)
+        line = (
+            tr("next (chance of a request within {seconds} s): {models}", seconds=f"{horizon:g}", models=shown)
+            if horizon
+            else tr("next (chance of a request): {models}", models=shown)
+        )
+        console.print(line, markup=False, highlight=False)
     staging = st.get("staging") or {}
     if staging.get("staged") or any((staging.get("loads") or {}).values()):
-        loads, used = staging.get("loads") or {}, staging.get("used") or {}
-        now = ", ".join(f"{m} ({k})" for m, k in (staging.get("staged") or {}).items()) or "nothing"
-        console.print(f"staged: {now}; {sum(loads.values())} staged loads so far, {sum(used.values())} used")
+        loads, taken = staging.get("loads") or {}, staging.get("used") or {}
+        now = ", ".join(f"{m} ({k})" for m, k in (staging.get("staged") or {}).items()) or tr("nothing")
+        console.print(
+            tr(
+                "staged: {now}; {loads} staged loads so far, {used} used",
+                now=now,
+                loads=sum(loads.values()),
+                used=sum(taken.values()),
+            )
+        )
     if sw:
         console.print(
             tr(

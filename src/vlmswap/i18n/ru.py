@@ -17,6 +17,19 @@ MESSAGES: dict[str, str | tuple[str, str, str]] = {
         "Шлюз `{url}` · активна: **{resident}** · в очереди: {queued}"
     ),
     "none": "нет",
+    # --- what the pool keeps and what comes next (the predictor) ----------------------------
+    "Likely next within {seconds} s: {models}": "Вероятно, в ближайшие {seconds} с: {models}",
+    "Likely next: {models}": "Вероятно, следующими: {models}",
+    "kept in the pool: {why}": "оставлена в пуле: {why}",
+    "{name} kept: {why}": "{name} оставлена: {why}",
+    "next (chance of a request within {seconds} s): {models}": (
+        "далее (вероятность запроса в ближайшие {seconds} с): {models}"
+    ),
+    "next (chance of a request): {models}": "далее (вероятность запроса): {models}",
+    "nothing": "ничего",
+    "staged: {now}; {loads} staged loads so far, {used} used": (
+        "подготовлено: {now}; подготовок всего: {loads}, пригодилось: {used}"
+    ),
     # --- a cluster's replicas (ui/replicas.py) ---------------------------------------------
     "Cluster of **{n}** replica": (
         "Кластер из **{n}** реплики",

@@ -354,11 +354,13 @@ def prediction_line(status: dict[str, Any]) -> str:
     if not shown:
         return ""
     horizon = status.get("prediction_horizon_s")
-    within = f" within {float(horizon):g} s" if horizon else ""
-    return f"Likely next{within}: " + " · ".join(f"{p['model']} {float(p['chance']):.0%}" for p in shown)
+    listed = " · ".join(f"{p['model']} {float(p['chance']):.0%}" for p in shown)
+    if horizon:
+        return tr("Likely next within {seconds} s: {models}", seconds=f"{float(horizon):g}", models=listed)
+    return tr("Likely next: {models}", models=listed)
 
 
 def kept_line(model: dict[str, Any], status: dict[str, Any]) -> str:
     """Why the sleeping pool keeps this sleeper ("" when it is not asleep)."""
     kept = ((status.get("pool") or {}).get("kept") or {}).get(model.get("name"))
-    return f"kept in the pool: {kept['why']}" if kept else ""
+    return tr("kept in the pool: {why}", why=kept["why"]) if kept else ""  # the gateway's reason stays English
