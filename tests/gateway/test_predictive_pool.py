@@ -81,14 +81,14 @@ def test_an_idle_gpu_reads_the_next_models_weights_into_the_page_cache(tmp_path:
         await r.chat("alpha")  # beta is stopped, not asleep: its next start is cold
         staging.evict_from_cache([weights])
         assert staging.cached_fraction(weights) == 0.0
-        await until(lambda: r.m.staged.get("beta") == "page_cache", what="beta staged")
+        await until(lambda: r.m.stager.staged.get("beta") == "page_cache", what="beta staged")
         assert staging.cached_fraction(weights) == 1.0
         st = r.m.status()["staging"]
         assert st["loads"]["page_cache"] == 1 and st["staged"] == {"beta": "page_cache"}
         await r.chat("beta")  # its cold start reads the weights from memory: the staging was used
 
     r = run(tmp_path, reg, steps)
-    assert r.m.staging_counts["used"]["page_cache"] == 1 and "beta" not in r.m.staged
+    assert r.m.stager.counts["used"]["page_cache"] == 1 and "beta" not in r.m.stager.staged
     assert any("staged beta: 0.01 GB of weights in the page cache" in e["message"] for e in r.events)
 
 
@@ -112,12 +112,12 @@ def test_fit_with_room_starts_the_next_model_and_puts_it_to_sleep_and_its_reques
     async def steps(r: Run) -> None:
         await r.chat("alpha")
         await until(lambda: r.m.models["beta"].state == "sleeping", what="beta staged asleep")
-        assert r.m.staged == {"beta": "sleep"} and r.m.models["alpha"].state == "ready"
+        assert r.m.stager.staged == {"beta": "sleep"} and r.m.models["alpha"].state == "ready"
         await r.chat("beta")
 
     r = run(tmp_path, reg, steps)
     assert r.m.models["beta"].starts == 1 and r.m.models["beta"].wakes == 1
-    assert r.m.staging_counts["loads"]["sleep"] == 1 and r.m.staging_counts["used"]["sleep"] == 1
+    assert r.m.stager.counts["loads"]["sleep"] == 1 and r.m.stager.counts["used"]["sleep"] == 1
 
 
 def test_a_request_for_another_model_calls_a_staging_start_off_at_once(tmp_path: Path):
@@ -143,7 +143,7 @@ def test_a_request_for_another_model_calls_a_staging_start_off_at_once(tmp_path:
         assert r.m.scheduler.backoff_left("beta", r.m.clock()) == 0  # no failure: no backoff
 
     r = run(tmp_path, reg, steps)
-    assert r.m.staging_counts["abandoned"]["sleep"] == 1 and not r.m.staged
+    assert r.m.stager.counts["abandoned"]["sleep"] == 1 and not r.m.stager.staged
     assert any("staging beta abandoned" in e["message"] for e in r.events)
 
 

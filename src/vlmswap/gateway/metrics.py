@@ -68,7 +68,7 @@ class _Live(Collector):
         budget = GaugeMetricFamily("vlmswap_sleep_pool_ram_budget_bytes", "Host RAM the sleeping pool may hold")
         budget.add_metric([], p["ram_budget_bytes"])
         yield from (sleeping, ram, budget)
-        counts = m.staging_status()
+        counts = m.stager.status()
         for key, help_ in (
             (
                 "loads",

@@ -20,7 +20,6 @@ import itertools
 import math
 import os
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -36,7 +35,6 @@ from vlmswap.backends.base import BackendError
 from vlmswap.backends.base import state_dir as default_state_dir
 from vlmswap.registry.availability import unavailable_reason
 from vlmswap.registry.config import ModelSpec, Registry
-from vlmswap.swap import staging
 from vlmswap.swap.events import EventBus, Subscription
 from vlmswap.swap.keeping import PoolOrder, order_for
 from vlmswap.swap.lifecycle import Lifecycle
@@ -53,6 +51,7 @@ from vlmswap.swap.scheduler import (
     StartSwitch,
     StopResident,
 )
+from vlmswap.swap.staging import Stager
 from vlmswap.swap.states import ModelState, Phase, Residency
 from vlmswap.swap.traces import Recorder
 
@@ -155,19 +154,16 @@ class Manager:
         self._arrivals: dict[int, float] = {}  # id -> wall clock of arrival (recorded traces only)
         self._granted_at: dict[int, float] = {}
         # Staging (idle time): one at a time; a request stops it (page cache) or calls it off (a start).
-        self._last_request_wall = time.time()
-        self._staging: asyncio.Task[None] | None = None  # reading weight files into the page cache
-        self._stage_stop: threading.Event | None = None
-        self._staging_load: str | None = None  # fit: a start for the pool, abandoned when a request needs the GPU
-        self._staging_switch: asyncio.Task[None] | None = None
-        self._abandoning: str | None = None
-        self._no_files: set[str] = set()  # models with nothing to read (no local snapshot)
-        self.staged: dict[str, str] = {}  # model -> how it was staged (page_cache | sleep), until used
-        self.staging_counts: dict[str, dict[str, int]] = {
-            "loads": {"page_cache": 0, "sleep": 0},
-            "used": {"page_cache": 0, "sleep": 0},
-            "abandoned": {"page_cache": 0, "sleep": 0},
-        }
+        self.stager = Stager(
+            registry,
+            self.predictor,
+            self.scheduler,
+            self.lifecycle,
+            self.events,
+            apply=self._apply_all,
+            clock=clock,
+            unavailable=self.unavailable,
+        )
         self._tickets: dict[int, Ticket] = {}
         self._lease_errors: dict[int, str] = {}
         self._ids = itertools.count(1)
@@ -244,6 +240,7 @@ class Manager:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.stager.stop()
         with contextlib.suppress(Exception):
             await self._save_learned(final=True)
         for ticket in list(self._tickets.values()):
@@ -283,23 +280,11 @@ class Manager:
         ticket = Ticket(self, id, name, asyncio.get_running_loop().create_future())
         self._tickets[id] = ticket
         wall = time.time()
-        self._last_request_wall = wall
         self.predictor.observe(name, wall)  # first: a switch this request starts keeps the pool by it
         if self.recorder is not None:
             self._arrivals[id] = wall
-        if self._stage_stop is not None:
-            self._stage_stop.set()  # a request always wins: the page-cache read stops at its next chunk
         self._apply_all(self.scheduler.request_arrived(id, name, self.clock(), priority))
-        if (
-            self._staging_load is not None
-            and self._staging_load != name
-            and self.scheduler.residency(name)
-            not in (
-                Residency.READY,
-                Residency.DRAINING,
-            )
-        ):
-            self._abandon_staging()
+        self.stager.request_arrived(name)  # a request always wins over staging
         if ticket.future.done() and ticket.future.exception() is not None:
             ticket._released = True
             raise ticket.future.exception()  # type: ignore[misc]
@@ -333,8 +318,7 @@ class Manager:
             raise APIError(503, "the gateway is not running")
         sub = self.subscribe()
         try:
-            if self._staging_load is not None and self._staging_load != name:
-                self._abandon_staging()  # an operator's load wins over a staging start too
+            self.stager.load_requested(name)
             self._apply_all(self.scheduler.load_requested(name, self.clock()))
             if wait:
                 await self._wait_loaded(name, sub)
@@ -469,9 +453,7 @@ class Manager:
                 )
             case StartSwitch(from_model, to_model, evict):
                 retire = tuple(m for m in (from_model, *evict) if m is not None)
-                task = self._spawn(self._run_switch(retire, to_model))
-                if to_model == self._staging_load:
-                    self._staging_switch = task
+                self.stager.switch_started(to_model, self._spawn(self._run_switch(retire, to_model)))
             case StopResident(model, cause, sleep):
                 self.lifecycle.begin(model)
                 self._spawn(self._run_stop(model, cause.reason, sleep))
@@ -516,9 +498,9 @@ class Manager:
         try:
             await lc.switch(retire, to_model, self._protected())
         except asyncio.CancelledError:
-            if self._abandoning != to_model or self._closing:
+            if not self.stager.abandoning(to_model) or self._closing:
                 raise
-            await self._abandoned(to_model)
+            await self.stager.abandoned(to_model)
         except Exception as exc:
             error = str(exc)
             tail = exc.log_tail if isinstance(exc, BackendError) else lc.logs(to_model, 30)
@@ -532,7 +514,7 @@ class Manager:
             lc.end(to_model)
             self.scheduler.measured(to_model, lc.need_bytes(to_model))  # a new measurement replaces the estimate
             self._apply_all(self.scheduler.switch_done(to_model, self.clock()))
-            self._staged_switch_done(to_model)
+            self.stager.switch_done(to_model)
             self._preload_next()
 
     async def _run_stop(self, model: str, reason: str, sleep: bool) -> None:
@@ -567,144 +549,18 @@ class Manager:
             self._apply_all(self.scheduler.backend_crashed(name, error, self.clock()))
         # starting, waking, stopping: the slow work under way sees the exit itself
 
-    # --- staging: idle time spent on the likeliest next model --------------------------------
+    # --- staging: idle time spent on the likeliest next model (swap/staging.py) ---------------
 
     def _idle(self) -> bool:
         s = self.scheduler
         return (
-            not s.in_flight()
+            not self._closing
+            and not s.in_flight()
             and not s.queued()
             and s.switch() is None
             and self.lifecycle.progress is None
             and not self._jobs_running()
         )
-
-    def stage_candidate(self, now: float) -> str | None:
-        """The likeliest model, at least `stage_min_chance` within the horizon, that is neither awake
-        nor asleep, can run here and has not been staged since it last ran."""
-        unavailable = self.unavailable()
-        for p in self.predictor.ranked(now, self.registry.models):
-            if p.chance <= self.settings.stage_min_chance:  # without history every chance is exactly 1/2
-                return None
-            m = self.models[p.model]
-            if m.state != ModelState.STOPPED or p.model in self.staged or unavailable.get(p.model):
-                continue
-            if self._stage_kind(p.model) is not None:
-                return p.model
-        return None
-
-    def _stage_kind(self, name: str) -> str | None:
-        """fit, with room beside what is awake and in the pool: start it and put it to sleep; else read
-        its weight files into the page cache, when it has any here."""
-        spec = self.registry.models[name]
-        if (
-            self.settings.policy == "fit"
-            and spec.sleep_mode
-            and self.scheduler.fits_beside(name)
-            and self.lifecycle.would_sleep(name)
-        ):
-            return "sleep"
-        return None if name in self._no_files else "page_cache"
-
-    def _consider_staging(self) -> None:
-        s = self.settings
-        if s.stage_idle_s is None or self._closing or self._staging is not None or self._staging_load is not None:
-            return
-        self._forget_stale_staging()
-        now = time.time()
-        if now - self._last_request_wall < s.stage_idle_s or not self._idle():
-            return
-        name = self.stage_candidate(now)
-        if name is None:
-            return
-        if self._stage_kind(name) == "sleep":
-            self._staging_load = name
-            self.events.publish("staging", name, message=f"staging {name}: starting it to put it to sleep")
-            self._apply_all(self.scheduler.load_requested(name, self.clock()))
-            return
-        self._stage_stop = threading.Event()
-        self._staging = asyncio.create_task(self._stage_files(name, self._stage_stop), name=f"stage-{name}")
-
-    async def _stage_files(self, name: str, stop: threading.Event) -> None:
-        try:
-            files = await asyncio.to_thread(staging.weight_files, self.registry.models[name])
-            if not files:
-                self._no_files.add(name)
-                return
-            self.events.publish("staging", name, message=f"staging {name}: reading {len(files)} weight file(s)")
-            t0 = time.monotonic()
-            done, finished = await asyncio.to_thread(staging.read_into_cache, files, stop)
-            took = time.monotonic() - t0
-            if finished:
-                self.staged[name] = "page_cache"
-                self.staging_counts["loads"]["page_cache"] += 1
-                msg = f"staged {name}: {done / 1e9:.2f} GB of weights in the page cache in {took:.1f} s"
-            else:
-                self.staging_counts["abandoned"]["page_cache"] += 1
-                msg = f"staging {name} stopped after {done / 1e9:.2f} GB: a request came"
-            self.events.publish("staging", name, message=msg, staged=finished)
-        except Exception as exc:  # unreadable files: say so, stage something else next time
-            self._no_files.add(name)
-            self.events.publish("staging", name, message=f"could not stage {name}: {exc}")
-        finally:
-            self._staging, self._stage_stop = None, None
-
-    def _abandon_staging(self) -> None:
-        """A request needs the GPU while a staging start runs: call the start off (fit only)."""
-        name, task = self._staging_load, self._staging_switch
-        self._staging_load = None
-        if name is None:
-            return
-        self.staging_counts["abandoned"]["sleep"] += 1
-        if task is not None and not task.done():
-            self._abandoning = name
-            task.cancel()
-        elif self.scheduler.switch() is None or self.scheduler.switch().target != name:  # type: ignore[union-attr]
-            self._apply_all(self.scheduler.unload_requested(self.clock(), sleep=False, model=name))
-
-    async def _abandoned(self, name: str) -> None:
-        """The staging start was cancelled: take away what it started, tell the scheduler (no backoff)."""
-        lc = self.lifecycle
-        self._abandoning = None
-        self.events.publish("staging", name, message=f"staging {name} abandoned: a request needs the GPU")
-        with contextlib.suppress(Exception):
-            await lc.stop(name, name, "staging gave way to a request")
-        lc.end(name)
-        self._apply_all(self.scheduler.switch_abandoned(name, self.clock()))
-
-    def _staged_switch_done(self, name: str) -> None:
-        """After a switch to `name`: a staging start goes to sleep; a staged model brought up is 'used'."""
-        if name == self._staging_load:
-            self._staging_load, self._staging_switch = None, None
-            if self.scheduler.queued(name) or self.scheduler.in_flight(name):
-                self.staged.pop(name, None)
-                self.staging_counts["loads"]["sleep"] += 1
-                self.staging_counts["used"]["sleep"] += 1  # asked for while it started: used at once
-                return
-            self.staged[name] = "sleep"
-            self.staging_counts["loads"]["sleep"] += 1
-            self._apply_all(self.scheduler.unload_requested(self.clock(), sleep=True, model=name))
-            return
-        kind = self.staged.pop(name, None)
-        if kind is not None:
-            self.staging_counts["used"][kind] += 1
-
-    def _forget_stale_staging(self) -> None:
-        """A model staged asleep that left the pool unused is no longer staged."""
-        for name, kind in list(self.staged.items()):
-            if kind == "sleep" and self.models[name].state == ModelState.STOPPED:
-                del self.staged[name]
-
-    def staging_status(self) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "enabled": s.stage_idle_s is not None,
-            "idle_s": s.stage_idle_s,
-            "min_chance": s.stage_min_chance,
-            "in_progress": self._staging_load or (self._staging.get_name()[6:] if self._staging is not None else None),
-            "staged": dict(self.staged),
-            **{k: dict(v) for k, v in self.staging_counts.items()},
-        }
 
     def predicted(self, n: int = PREDICTED_SHOWN) -> list[dict[str, Any]]:
         """The likeliest next models with their chances within the horizon, and why."""
@@ -777,7 +633,7 @@ class Manager:
                 if self.clock() - saved >= PREDICTOR_SAVE_S:
                     saved = self.clock()
                     await self._save_learned()
-                self._consider_staging()
+                self.stager.consider(self._idle())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a full disk must not stop the gateway; say it once per failure
@@ -867,7 +723,7 @@ class Manager:
             "pool": self.lifecycle.pool_status(),
             "predicted": self.predicted(),
             "prediction_horizon_s": self.predictor.horizon_s,
-            "staging": self.staging_status(),
+            "staging": self.stager.status(),
             "gpu": g,
             "host": {"ram_total_bytes": vm.total, "ram_available_bytes": vm.available, "ram_used_bytes": vm.used},
             "gateway_id": self.gateway_id,
