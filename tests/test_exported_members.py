@@ -69,7 +69,7 @@ PUBLIC = {
     "vlmswap.swap.predictor": ["Prediction", "Predictor", "Weights", "ago", "local_hour", "trace_hour", "write_atomic"],
     "vlmswap.swap.priors": ["Costs", "Learned", "costs", "need_bytes", "sleep_ram_bytes"],
     "vlmswap.swap.simulator": ["Options", "Oracle", "Result", "SimLifecycle", "Simulation", "percentile", "simulate"],
-    "vlmswap.swap.staging": ["cached_fraction", "evict_from_cache", "read_into_cache", "weight_files"],
+    "vlmswap.swap.staging": ["Stager", "cached_fraction", "evict_from_cache", "read_into_cache", "weight_files"],
     "vlmswap.swap.traces": [
         "KINDS",
         "ROLES",
