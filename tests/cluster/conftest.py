@@ -32,6 +32,7 @@ pytest.importorskip("ray.serve", reason="the cluster mode needs the ray extra (m
 SPAWNLOG = Path(__file__).resolve().parent / "spawnlog.py"
 UP_TIMEOUT_S = 180
 ADMIN_KEY, READER_KEY, OTHER_KEY = "cluster-admin-0001", "cluster-reader-0002", "cluster-other-0003"
+NARROW_KEY = "cluster-narrow-0004"
 
 
 def sha(key: str) -> str:
@@ -47,6 +48,7 @@ PROFILES = {
     "ops": {"key_sha256": sha(ADMIN_KEY), "admin": True},
     "reader": {"key_sha256": sha(READER_KEY)},
     "other": {"key_sha256": sha(OTHER_KEY)},
+    "narrow": {"key_sha256": sha(NARROW_KEY), "models": ["ocr-a"]},
 }
 
 

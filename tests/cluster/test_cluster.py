@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.conftest import (
     ADMIN_KEY,
+    NARROW_KEY,
     OCR_FIELDS,
     OTHER_KEY,
     READER_KEY,
@@ -238,6 +239,13 @@ def test_each_request_runs_as_its_callers_profile_on_the_replica(cluster: Cluste
     # The replica's Admission counted it as reader's (the cluster's /api/usage sums the replicas').
     cluster.wait_for(lambda: _usage(cluster, "reader") == before + 1, 10, "reader's request in the usage")
     assert set(Client(cluster.url, api_key=READER_KEY).usage()["profiles"]) == {"reader"}
+
+
+def test_a_profile_sees_only_its_models_at_the_ingress(cluster: Cluster) -> None:
+    listed = [m["name"] for m in cluster.http.get("/v1/models", headers=bearer(NARROW_KEY)).json()["data"]]
+    assert listed == ["ocr-a"]
+    everyone = {m["name"] for m in cluster.http.get("/v1/models", headers=bearer(ADMIN_KEY)).json()["data"]}
+    assert set(OCR_MODELS) <= everyone
 
 
 def test_preferences_are_kept_per_profile_at_the_ingress(cluster: Cluster) -> None:

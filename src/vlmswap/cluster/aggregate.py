@@ -113,28 +113,6 @@ def _cluster_gpu(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def models_list(registry_models: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """`/v1/models`: the registry, each model with its cluster-wide state."""
-    data = []
-    for name, spec in registry_models.items():
-        st = status["models"].get(name, {})
-        data.append(
-            {
-                "id": spec.served_name,
-                "object": "model",
-                "created": 0,
-                "owned_by": "vlmswap",
-                "name": name,
-                "aliases": list(spec.aliases),
-                "family": spec.family,
-                "capabilities": list(spec.capabilities),
-                "state": st.get("state", "stopped"),
-                "description": spec.description,
-            }
-        )
-    return {"object": "list", "data": data}
-
-
 class _Families:
     """A prometheus_client collector over already-built metric families."""
 

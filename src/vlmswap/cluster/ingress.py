@@ -31,6 +31,7 @@ from vlmswap.cluster.options import ClusterOptions, registry_of
 from vlmswap.gateway import jobs as job_routes
 from vlmswap.gateway import preferences
 from vlmswap.gateway.guard import Guard, identity
+from vlmswap.gateway.openai_routes import models_list
 from vlmswap.gateway.proxy import read_openai_body
 from vlmswap.registry.profiles import Identity, Profiles
 
@@ -183,8 +184,11 @@ def ingress_deployment(opts: ClusterOptions) -> Any:
             return await self.forward(request, self.resolve(read_openai_body(body)[1]), body)
 
         @fastapi_app.get("/v1/models")
-        async def list_models(self) -> dict[str, Any]:
-            return aggregate.models_list(self.registry.models, await self.board.status.remote())
+        async def list_models(self, request: Request) -> dict[str, Any]:
+            """As one gateway's: the models the caller may use, each in its cluster-wide state."""
+            st = await self.board.status.remote()
+            states = {name: m.get("state", "stopped") for name, m in st["models"].items()}
+            return models_list(self.registry.models, states, identity(request.scope))
 
         # --- documents ---------------------------------------------------------------------
 

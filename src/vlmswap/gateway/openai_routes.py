@@ -10,6 +10,7 @@ a test can hold the document to it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,6 +19,9 @@ from vlmswap.api.errors import APIError
 from vlmswap.api.openai_types import ModelList, completion_route_doc
 from vlmswap.gateway import state
 from vlmswap.gateway.guard import identity
+from vlmswap.registry.config import ModelSpec
+from vlmswap.registry.profiles import Identity
+from vlmswap.swap.states import ModelState
 
 ERRORS = {
     400: "invalid request: not JSON, no `model`, or the backend refused a field",
@@ -31,10 +35,9 @@ ERRORS = {
 router = APIRouter(tags=["OpenAI"])
 
 
-@router.get("/v1/models", response_model=ModelList)
-async def list_models(request: Request) -> dict[str, Any]:
-    """The models this caller may use (a profile sees its own), with their state."""
-    manager, who = state.manager(request), identity(request.scope)
+def models_list(models: Mapping[str, ModelSpec], states: Mapping[str, str], who: Identity | None) -> dict[str, Any]:
+    """`/v1/models` in OpenAI's shape, with vlmswap's fields: the models `who` may use (None: all), each in
+    its state (one gateway's, or a cluster's)."""
     data = [
         {
             "id": spec.served_name,
@@ -45,13 +48,21 @@ async def list_models(request: Request) -> dict[str, Any]:
             "aliases": list(spec.aliases),
             "family": spec.family,
             "capabilities": list(spec.capabilities),
-            "state": manager.models[name].state,
+            "state": states.get(name, ModelState.STOPPED),
             "description": spec.description,
         }
-        for name, spec in manager.registry.models.items()
+        for name, spec in models.items()
         if who is None or who.may_use(name)
     ]
     return {"object": "list", "data": data}
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(request: Request) -> dict[str, Any]:
+    """The models this caller may use (a profile sees its own), with their state."""
+    manager = state.manager(request)
+    states = {name: m.state for name, m in manager.models.items()}
+    return models_list(manager.registry.models, states, identity(request.scope))
 
 
 def _not_proxied() -> APIError:
@@ -70,4 +81,4 @@ async def completions() -> None:
     raise _not_proxied()
 
 
-__all__ = ["ERRORS", "router"]
+__all__ = ["ERRORS", "models_list", "router"]
