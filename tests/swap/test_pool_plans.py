@@ -115,3 +115,11 @@ def test_equal_worth_leaves_least_recently_used_first():
     assert plan_gpu(
         "t", 10 * GIB, [Sleeper("new", 0, GIB, 7.0, 9.0), Sleeper("old", 0, GIB, 7.0, 1.0)], capacity_bytes=11 * GIB
     ).evict == ("old",)
+
+
+def test_the_sleeper_about_to_wake_leaves_the_pool_and_makes_room_without_an_eviction():
+    pool = sleepers(("waking", 4, 0.8, 1), ("other", 4, 0.8, 2))
+    full = plan_sleep("c", 4 * GIB, pool, max_sleeping=2, ram_budget_bytes=100 * GIB)
+    assert full.fits and full.evict == ("waking",)  # counted, it would be the one to go
+    plan = plan_sleep("c", 4 * GIB, pool, max_sleeping=2, ram_budget_bytes=100 * GIB, waking="waking")
+    assert plan.fits and plan.evict == ()

@@ -283,16 +283,21 @@ class Lifecycle:
 
     def would_sleep(self, name: str) -> bool:
         """Whether `name`, put to sleep now, would be let into the pool (staging asks before a start)."""
+        return self._sleep_plan(name).fits
+
+    def _sleep_plan(self, name: str, waking: str | None = None, protect: frozenset[str] = frozenset()) -> pool.Plan:
+        """Who leaves the pool so `name` may sleep (`waking`: the model about to wake, leaving it)."""
         s = self.settings
-        plan = pool.plan_sleep(
+        return pool.plan_sleep(
             name,
             self.estimated_sleep_ram(name),
             self._sleepers(),
             max_sleeping=s.max_sleeping,
             ram_budget_bytes=self.ram_budget_bytes,
+            protect=protect,
             worth=self.worth(name),
+            waking=waking,
         )
-        return plan.fits
 
     async def put_to_sleep(self, name: str, phase_model: str, protect: frozenset[str]) -> bool:
         """Sleep `name`, verified; False when it was stopped instead (it did not fit the pool, its
@@ -301,16 +306,7 @@ class Lifecycle:
         backend = self.models[name].backend
         if backend is None:
             return False
-        leaving = [sl for sl in self._sleepers() if sl.name != phase_model]  # the one about to wake leaves the pool
-        plan = pool.plan_sleep(
-            name,
-            self.estimated_sleep_ram(name),
-            leaving,
-            max_sleeping=s.max_sleeping,
-            ram_budget_bytes=self.ram_budget_bytes,
-            protect=protect,
-            worth=self.worth(name),
-        )
+        plan = self._sleep_plan(name, waking=phase_model, protect=protect)
         if not plan.fits:
             self.phase(
                 phase_model, Phase.SLEEPING, f"{name} does not fit the sleeping pool ({plan.why}); stopping it instead"

@@ -44,15 +44,17 @@ def plan_sleep(
     ram_budget_bytes: int,
     protect: frozenset[str] = frozenset(),
     worth: float = math.inf,
+    waking: str | None = None,
 ) -> Plan:
-    """May `candidate` join the pool (holding `ram_bytes`)? Which sleepers leave first so it fits
+    """May `candidate` join the pool (holding `ram_bytes`)? `waking`: the sleeper about to wake, which
+    leaves the pool (it neither counts nor can be chosen). Which sleepers leave first so it fits
     both `max_sleeping` and the RAM budget. Protected sleepers (the model about to wake, the one
     the oldest queued request waits for) never leave, nor do sleepers worth more than the
     candidate (`worth`, on the scale of `Sleeper.keep`; infinite under LRU: the model that was
     just serving is always the most recently used). With a finite worth the keeps are expected
     savings, which add up: the candidate is refused when those it would displace are worth more
     together than it is."""
-    others = [s for s in sleepers if s.name != candidate]
+    others = [s for s in sleepers if s.name not in (candidate, waking)]
     protect = protect | {s.name for s in others if s.keep > worth}
     if max_sleeping is not None and max_sleeping <= 0:
         return Plan((), False, "max_sleeping is 0")

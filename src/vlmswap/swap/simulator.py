@@ -172,15 +172,15 @@ class SimLifecycle:
 
     def put_to_sleep(self, name: str, phase_model: str, protect: frozenset[str]) -> float | None:
         s = self.settings
-        leaving = [sl for sl in self._sleepers() if sl.name != phase_model]
         plan = pool.plan_sleep(
             name,
             self.estimated_sleep_ram(name),
-            leaving,
+            self._sleepers(),
             max_sleeping=s.max_sleeping,
             ram_budget_bytes=self.ram_budget_bytes,
             protect=protect,
             worth=self.worth(name),
+            waking=phase_model,
         )
         if not plan.fits:
             self.stop(name)
