@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _gateway_common import PY, free_port, machine, registry_yaml, spawned, wait_http, write_section
 
-from tests.documents.conftest import pdf_bytes, render_pages
+from tests.documents.conftest import pdf_bytes, render_pages  # noqa: E402
+from tests.support import worker_cmd  # noqa: E402
 
 DPI = 100
 
@@ -101,18 +102,7 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     model = {
         "served_name": "ocr",
-        "cmd": [
-            PY,
-            "-m",
-            "vlmswap",
-            "worker",
-            "--engine",
-            "rapidocr",
-            "--port",
-            "${PORT}",
-            "--served-model-name",
-            "${SERVED_NAME}",
-        ],
+        "cmd": worker_cmd("rapidocr", python=PY),
         "family": "rapidocr",
         "capabilities": ["ocr"],
         "startup_timeout_s": 180,

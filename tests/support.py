@@ -89,5 +89,11 @@ def running(
             out.close()  # type: ignore[union-attr]
 
 
+def worker_cmd(engine: str, *extra: str, python: str = "${PYTHON}") -> list[str]:
+    """A registry entry's `cmd` running `vlmswap worker` with `engine` on the port the gateway picks."""
+    return [python, "-m", "vlmswap", "worker", "--engine", engine, *extra, "--port", "${PORT}",
+            "--served-model-name", "${SERVED_NAME}"]  # fmt: skip
+
+
 def worker_argv(engine: str, port: int, *extra: str) -> list[str]:
     return [PY, "-m", "vlmswap", "worker", "--engine", engine, "--port", str(port), *extra]

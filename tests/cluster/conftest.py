@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.servers import fault_cmd
-from tests.support import ROOT, free_port, wait_until
+from tests.support import ROOT, free_port, wait_until, worker_cmd
 
 pytest.importorskip("ray.serve", reason="the cluster mode needs the ray extra (make test installs it)")
 
@@ -207,18 +207,7 @@ class AwakeSampler:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("cluster")
-    worker = [
-        "${PYTHON}",
-        "-m",
-        "vlmswap",
-        "worker",
-        "--engine",
-        "rapidocr",
-        "--port",
-        "${PORT}",
-        "--served-model-name",
-        "${SERVED_NAME}",
-    ]
+    worker = worker_cmd("rapidocr")
     c = Cluster(
         tmp,
         {

@@ -21,7 +21,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.support import PY, ROOT, free_port, wait_http
+from tests.support import PY, ROOT, free_port, wait_http, worker_cmd
 
 FAULT = ["${PYTHON}", "-m", "tests.servers.fault_server", "--port", "${PORT}", "--served-model-name", "${SERVED_NAME}"]
 
@@ -36,18 +36,7 @@ def rapidocr_model(served: str = "rapidocr", **fields: Any) -> dict[str, Any]:
         "served_name": served,
         "family": "rapidocr",
         "capabilities": ["ocr", "layout"],
-        "cmd": [
-            "${PYTHON}",
-            "-m",
-            "vlmswap",
-            "worker",
-            "--engine",
-            "rapidocr",
-            "--port",
-            "${PORT}",
-            "--served-model-name",
-            "${SERVED_NAME}",
-        ],
+        "cmd": worker_cmd("rapidocr"),
         "startup_timeout_s": 120,
         **fields,
     }

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.support import PY, ROOT, free_port, running
+from tests.support import PY, ROOT, free_port, running, worker_cmd
 
 TINY = "test/tiny"
 BIG = "test/big"
@@ -143,18 +143,7 @@ def registry(tmp_path: Path) -> Path:
             "served_name": "rapidocr",
             "family": "rapidocr",
             "capabilities": ["ocr"],
-            "cmd": [
-                "${PYTHON}",
-                "-m",
-                "vlmswap",
-                "worker",
-                "--engine",
-                "rapidocr",
-                "--port",
-                "${PORT}",
-                "--served-model-name",
-                "${SERVED_NAME}",
-            ],
+            "cmd": worker_cmd("rapidocr"),
         },
     }
     path.write_text(yaml.safe_dump({"models": models}), encoding="utf-8")

@@ -9,7 +9,7 @@ import pytest
 
 from tests.documents.conftest import docs_dir, pdf_bytes, render_pages, rendered  # noqa: F401  (fixtures)
 from tests.gateway_e2e.conftest import fault_model, gateways  # noqa: F401  (the fixture)
-from tests.support import PY
+from tests.support import PY, worker_cmd
 
 DPI = 100
 
@@ -17,18 +17,7 @@ DPI = 100
 def rapidocr_model(**fields: Any) -> dict[str, Any]:
     """The embedded engine as a real worker process, as the shipped registry runs it."""
     return {
-        "cmd": [
-            PY,
-            "-m",
-            "vlmswap",
-            "worker",
-            "--engine",
-            "rapidocr",
-            "--port",
-            "${PORT}",
-            "--served-model-name",
-            "${SERVED_NAME}",
-        ],
+        "cmd": worker_cmd("rapidocr", python=PY),
         "family": "rapidocr",
         "capabilities": ["ocr", "layout"],
         "startup_timeout_s": 120,

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.support import FONT
+from tests.support import FONT, worker_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_FILE = ROOT / "src" / "vlmswap" / "ui" / "app.py"
@@ -42,22 +42,6 @@ def click_keyed(page: Any, key: str, timeout_s: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise
             page.wait_for_timeout(200)
-
-
-def worker_cmd(engine: str, *extra: str) -> list[str]:
-    return [
-        "${PYTHON}",
-        "-m",
-        "vlmswap",
-        "worker",
-        "--engine",
-        engine,
-        *extra,
-        "--port",
-        "${PORT}",
-        "--served-model-name",
-        "${SERVED_NAME}",
-    ]
 
 
 def registry(tiny_model: Path) -> dict:
